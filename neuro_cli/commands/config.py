@@ -1,0 +1,73 @@
+"""neuro config: show the configuration, the presets with capacity, and the token."""
+
+from __future__ import annotations
+
+import click
+
+from ..deps import Deps
+from ._jobs_common import run_async
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             short_help="Show the client configuration")
+def group() -> None:
+    """Show the client configuration.
+
+    \b
+    Examples:
+      neuro config show
+      neuro config show-token
+    """
+
+
+@group.command(short_help="Show server, user and presets")
+@click.pass_context
+def show(ctx: click.Context) -> None:
+    """Show the server, the user, and the presets with how many jobs of each fit now.
+
+    \b
+    Examples:
+      neuro config show
+    """
+    run_async(ctx, _show)
+
+
+async def _show(deps: Deps) -> int:
+    from ..embedded import config_dir, server_dir
+    from ..formatters.common import size
+    from neuro_sdk import Factory
+
+    io = deps.io
+    async with deps.client() as client:
+        cfg = await client.get_server_config()
+        cap = await client.jobs.get_capacity()
+    embedded_mode = not Factory(config_dir()).is_logged_in()
+    io.out(f"User: {client.username}")
+    io.out(f"API URL: {client.url}")
+    io.out(f"Server: {'embedded local server (' + str(server_dir()) + ')' if embedded_mode else 'remote'}")
+    io.out(f"Cluster: {client.cluster_name}")
+    io.out("Presets:")
+    io.out("  NAME\tCPU\tMEMORY\tGPU\tJOBS AVAILABLE")
+    cluster = cfg.clusters.get(client.cluster_name or "")
+    for p in (cluster.presets.values() if cluster else ()):
+        gpu = f"{p.nvidia_gpu} x {p.nvidia_gpu_model or 'nvidia'}" if p.nvidia_gpu else "-"
+        io.out(f"  {p.name}\t{p.cpu:g}\t{size(p.memory)}\t{gpu}\t{cap.get(p.name, 0)}")
+    return 0
+
+
+@group.command("show-token", short_help="Print the API token")
+@click.pass_context
+def show_token(ctx: click.Context) -> None:
+    """Print the API token, so that other clients (apolo, scripts) can log in as you.
+
+    \b
+    Examples:
+      apolo config login-with-token "$(neuro config show-token)" URL
+    """
+
+    async def run(deps: Deps) -> int:
+        async with deps.client() as client:
+            deps.io.out(client.token)
+        return 0
+
+    run_async(ctx, run)

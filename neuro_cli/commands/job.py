@@ -1,0 +1,28 @@
+"""neuro job: the job commands under one group (run, ls, status, logs, kill, bump-life-span)."""
+
+from __future__ import annotations
+
+from ..main import LazyGroup
+from .bump_life_span import command as bump_life_span
+
+group = LazyGroup(
+    "job",
+    lazy={
+        "run": "neuro_cli.commands.run:command",
+        "ls": "neuro_cli.commands.ps:command",
+        "status": "neuro_cli.commands.status:command",
+        "logs": "neuro_cli.commands.logs:command",
+        "kill": "neuro_cli.commands.kill:command",
+    },
+    short={
+        "run": "Run a job",
+        "ls": "List jobs",
+        "status": "Show the status of a job",
+        "logs": "Print the output of a job",
+        "kill": "Kill jobs",
+        "bump-life-span": "Extend the life span of a job",
+    },
+    help="Job commands.\n\n\b\nExamples:\n  neuro job ls -a\n  neuro job bump-life-span train 2h",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+group.add_command(bump_life_span, "bump-life-span")

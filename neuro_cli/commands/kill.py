@@ -1,0 +1,48 @@
+"""neuro kill: stop jobs; tries every one and exits 1 if any could not be killed."""
+
+from __future__ import annotations
+
+import click
+
+from ..deps import Deps
+from ..errors import ExitCode, classify
+from ._jobs_common import resolve_job, run_async
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]}, short_help="Kill jobs")
+@click.argument("jobs", nargs=-1, required=True)
+@click.pass_context
+def command(ctx: click.Context, jobs: tuple[str, ...]) -> None:
+    """Kill jobs: SIGTERM, then SIGKILL after the server's grace period.
+
+    Prints the id of each job killed. Every job is tried; the exit code is 1 if any could not be
+    killed (each failure is printed on stderr).
+
+    \b
+    Examples:
+      neuro kill train
+      neuro ps -q --tag nightly | xargs neuro kill
+    """
+    run_async(ctx, lambda deps: run(jobs, deps))
+
+
+async def run(refs: tuple[str, ...], deps: Deps) -> int:
+    failed = False
+    async with deps.client() as client:
+        for ref in refs:
+            try:
+                job_id = await resolve_job(client, ref)
+                job = await client.jobs.status(job_id)
+                if job.status.is_finished:
+                    deps.io.err(f"ERROR: cannot kill {ref}: the job is already {job.status.value}")
+                    failed = True
+                    continue
+                await client.jobs.kill(job_id)
+                deps.io.out(job_id)
+            except Exception as e:
+                code, message, _ = classify(e)
+                if code == ExitCode.FAILURE:
+                    raise
+                deps.io.err(f"ERROR: cannot kill {ref}: {message}")
+                failed = True
+    return int(ExitCode.FAILURE) if failed else 0

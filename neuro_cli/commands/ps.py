@@ -1,0 +1,104 @@
+"""neuro ps: list jobs (active ones by default)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+import click
+
+from ..deps import Deps
+from ..parse import parse_date_or_delta
+from ._jobs_common import run_async
+
+STATUS_CHOICES = ("pending", "suspended", "running", "succeeded", "failed", "cancelled")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    statuses: tuple[str, ...]
+    all: bool
+    name: str | None
+    tags: tuple[str, ...]
+    owners: tuple[str, ...]
+    since: datetime | None
+    until: datetime | None
+    recent_first: bool
+    quiet: bool
+
+
+def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_date_or_delta(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]}, short_help="List jobs")
+@click.option("-s", "--status", "statuses", multiple=True, type=click.Choice(STATUS_CHOICES),
+              help="Show jobs in this status (repeatable) [default: pending, suspended, running].")
+@click.option("-a", "--all", "all_", is_flag=True, help="Show jobs in every status.")
+@click.option("-n", "--name", help="Only jobs with this name.")
+@click.option("-t", "--tag", "tags", multiple=True, help="Only jobs with all these tags (repeatable).")
+@click.option("-o", "--owner", "owners", multiple=True,
+              help="Only jobs of this owner (repeatable; ME is you).")
+@click.option("--since", callback=_date, metavar="DATE_OR_TIMEDELTA",
+              help="Only jobs created at or after this time (ISO date or e.g. 1h ago as 1h).")
+@click.option("--until", callback=_date, metavar="DATE_OR_TIMEDELTA",
+              help="Only jobs created at or before this time.")
+@click.option("--recent-first/--recent-last", default=False,
+              help="Newest jobs first [default: oldest first].")
+@click.option("-q", "--quiet", is_flag=True, help="Print only job ids.")
+@click.pass_context
+def command(ctx: click.Context, statuses: tuple[str, ...], all_: bool, name: str | None,
+            tags: tuple[str, ...], owners: tuple[str, ...], since: datetime | None,
+            until: datetime | None, recent_first: bool, quiet: bool) -> None:
+    """List jobs: the active ones unless -s or -a says otherwise.
+
+    A table on a terminal; tab-separated lines with a header and ISO-8601 UTC times in a pipe.
+
+    \b
+    Examples:
+      neuro ps
+      neuro ps -a --since 1d
+      neuro ps -s failed -s cancelled --tag nightly
+      neuro ps -q | xargs neuro kill
+    """
+    if all_ and statuses:
+        raise click.UsageError("-a/--all and -s/--status cannot be used together")
+    opts = Options(statuses, all_, name, tags, owners, since, until, recent_first, quiet)
+    run_async(ctx, lambda deps: run(opts, deps))
+
+
+async def run(opts: Options, deps: Deps) -> int:
+    from neuro_sdk import JobStatus
+
+    from ..formatters.jobs import ps_header, ps_line, ps_table
+
+    if opts.all:
+        statuses: set[JobStatus] = set()
+    elif opts.statuses:
+        statuses = {JobStatus(s) for s in opts.statuses}
+    else:
+        statuses = JobStatus.active_items()
+    io = deps.io
+    async with deps.client() as client:
+        owners = {client.username if o == "ME" else o for o in opts.owners}
+        it = client.jobs.list(statuses=statuses, name=opts.name, tags=opts.tags, owners=owners,
+                              since=opts.since, until=opts.until, reverse=opts.recent_first)
+        if opts.quiet:
+            async for job in it:
+                io.out(job.id)
+            return 0
+        now = deps.now()
+        if not io.stdout_tty:
+            # streamed: each job is printed as it arrives
+            io.out(ps_header())
+            async for job in it:
+                io.out(ps_line(job, now))
+            return 0
+        jobs = [job async for job in it]
+    io.console().print(ps_table(jobs, now))
+    return 0

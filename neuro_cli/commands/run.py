@@ -1,0 +1,167 @@
+"""neuro run: start a job, show its progress, stream its output, exit with its exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shlex
+
+import click
+
+from ..deps import Deps
+from ..errors import CLIError, ExitCode
+from ..parse import parse_env, parse_life_span
+from ._jobs_common import (
+    final_status,
+    follow_output,
+    job_exit_code,
+    result_line,
+    run_async,
+    runtime_note,
+    wait_started,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    image: str
+    cmd: tuple[str, ...]
+    preset: str | None
+    name: str | None
+    tags: tuple[str, ...]
+    description: str | None
+    env: tuple[str, ...]
+    env_files: tuple[str, ...]
+    workdir: str | None
+    entrypoint: str | None
+    life_span: float | None
+    detach: bool
+    wait_start: bool
+    quiet: bool
+
+
+def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_life_span(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Run a job",
+)
+@click.argument("image")
+@click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
+@click.option("-s", "--preset", help="Resource preset (see `neuro config show`) [default: the first].")
+@click.option("-n", "--name", help="Job name: 3-40 lower-case letters, digits, dashes.")
+@click.option("--tag", "tags", multiple=True, help="Tag the job (repeatable).")
+@click.option("-d", "--description", help="A free-text description.")
+@click.option("-e", "--env", multiple=True, metavar="VAR=VAL",
+              help="Environment variable (repeatable); VAR alone copies the local value.")
+@click.option("--env-file", "env_files", multiple=True, type=click.Path(dir_okay=False),
+              help="File of VAR=VAL lines (repeatable); -e wins over it.")
+@click.option("-w", "--workdir", help="Working directory of the command.")
+@click.option("--entrypoint", help="Override the image's entrypoint.")
+@click.option("--life-span", callback=_life_span, metavar="TIMEDELTA",
+              help="Stop the job after it ran this long, e.g. 1d2h3m4s [default: no limit].")
+@click.option("--detach", is_flag=True, help="Do not stream the output: print the job id and return.")
+@click.option("--wait-start/--no-wait-start", default=True, show_default=True,
+              help="Wait for the job to start before returning (--no-wait-start implies --detach).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the job id (and the output when attached).")
+@click.pass_context
+def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | None,
+            name: str | None, tags: tuple[str, ...], description: str | None,
+            env: tuple[str, ...], env_files: tuple[str, ...], workdir: str | None,
+            entrypoint: str | None, life_span: float | None, detach: bool, wait_start: bool,
+            quiet: bool) -> None:
+    """Run a job: start IMAGE with CMD on a resource preset.
+
+    Shows the job's progress while it is pending, then streams its output and exits with the
+    job's exit code (125 if it failed without one). Ctrl-C stops watching; the job goes on.
+
+    \b
+    Examples:
+      neuro run --preset cpu-small ubuntu -- echo hello
+      neuro run -n train --life-span 2h -e SEED=1 pytorch -- python train.py
+      neuro run --detach --tag nightly ubuntu -- ./nightly.sh
+    """
+    if workdir is not None and not workdir.startswith("/"):
+        raise click.BadParameter("must be an absolute path", param_hint="'--workdir'")
+    opts = Options(image, cmd, preset, name, tags, description, env, env_files, workdir,
+                   entrypoint, life_span, detach or not wait_start, wait_start, quiet)
+    run_async(ctx, lambda deps: run(opts, deps))
+
+
+def _command_string(cmd: tuple[str, ...]) -> str | None:
+    """The wire carries one string that the server splits with shlex: quote every word so the
+    job gets exactly the argv typed after ``--`` (as docker does; no shell unless asked)."""
+    if not cmd:
+        return None
+    return " ".join(shlex.quote(c) for c in cmd)
+
+
+async def run(opts: Options, deps: Deps) -> int:
+    from neuro_sdk import RemoteImage
+
+    env = parse_env(opts.env, opts.env_files, dict(os.environ))
+    try:
+        image = RemoteImage.parse(opts.image)
+    except ValueError as e:
+        raise CLIError(f"invalid image {opts.image!r}: {e}", ExitCode.USAGE) from None
+    async with deps.client() as client:
+        preset = opts.preset
+        if preset is None:
+            cfg = await client.get_server_config()
+            cluster = cfg.clusters.get(client.cluster_name or "")
+            preset = next(iter(cluster.presets)) if cluster and cluster.presets else "cpu-small"
+        job = await client.jobs.start(
+            image=image,
+            preset_name=preset,
+            entrypoint=opts.entrypoint,
+            command=_command_string(opts.cmd),
+            working_dir=opts.workdir,
+            env=env,
+            name=opts.name,
+            tags=opts.tags,
+            description=opts.description,
+            life_span=opts.life_span,
+        )
+        io = deps.io
+        if opts.quiet:
+            if opts.detach:
+                io.out(job.id)
+        else:
+            io.err(f"Job ID: {job.id}")
+            if job.name:
+                io.err(f"Name: {job.name}")
+            note = runtime_note(job)
+            if note:
+                io.err(note)
+        if opts.detach and not opts.wait_start:
+            if not opts.quiet:
+                io.out(job.id)
+            return 0
+        job = await wait_started(client, job, deps, quiet=opts.quiet, stop_when_queued=opts.detach)
+    if opts.detach:
+        if job.status.is_finished and job.status.value != "succeeded":
+            io.err(result_line(job))
+            return job_exit_code(job)
+        if not opts.quiet:
+            io.out(job.id)
+            io.err(f"Follow its output: neuro logs {job.name or job.id}")
+        return 0
+    try:
+        await follow_output(deps, job.id)
+        job = await final_status(deps, job.id)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        ref = job.name or job.id
+        io.err(f"\nDetached from job {job.id}: it keeps running.")
+        io.err(f"  follow its output: neuro logs {ref}    stop it: neuro kill {ref}")
+        return int(ExitCode.INTERRUPTED)
+    if not opts.quiet and (job.status.value != "succeeded" or deps.verbose):
+        io.err(result_line(job))
+    return job_exit_code(job)

@@ -1,0 +1,39 @@
+"""neuro status: everything about one job."""
+
+from __future__ import annotations
+
+import click
+
+from ..deps import Deps
+from ._jobs_common import resolve_job, run_async
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               short_help="Show the status of a job")
+@click.argument("job")
+@click.pass_context
+def command(ctx: click.Context, job: str) -> None:
+    """Show the status of a job: what runs, where, with which limits, and every transition.
+
+    JOB is a job id or name.
+
+    \b
+    Examples:
+      neuro status job-0123abcd-...
+      neuro status train
+    """
+    run_async(ctx, lambda deps: run(job, deps))
+
+
+async def run(ref: str, deps: Deps) -> int:
+    from ..formatters.jobs import status_plain, status_renderable
+
+    async with deps.client() as client:
+        job = await client.jobs.status(await resolve_job(client, ref))
+    now = deps.now()
+    if deps.io.stdout_tty:
+        deps.io.console().print(status_renderable(job, now))
+    else:
+        for line in status_plain(job, now):
+            deps.io.out(line)
+    return 0

@@ -1,0 +1,42 @@
+"""Deps: what a command may use, as lazy providers (no network or heavy import until asked)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from .iostreams import IOStreams
+
+if TYPE_CHECKING:
+    from neuro_sdk import Client
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclasses.dataclass
+class Deps:
+    io: IOStreams
+    verbose: int = 0
+    now: Callable[[], datetime] = _now
+
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator["Client"]:
+        """A client for the logged-in server, else for the embedded local server (started on
+        first use)."""
+        from neuro_sdk import Factory
+
+        from . import embedded
+
+        factory = Factory(embedded.config_dir())
+        if not factory.is_logged_in():
+            embedded.ensure_started()
+        client = await factory.get()
+        try:
+            yield client
+        finally:
+            await client.close()

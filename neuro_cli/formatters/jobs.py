@@ -1,0 +1,189 @@
+"""Job formatters: pure functions from SDK objects to rows or rich renderables (no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .common import duration, iso, size, when
+
+if TYPE_CHECKING:
+    from neuro_sdk import JobDescription
+
+STATUS_STYLE = {
+    "pending": "cyan",
+    "suspended": "magenta",
+    "running": "blue",
+    "succeeded": "green",
+    "cancelled": "yellow",
+    "failed": "red",
+}
+
+PS_COLUMNS = ("ID", "NAME", "STATUS", "WHEN", "PRESET", "IMAGE", "COMMAND")
+
+
+def when_time(job: "JobDescription") -> datetime | None:
+    """Created for pending, started for running, finished for finished jobs."""
+    h = job.history
+    if job.status.is_finished:
+        return h.finished_at
+    if job.status.is_running or job.status.value == "suspended":
+        return h.started_at
+    return h.created_at
+
+
+def command_of(job: "JobDescription") -> str:
+    c = job.container
+    return " ".join(p for p in (c.entrypoint, c.command) if p)
+
+
+def ps_row(job: "JobDescription", now: datetime, tty: bool) -> tuple[str, ...]:
+    return (
+        job.id,
+        job.name or "",
+        job.status.value,
+        when(when_time(job), now, tty),
+        job.preset_name or "",
+        str(job.container.image),
+        command_of(job),
+    )
+
+
+def ps_header() -> str:
+    """Piped output: this header, then one tab-separated ``ps_line`` per job."""
+    return "\t".join(PS_COLUMNS)
+
+
+def ps_line(job: "JobDescription", now: datetime) -> str:
+    return "\t".join(v.replace("\t", " ").replace("\n", " ") for v in ps_row(job, now, False))
+
+
+def ps_table(jobs: Iterable["JobDescription"], now: datetime) -> Any:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAVY, show_edge=False, pad_edge=False)
+    for col in PS_COLUMNS:
+        table.add_column(col, overflow="fold" if col in ("ID",) else "ellipsis",
+                         no_wrap=col != "COMMAND", style="bold" if col == "ID" else None,
+                         max_width=40 if col in ("NAME", "IMAGE") else None)
+    for job in jobs:
+        row = list(ps_row(job, now, True))
+        row[2] = f"[{STATUS_STYLE.get(row[2], '')}]{row[2]}[/]"
+        table.add_row(*row)
+    return table
+
+
+def status_rows(job: "JobDescription", now: datetime, tty: bool) -> list[tuple[str, str]]:
+    """The rows of `neuro status`, in order; optional rows only when set."""
+    h = job.history
+    c = job.container
+    rows: list[tuple[str, str]] = [("Job", job.id)]
+    if job.name:
+        rows.append(("Name", job.name))
+    if job.tags:
+        rows.append(("Tags", ", ".join(job.tags)))
+    rows.append(("Owner", job.owner))
+    if job.project_name:
+        rows.append(("Project", job.project_name))
+    rows.append(("Cluster", job.cluster_name))
+    if job.org_name:
+        rows.append(("Organization", job.org_name))
+    if job.description:
+        rows.append(("Description", job.description))
+    status = job.status.value + (f" ({h.reason})" if h.reason else "")
+    rows.append(("Status", status))
+    rows.append(("Image", str(c.image)))
+    rt = getattr(job, "runtime", None)
+    if rt is not None:
+        rows.append(("Runtime", rt.name + ("" if rt.image_used else f": image not used, {rt.note}")))
+        if rt.limits:
+            rows.append(("Limits", rt.limits))
+    if c.entrypoint:
+        rows.append(("Entrypoint", c.entrypoint))
+    if c.command:
+        rows.append(("Command", c.command))
+    if c.working_dir:
+        rows.append(("Working dir", c.working_dir))
+    if job.preset_name:
+        rows.append(("Preset", job.preset_name))
+    r = c.resources
+    res = f"cpu {r.cpu:g}, memory {size(r.memory_mb * 1024 * 1024)}"
+    gpu = getattr(r, "nvidia_gpu", None) or getattr(r, "gpu", None)
+    if gpu:
+        model = getattr(r, "nvidia_gpu_model", None) or getattr(r, "gpu_model", None)
+        res += f", {gpu} x {model or 'GPU'}"
+    if r.shm:
+        res += ", extended /dev/shm"
+    rows.append(("Resources", res))
+    if job.restart_policy and str(getattr(job.restart_policy, "value", job.restart_policy)) != "never":
+        rows.append(("Restart policy", str(getattr(job.restart_policy, "value", job.restart_policy))))
+    if h.restarts:
+        rows.append(("Restarts", str(h.restarts)))
+    rows.append(("Life span", duration(job.life_span) if job.life_span else "no limit"))
+    if c.tty:
+        rows.append(("TTY", "yes"))
+    if c.env:
+        rows.append(("Environment", "\n".join(f"{k}={v}" for k, v in sorted(c.env.items()))))
+    rows.append(("Created", when(h.created_at, now, tty) if tty else iso(h.created_at)))
+    if h.started_at and not (job.status.is_finished and h.started_at == h.finished_at and h.exit_code is None):
+        rows.append(("Started", when(h.started_at, now, tty)))
+    if job.life_span and h.started_at and not job.status.is_finished:
+        from datetime import timedelta
+
+        ends = h.started_at + timedelta(seconds=job.life_span)
+        rows.append(("Life span ends (approx)", when(ends, now, tty)))
+    if h.finished_at:
+        rows.append(("Finished", when(h.finished_at, now, tty)))
+    if h.exit_code is not None:
+        rows.append(("Exit code", str(h.exit_code)))
+    if h.description and (job.status.value in ("failed", "cancelled") or job.status.is_pending):
+        rows.append(("Reason", h.description))
+    return rows
+
+
+def transitions_rows(job: "JobDescription", now: datetime, tty: bool) -> list[tuple[str, str, str]]:
+    out = []
+    for t in job.history.transitions:
+        status = t.status.value + (f" ({t.reason})" if t.reason else "")
+        out.append((status, when(t.transition_time, now, tty), t.description or ""))
+    return out
+
+
+def status_plain(job: "JobDescription", now: datetime) -> Iterable[str]:
+    for key, value in status_rows(job, now, False):
+        lines = value.split("\n")
+        yield f"{key}: {lines[0]}"
+        for extra in lines[1:]:
+            yield f"  {extra}"
+    trans = transitions_rows(job, now, False)
+    if trans:
+        yield "Status transitions:"
+        for status, t, desc in trans:
+            yield f"  {t}\t{status}" + (f"\t{desc}" if desc else "")
+
+
+def status_renderable(job: "JobDescription", now: datetime) -> Any:
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+
+    grid = Table(box=None, show_header=False, show_edge=False)
+    grid.add_column(style="bold")
+    grid.add_column()
+    for key, value in status_rows(job, now, True):
+        if key == "Status":
+            st = job.status.value
+            value = f"[{STATUS_STYLE.get(st, '')}]{value}[/]"
+        grid.add_row(key, value)
+    trans = transitions_rows(job, now, True)
+    if not trans:
+        return grid
+    t = Table(box=box.SIMPLE, show_edge=False, title="Status transitions", title_justify="left")
+    t.add_column("Status")
+    t.add_column("Time")
+    t.add_column("Description")
+    for row in trans:
+        t.add_row(*row)
+    return Group(grid, t)

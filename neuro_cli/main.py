@@ -1,0 +1,142 @@
+"""The ``neuro`` entry point: a lazy command tree and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from .errors import ExitCode
+
+# command name -> "module:attribute"; modules are imported only when the command runs
+COMMANDS: dict[str, str] = {
+    "run": "neuro_cli.commands.run:command",
+    "ps": "neuro_cli.commands.ps:command",
+    "status": "neuro_cli.commands.status:command",
+    "logs": "neuro_cli.commands.logs:command",
+    "kill": "neuro_cli.commands.kill:command",
+    "job": "neuro_cli.commands.job:group",
+    "config": "neuro_cli.commands.config:group",
+    "server": "neuro_cli.commands.server:group",
+    "login": "neuro_cli.commands.login:login",
+    "logout": "neuro_cli.commands.login:logout",
+    "capacity": "neuro_cli.commands.capacity:command",
+}
+
+SHORT_HELP: dict[str, str] = {
+    "run": "Run a job",
+    "ps": "List jobs",
+    "status": "Show the status of a job",
+    "logs": "Print the output of a job",
+    "kill": "Kill jobs",
+    "job": "Job commands (run, ls, status, logs, kill, bump-life-span)",
+    "config": "Show the client configuration",
+    "server": "Manage the embedded local server",
+    "login": "Log in to a neuro server",
+    "logout": "Log out and go back to the local server",
+    "capacity": "Show how many jobs of each preset fit now",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use, so --help stays fast."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str], short: dict[str, str], **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.lazy = lazy
+        self.short = short
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.lazy) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.commands:
+            return self.commands[name]
+        target = self.lazy.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        cmd: click.Command = getattr(importlib.import_module(module), attr)
+        self.commands[name] = cmd
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # short help from the table: listing commands must not import them
+        rows = [(name, self.short.get(name, "")) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup, lazy=COMMANDS, short=SHORT_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(package_name="neuro", prog_name="neuro")
+@click.option("-v", "--verbose", count=True, help="More output; also shows tracebacks.")
+@click.option("--show-traceback", is_flag=True, help="Show the Python traceback on errors.")
+@click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
+              show_default=True, help="Colour in the output.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, show_traceback: bool, color: str) -> None:
+    """Run compute jobs from container images on resource presets.
+
+    With no login, neuro starts a local server for you and runs jobs on this machine.
+
+    \b
+    Examples:
+      neuro run --preset cpu-small ubuntu -- echo hello
+      neuro ps
+      neuro logs JOB
+      neuro kill JOB
+    """
+    from .deps import Deps
+    from .iostreams import IOStreams
+
+    ctx.obj = Deps(io=IOStreams.system(color), verbose=verbose)
+    ctx.meta["show_traceback"] = show_traceback or verbose > 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI and turn every outcome into an exit code (see neuro_cli.errors)."""
+    args = sys.argv[1:] if argv is None else argv
+    show_tb = "--show-traceback" in args or any(a in ("-v", "--verbose") or a.startswith("-vv") for a in args)
+    try:
+        code = cli.main(args=args, prog_name="neuro", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.stderr.write("Aborted.\n")
+        code = ExitCode.INTERRUPTED
+    except click.ClickException as e:
+        e.show()
+        code = e.exit_code
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        code = ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # output piped into `head` etc.: not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = ExitCode.OK
+    except BaseException as e:  # noqa: BLE001 - the one place errors become exit codes
+        from .errors import JobExit, classify
+
+        if isinstance(e, JobExit):
+            code = e.code
+        elif isinstance(e, SystemExit):
+            raise
+        else:
+            code, message, hint = classify(e)
+            if show_tb:
+                import traceback
+
+                traceback.print_exc()
+            sys.stderr.write(f"ERROR: {message}\n")
+            if hint:
+                sys.stderr.write(f"  hint: {hint}\n")
+    sys.stdout.flush()
+    sys.exit(int(code or 0))

@@ -1,0 +1,90 @@
+"""Parsing of user input that several commands share: time deltas, dates, env files."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from .errors import CLIError, ExitCode
+
+_DELTA_RE = re.compile(
+    r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$"
+)
+
+
+def parse_timedelta(value: str) -> timedelta:
+    """``1d2h3m4s`` (each part optional, at least one) -> timedelta."""
+    text = value.strip()
+    m = _DELTA_RE.match(text)
+    if not text or not m or not any(m.groupdict().values()):
+        raise ValueError(f"invalid time delta {value!r}: use a form like 1d2h3m4s, 30m or 45s")
+    g = {k: float(v) if v else 0.0 for k, v in m.groupdict().items()}
+    return timedelta(days=g["d"], hours=g["h"], minutes=g["m"], seconds=g["s"])
+
+
+def parse_life_span(value: str) -> float:
+    delta = parse_timedelta(value)
+    seconds = delta.total_seconds()
+    if seconds <= 0:
+        raise ValueError(f"the life span must be positive, got {value!r}")
+    return seconds
+
+
+def parse_date_or_delta(value: str, *, now: datetime | None = None) -> datetime:
+    """An ISO-8601 date/time (naive = local time) or a delta back from now (``1h``)."""
+    try:
+        delta = parse_timedelta(value)
+    except ValueError:
+        pass
+    else:
+        return (now or datetime.now(timezone.utc)) - delta
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"invalid date {value!r}: use ISO-8601 (2026-01-31, 2026-01-31T12:00) or a delta (1h30m)"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.astimezone()  # local time
+    return dt.astimezone(timezone.utc)
+
+
+def parse_env(items: tuple[str, ...], files: tuple[str, ...], environ: dict[str, str]) -> dict[str, str]:
+    """``--env-file`` lines first, then ``-e VAR=VAL`` (``-e VAR`` copies the local value)."""
+    env: dict[str, str] = {}
+    for f in files:
+        try:
+            lines = Path(f).read_text().splitlines()
+        except OSError as e:
+            raise CLIError(f"cannot read env file {f}: {e.strerror}", ExitCode.USAGE) from None
+        for n, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if "=" not in line:
+                raise CLIError(f"{f}:{n}: expected VAR=VALUE, got {line!r}", ExitCode.USAGE)
+            k, v = line.split("=", 1)
+            env[k.strip()] = v
+    for item in items:
+        if "=" in item:
+            k, v = item.split("=", 1)
+        else:
+            k = item
+            if k not in environ:
+                raise CLIError(f"-e {k}: no such variable in the local environment", ExitCode.USAGE)
+            v = environ[k]
+        if not k:
+            raise CLIError(f"invalid -e {item!r}: expected VAR=VALUE", ExitCode.USAGE)
+        env[k] = v
+    return env
+
+
+def format_timedelta(seconds: float) -> str:
+    """3723 -> '1h2m3s'"""
+    s = int(round(seconds))
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    out = "".join(f"{v}{u}" for v, u in ((d, "d"), (h, "h"), (m, "m"), (s, "s")) if v)
+    return out or "0s"

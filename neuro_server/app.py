@@ -1,0 +1,124 @@
+"""The aiohttp application: routes of protocol.md, authentication and error middlewares."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from .auth import AuthError, Authenticator, load_secret
+from .config import ServerConfig
+from .handlers import jobs, monitoring
+from .handlers.common import STATE, USER, error_response
+from .runtime.base import Runtime
+from .scheduler import Scheduler
+from .serialize import server_config_json
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PUBLIC = {"/api/v1/ping", "/ping"}
+OPTIONAL_AUTH = {"/api/v1/config"}
+
+
+@dataclasses.dataclass
+class State:
+    config: ServerConfig
+    store: Store
+    runtime: Runtime
+    scheduler: Scheduler
+    auth: Authenticator
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return None
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400 or e.content_type == "application/json":
+            raise
+        # aiohttp's own errors (404 route, 405, 413...) get a JSON body too
+        message = e.reason if not e.text or e.text.startswith(f"{e.status}:") else e.text
+        if e.status == 404 and not e.text.startswith("{"):
+            message = f"not found: {request.path}"
+        raise error_response(type(e), message) from None
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        raise error_response(web.HTTPInternalServerError, "internal server error") from None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in PUBLIC:
+        return await handler(request)
+    state: State = request.app[STATE]
+    token = _bearer(request)
+    if token is None:
+        if request.path in OPTIONAL_AUTH:
+            request[USER] = None
+            return await handler(request)
+        raise error_response(web.HTTPUnauthorized, "missing 'Authorization: Bearer <token>' header")
+    try:
+        request[USER] = state.auth.verify(token)
+    except AuthError as e:
+        raise error_response(web.HTTPUnauthorized, f"{e}: log in again (neuro login)") from None
+    return await handler(request)
+
+
+async def ping(request: web.Request) -> web.Response:
+    return web.Response(text="Pong")
+
+
+def base_url(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+async def get_config(request: web.Request) -> web.Response:
+    state: State = request.app[STATE]
+    return web.json_response(server_config_json(state.config, base_url(request), request[USER]))
+
+
+def make_app(config: ServerConfig, store: Store, runtime: Runtime) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware], client_max_size=config.max_body_bytes
+    )
+    scheduler = Scheduler(config, store, runtime)
+    auth = Authenticator(store, load_secret(config.data_dir))
+    app[STATE] = State(config, store, runtime, scheduler, auth)
+    r = app.router
+    r.add_get("/ping", ping)
+    r.add_get("/api/v1/ping", ping)
+    r.add_get("/api/v1/config", get_config)
+    r.add_get("/api/v1/tags", jobs.tags)
+    # monitoring_url is {API}/jobs: fixed names go before /jobs/{job_id}
+    r.add_get("/api/v1/jobs/capacity", jobs.capacity)
+    r.add_post("/api/v1/jobs", jobs.create_job)
+    r.add_get("/api/v1/jobs", jobs.list_jobs)
+    r.add_get("/api/v1/jobs/{job_id}", jobs.get_job_status)
+    r.add_delete("/api/v1/jobs/{job_id}", jobs.kill_job)
+    r.add_put("/api/v1/jobs/{job_id}/max_run_time_minutes", jobs.bump_life_span)
+    r.add_get("/api/v1/jobs/{job_id}/log_ws", monitoring.log_ws)
+    r.add_get("/api/v1/jobs/{job_id}/log", monitoring.log_http)
+
+    async def on_startup(app: web.Application) -> None:
+        await scheduler.start()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await scheduler.close()
+        store.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app
+

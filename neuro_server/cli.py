@@ -1,0 +1,184 @@
+"""``neuro-server``: run the platform server, manage users and tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import getpass
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import ConfigError, ServerConfig, load_config
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("NEURO_SERVER_DATA", "~/.neuro/server")).expanduser()
+
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=None,
+    help="Where the database, secrets and job output live [default: ~/.neuro/server].",
+)
+config_option = click.option(
+    "--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    help="Server config file (TOML) [default: DATA_DIR/server.toml].",
+)
+
+
+def _load(data_dir: Path | None, config_file: Path | None, **kw: Any) -> ServerConfig:
+    try:
+        return load_config((data_dir or default_data_dir()).expanduser().resolve(), config_file, **kw)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def write_private(path: Path, data: str) -> None:
+    """Write a file readable by its owner only, atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+@click.group()
+def main() -> None:
+    """Run the neuro platform server and manage its users."""
+
+
+@main.command()
+@data_dir_option
+@config_option
+@click.option("--host", default=None, help="Address to listen on [default: 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port to listen on (0: any free port).")
+@click.option("--runtime", type=click.Choice(["process"]), default=None, help="How jobs run.")
+@click.option("--embedded", is_flag=True, hidden=True,
+              help="Run as the CLI's local server: create the local user and publish server.json.")
+def serve(data_dir: Path | None, config_file: Path | None, host: str | None, port: int | None,
+          runtime: str | None, embedded: bool) -> None:
+    """Run the server until SIGTERM or Ctrl-C"""
+    config = _load(data_dir, config_file, host=host, port=port, runtime=runtime, embedded=embedded)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    try:
+        asyncio.run(_serve(config))
+    except OSError as e:
+        raise click.ClickException(f"cannot start the server: {e}") from None
+
+
+async def _serve(config: ServerConfig) -> None:
+    from aiohttp import web
+
+    from .app import make_app
+    from .handlers.common import STATE
+    from .runtime.process import ProcessRuntime
+    from .serialize import server_config_json
+    from .store import Store
+
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock_fd = os.open(config.data_dir / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise click.ClickException(f"another server already uses {config.data_dir}") from None
+    store = Store(config.db_path)
+    runtime = ProcessRuntime(config.jobs_dir)
+    app = make_app(config, store, runtime)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+    port = sockets[0].getsockname()[1] if sockets else config.port
+    host = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    base = f"http://{host}:{port}"
+    logging.info("listening on %s (runtime %s)", base, runtime.info().name)
+    info_path = config.data_dir / "server.json"
+    if config.embedded:
+        user = getpass.getuser()
+        store.add_user(user)
+        token_file = config.data_dir / "token"
+        state = app[STATE]
+        token = None
+        if token_file.exists():
+            token = token_file.read_text().strip()
+            try:
+                state.auth.verify(token)
+            except Exception:
+                token = None
+        if token is None:
+            token = state.auth.issue(user)
+            write_private(token_file, token)
+        write_private(info_path, json.dumps({
+            "url": f"{base}/api/v1",
+            "pid": os.getpid(),
+            "token_file": str(token_file),
+            "server_config": server_config_json(config, base, user),
+        }))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        if config.embedded:
+            try:
+                if json.loads(info_path.read_text()).get("pid") == os.getpid():
+                    info_path.unlink()
+            except (OSError, ValueError):
+                pass
+        await runner.cleanup()
+        os.close(lock_fd)
+
+
+@main.command("add-user")
+@data_dir_option
+@config_option
+@click.argument("name")
+def add_user(data_dir: Path | None, config_file: Path | None, name: str) -> None:
+    """Add a user and print a token for them"""
+    from .validation import NAME_RE
+
+    if not (1 <= len(name) <= 64) or not NAME_RE.match(name):
+        raise click.ClickException(f"invalid user name {name!r}: lower-case letters, digits and dashes")
+    config = _load(data_dir, config_file)
+    _print_token(config, name, create=True)
+
+
+@main.command()
+@data_dir_option
+@config_option
+@click.argument("name")
+def token(data_dir: Path | None, config_file: Path | None, name: str) -> None:
+    """Print a new token for an existing user"""
+    _print_token(_load(data_dir, config_file), name, create=False)
+
+
+def _print_token(config: ServerConfig, name: str, *, create: bool) -> None:
+    from .auth import Authenticator, load_secret
+    from .store import Store
+
+    store = Store(config.db_path)
+    try:
+        if create:
+            store.add_user(name)
+        elif not store.user_exists(name):
+            raise click.ClickException(f"no such user: {name} (add it with: neuro-server add-user {name})")
+        click.echo(Authenticator(store, load_secret(config.data_dir)).issue(name))
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

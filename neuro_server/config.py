@@ -1,0 +1,193 @@
+"""Server configuration: where data lives, what it listens on, presets and machine resources.
+
+Read from a TOML file (``<data_dir>/server.toml`` by default); every key is optional::
+
+    [server]
+    host = "127.0.0.1"
+    port = 8080
+    cluster_name = "local"
+    kill_grace_seconds = 10
+
+    [resources]          # what jobs may use on this machine (default: all of it)
+    cpu = 2
+    memory = "20GiB"
+    nvidia_gpu = 0
+
+    [[presets]]          # replaces the default presets when given
+    name = "cpu-small"
+    cpu = 0.5
+    memory = "1GiB"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$")
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
+          "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
+
+
+class ConfigError(Exception):
+    pass
+
+
+def parse_size(value: int | float | str) -> int:
+    """``"1GiB"`` -> 1073741824; ints are bytes."""
+    if isinstance(value, bool):
+        raise ConfigError(f"invalid size: {value!r}")
+    if isinstance(value, (int, float)):
+        return int(value)
+    m = _SIZE_RE.match(value)
+    if not m:
+        raise ConfigError(f"invalid size: {value!r} (use e.g. 512MiB, 4GiB)")
+    unit = (m.group(2) or "").lower().rstrip("b")
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    name: str
+    cpu: float
+    memory: int  # bytes
+    credits_per_hour: str = "0"
+    nvidia_gpu: int = 0
+    nvidia_gpu_model: str | None = None
+    scheduler_enabled: bool = False
+    preemptible_node: bool = False
+
+
+DEFAULT_PRESETS = (
+    Preset("cpu-small", cpu=0.5, memory=1 << 30),
+    Preset("cpu-medium", cpu=1.0, memory=4 << 30),
+    Preset("cpu-large", cpu=2.0, memory=8 << 30),
+    Preset("gpu-small", cpu=1.0, memory=8 << 30, nvidia_gpu=1, nvidia_gpu_model="nvidia-gpu"),
+)
+
+
+def _machine_memory() -> int:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except Exception:  # pragma: no cover - psutil is a dependency
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _machine_gpus() -> int:
+    """NVIDIA GPUs visible through NVML; 0 when there is no driver or library."""
+    try:
+        import pynvml  # type: ignore[import-not-found]
+    except ImportError:
+        return 0
+    try:
+        pynvml.nvmlInit()
+        try:
+            return int(pynvml.nvmlDeviceGetCount())
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    cluster_name: str = "local"
+    org_name: str = "local"
+    project_name: str = "default"
+    presets: tuple[Preset, ...] = DEFAULT_PRESETS
+    cpu: float = float(os.cpu_count() or 1)
+    memory: int = dataclasses.field(default_factory=_machine_memory)
+    nvidia_gpu: int = dataclasses.field(default_factory=_machine_gpus)
+    kill_grace_seconds: float = 10.0
+    allow_privileged: bool = False
+    max_body_bytes: int = 1 << 20
+    runtime: str = "process"
+    embedded: bool = False
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "neuro.db"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+    def preset(self, name: str) -> Preset | None:
+        for p in self.presets:
+            if p.name == name:
+                return p
+        return None
+
+
+def _preset_from_toml(d: dict[str, Any]) -> Preset:
+    try:
+        name = d["name"]
+        cpu = float(d["cpu"])
+        memory = parse_size(d["memory"])
+    except KeyError as e:
+        raise ConfigError(f"preset {d.get('name', '?')!r}: missing key {e.args[0]!r}") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"preset {d.get('name', '?')!r}: {e}") from None
+    if cpu <= 0 or memory <= 0:
+        raise ConfigError(f"preset {name!r}: cpu and memory must be positive")
+    return Preset(
+        name=str(name),
+        cpu=cpu,
+        memory=memory,
+        credits_per_hour=str(d.get("credits_per_hour", "0")),
+        nvidia_gpu=int(d.get("nvidia_gpu", 0)),
+        nvidia_gpu_model=d.get("nvidia_gpu_model"),
+        scheduler_enabled=bool(d.get("scheduler_enabled", False)),
+        preemptible_node=bool(d.get("preemptible_node", False)),
+    )
+
+
+def load_config(data_dir: Path, config_file: Path | None = None, **overrides: Any) -> ServerConfig:
+    """Build the config from defaults, the TOML file (if any) and explicit overrides."""
+    path = config_file or data_dir / "server.toml"
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"cannot read {path}: {e}") from None
+    elif config_file is not None:
+        raise ConfigError(f"config file not found: {path}")
+    kw: dict[str, Any] = {"data_dir": data_dir}
+    server = raw.get("server", {})
+    for key in ("host", "cluster_name", "org_name", "project_name", "runtime"):
+        if key in server:
+            kw[key] = str(server[key])
+    for key in ("port",):
+        if key in server:
+            kw[key] = int(server[key])
+    if "kill_grace_seconds" in server:
+        kw["kill_grace_seconds"] = float(server["kill_grace_seconds"])
+    if "allow_privileged" in server:
+        kw["allow_privileged"] = bool(server["allow_privileged"])
+    res = raw.get("resources", {})
+    if "cpu" in res:
+        kw["cpu"] = float(res["cpu"])
+    if "memory" in res:
+        kw["memory"] = parse_size(res["memory"])
+    if "nvidia_gpu" in res:
+        kw["nvidia_gpu"] = int(res["nvidia_gpu"])
+    if "presets" in raw:
+        presets = tuple(_preset_from_toml(p) for p in raw["presets"])
+        if not presets:
+            raise ConfigError("at least one preset is required")
+        names = [p.name for p in presets]
+        if len(set(names)) != len(names):
+            raise ConfigError("preset names must be unique")
+        kw["presets"] = presets
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    return ServerConfig(**kw)

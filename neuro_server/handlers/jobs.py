@@ -1,0 +1,149 @@
+"""Jobs endpoints of platform-api (protocol.md 2.1): create, list, status, kill, life span, tags."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from aiohttp import web
+
+from ..scheduler import NameTaken
+from ..serialize import job_json
+from ..store import ACTIVE, FINISHED, JobRecord
+from ..validation import ValidationError, parse_run, parse_start
+from .common import app_state, caller, fail, get_job, parse_bool, parse_time, read_json
+
+STATUSES = ACTIVE + FINISHED
+
+
+def _json(request: web.Request, job: JobRecord, with_transitions: bool = True) -> dict:  # type: ignore[type-arg]
+    st = app_state(request)
+    trans = st.store.transitions(job.id) if with_transitions else None
+    return job_json(job, trans, st.config, st.runtime.info())
+
+
+async def create_job(request: web.Request) -> web.Response:
+    st = app_state(request)
+    body = await read_json(request)
+    try:
+        new = parse_start(body, st.config) if "from_preset" in request.query else parse_run(body, st.config)
+    except ValidationError as e:
+        fail(web.HTTPBadRequest, str(e))
+    try:
+        job = st.scheduler.create(caller(request), new)
+    except NameTaken as e:
+        fail(web.HTTPConflict, str(e))
+    return web.json_response(_json(request, job), status=202)
+
+
+async def list_jobs(request: web.Request) -> web.StreamResponse:
+    st = app_state(request)
+    q = request.query
+    statuses = q.getall("status", [])
+    for s in statuses:
+        if s not in STATUSES:
+            fail(web.HTTPBadRequest, f"invalid status {s!r}: one of {', '.join(STATUSES)}")
+    me = caller(request)
+    owners = [o for o in q.getall("owner", []) if o]
+    # a user sees only their own jobs (sharing comes later): other owners match nothing
+    owners = [me] if not owners or me in owners else []
+    limit = q.get("limit")
+    lim: int | None = None
+    if limit:
+        try:
+            lim = int(limit)
+        except ValueError:
+            fail(web.HTTPBadRequest, f"invalid 'limit': {limit!r}")
+        if lim < 0:
+            fail(web.HTTPBadRequest, "'limit' must not be negative")
+    clusters = [c for c in q.getall("cluster_name", []) if c]
+    orgs = {o for o in q.getall("org_name", []) if o and o != "NO_ORG"}
+    projects = {p for p in q.getall("project_name", []) if p}
+    if clusters and st.config.cluster_name not in clusters:
+        owners = []
+    jobs = st.store.list_jobs(
+        owners=owners, statuses=statuses, name=q.get("name") or None, tags=q.getall("tag", []),
+        since=parse_time(q.get("since"), "since"), until=parse_time(q.get("until"), "until"),
+        reverse=parse_bool(q.get("reverse"), "reverse"),
+        limit=None if (orgs or projects) else lim,
+    ) if owners else iter(())
+
+    def wanted(job: JobRecord) -> bool:
+        return (not orgs or job.spec["org_name"] in orgs) and (
+            not projects or job.spec["project_name"] in projects)
+
+    if "application/x-ndjson" not in request.headers.get("Accept", ""):
+        items = [_json(request, j) for j in jobs if wanted(j)]
+        return web.json_response({"jobs": items[:lim] if lim is not None else items})
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await resp.prepare(request)
+    sent = 0
+    try:
+        buf: list[bytes] = []
+        for job in jobs:
+            if lim is not None and sent >= lim:
+                break
+            if not wanted(job):
+                continue
+            buf.append(json.dumps(_json(request, job)).encode() + b"\n")
+            sent += 1
+            if len(buf) >= 20:
+                await resp.write(b"".join(buf))
+                buf.clear()
+        if buf:
+            await resp.write(b"".join(buf))
+    except (ConnectionResetError, ConnectionError):
+        raise
+    except Exception as e:  # mid-stream: a final error line, as platform-api does
+        await resp.write(json.dumps({"error": f"listing failed: {e}"}).encode() + b"\n")
+    await resp.write_eof()
+    return resp
+
+
+async def get_job_status(request: web.Request) -> web.Response:
+    return web.json_response(_json(request, get_job(request)))
+
+
+async def kill_job(request: web.Request) -> web.Response:
+    job = get_job(request)
+    await app_state(request).scheduler.kill(job)
+    return web.Response(status=204)
+
+
+async def bump_life_span(request: web.Request) -> web.Response:
+    st = app_state(request)
+    job = get_job(request)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        fail(web.HTTPBadRequest, "the request body must be a JSON object")
+    minutes = body.get("additional_max_run_time_minutes")
+    seconds = body.get("additional_max_run_time_seconds")
+    for key, value in (("additional_max_run_time_minutes", minutes),
+                       ("additional_max_run_time_seconds", seconds)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            fail(web.HTTPBadRequest, f"'{key}' must be a number")
+    if seconds is not None:
+        add = float(seconds)
+    elif minutes is not None:
+        if not isinstance(minutes, int):
+            fail(web.HTTPBadRequest, "'additional_max_run_time_minutes' must be an integer")
+        add = minutes * 60.0
+    else:
+        fail(web.HTTPBadRequest, "'additional_max_run_time_minutes' is required")
+    if add <= 0:
+        fail(web.HTTPBadRequest, "the life span can only be extended by a positive amount")
+    if job.is_finished:
+        fail(web.HTTPBadRequest, f"job {job.id} is already {job.status}")
+    if job.life_span is None:
+        fail(web.HTTPBadRequest, f"job {job.id} has no life span limit to extend")
+    st.scheduler.bump_life_span(job, add)
+    return web.Response(status=204)
+
+
+async def tags(request: web.Request) -> web.Response:
+    return web.json_response({"tags": app_state(request).store.tags(caller(request))})
+
+
+async def capacity(request: web.Request) -> web.Response:
+    return web.json_response(app_state(request).scheduler.capacity())

@@ -1,0 +1,1 @@
+"""Job runtimes behind one small interface (see base.py)."""

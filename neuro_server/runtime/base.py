@@ -1,0 +1,108 @@
+"""The contract between the server (scheduler, handlers) and a job runtime.
+
+The server owns the job *records* (SQLite) and the status transitions; a runtime owns the job's
+*processes* and their output.  A runtime must let jobs outlive the server: after a restart,
+``inspect`` and ``wait`` work for jobs started by an earlier server process, and ``logs`` reads
+everything the job printed meanwhile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSpec:
+    """What to run.  ``argv`` is already resolved from entrypoint + command (never empty)."""
+
+    job_id: str
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    working_dir: str | None
+    cpu: float  # cores
+    memory: int  # bytes
+    tty: bool = False
+    image: str = ""
+    owner: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeInfo:
+    """How this runtime runs jobs, for `config show` and job status."""
+
+    name: str  # "process", "docker"
+    image_used: bool  # False for the process runtime: it runs on the host, not in the image
+    limits: str  # how limits are enforced, e.g. "cgroup v1 (memory, cpu)" or "rlimit (memory only)"
+    note: str = ""  # plain words for users, e.g. "the image is not used: jobs run on this host"
+
+
+@dataclasses.dataclass(frozen=True)
+class StartInfo:
+    started_at: datetime
+    limits: str  # what was actually enforced for this job, e.g. "memory 1.0 GiB, cpu 0.5 (cgroup v1)"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExitInfo:
+    exit_code: int  # 128+N when killed by signal N
+    finished_at: datetime
+    oom_killed: bool = False
+    error: str = ""  # set when the command could not be started (e.g. not found: exit 127)
+
+
+class State(str, enum.Enum):
+    NOT_FOUND = "not_found"  # the runtime knows nothing of this job (never started, or lost)
+    RUNNING = "running"
+    EXITED = "exited"
+
+
+@dataclasses.dataclass(frozen=True)
+class JobState:
+    state: State
+    started_at: datetime | None = None
+    exit: ExitInfo | None = None
+
+
+class RuntimeError_(Exception):
+    """A runtime could not do what was asked; ``reason`` is a status reason (e.g. ContainerCannotRun)."""
+
+    def __init__(self, message: str, reason: str = "ContainerCannotRun") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Runtime(Protocol):
+    def info(self) -> RuntimeInfo: ...
+
+    async def start(self, spec: JobSpec) -> StartInfo:
+        """Start the job; returns once its process runs (or raise RuntimeError_)."""
+
+    async def stop(self, job_id: str, *, grace: float) -> None:
+        """Ask the job to stop: SIGTERM, then SIGKILL after ``grace`` seconds. Returns at once."""
+
+    async def signal(self, job_id: str, signum: int) -> None:
+        """Send a signal to the job's processes."""
+
+    def inspect(self, job_id: str) -> JobState:
+        """Cheap, synchronous: what the runtime knows now (used to reconcile after a restart)."""
+
+    async def wait(self, job_id: str) -> ExitInfo:
+        """Return when the job has exited and its output is fully written."""
+
+    def logs(
+        self,
+        job_id: str,
+        *,
+        since: datetime | None = None,
+        timestamps: bool = False,
+        follow: bool = True,
+    ) -> AsyncIterator[bytes]:
+        """The job's output from the start (or ``since``); with ``follow`` it goes on while the
+        job runs and ends once the job has exited and everything was read."""
+
+    async def cleanup(self, job_id: str) -> None:
+        """Release what the finished job held (cgroups...); its output stays readable."""

@@ -1,0 +1,383 @@
+"""The ``process`` runtime: jobs run as local processes on this host (the image is not used).
+
+Each job has a directory ``root/<job_id>/`` and its own supervisor process (supervisor.py), which
+owns the job's process and output and records its exit; the server only reads those files and
+signals the supervisor.  So jobs outlive the server: a new ``ProcessRuntime`` on the same root
+inspects, waits for, stops and reads the logs of jobs that an earlier server process started.
+
+    rt = ProcessRuntime(Path("/var/lib/neuro/jobs"))
+    await rt.start(JobSpec("job-1", ["echo", "hi"], env={}, working_dir=None, cpu=0.5, memory=1 << 30))
+    async for chunk in rt.logs("job-1"): ...
+    exit_info = await rt.wait("job-1")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import cgroups
+from .base import ExitInfo, JobSpec, JobState, RuntimeError_, RuntimeInfo, StartInfo, State
+from .logfile import read_log
+from .supervisor import (
+    DEFAULT_PATH,
+    EXIT,
+    SPEC,
+    STARTED,
+    STOP,
+    SUPERVISOR,
+    SUPERVISOR_LOG,
+    iso_now,
+    read_json,
+    supervisor_alive,
+    write_json,
+)
+
+NOTE = "the image is not used: the command runs on this host as a local process"
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+_CGROUP_PARENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])  # where neuro_server is importable
+
+
+class ProcessRuntime:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        cgroup_parent: str = "neuro",
+        cgroup_root: str = cgroups.ROOT,
+        start_timeout: float = 30.0,
+        poll_interval: float = 0.05,
+    ) -> None:
+        if not _CGROUP_PARENT.fullmatch(cgroup_parent):
+            raise ValueError(f"bad cgroup parent {cgroup_parent!r}")
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.cgroup_parent = cgroup_parent
+        self.cgroup_root = cgroup_root
+        self.start_timeout = start_timeout
+        self.poll_interval = poll_interval
+
+    def job_dir(self, job_id: str) -> Path:
+        if not _JOB_ID.fullmatch(job_id):
+            raise RuntimeError_(f"bad job id {job_id!r}", reason="NotFound")
+        return self.root / job_id
+
+    def info(self) -> RuntimeInfo:
+        version, controllers = cgroups.probe(self.cgroup_root)
+        by = f"cgroup {version}"
+        limits = cgroups.describe(
+            by if "memory" in controllers else "rlimit (RLIMIT_DATA)",
+            by if "cpu" in controllers else None,
+        )
+        return RuntimeInfo(name="process", image_used=False, limits=limits, note=NOTE)
+
+    # -- start -------------------------------------------------------------------------------
+
+    async def start(self, spec: JobSpec) -> StartInfo:
+        d = self.job_dir(spec.job_id)
+        if self.inspect(spec.job_id).state is State.RUNNING:
+            raise RuntimeError_(f"job {spec.job_id} is already running")
+        d.mkdir(parents=True, exist_ok=True)
+        for name in (SUPERVISOR, STARTED, STOP, EXIT):  # an earlier run's (its output stays)
+            (d / name).unlink(missing_ok=True)
+        write_json(
+            str(d / SPEC),
+            {
+                "job_id": spec.job_id,
+                "argv": list(spec.argv),
+                "env": dict(spec.env),
+                "working_dir": spec.working_dir,
+                "cpu": spec.cpu,
+                "memory": spec.memory,
+                "tty": spec.tty,
+                "image": spec.image,
+                "owner": spec.owner,
+                "cgroup_parent": self.cgroup_parent,
+                "cgroup_root": self.cgroup_root,
+                "created_at": iso_now(),
+            },
+        )
+        env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "PYTHONPATH": _PACKAGE_PARENT}
+        ready_r, ready_w = os.pipe()  # the supervisor writes it once the job runs (or cannot)
+        argv = [
+            sys.executable,
+            "-S",
+            "-m",
+            "neuro_server.runtime.supervisor",
+            str(d),
+            "--ready-fd",
+            str(ready_w),
+        ]
+        try:  # blocking, but brief: an open and a vfork+exec
+            with open(d / SUPERVISOR_LOG, "ab") as log:  # noqa: ASYNC230
+                proc = subprocess.Popen(  # noqa: ASYNC220
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    env=env,
+                    cwd=d,
+                    pass_fds=(ready_w,),
+                )
+        except OSError as e:
+            os.close(ready_r)
+            raise RuntimeError_(f"cannot start the job's supervisor: {e}") from e
+        finally:
+            os.close(ready_w)
+        try:
+            if not await _readable(ready_r, self.start_timeout):
+                sup = read_json(str(d / SUPERVISOR))
+                if sup is not None:
+                    _signal_supervisor(sup, signal.SIGKILL)
+                raise RuntimeError_(
+                    f"the job did not start within {self.start_timeout:g} s: {_tail(d)}"
+                )
+            started = _start_info(d)
+            if started is None:  # the pipe closed unwritten: the supervisor died
+                rc = await _reap(proc)
+                raise RuntimeError_(f"the job's supervisor failed (exit {rc}): {_tail(d)}")
+            await _reap(proc)
+            return started
+        finally:
+            os.close(ready_r)
+            if proc.poll() is None:  # only when the supervisor hung before it detached
+                proc.kill()
+                proc.wait()
+
+    # -- control -----------------------------------------------------------------------------
+
+    async def stop(self, job_id: str, *, grace: float) -> None:
+        d = self.job_dir(job_id)
+        if not (d / SPEC).exists() or (d / EXIT).exists():
+            return
+        # a supervisor still starting finds stop.json once the job runs, and stops it then
+        write_json(str(d / STOP), {"grace": grace, "requested_at": iso_now()})
+        sup = read_json(str(d / SUPERVISOR))
+        if sup is not None:
+            _signal_supervisor(sup, signal.SIGTERM)
+
+    async def signal(self, job_id: str, signum: int) -> None:
+        """Signal the job's process group; nothing happens when the job does not run."""
+        d = self.job_dir(job_id)
+        started = read_json(str(d / STARTED))
+        sup = read_json(str(d / SUPERVISOR))
+        if started is None or sup is None or (d / EXIT).exists() or not supervisor_alive(sup):
+            return
+        try:
+            os.killpg(int(started["pgid"]), signum)
+        except ProcessLookupError:
+            pass
+
+    # -- state -------------------------------------------------------------------------------
+
+    def inspect(self, job_id: str) -> JobState:
+        try:
+            d = self.job_dir(job_id)
+        except RuntimeError_:
+            return JobState(State.NOT_FOUND)
+        exit_record = read_json(str(d / EXIT))
+        if exit_record is None:
+            sup = read_json(str(d / SUPERVISOR))
+            if sup is not None and supervisor_alive(sup):
+                started = read_json(str(d / STARTED))
+                return JobState(State.RUNNING, started_at=_time(started, "started_at"))
+            exit_record = read_json(str(d / EXIT))  # it may have finished meanwhile
+            if exit_record is None:
+                return JobState(State.NOT_FOUND)
+        return JobState(
+            State.EXITED, started_at=_time(exit_record, "started_at"), exit=_exit(exit_record)
+        )
+
+    async def wait(self, job_id: str) -> ExitInfo:
+        d = self.job_dir(job_id)
+        while True:
+            exit_record = read_json(str(d / EXIT))
+            if exit_record is not None:
+                return _exit(exit_record)
+            sup = read_json(str(d / SUPERVISOR))
+            if sup is None:
+                if not self._starting(d):
+                    raise RuntimeError_(f"no job {job_id} here", reason="NotFound")
+                await asyncio.sleep(self.poll_interval)
+                continue
+            pidfd = _open_pidfd(sup)
+            if pidfd is None and not supervisor_alive(sup):
+                exit_record = read_json(str(d / EXIT))
+                if exit_record is not None:
+                    return _exit(exit_record)
+                raise RuntimeError_(
+                    f"job {job_id} was lost: its supervisor is gone and left no exit code",
+                    reason="NotFound",
+                )
+            if pidfd is None:  # no pidfd on this kernel: poll
+                await asyncio.sleep(self.poll_interval * 2)
+                continue
+            try:
+                await _readable(pidfd, timeout=1.0)
+            finally:
+                os.close(pidfd)
+
+    def logs(
+        self,
+        job_id: str,
+        *,
+        since: datetime | None = None,
+        timestamps: bool = False,
+        follow: bool = True,
+    ) -> AsyncIterator[bytes]:
+        d = self.job_dir(job_id)
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        return read_log(
+            str(d),
+            since=None if since is None else since.timestamp(),
+            timestamps=timestamps,
+            follow=follow,
+            finished=lambda: self._finished(d),
+            poll=self.poll_interval,
+        )
+
+    async def cleanup(self, job_id: str) -> None:
+        """Remove the job's cgroups (killing what a lost supervisor left in them); the output
+        and exit.json stay.  Nothing happens while the job runs."""
+        d = self.job_dir(job_id)
+        if self.inspect(job_id).state is State.RUNNING:
+            return
+        spec = read_json(str(d / SPEC)) or {}
+        parent = spec.get("cgroup_parent") or self.cgroup_parent
+        root = spec.get("cgroup_root") or self.cgroup_root
+        cg = cgroups.JobCgroup.find(parent, job_id, root)
+        if cg is not None:
+            await asyncio.to_thread(_kill_and_remove, cg)
+        (d / STOP).unlink(missing_ok=True)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _starting(self, d: Path) -> bool:
+        """A start is under way: spec.json written, the supervisor not yet recorded."""
+        try:
+            age = time.time() - (d / SPEC).stat().st_mtime
+        except OSError:
+            return False
+        return age < self.start_timeout and not (d / SUPERVISOR).exists()
+
+    def _finished(self, d: Path) -> bool:
+        """For logs: no more output will come (exited, or the supervisor is gone)."""
+        if (d / EXIT).exists():
+            return True
+        if not d.is_dir():
+            return False  # logs waits for a job that is about to start
+        sup = read_json(str(d / SUPERVISOR))
+        if sup is None:
+            return not self._starting(d)
+        return not supervisor_alive(sup)
+
+
+def _kill_and_remove(cg: cgroups.JobCgroup) -> None:
+    cg.kill()
+    cg.remove()
+
+
+def _time(record: dict[str, Any] | None, key: str) -> datetime | None:
+    value = (record or {}).get(key)
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _exit(record: dict[str, Any]) -> ExitInfo:
+    return ExitInfo(
+        exit_code=int(record.get("exit_code", 255)),
+        finished_at=_time(record, "finished_at") or datetime.now(UTC),
+        oom_killed=bool(record.get("oom_killed", False)),
+        error=str(record.get("error") or ""),
+    )
+
+
+def _start_info(d: Path) -> StartInfo | None:
+    """Once the job runs (started.json) or could not run (exit.json)."""
+    for name in (STARTED, EXIT):
+        record = read_json(str(d / name))
+        if record is not None:
+            started_at = _time(record, "started_at") or _time(record, "finished_at")
+            return StartInfo(
+                started_at=started_at or datetime.now(UTC),
+                limits=str(record.get("limits", "")),
+            )
+    return None
+
+
+def _tail(d: Path, size: int = 2000) -> str:
+    try:
+        with open(d / SUPERVISOR_LOG, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            text = f.read().decode(errors="replace").strip()
+    except OSError:
+        text = ""
+    return text or "(supervisor.log is empty)"
+
+
+def _open_pidfd(sup: dict[str, Any]) -> int | None:
+    """A pidfd of the live supervisor (checked after opening, so it is not a reused pid)."""
+    try:
+        fd = os.pidfd_open(int(sup["pid"]))
+    except (AttributeError, OSError, KeyError, TypeError, ValueError):
+        return None
+    if supervisor_alive(sup):
+        return fd
+    os.close(fd)
+    return None
+
+
+def _signal_supervisor(sup: dict[str, Any], signum: int) -> None:
+    fd = _open_pidfd(sup)
+    try:
+        if fd is not None:
+            signal.pidfd_send_signal(fd, signum)
+        elif supervisor_alive(sup):
+            os.kill(int(sup["pid"]), signum)
+    except ProcessLookupError:
+        pass
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+async def _readable(fd: int, timeout: float) -> bool:
+    """Wait until ``fd`` is readable (data, EOF, or an exited pidfd's process); False on timeout."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    def on_ready() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, on_ready)
+    try:
+        await asyncio.wait_for(ready, timeout)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
+
+
+async def _reap(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int | None:
+    """Reap the supervisor's first process, which exits as soon as it has forked."""
+    deadline = time.monotonic() + timeout
+    while (rc := proc.poll()) is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
+    return rc

@@ -1,0 +1,320 @@
+"""The scheduler: moves jobs through their lifecycle and keeps the store and runtime in step.
+
+pending --(fits in free resources, oldest first)--> running --> succeeded | failed | cancelled
+
+- A job waits with reason ``Scheduling`` and a description of what it waits for while its preset
+  does not fit in the free CPU, memory and GPUs.
+- A running job is watched until it exits; its exit code decides the final status
+  (0: succeeded/Completed, OOM: failed/OOMKilled, other: failed/Error, could not run:
+  failed/ContainerCannotRun).  A job killed on request ends cancelled/UserRequested, one past
+  its life span cancelled/LifeSpanEnded.
+- On start, ``reconcile`` brings every active job up to date with what the runtime knows, so
+  jobs that ran or ended while the server was down are neither lost nor restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from .config import Preset, ServerConfig
+from .runtime.base import ExitInfo, JobSpec, Runtime, RuntimeError_, State
+from .store import ACTIVE, JobRecord, Store, now
+from .validation import NewJob
+
+log = logging.getLogger(__name__)
+
+GiB = 1 << 30
+
+
+def _fmt_mem(n: float) -> str:
+    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / (1 << 20):.0f} MiB"
+
+
+class NameTaken(Exception):
+    pass
+
+
+class Scheduler:
+    def __init__(self, config: ServerConfig, store: Store, runtime: Runtime) -> None:
+        self.config = config
+        self.store = store
+        self.runtime = runtime
+        self._wake = asyncio.Event()
+        self._changed: dict[str, asyncio.Event] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._starting: set[str] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle of the scheduler itself -------------------------------------------------
+    async def start(self) -> None:
+        await self.reconcile()
+        self._loop_task = asyncio.create_task(self._loop(), name="scheduler")
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._loop_task, *self._watchers.values(), *self._tasks) if t]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- change notification (log streams wait on it) -------------------------------------
+    def _notify(self, job_id: str) -> None:
+        ev = self._changed.pop(job_id, None)
+        if ev is not None:
+            ev.set()
+
+    async def wait_change(self, job_id: str, timeout: float) -> None:
+        ev = self._changed.setdefault(job_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(ev.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def _set(self, job_id: str, status: str, reason: str = "", description: str = "", **kw: Any) -> JobRecord:
+        job = self.store.set_status(job_id, status, reason, description, **kw)
+        self._notify(job_id)
+        return job
+
+    # -- requests --------------------------------------------------------------------------
+    def create(self, owner: str, new: NewJob) -> JobRecord:
+        job_id = f"job-{uuid.uuid4()}"
+        job = self.store.create_job(
+            job_id=job_id, owner=owner, name=new.name, spec=new.spec, tags=new.tags,
+            life_span=new.life_span, reason="Creating",
+        )
+        if job is None:
+            raise NameTaken(f"a job named {new.name!r} is already active: pick another name or kill it")
+        self._wake.set()
+        return job
+
+    async def kill(self, job: JobRecord, reason: str = "UserRequested") -> JobRecord:
+        """Cancel a job and return once it has stopped (bounded by the kill grace)."""
+        if job.is_finished:
+            return job
+        self.store.set_kill_reason(job.id, reason)
+        if job.status == "pending" and job.id not in self._starting:
+            return self._set(job.id, "cancelled", reason, _kill_text(reason))
+        try:
+            await self.runtime.stop(job.id, grace=self.config.kill_grace_seconds)
+        except Exception as e:  # the watcher still decides the final status
+            log.warning("stop %s: %s", job.id, e)
+        deadline = asyncio.get_running_loop().time() + self.config.kill_grace_seconds + 5
+        while True:
+            job = self.store.get_job(job.id)  # type: ignore[assignment]
+            assert job is not None
+            left = deadline - asyncio.get_running_loop().time()
+            if job.is_finished or left <= 0:
+                return job
+            await self.wait_change(job.id, min(left, 0.5))
+
+    def bump_life_span(self, job: JobRecord, seconds: float) -> JobRecord:
+        job = self.store.add_life_span(job.id, seconds)
+        self._wake.set()
+        return job
+
+    # -- resources -------------------------------------------------------------------------
+    def _used(self) -> dict[str, float]:
+        used = {"cpu": 0.0, "memory": 0.0, "nvidia_gpu": 0.0}
+        for job in self.store.jobs_with_status(("running",)):
+            res = job.spec["resources"]
+            used["cpu"] += res["cpu"]
+            used["memory"] += res["memory"]
+            used["nvidia_gpu"] += res.get("nvidia_gpu", 0)
+        for job_id in self._starting:
+            job = self.store.get_job(job_id)
+            if job and job.status == "pending":
+                res = job.spec["resources"]
+                used["cpu"] += res["cpu"]
+                used["memory"] += res["memory"]
+                used["nvidia_gpu"] += res.get("nvidia_gpu", 0)
+        return used
+
+    def free(self) -> dict[str, float]:
+        used = self._used()
+        return {
+            "cpu": self.config.cpu - used["cpu"],
+            "memory": self.config.memory - used["memory"],
+            "nvidia_gpu": self.config.nvidia_gpu - used["nvidia_gpu"],
+        }
+
+    @staticmethod
+    def _fits(res: Mapping[str, Any], free: Mapping[str, float], total: ServerConfig) -> tuple[int, str]:
+        """How many such jobs fit in ``free``, and what limits it."""
+        counts: list[tuple[float, str]] = []
+        eps = 1e-9
+        counts.append((math.floor(free["cpu"] / res["cpu"] + eps), f"cpu {res['cpu']:g} (free {max(free['cpu'], 0):g} of {total.cpu:g})"))
+        counts.append((math.floor(free["memory"] / res["memory"] + eps), f"memory {_fmt_mem(res['memory'])} (free {_fmt_mem(max(free['memory'], 0))} of {_fmt_mem(total.memory)})"))
+        gpu = res.get("nvidia_gpu", 0)
+        if gpu:
+            if total.nvidia_gpu == 0:
+                counts.append((0, f"{gpu} NVIDIA GPU (this machine has none)"))
+            else:
+                counts.append((math.floor(free["nvidia_gpu"] / gpu + eps), f"{gpu} NVIDIA GPU (free {max(free['nvidia_gpu'], 0):g} of {total.nvidia_gpu})"))
+        n, what = min(counts, key=lambda c: c[0])
+        return max(0, int(n)), what
+
+    def capacity(self) -> dict[str, int]:
+        free = self.free()
+        return {p.name: self._fits(_preset_res(p), free, self.config)[0] for p in self.config.presets}
+
+    # -- the loop --------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                next_check = self._step()
+            except Exception:
+                log.exception("scheduler step failed")
+                next_check = 1.0
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=next_check)
+            except asyncio.TimeoutError:
+                pass
+
+    def _step(self) -> float:
+        """Start what fits, end what outlived its life span; return seconds until next check."""
+        next_check = 5.0
+        free = self.free()
+        for job in self.store.jobs_with_status(("pending",)):
+            if job.id in self._starting or job.kill_reason:
+                continue
+            res = job.spec["resources"]
+            n, what = self._fits(res, free, self.config)
+            if n >= 1:
+                self._starting.add(job.id)
+                for k in ("cpu", "memory"):
+                    free[k] -= res[k]
+                free["nvidia_gpu"] -= res.get("nvidia_gpu", 0)
+                self._spawn(self._start_job(job))
+            else:
+                self._set(job.id, "pending", "Scheduling", f"Waiting for resources: needs {what}")
+        t = now()
+        for job in self.store.jobs_with_status(("running",)):
+            if job.life_span is None or job.kill_reason:
+                continue
+            left = job.life_span - job.run_time(t)
+            if left <= 0:
+                self._spawn(self.kill(job, "LifeSpanEnded"))
+            else:
+                next_check = min(next_check, left)
+        return max(0.05, next_check)
+
+    async def _start_job(self, job: JobRecord) -> None:
+        try:
+            self._set(job.id, "pending", "ContainerCreating", "Starting the job's process")
+            spec = job.spec
+            try:
+                info = await self.runtime.start(JobSpec(
+                    job_id=job.id, argv=spec["argv"], env=spec["env"],
+                    working_dir=spec["working_dir"], cpu=spec["resources"]["cpu"],
+                    memory=spec["resources"]["memory"], tty=spec["tty"], image=spec["image"],
+                    owner=job.owner,
+                ))
+            except RuntimeError_ as e:
+                self._set(job.id, "failed", e.reason, str(e))
+                return
+            except Exception as e:
+                log.exception("start %s", job.id)
+                self._set(job.id, "failed", "ContainerCannotRun", f"the job could not start: {e}")
+                return
+            current = self.store.get_job(job.id)
+            self._set(job.id, "running", "", "", at=info.started_at, limits=info.limits)
+            if current is not None and current.kill_reason:
+                # killed while starting: stop it now
+                await self.runtime.stop(job.id, grace=self.config.kill_grace_seconds)
+            self._watch(job.id)
+        finally:
+            self._starting.discard(job.id)
+            self._wake.set()
+
+    def _watch(self, job_id: str) -> None:
+        if job_id not in self._watchers:
+            self._watchers[job_id] = asyncio.create_task(self._watch_job(job_id), name=f"watch {job_id}")
+
+    async def _watch_job(self, job_id: str) -> None:
+        try:
+            exit_info = await self.runtime.wait(job_id)
+            self._finish(job_id, exit_info)
+            await self.runtime.cleanup(job_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.exception("watch %s", job_id)
+            self._set(job_id, "failed", "Error", f"lost track of the job: {e}")
+        finally:
+            self._watchers.pop(job_id, None)
+            self._wake.set()
+
+    def _finish(self, job_id: str, ex: ExitInfo) -> None:
+        job = self.store.get_job(job_id)
+        if job is None or job.is_finished:
+            return
+        code = ex.exit_code
+        if job.kill_reason:
+            self._set(job_id, "cancelled", job.kill_reason, _kill_text(job.kill_reason),
+                      exit_code=code, at=ex.finished_at)
+        elif ex.error:
+            self._set(job_id, "failed", "ContainerCannotRun", ex.error, exit_code=code, at=ex.finished_at)
+        elif ex.oom_killed:
+            self._set(job_id, "failed", "OOMKilled",
+                      f"The job ran out of memory: the limit of its preset is "
+                      f"{_fmt_mem(job.spec['resources']['memory'])}", exit_code=code, at=ex.finished_at)
+        elif code == 0:
+            self._set(job_id, "succeeded", "Completed", "", exit_code=0, at=ex.finished_at)
+        else:
+            self._set(job_id, "failed", "Error", f"The job exited with code {code}",
+                      exit_code=code, at=ex.finished_at)
+
+    # -- after a restart -------------------------------------------------------------------
+    async def reconcile(self) -> None:
+        for job in self.store.jobs_with_status(ACTIVE):
+            st = self.runtime.inspect(job.id)
+            if st.state == State.RUNNING:
+                if job.status == "pending":
+                    self._set(job.id, "running", at=st.started_at or now())
+                self._watch(job.id)
+            elif st.state == State.EXITED:
+                assert st.exit is not None
+                if job.status == "pending":
+                    self._set(job.id, "running", at=st.started_at or st.exit.finished_at)
+                self._finish(job.id, st.exit)
+                await self.runtime.cleanup(job.id)
+            elif job.status == "running":
+                self._set(job.id, "failed", "Error",
+                          "The job's supervisor is gone and left no exit code")
+            elif job.kill_reason:
+                self._set(job.id, "cancelled", job.kill_reason, _kill_text(job.kill_reason))
+
+    # -- helpers for handlers ----------------------------------------------------------------
+    def life_span_ends(self, job: JobRecord) -> datetime | None:
+        if job.life_span is None or job.started_at is None:
+            return None
+        return job.started_at + timedelta(seconds=job.life_span)
+
+    def new_id(self) -> str:
+        return f"job-{uuid.uuid4()}"
+
+
+def _preset_res(p: Preset) -> dict[str, Any]:
+    res: dict[str, Any] = {"cpu": p.cpu, "memory": p.memory}
+    if p.nvidia_gpu:
+        res["nvidia_gpu"] = p.nvidia_gpu
+    return res
+
+
+def _kill_text(reason: str) -> str:
+    return {
+        "UserRequested": "The job was killed on request",
+        "LifeSpanEnded": "The job ran for its whole life span and was stopped",
+    }.get(reason, reason)

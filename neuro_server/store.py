@@ -1,0 +1,383 @@
+"""SQLite store (WAL, synchronous=FULL): users, tokens, jobs and their status transitions.
+
+All calls are short and synchronous; the server calls them from the event loop.  Times are
+stored as fixed-width ISO-8601 UTC strings so that they sort as text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    jti TEXT PRIMARY KEY,
+    user TEXT NOT NULL REFERENCES users(name),
+    created_at TEXT NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    exit_code INTEGER,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    restarts INTEGER NOT NULL DEFAULT 0,
+    life_span REAL,
+    kill_reason TEXT,
+    limits TEXT NOT NULL DEFAULT '',
+    spec TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_owner_created ON jobs(owner, created_at);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+CREATE TABLE IF NOT EXISTS job_tags (
+    job_id TEXT NOT NULL REFERENCES jobs(id),
+    tag TEXT NOT NULL,
+    PRIMARY KEY (job_id, tag)
+);
+CREATE INDEX IF NOT EXISTS job_tags_tag ON job_tags(tag);
+CREATE TABLE IF NOT EXISTS transitions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL REFERENCES jobs(id),
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    exit_code INTEGER,
+    time TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transitions_job ON transitions(job_id, seq);
+"""
+
+ACTIVE = ("pending", "suspended", "running")
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def ts(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def parse_ts(s: str | None) -> datetime | None:
+    return None if s is None else datetime.fromisoformat(s)
+
+
+@dataclasses.dataclass(frozen=True)
+class Transition:
+    status: str
+    reason: str
+    description: str
+    exit_code: int | None
+    time: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class JobRecord:
+    id: str
+    owner: str
+    name: str | None
+    status: str
+    reason: str
+    description: str
+    exit_code: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    restarts: int
+    life_span: float | None  # seconds of run time; None = no limit
+    kill_reason: str | None
+    limits: str
+    spec: dict[str, Any]  # the validated request: image, command, env, preset, resources...
+    tags: tuple[str, ...]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+    def run_time(self, at: datetime | None = None) -> float:
+        if self.started_at is None:
+            return 0.0
+        end = self.finished_at or at or now()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- transactions -------------------------------------------------------------------
+    def _tx(self) -> "_Tx":
+        return _Tx(self._db)
+
+    # -- users and tokens ---------------------------------------------------------------
+    def add_user(self, name: str) -> bool:
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO users(name, created_at) VALUES (?, ?)", (name, ts(now()))
+        )
+        return cur.rowcount == 1
+
+    def user_exists(self, name: str) -> bool:
+        return self._db.execute("SELECT 1 FROM users WHERE name=?", (name,)).fetchone() is not None
+
+    def users(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT name FROM users ORDER BY name")]
+
+    def add_token(self, jti: str, user: str) -> None:
+        self._db.execute(
+            "INSERT INTO tokens(jti, user, created_at) VALUES (?, ?, ?)", (jti, user, ts(now()))
+        )
+
+    def token_user(self, jti: str) -> str | None:
+        row = self._db.execute("SELECT user, revoked FROM tokens WHERE jti=?", (jti,)).fetchone()
+        if row is None or row["revoked"]:
+            return None
+        return str(row["user"])
+
+    def revoke_tokens(self, user: str) -> int:
+        return self._db.execute("UPDATE tokens SET revoked=1 WHERE user=?", (user,)).rowcount
+
+    # -- jobs -----------------------------------------------------------------------------
+    def create_job(
+        self,
+        *,
+        job_id: str,
+        owner: str,
+        name: str | None,
+        spec: dict[str, Any],
+        tags: Sequence[str],
+        life_span: float | None,
+        reason: str,
+        description: str = "",
+        active_name_check: bool = True,
+    ) -> JobRecord | None:
+        """Insert a pending job with its first transition; None if the name is taken."""
+        t = now()
+        with self._tx():
+            if name and active_name_check:
+                taken = self._db.execute(
+                    f"SELECT 1 FROM jobs WHERE owner=? AND name=? AND status IN {ACTIVE}",
+                    (owner, name),
+                ).fetchone()
+                if taken:
+                    return None
+            self._db.execute(
+                "INSERT INTO jobs(id, owner, name, status, reason, description, created_at,"
+                " life_span, spec) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+                (job_id, owner, name, reason, description, ts(t), life_span, json.dumps(spec)),
+            )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO job_tags(job_id, tag) VALUES (?, ?)",
+                [(job_id, tag) for tag in tags],
+            )
+            self._add_transition(job_id, "pending", reason, description, None, t)
+        job = self.get_job(job_id)
+        assert job is not None
+        return job
+
+    def _add_transition(
+        self, job_id: str, status: str, reason: str, description: str,
+        exit_code: int | None, t: datetime,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO transitions(job_id, status, reason, description, exit_code, time)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (job_id, status, reason, description, exit_code, ts(t)),
+        )
+
+    def set_status(
+        self,
+        job_id: str,
+        status: str,
+        reason: str = "",
+        description: str = "",
+        *,
+        exit_code: int | None = None,
+        at: datetime | None = None,
+        limits: str | None = None,
+    ) -> JobRecord:
+        """Record a transition.  A repeated (status, reason, description) is not recorded twice;
+        a finished job never changes again."""
+        t = at or now()
+        with self._tx():
+            row = self._db.execute(
+                "SELECT status, reason, description, started_at FROM jobs WHERE id=?", (job_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(job_id)
+            if row["status"] in FINISHED:
+                pass
+            elif (row["status"], row["reason"], row["description"]) != (status, reason, description):
+                sets = ["status=?", "reason=?", "description=?"]
+                args: list[Any] = [status, reason, description]
+                if status == "running" and row["started_at"] is None:
+                    sets.append("started_at=?")
+                    args.append(ts(t))
+                if status in FINISHED:
+                    sets += ["finished_at=?", "exit_code=?"]
+                    args += [ts(t), exit_code]
+                    if row["started_at"] is None:
+                        # the official client asserts started_at on every finished job
+                        sets.append("started_at=?")
+                        args.append(ts(t))
+                if limits is not None:
+                    sets.append("limits=?")
+                    args.append(limits)
+                self._db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id=?", (*args, job_id))
+                self._add_transition(job_id, status, reason, description, exit_code, t)
+        job = self.get_job(job_id)
+        assert job is not None
+        return job
+
+    def set_kill_reason(self, job_id: str, reason: str) -> None:
+        self._db.execute(
+            "UPDATE jobs SET kill_reason=? WHERE id=? AND kill_reason IS NULL", (reason, job_id)
+        )
+
+    def add_life_span(self, job_id: str, seconds: float) -> JobRecord:
+        self._db.execute(
+            "UPDATE jobs SET life_span = life_span + ? WHERE id=? AND life_span IS NOT NULL",
+            (seconds, job_id),
+        )
+        job = self.get_job(job_id)
+        assert job is not None
+        return job
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        row = self._db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return None if row is None else self._job(row)
+
+    def transitions(self, job_id: str) -> list[Transition]:
+        return [
+            Transition(r["status"], r["reason"], r["description"], r["exit_code"],
+                       datetime.fromisoformat(r["time"]))
+            for r in self._db.execute(
+                "SELECT * FROM transitions WHERE job_id=? ORDER BY seq", (job_id,)
+            )
+        ]
+
+    def _job(self, row: sqlite3.Row) -> JobRecord:
+        tags = tuple(
+            r[0] for r in self._db.execute(
+                "SELECT tag FROM job_tags WHERE job_id=? ORDER BY tag", (row["id"],)
+            )
+        )
+        return JobRecord(
+            id=row["id"], owner=row["owner"], name=row["name"], status=row["status"],
+            reason=row["reason"], description=row["description"], exit_code=row["exit_code"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+            started_at=parse_ts(row["started_at"]), finished_at=parse_ts(row["finished_at"]),
+            restarts=row["restarts"], life_span=row["life_span"], kill_reason=row["kill_reason"],
+            limits=row["limits"], spec=json.loads(row["spec"]), tags=tags,
+        )
+
+    def jobs_with_status(self, statuses: Sequence[str]) -> list[JobRecord]:
+        marks = ",".join("?" * len(statuses))
+        rows = self._db.execute(
+            f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created_at, id", tuple(statuses)
+        ).fetchall()
+        return [self._job(r) for r in rows]
+
+    def list_jobs(
+        self,
+        *,
+        owners: Sequence[str],
+        statuses: Sequence[str] = (),
+        name: str | None = None,
+        tags: Sequence[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+        batch: int = 200,
+    ) -> Iterator[JobRecord]:
+        """Yield matching jobs in creation order, fetched in batches (keyset pagination) so
+        that a huge list streams without holding a cursor across awaits."""
+        where = [f"owner IN ({','.join('?' * len(owners))})"]
+        args: list[Any] = list(owners)
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            args += list(statuses)
+        if name:
+            where.append("name=?")
+            args.append(name)
+        for tag in tags:
+            where.append("EXISTS (SELECT 1 FROM job_tags t WHERE t.job_id=jobs.id AND t.tag=?)")
+            args.append(tag)
+        if since:
+            where.append("created_at >= ?")
+            args.append(ts(since))
+        if until:
+            where.append("created_at <= ?")
+            args.append(ts(until))
+        order = "DESC" if reverse else "ASC"
+        cmp = "<" if reverse else ">"
+        last: tuple[str, str] | None = None
+        left = limit
+        while left is None or left > 0:
+            page_where = list(where)
+            page_args = list(args)
+            if last is not None:
+                page_where.append(f"(created_at, id) {cmp} (?, ?)")
+                page_args += list(last)
+            n = batch if left is None else min(batch, left)
+            rows = self._db.execute(
+                f"SELECT * FROM jobs WHERE {' AND '.join(page_where)}"
+                f" ORDER BY created_at {order}, id {order} LIMIT ?",
+                (*page_args, n),
+            ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield self._job(r)
+            last = (rows[-1]["created_at"], rows[-1]["id"])
+            if left is not None:
+                left -= len(rows)
+            if len(rows) < n:
+                return
+
+    def tags(self, owner: str) -> list[str]:
+        return [
+            r[0] for r in self._db.execute(
+                "SELECT DISTINCT t.tag FROM job_tags t JOIN jobs j ON j.id=t.job_id"
+                " WHERE j.owner=? ORDER BY t.tag", (owner,)
+            )
+        ]
+
+
+class _Tx:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *a: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")

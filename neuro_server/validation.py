@@ -1,0 +1,303 @@
+"""Validation of job requests at the edge: every client mistake becomes a clear 400.
+
+``parse_start`` takes the flat body of ``POST /jobs?from_preset``; ``parse_run`` the nested,
+deprecated body of ``POST /jobs`` (protocol.md 2.2 and 2.3).  Both return a ``NewJob`` whose
+``spec`` is what the store keeps and the runtime runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import shlex
+from typing import Any
+
+from .config import Preset, ServerConfig
+
+NAME_RE = re.compile(r"^[a-z](?:-?[a-z0-9])*$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_TAGS = 16
+MAX_STR = 64 * 1024
+THIRTY_DAYS = 30 * 24 * 3600.0
+
+
+class ValidationError(Exception):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class NewJob:
+    name: str | None
+    tags: tuple[str, ...]
+    life_span: float | None
+    spec: dict[str, Any]
+
+
+def _str(body: dict[str, Any], key: str, *, required: bool = False, max_len: int = MAX_STR,
+         prefix: str = "") -> str | None:
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise ValidationError(f"'{prefix}{key}' is required")
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"'{prefix}{key}' must be a string, not {type(value).__name__}")
+    if len(value) > max_len:
+        raise ValidationError(f"'{prefix}{key}' is too long (more than {max_len} characters)")
+    return value
+
+
+def _bool(body: dict[str, Any], key: str, prefix: str = "") -> bool:
+    value = body.get(key, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ValidationError(f"'{prefix}{key}' must be true or false")
+    return value
+
+
+def _number(body: dict[str, Any], key: str, prefix: str = "") -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValidationError(f"'{prefix}{key}' must be a number")
+    return float(value)
+
+
+def _int(body: dict[str, Any], key: str, prefix: str = "") -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"'{prefix}{key}' must be an integer")
+    return value
+
+
+def split_command(value: str | None, what: str) -> list[str]:
+    if not value:
+        return []
+    try:
+        return shlex.split(value)
+    except ValueError as e:
+        raise ValidationError(f"'{what}' cannot be parsed: {e}") from None
+
+
+def _env(body: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    env = body.get("env")
+    if env is None:
+        return {}
+    if not isinstance(env, dict):
+        raise ValidationError(f"'{prefix}env' must be an object of strings")
+    for k, v in env.items():
+        if not ENV_NAME_RE.match(k):
+            raise ValidationError(f"invalid environment variable name: {k!r}")
+        if not isinstance(v, str):
+            raise ValidationError(f"environment variable {k!r} must be a string")
+    return dict(env)
+
+
+def _container_fields(body: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    image = _str(body, "image", required=True, max_len=1024, prefix=prefix)
+    assert image is not None
+    if not image.strip() or any(c.isspace() for c in image):
+        raise ValidationError(f"invalid image name: {image!r}")
+    entrypoint = _str(body, "entrypoint", prefix=prefix)
+    command = _str(body, "command", prefix=prefix)
+    argv = split_command(entrypoint, "entrypoint") + split_command(command, "command")
+    if not argv:
+        raise ValidationError(
+            "no command to run: this server's process runtime does not use the image, "
+            "so give a command (neuro run IMAGE -- CMD...)"
+        )
+    working_dir = _str(body, "working_dir", max_len=4096, prefix=prefix)
+    if working_dir is not None and not working_dir.startswith("/"):
+        raise ValidationError(f"'working_dir' must be an absolute path, got {working_dir!r}")
+    http = body.get("http")
+    if http is not None:
+        if not isinstance(http, dict):
+            raise ValidationError("'http' must be an object")
+        port = _int(http, "port", prefix="http.")
+        if port is None or not 1 <= port <= 65535:
+            raise ValidationError("'http.port' must be an integer between 1 and 65535")
+        http = {"port": port, "requires_auth": _bool(http, "requires_auth", "http."),
+                "health_check_path": _str(http, "health_check_path", prefix="http.") or "/"}
+    for key, what in (("volumes", "storage volumes"), ("secret_volumes", "secret files"),
+                      ("disk_volumes", "disk volumes")):
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            raise ValidationError(f"'{prefix}{key}' must be a list")
+        if value:
+            raise ValidationError(f"{what} are not supported by this server yet")
+    secret_env = body.get("secret_env")
+    if secret_env is not None:
+        if not isinstance(secret_env, dict):
+            raise ValidationError(f"'{prefix}secret_env' must be an object")
+        if secret_env:
+            raise ValidationError("secret environment variables are not supported by this server yet")
+    return {
+        "image": image,
+        "entrypoint": entrypoint,
+        "command": command,
+        "argv": argv,
+        "working_dir": working_dir,
+        "env": _env(body, prefix),
+        "tty": _bool(body, "tty", prefix),
+        "http": http,
+    }
+
+
+def _job_fields(body: dict[str, Any], config: ServerConfig) -> dict[str, Any]:
+    name = _str(body, "name", max_len=40)
+    if name is not None and (len(name) < 3 or not NAME_RE.match(name)):
+        raise ValidationError(
+            f"invalid job name {name!r}: use 3-40 characters, lower-case letters, digits and "
+            "single dashes, starting with a letter (e.g. train-1)"
+        )
+    tags = body.get("tags", [])
+    if tags is None:
+        tags = []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ValidationError("'tags' must be a list of strings")
+    if len(tags) > MAX_TAGS:
+        raise ValidationError(f"too many tags: at most {MAX_TAGS}")
+    for t in tags:
+        if not 1 <= len(t) <= 256 or any(c.isspace() for c in t):
+            raise ValidationError(f"invalid tag {t!r}: 1-256 characters without spaces")
+    cluster = _str(body, "cluster_name", max_len=256)
+    if cluster is not None and cluster != config.cluster_name:
+        raise ValidationError(f"unknown cluster {cluster!r}: this server's cluster is {config.cluster_name!r}")
+    minutes = _int(body, "max_run_time_minutes")
+    seconds = _number(body, "max_run_time_seconds")
+    life_span: float | None = None
+    if minutes is not None:
+        if minutes < 1:
+            raise ValidationError("'max_run_time_minutes' must be at least 1")
+        life_span = minutes * 60.0
+    if seconds is not None:
+        if seconds <= 0:
+            raise ValidationError("'max_run_time_seconds' must be positive")
+        life_span = seconds
+    schedule_timeout = _number(body, "schedule_timeout")
+    if schedule_timeout is not None and not 1 <= schedule_timeout < THIRTY_DAYS:
+        raise ValidationError("'schedule_timeout' must be at least 1 second and under 30 days")
+    restart = _str(body, "restart_policy", max_len=32) or "never"
+    if restart not in ("never", "on-failure", "always"):
+        raise ValidationError(f"invalid restart policy {restart!r}: never, on-failure or always")
+    if restart != "never":
+        raise ValidationError("restart policies other than 'never' are not supported by this server yet")
+    priority = _str(body, "priority", max_len=16) or "normal"
+    if priority not in ("low", "normal", "high"):
+        raise ValidationError(f"invalid priority {priority!r}: low, normal or high")
+    privileged = _bool(body, "privileged")
+    if privileged and not config.allow_privileged:
+        raise ValidationError("privileged jobs are not allowed on this server")
+    description = _str(body, "description", max_len=4096)
+    return {
+        "name": name,
+        "tags": tuple(sorted(set(tags))),
+        "life_span": life_span,
+        "fields": {
+            "description": description,
+            "schedule_timeout": schedule_timeout,
+            "restart_policy": restart,
+            "priority": priority,
+            "privileged": privileged,
+            "pass_config": _bool(body, "pass_config"),
+            "wait_for_jobs_quota": _bool(body, "wait_for_jobs_quota"),
+            "energy_schedule_name": _str(body, "energy_schedule_name", max_len=256),
+            "cluster_name": config.cluster_name,
+            "org_name": _str(body, "org_name", max_len=256) or config.org_name,
+            "project_name": _str(body, "project_name", max_len=256) or config.project_name,
+        },
+    }
+
+
+def _preset_resources(p: Preset, shm: bool) -> dict[str, Any]:
+    res: dict[str, Any] = {"cpu": p.cpu, "memory": p.memory, "shm": shm}
+    if p.nvidia_gpu:
+        res["nvidia_gpu"] = p.nvidia_gpu
+        if p.nvidia_gpu_model:
+            res["nvidia_gpu_model"] = p.nvidia_gpu_model
+    return res
+
+
+def _require_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValidationError("the request body must be a JSON object")
+    return body
+
+
+def parse_start(body: Any, config: ServerConfig) -> NewJob:
+    """``POST /jobs?from_preset``: flat body; resources come from the preset."""
+    body = _require_object(body)
+    preset_name = _str(body, "preset_name", max_len=256) or config.presets[0].name
+    preset = config.preset(preset_name)
+    if preset is None:
+        names = ", ".join(p.name for p in config.presets)
+        raise ValidationError(f"unknown preset {preset_name!r}; available presets: {names}")
+    resources = body.get("resources") or {}
+    if not isinstance(resources, dict):
+        raise ValidationError("'resources' must be an object")
+    extra = set(resources) - {"shm"}
+    if extra:
+        raise ValidationError(
+            f"with a preset only 'shm' may be given in 'resources', not {', '.join(sorted(extra))}"
+        )
+    shm = _bool(resources, "shm", "resources.")
+    job = _job_fields(body, config)
+    spec = {
+        **_container_fields(body),
+        **job["fields"],
+        "preset_name": preset.name,
+        "resources": _preset_resources(preset, shm),
+        "scheduler_enabled": preset.scheduler_enabled,
+        "preemptible_node": preset.preemptible_node,
+    }
+    if body.get("energy_schedule_name") and not preset.scheduler_enabled:
+        raise ValidationError("'energy_schedule_name' needs a preset with scheduler_enabled")
+    return NewJob(job["name"], job["tags"], job["life_span"], spec)
+
+
+def parse_run(body: Any, config: ServerConfig) -> NewJob:
+    """Deprecated ``POST /jobs`` with a nested ``container`` and explicit resources."""
+    body = _require_object(body)
+    container = body.get("container")
+    if not isinstance(container, dict):
+        raise ValidationError("'container' is required and must be an object")
+    res = container.get("resources")
+    if not isinstance(res, dict):
+        raise ValidationError("'container.resources' is required and must be an object")
+    cpu = _number(res, "cpu", "container.resources.")
+    if cpu is None or cpu < 0.1:
+        raise ValidationError("'container.resources.cpu' must be a number >= 0.1")
+    memory = _int(res, "memory", "container.resources.")
+    if memory is None:
+        memory_mb = _int(res, "memory_mb", "container.resources.")
+        memory = None if memory_mb is None else memory_mb * 1024 * 1024
+    if memory is None or memory < 16 * 1024 * 1024:
+        raise ValidationError("'container.resources.memory' must be at least 16 MiB (in bytes)")
+    gpu = _int(res, "nvidia_gpu", "container.resources.") or _int(res, "gpu", "container.resources.") or 0
+    if gpu < 0:
+        raise ValidationError("'container.resources.nvidia_gpu' must not be negative")
+    resources: dict[str, Any] = {"cpu": cpu, "memory": memory,
+                                 "shm": _bool(res, "shm", "container.resources.")}
+    if gpu:
+        resources["nvidia_gpu"] = gpu
+        model = _str(res, "nvidia_gpu_model", prefix="container.resources.") or _str(
+            res, "gpu_model", prefix="container.resources.")
+        if model:
+            resources["nvidia_gpu_model"] = model
+    job = _job_fields(body, config)
+    spec = {
+        **_container_fields(container, "container."),
+        **job["fields"],
+        "preset_name": _str(body, "preset_name", max_len=256),
+        "resources": resources,
+        "scheduler_enabled": _bool(body, "scheduler_enabled"),
+        "preemptible_node": False,
+    }
+    return NewJob(job["name"], job["tags"], job["life_span"], spec)

@@ -1,0 +1,135 @@
+"""Shared fixtures: every test owns its HOME, config dir and server, and leaves no process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith(("NEURO_", "APOLO_")) or key in ("NO_COLOR", "CLICOLOR_FORCE", "PAGER", "COLUMNS"):
+            monkeypatch.delenv(key, raising=False)
+
+
+def kill_tree_of(data_dir: Path) -> None:
+    """Kill every process started for a server data dir: the server, supervisors, jobs."""
+    import psutil
+
+    marker = str(data_dir)
+    victims = []
+    for p in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            cmd = " ".join(p.info["cmdline"] or [])
+        except (psutil.Error, TypeError):
+            continue
+        if marker in cmd:
+            victims.append(p)
+    # the jobs: whole process groups recorded by their supervisors
+    for started in data_dir.glob("jobs/*/started.json"):
+        try:
+            import json
+
+            pid = int(json.loads(started.read_text())["pid"])
+            os.killpg(pid, signal.SIGKILL)
+        except (OSError, ValueError, KeyError):
+            pass
+    for p in victims:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(victims, timeout=5)
+
+
+class Neuro:
+    """Runs the `neuro` CLI as a user would, with its own HOME and config dir."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.config_dir = home / ".neuro"
+        self.server_dir = self.config_dir / "server"
+        self.env = {
+            "HOME": str(home),
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "NEURO_CONFIG": str(self.config_dir),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def write_server_config(self, text: str) -> None:
+        self.server_dir.mkdir(parents=True, exist_ok=True)
+        (self.server_dir / "server.toml").write_text(text)
+
+    def __call__(self, *args: str, timeout: float = 60, input: str | None = None,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "neuro_cli", *args],
+            env={**self.env, **(env or {})}, cwd=self.home, capture_output=True, text=True,
+            timeout=timeout, input=input,
+        )
+
+    def popen(self, *args: str, **kw: object) -> subprocess.Popen[str]:
+        return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
+            [sys.executable, "-m", "neuro_cli", *args], env=self.env, cwd=self.home,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw,
+        )
+
+    def ok(self, *args: str, timeout: float = 60) -> str:
+        r = self(*args, timeout=timeout)
+        assert r.returncode == 0, f"neuro {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}"
+        return r.stdout
+
+    def wait_status(self, job: str, want: set[str], timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            r = self("status", job)
+            for line in r.stdout.splitlines():
+                if line.startswith("Status: "):
+                    last = line.split()[1]
+            if last in want:
+                return last
+            time.sleep(0.1)
+        raise AssertionError(f"job {job} did not reach {want} (last: {last})")
+
+    def server_pid(self) -> int | None:
+        import json
+
+        try:
+            return int(json.loads((self.server_dir / "server.json").read_text())["pid"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+
+SERVER_TOML = """
+[server]
+kill_grace_seconds = 3
+
+[resources]
+cpu = 32
+memory = "64GiB"
+"""
+
+
+@pytest.fixture
+def neuro(tmp_path: Path) -> Iterator[Neuro]:
+    home = tmp_path / "home"
+    home.mkdir()
+    n = Neuro(home)
+    n.write_server_config(SERVER_TOML)
+    try:
+        yield n
+    finally:
+        n("server", "stop", timeout=30)
+        kill_tree_of(n.server_dir)

@@ -1,0 +1,118 @@
+"""ps filters, kill, bump-life-span, concurrency and a server killed under running jobs."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+from tests.conftest import Neuro
+
+JOB_ID = re.compile(r"job-[0-9a-f-]{36}")
+
+
+def _detach(neuro: Neuro, *args: str) -> str:
+    out = neuro.ok("run", "-q", "--detach", *args)
+    job_id = out.strip()
+    assert JOB_ID.fullmatch(job_id), out
+    return job_id
+
+
+def test_ps_filters(neuro: Neuro) -> None:
+    a = _detach(neuro, "-n", "alpha", "--tag", "x", "--tag", "y", "ubuntu", "--", "sleep", "60")
+    b = _detach(neuro, "-n", "beta", "--tag", "x", "ubuntu", "--", "true")
+    neuro.wait_status(b, {"succeeded"})
+    c = _detach(neuro, "ubuntu", "--", "sh", "-c", "sleep 0.3; exit 2")
+    neuro.wait_status(c, {"failed"})
+
+    assert neuro.ok("ps", "-q").split() == [a]  # default: active only
+    assert neuro.ok("ps", "-a", "-q").split() == [a, b, c]
+    assert neuro.ok("ps", "-a", "-q", "--recent-first").split() == [c, b, a]
+    assert neuro.ok("ps", "-q", "-s", "succeeded", "-s", "failed").split() == [b, c]
+    assert neuro.ok("ps", "-a", "-q", "-n", "beta").split() == [b]
+    assert neuro.ok("ps", "-a", "-q", "-t", "x").split() == [a, b]
+    assert neuro.ok("ps", "-a", "-q", "-t", "x", "-t", "y").split() == [a]
+    assert neuro.ok("ps", "-a", "-q", "-o", "ME").split() == [a, b, c]
+    assert neuro.ok("ps", "-a", "-q", "-o", "somebody-else").split() == []
+    future = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    assert neuro.ok("ps", "-a", "-q", "--since", future).split() == []
+    assert neuro.ok("ps", "-a", "-q", "--until", future).split() == [a, b, c]
+    assert neuro.ok("ps", "-a", "-q", "--since", "1h").split() == [a, b, c]
+    # piped: a header and tab-separated columns, ISO times
+    lines = neuro.ok("ps", "-a").splitlines()
+    assert lines[0].split("\t") == ["ID", "NAME", "STATUS", "WHEN", "PRESET", "IMAGE", "COMMAND"]
+    row = dict(zip(lines[0].split("\t"), lines[1].split("\t")))
+    assert row["ID"] == a and row["NAME"] == "alpha" and row["STATUS"] == "running"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row["WHEN"])
+    assert "\x1b[" not in "\n".join(lines)
+    r = neuro("ps", "-a", "-s", "running")
+    assert r.returncode == 2
+
+
+def test_kill_by_name_and_errors(neuro: Neuro) -> None:
+    a = _detach(neuro, "-n", "victim", "ubuntu", "--", "sh", "-c", "trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.1; done")
+    neuro.wait_status(a, {"running"})
+    r = neuro("kill", "victim", "no-such-job", "job-00000000-0000-0000-0000-000000000000")
+    assert r.returncode == 1
+    assert r.stdout.split() == [a]
+    assert "cannot kill no-such-job" in r.stderr
+    assert "cannot kill job-00000000-0000-0000-0000-000000000000" in r.stderr
+    st = neuro.ok("status", a)
+    assert "Status: cancelled (UserRequested)" in st
+    assert "got-term\n" in neuro.ok("logs", a)
+    r = neuro("kill", a)
+    assert r.returncode == 1 and "already cancelled" in r.stderr
+
+
+def test_bump_life_span(neuro: Neuro) -> None:
+    a = _detach(neuro, "--life-span", "3s", "ubuntu", "--", "sleep", "60")
+    out = neuro.ok("job", "bump-life-span", a, "1h")
+    assert f"Updated job {a} life span to be 1h3s" in out
+    # past the original life span it is still running
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        assert "Status: running" in neuro.ok("status", a)
+        time.sleep(0.5)
+    r = neuro("job", "bump-life-span", a, "0s")
+    assert r.returncode == 2
+    neuro.ok("kill", a)
+
+
+def test_fifty_concurrent_detached_runs(neuro: Neuro) -> None:
+    def one(i: int) -> str:
+        return _detach(neuro, "-n", f"many-{i}", "ubuntu", "--", "echo", str(i))
+
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        ids = list(pool.map(one, range(50)))
+    assert len(set(ids)) == 50
+    listed = neuro.ok("ps", "-a", "-q").split()
+    assert sorted(listed) == sorted(ids)
+
+
+def test_server_sigkill_loses_nothing(neuro: Neuro) -> None:
+    # a job that prints numbered lines while the server is killed and restarted
+    script = "i=0; while [ $i -lt 100 ]; do echo line-$i; i=$((i+1)); sleep 0.1; done"
+    long_job = _detach(neuro, "ubuntu", "--", "sh", "-c", script)
+    short_job = _detach(neuro, "ubuntu", "--", "sh", "-c", "sleep 1; exit 7")
+    follower = neuro.popen("logs", long_job)
+    pid = neuro.server_pid()
+    assert pid
+    os.kill(pid, signal.SIGKILL)
+    # while the server is down the short job ends; its supervisor keeps the exit code
+    exit_file = neuro.server_dir / "jobs" / short_job / "exit.json"
+    deadline = time.monotonic() + 10
+    while not exit_file.exists():
+        assert time.monotonic() < deadline, "the short job did not end"
+        time.sleep(0.05)
+    assert neuro.ok("status", short_job)  # restarts the server, which reconciles
+    assert neuro.server_pid() != pid
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert out.splitlines() == [f"line-{i}" for i in range(100)]
+    st = neuro.ok("status", short_job)
+    assert "Status: failed (Error)" in st and "Exit code: 7" in st
+    neuro.wait_status(long_job, {"succeeded"})
+    assert neuro.ok("logs", long_job).splitlines() == [f"line-{i}" for i in range(100)]

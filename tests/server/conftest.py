@@ -1,0 +1,55 @@
+"""An in-process server on a loopback port with the real process runtime."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from neuro_server.app import make_app
+from neuro_server.handlers.common import STATE
+from neuro_server.config import Preset, load_config
+from neuro_server.runtime.process import ProcessRuntime
+from neuro_server.store import Store
+from tests.conftest import kill_tree_of
+
+
+@dataclass
+class Api:
+    url: str
+    session: aiohttp.ClientSession
+    tokens: dict[str, str]
+    data_dir: Path
+
+    def headers(self, user: str = "alice") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    data = tmp_path / "server"
+    config = load_config(
+        data, cpu=8.0, memory=16 << 30, nvidia_gpu=0, kill_grace_seconds=2.0,
+        presets=(Preset("cpu-small", 0.5, 256 << 20), Preset("cpu-large", 4.0, 8 << 30),
+                 Preset("gpu-small", 1.0, 1 << 30, nvidia_gpu=1, nvidia_gpu_model="nvidia-gpu")),
+        max_body_bytes=64 * 1024,
+    )
+    store = Store(config.db_path)
+    runtime = ProcessRuntime(config.jobs_dir, cgroup_parent=f"neuro-test-{uuid.uuid4().hex[:8]}")
+    app = make_app(config, store, runtime)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    auth = app[STATE].auth
+    tokens = {}
+    for user in ("alice", "bob"):
+        store.add_user(user)
+        tokens[user] = auth.issue(user)
+    async with aiohttp.ClientSession() as session:
+        yield Api(str(server.make_url("/api/v1")), session, tokens, data)
+    await server.close()
+    kill_tree_of(data)
