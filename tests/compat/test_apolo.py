@@ -1,0 +1,107 @@
+"""The official client (apolo-cli from PyPI, in its own virtual environment) against our server."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Neuro
+
+APOLO_VERSION = "26.9.0"
+VENV = Path(os.environ.get("NEURO_APOLO_VENV") or Path.home() / ".cache/neuro-tests/apolo-venv")
+
+pytestmark = pytest.mark.compat
+
+
+def apolo_bin() -> Path:
+    """Create the venv on first use (one process at a time under xdist)."""
+    exe = VENV / "bin" / "apolo"
+    if exe.exists():
+        return exe
+    VENV.parent.mkdir(parents=True, exist_ok=True)
+    with open(VENV.parent / "apolo-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not exe.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+            subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", f"apolo-cli=={APOLO_VERSION}"],
+                           check=True, timeout=600)
+    return exe
+
+
+@pytest.fixture
+def apolo(neuro: Neuro, tmp_path: Path):  # type: ignore[no-untyped-def]
+    exe = apolo_bin()
+    home = tmp_path / "apolo-home"
+    home.mkdir()
+
+    env = {"HOME": str(home), "PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
+    argv0 = [str(exe), "--disable-pypi-version-check", "--skip-stats"]
+
+    def call(*args: str, timeout: float = 60, background: bool = False):  # type: ignore[no-untyped-def]
+        if background:
+            return subprocess.Popen([*argv0, *args], env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        return subprocess.run([*argv0, *args], env=env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    return call
+
+
+@pytest.mark.timeout(300)
+def test_official_client_against_our_server(neuro: Neuro, apolo) -> None:  # type: ignore[no-untyped-def]
+    neuro.ok("server", "start")
+    url = json.loads((neuro.server_dir / "server.json").read_text())["url"]
+    token = neuro.ok("config", "show-token").strip()
+
+    r = apolo("config", "login-with-token", token, url)
+    assert r.returncode == 0, r.stderr
+    assert f"Logged into {url} as " in r.stdout
+
+    # a job started by our CLI is visible to theirs
+    ours = neuro.ok("run", "-q", "--detach", "-n", "from-neuro", "ubuntu", "--", "sleep", "60").strip()
+    r = apolo("ps")
+    assert r.returncode == 0, r.stderr
+    assert ours in r.stdout and "from-neuro" in r.stdout
+
+    # run --detach: the job runs, with the official client's default flags (http port, shm, 1d)
+    r = apolo("run", "--detach", "--preset", "cpu-small", "-n", "from-apolo", "ubuntu", "--",
+              "sh", "-c", "echo hello-from-apolo; sleep 60")
+    assert r.returncode == 0, r.stderr
+    theirs = re.search(r"job-[0-9a-f-]{36}", r.stdout)
+    assert theirs, r.stdout
+    job_id = theirs.group(0)
+
+    r = apolo("status", job_id)
+    assert r.returncode == 0, r.stderr
+    assert "running" in r.stdout and "from-apolo" in r.stdout and "cpu-small" in r.stdout
+
+    # our CLI sees their job, with the life span they asked for
+    st = neuro.ok("status", "from-apolo")
+    assert "Life span: 1d" in st
+
+    # logs follow a running job, and end when it is killed
+    follower = apolo("logs", job_id, background=True)
+    r = apolo("kill", job_id)
+    assert r.returncode == 0, r.stderr
+    assert job_id in r.stdout
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert "hello-from-apolo" in out
+    r = apolo("logs", job_id)  # and print a finished job's output
+    assert r.returncode == 0 and "hello-from-apolo" in r.stdout
+    assert "Status: cancelled (UserRequested)" in neuro.ok("status", job_id)
+
+    # kill of something that does not exist fails with exit 1, as the official client does
+    r = apolo("kill", "job-00000000-0000-0000-0000-000000000000")
+    assert r.returncode == 1
+
+    r = apolo("ps", "-a")
+    assert job_id in r.stdout
+    neuro.ok("kill", ours)
