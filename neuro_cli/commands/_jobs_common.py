@@ -73,7 +73,7 @@ def runtime_note(job: "JobDescription") -> str | None:
     rt = getattr(job, "runtime", None)
     if rt is not None and not rt.image_used:
         return (f"Note: the {rt.name} runtime does not use the image {job.container.image}: "
-                f"{rt.note or 'the command runs on the host'}")
+                "the command runs on this host")
     return None
 
 

@@ -60,18 +60,28 @@ def ps_line(job: "JobDescription", now: datetime) -> str:
 
 
 def ps_table(jobs: Iterable["JobDescription"], now: datetime) -> Any:
+    """Terminal output: two values stacked per cell (id/name, status/when, image/preset) so that the table
+    fits an 80-column terminal without cutting the id; image and command are shortened."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=box.SIMPLE_HEAVY, show_edge=False, pad_edge=False)
-    for col in PS_COLUMNS:
-        table.add_column(col, overflow="fold" if col in ("ID",) else "ellipsis",
-                         no_wrap=col != "COMMAND", style="bold" if col == "ID" else None,
-                         max_width=40 if col in ("NAME", "IMAGE") else None)
+    table.add_column("ID/NAME", no_wrap=True, min_width=40)
+    table.add_column("STATUS/WHEN", no_wrap=True, min_width=13)
+    table.add_column("IMAGE/PRESET", no_wrap=True, overflow="ellipsis", min_width=12, ratio=1)
+    table.add_column("COMMAND", no_wrap=True, overflow="ellipsis", min_width=10, ratio=2)
     for job in jobs:
-        row = list(ps_row(job, now, True))
-        row[2] = f"[{STATUS_STYLE.get(row[2], '')}]{row[2]}[/]"
-        table.add_row(*row)
+        job_id, name, status, when_, preset, image, command = ps_row(job, now, True)
+        ident = Text(job_id, style="bold")
+        if name:
+            ident.append("\n" + name, style="italic")
+        st = Text(status, style=STATUS_STYLE.get(status, ""))
+        st.append("\n" + when_, style="italic")
+        img = Text(image)
+        if preset:
+            img.append("\n" + preset, style="italic")
+        table.add_row(ident, st, img, command)
     return table
 
 
@@ -97,7 +107,7 @@ def status_rows(job: "JobDescription", now: datetime, tty: bool) -> list[tuple[s
     rows.append(("Image", str(c.image)))
     rt = getattr(job, "runtime", None)
     if rt is not None:
-        rows.append(("Runtime", rt.name + ("" if rt.image_used else f": image not used, {rt.note}")))
+        rows.append(("Runtime", rt.name + (f" ({rt.note})" if rt.note else "")))
         if rt.limits:
             rows.append(("Limits", rt.limits))
     if c.entrypoint:

@@ -52,7 +52,7 @@ def test_run_detach_then_logs_and_status(neuro: Neuro) -> None:
     assert "Status: succeeded (Completed)" in st
     assert "Exit code: 0" in st
     assert "Preset: cpu-small" in st
-    assert "Runtime: process: image not used" in st
+    assert "Runtime: process (the image is not used" in st
     assert "Limits: " in st
     assert re.search(r"Created: \d{4}-\d\d-\d\dT", st)
 

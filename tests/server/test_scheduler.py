@@ -1,0 +1,109 @@
+"""Scheduling, capacity and lifecycle through the SDK against the real server and runtime."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from neuro_sdk import Client, JobDescription, JobStatus, RemoteImage
+from tests.server.conftest import Api
+
+UBUNTU = RemoteImage.new_external_image("ubuntu")
+
+
+@pytest.fixture
+async def client(api: Api) -> AsyncIterator[Client]:
+    async with Client(api.url, api.tokens["alice"]) as c:
+        yield c
+
+
+async def wait_for(client: Client, job_id: str, pred, timeout: float = 20) -> JobDescription:  # type: ignore[no-untyped-def]
+    async def poll() -> JobDescription:
+        while True:
+            job = await client.jobs.status(job_id)
+            if pred(job):
+                return job
+            await asyncio.sleep(0.05)
+
+    return await asyncio.wait_for(poll(), timeout)
+
+
+async def test_capacity_follows_running_jobs(client: Client) -> None:
+    assert await client.jobs.get_capacity() == {"cpu-small": 16, "cpu-large": 2, "gpu-small": 0}
+    job = await client.jobs.start(image=UBUNTU, preset_name="cpu-large", command="sleep 30")
+    await wait_for(client, job.id, lambda j: j.status == JobStatus.RUNNING)
+    assert await client.jobs.get_capacity() == {"cpu-small": 8, "cpu-large": 1, "gpu-small": 0}
+    await client.jobs.kill(job.id)
+    assert await client.jobs.get_capacity() == {"cpu-small": 16, "cpu-large": 2, "gpu-small": 0}
+
+
+async def test_jobs_queue_when_resources_are_taken(client: Client) -> None:
+    first = [await client.jobs.start(image=UBUNTU, preset_name="cpu-large", command="sleep 30")
+             for _ in range(2)]
+    for j in first:
+        await wait_for(client, j.id, lambda j: j.status == JobStatus.RUNNING)
+    queued = await client.jobs.start(image=UBUNTU, preset_name="cpu-large", command="echo ran")
+    job = await wait_for(client, queued.id, lambda j: j.history.reason == "Scheduling")
+    assert job.status == JobStatus.PENDING
+    assert "Waiting for resources: needs cpu 4" in job.history.description
+    await client.jobs.kill(first[0].id)
+    job = await wait_for(client, queued.id, lambda j: j.status.is_finished)
+    assert job.status == JobStatus.SUCCEEDED
+    await client.jobs.kill(first[1].id)
+
+
+async def test_gpu_preset_waits_with_clear_reason(client: Client) -> None:
+    job = await client.jobs.start(image=UBUNTU, preset_name="gpu-small", command="nvidia-smi")
+    job = await wait_for(client, job.id, lambda j: j.history.reason == "Scheduling")
+    assert "NVIDIA GPU (this machine has none)" in job.history.description
+    await client.jobs.kill(job.id)
+    job = await client.jobs.status(job.id)
+    assert job.status == JobStatus.CANCELLED and job.history.reason == "UserRequested"
+    # the official client asserts these on every finished job
+    assert job.history.started_at is not None and job.history.finished_at is not None
+    assert [b"".join([c async for c in client.jobs.monitor(job.id)])] == [b""]
+
+
+async def test_transitions_and_output(client: Client) -> None:
+    job = await client.jobs.start(image=UBUNTU, preset_name="cpu-small",
+                                  command="sh -c 'echo hi; exit 4'", name="trans", tags=["t1"])
+    chunks = [c async for c in client.jobs.monitor(job.id)]
+    assert b"".join(chunks) == b"hi\n"
+    job = await wait_for(client, job.id, lambda j: j.status.is_finished)
+    assert job.status == JobStatus.FAILED
+    assert job.history.reason == "Error" and job.history.exit_code == 4
+    seen = [(t.status.value, t.reason) for t in job.history.transitions]
+    assert seen[0] == ("pending", "Creating")
+    assert ("running", "") in seen
+    assert seen[-1] == ("failed", "Error")
+    assert job.history.transitions[-1].exit_code == 4
+    times = [t.transition_time for t in job.history.transitions]
+    assert times == sorted(times)
+    assert job.runtime is not None and job.runtime.name == "process" and not job.runtime.image_used
+    assert "cgroup" in job.runtime.limits or "rlimit" in job.runtime.limits
+    assert await client.jobs.tags() == ["t1"]
+
+
+async def test_deprecated_run_warns_and_works(client: Client) -> None:
+    from neuro_sdk import Container, Resources
+
+    container = Container(image=UBUNTU, resources=Resources(memory_mb=64, cpu=0.2),
+                          command="echo legacy")
+    with pytest.warns(DeprecationWarning):
+        job = await client.jobs.run(container, life_span=120)
+    assert b"".join([c async for c in client.jobs.monitor(job.id)]) == b"legacy\n"
+    job = await wait_for(client, job.id, lambda j: j.status.is_finished)
+    assert job.status == JobStatus.SUCCEEDED and job.life_span == 120
+
+
+async def test_name_is_unique_among_active_jobs(client: Client) -> None:
+    from neuro_sdk import IllegalArgumentError
+
+    job = await client.jobs.start(image=UBUNTU, preset_name="cpu-small", command="sleep 30", name="only-one")
+    with pytest.raises(IllegalArgumentError, match="already active"):
+        await client.jobs.start(image=UBUNTU, preset_name="cpu-small", command="true", name="only-one")
+    await client.jobs.kill(job.id)
+    again = await client.jobs.start(image=UBUNTU, preset_name="cpu-small", command="true", name="only-one")
+    assert again.name == "only-one"
