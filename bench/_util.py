@@ -1,17 +1,49 @@
-"""Helpers for the benchmarks: timing subprocesses (piped or on a pty), stats, -X importtime."""
+"""Helpers for the benchmarks: the commands compared, timing subprocesses (piped or on a pty),
+stats, -X importtime parsing."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import platform
 import pty
+import shutil
 import statistics
 import struct
 import subprocess
+import sys
+import sysconfig
 import tempfile
 import termios
 import time
 from collections.abc import Sequence
+from pathlib import Path
+
+PY = sys.executable
+APOLO_VERSION = "26.9.0"
+APOLO_FLAGS = ["--disable-pypi-version-check", "--skip-stats"]  # always, on every apolo call
+
+
+def neuro_command() -> list[str]:
+    """The `neuro` console script of this interpreter's install (not a pyenv/asdf shim, which
+    adds its own start-up), else the first on PATH, else `python -m neuro_cli`."""
+    script = Path(sysconfig.get_path("scripts")) / "neuro"
+    found = str(script) if script.exists() else shutil.which("neuro")
+    return [found] if found else [PY, "-m", "neuro_cli"]
+
+
+def apolo_command() -> list[str]:
+    """The official client from its own venv ($NEURO_APOLO_VENV or the one the tests use),
+    created on first use."""
+    venv = Path(os.environ.get("NEURO_APOLO_VENV") or Path.home() / ".cache/neuro-tests/apolo-venv")
+    exe = venv / "bin" / "apolo"
+    if not exe.exists():
+        print(f"creating {venv} with apolo-cli=={APOLO_VERSION} ...", flush=True)
+        subprocess.run([PY, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"apolo-cli=={APOLO_VERSION}"],
+                       check=True)
+    return [str(exe), *APOLO_FLAGS]
 
 
 def time_piped(argv: Sequence[str], env: dict[str, str]) -> float:
@@ -56,9 +88,29 @@ def stats(samples: Sequence[float]) -> dict[str, float]:
             "min": ms[0], "max": ms[-1], "n": len(ms)}
 
 
-def importtime(argv: Sequence[str], env: dict[str, str], tty: bool = False) -> list[tuple[int, int, int, str]]:
-    """Run argv (a python command line) with -X importtime; (depth, self_us, cumulative_us, module)."""
-    env = {**env, "PYTHONPROFILEIMPORTTIME": "1"}
+def call(argv: Sequence[str], env: dict[str, str]) -> str:
+    """Run argv, return its stdout; raise with its stderr if it fails."""
+    r = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {r.returncode}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def machine() -> dict[str, object]:
+    cpu = platform.processor()
+    with contextlib.suppress(OSError, StopIteration):
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    return {"cpus": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
+            "python": platform.python_version()}
+
+
+Row = tuple[int, int, int, str]  # -X importtime: depth, self us, cumulative us, module
+
+
+def importtime(argv: Sequence[str], env: dict[str, str], tty: bool = False) -> list[Row]:
+    """Run argv, a `python -X importtime ...` command line, piped or on a pty; parse its stderr
+    into (depth, self_us, cumulative_us, module) rows."""
     with tempfile.TemporaryFile("w+") as err:
         if tty:
             run_tty(argv, env, stderr=err)
@@ -78,32 +130,43 @@ def importtime(argv: Sequence[str], env: dict[str, str], tty: bool = False) -> l
     return rows
 
 
-def import_summary(runs: list[list[tuple[int, int, int, str]]], baseline_total_ms: float,
-                   wanted: Sequence[str], min_ms: float = 2.0) -> dict[str, object]:
-    """Medians over runs, per top-level package: inclusive ms (its own import line, so nested
-    packages count too) and exclusive ms (self time of all its modules); and the import total
-    (top-level lines) beyond what the interpreter imports at startup."""
-    per_run = []
-    for rows in runs:
-        inc: dict[str, float] = {}
-        exc: dict[str, float] = {}
-        for _, self_us, cum_us, name in rows:
-            top = name.split(".")[0]
-            exc[top] = exc.get(top, 0.0) + self_us / 1000
-            if name == top and top not in inc:
-                inc[top] = cum_us / 1000
-        total = sum(cum for depth, _, cum, _ in rows if depth == 0) / 1000
-        per_run.append((total, inc, exc))
+def _package_times(rows: list[Row]) -> tuple[dict, dict, dict, float]:
+    """inclusive ms per top-level package (cumulative time of its import lines that have no
+    ancestor in the package, so it counts whatever the package pulled in), exclusive ms (self
+    time of its own modules), self ms per module, and the total (the top-level lines)."""
+    inc: dict[str, float] = {}
+    exc: dict[str, float] = {}
+    ancestors: list[str] = []  # importtime prints children first: walk backwards
+    for depth, self_us, cum_us, name in reversed(rows):
+        del ancestors[depth:]
+        top = name.split(".")[0]
+        exc[top] = exc.get(top, 0.0) + self_us / 1000
+        if all(a.split(".")[0] != top for a in ancestors):
+            inc[top] = inc.get(top, 0.0) + cum_us / 1000
+        ancestors.append(name)
+    modules = {name: self_us / 1000 for _, self_us, _, name in rows}
+    return inc, exc, modules, sum(cum for d, _, cum, _ in rows if d == 0) / 1000
+
+
+def import_summary(runs: list[list[Row]], baseline_total_ms: float,
+                   wanted: Sequence[str], min_ms: float = 1.5, top: int = 6) -> dict[str, object]:
+    """Medians over runs: per package (see _package_times), the slowest modules by self time,
+    the import total and what it adds to the interpreter's own startup imports."""
+    per_run = [_package_times(rows) for rows in runs]
     med = statistics.median
-    exclusive = {p: med(r[2].get(p, 0.0) for r in per_run) for p in per_run[0][2]}
-    inclusive = {p: med(r[1].get(p, r[2].get(p, 0.0)) for r in per_run) for p in exclusive}
+
+    def median_of(i: int, key: str) -> float:
+        return med(r[i].get(key, 0.0) for r in per_run)
+
+    exclusive = {p: median_of(1, p) for p in per_run[0][1]}
     shown = sorted((p for p in exclusive if p in wanted or exclusive[p] >= min_ms),
-                   key=lambda p: -inclusive[p])
-    total = med(r[0] for r in per_run)
+                   key=lambda p: -median_of(0, p))
+    modules = sorted(((median_of(2, m), m) for m in per_run[0][2]), reverse=True)[:top]
+    total = med(r[3] for r in per_run)
     return {
         "total_ms": total,
         "beyond_startup_ms": total - baseline_total_ms,
-        "packages": {p: {"inclusive_ms": inclusive[p], "exclusive_ms": exclusive[p]}
+        "packages": {p: {"inclusive_ms": median_of(0, p), "exclusive_ms": exclusive[p]}
                      for p in shown},
+        "slowest_modules_self_ms": {m: ms for ms, m in modules},
     }
-

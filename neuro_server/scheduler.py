@@ -19,7 +19,6 @@ import logging
 import math
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timedelta
 from typing import Any
 
 from .config import Preset, ServerConfig
@@ -295,15 +294,6 @@ class Scheduler:
                           "The job's supervisor is gone and left no exit code")
             elif job.kill_reason:
                 self._set(job.id, "cancelled", job.kill_reason, _kill_text(job.kill_reason))
-
-    # -- helpers for handlers ----------------------------------------------------------------
-    def life_span_ends(self, job: JobRecord) -> datetime | None:
-        if job.life_span is None or job.started_at is None:
-            return None
-        return job.started_at + timedelta(seconds=job.life_span)
-
-    def new_id(self) -> str:
-        return f"job-{uuid.uuid4()}"
 
 
 def _preset_res(p: Preset) -> dict[str, Any]:
