@@ -12,7 +12,7 @@ import dataclasses
 import enum
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +75,43 @@ class RuntimeError_(Exception):
         self.reason = reason
 
 
+@dataclasses.dataclass(frozen=True)
+class Telemetry:
+    """One sample of what a job uses now."""
+
+    timestamp: float  # unix time
+    cpu: float  # cores in use, averaged since the previous sample
+    memory: int  # bytes
+    gpu_duty_cycle: int | None = None  # percent, for jobs with GPUs
+    gpu_memory: int | None = None  # bytes
+
+
+class StdioSession(Protocol):
+    """A connection to the stdio of a job (attach) or of a command run beside it (exec).
+
+    Output arrives as (1, data) for stdout and (2, data) for stderr; on a TTY everything is 1.
+    """
+
+    async def read(self) -> tuple[int, bytes] | None:
+        """The next chunk of output, or None once there is no more (the process ended, or
+        the session was closed)."""
+
+    async def write(self, data: bytes) -> None:
+        """Send bytes to the process's stdin (a no-op when stdin is not attached)."""
+
+    async def close_stdin(self) -> None:
+        """End of input: the process reads EOF (on a TTY: the EOF character)."""
+
+    async def resize(self, height: int, width: int) -> None:
+        """Resize the session's terminal (the process gets SIGWINCH); no-op without a TTY."""
+
+    async def wait(self) -> int | None:
+        """The exit code of an exec session once it ended; None for attach sessions."""
+
+    async def close(self) -> None:
+        """Detach: the job goes on. Closing an exec session whose command still runs kills it."""
+
+
 class Runtime(Protocol):
     def info(self) -> RuntimeInfo: ...
 
@@ -106,3 +143,25 @@ class Runtime(Protocol):
 
     async def cleanup(self, job_id: str) -> None:
         """Release what the finished job held (cgroups...); its output stays readable."""
+
+    async def attach(self, job_id: str, *, stdin: bool, stdout: bool, stderr: bool,
+                     logs: bool = False) -> StdioSession:
+        """Connect to the running job's own stdio.  Several sessions may be attached at once;
+        each gets all output from the moment it attached (with ``logs``, the output so far
+        first).  stdin is only there for jobs started with ``tty`` (raise RuntimeError_
+        otherwise when ``stdin`` is asked).  Raise RuntimeError_ if the job is not running."""
+
+    async def exec(self, job_id: str, argv: Sequence[str], *, tty: bool, stdin: bool,
+                   env: Mapping[str, str] | None = None) -> StdioSession:
+        """Run ``argv`` beside the running job: same environment, working dir, limits and
+        namespaces.  Raise RuntimeError_ if the job is not running or argv cannot start."""
+
+    async def resize(self, job_id: str, height: int, width: int) -> None:
+        """Resize the TTY of a job started with ``tty``."""
+
+    async def connect_port(self, job_id: str, port: int) -> tuple[Any, Any]:
+        """Open a TCP connection to ``port`` where the job listens: (StreamReader,
+        StreamWriter).  Raise RuntimeError_ when nothing listens there."""
+
+    async def stats(self, job_id: str) -> Telemetry | None:
+        """What the job uses now; None when it is not running."""
