@@ -23,6 +23,9 @@ class Deps:
     io: IOStreams
     verbose: int = 0
     now: Callable[[], datetime] = _now
+    # the command's own SIGINT handler (set by run_async); code that takes SIGINT over for a
+    # while (the Ctrl-C dialog) puts it back afterwards
+    on_sigint: Callable[[], None] | None = None
 
     @contextlib.asynccontextmanager
     async def client(self) -> AsyncIterator["Client"]:

@@ -24,6 +24,10 @@ COMMANDS: dict[str, str] = {
     "login": "neuro_cli.commands.login:login",
     "logout": "neuro_cli.commands.login:logout",
     "capacity": "neuro_cli.commands.capacity:command",
+    "attach": "neuro_cli.commands.attach:command",
+    "exec": "neuro_cli.commands.exec:command",
+    "port-forward": "neuro_cli.commands.port_forward:command",
+    "top": "neuro_cli.commands.top:command",
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -32,12 +36,16 @@ SHORT_HELP: dict[str, str] = {
     "status": "Show the status of a job",
     "logs": "Print the output of a job",
     "kill": "Kill jobs",
-    "job": "Job commands (run, ls, status, logs, kill, bump-life-span)",
+    "job": "Job commands (run, ls, status, logs, exec, attach, top, send-signal...)",
     "config": "Show the client configuration",
     "server": "Manage the embedded local server",
     "login": "Log in to a neuro server",
     "logout": "Log out and go back to the local server",
     "capacity": "Show how many jobs of each preset fit now",
+    "attach": "Attach to a running job",
+    "exec": "Run a command in a running job",
+    "port-forward": "Forward local ports to a job",
+    "top": "Show live CPU, memory and GPU use of jobs",
 }
 
 

@@ -28,7 +28,7 @@ from ._errors import (
     ServerUnreachable,
 )
 from ._images import RemoteImage
-from ._jobs import Jobs
+from ._jobs import Jobs, StdStream
 from ._models import (
     Container,
     DiskVolume,
@@ -88,6 +88,7 @@ __all__ = [
     "ServerError",
     "ServerNotAvailable",
     "ServerUnreachable",
+    "StdStream",
     "Volume",
     "get",
 ]

@@ -1,4 +1,5 @@
-"""The :class:`Jobs` subsystem: start, list, inspect, follow and stop jobs (protocol 2)."""
+"""The :class:`Jobs` subsystem: start, list, inspect, follow and stop jobs (protocol 2), and
+talk to running jobs: attach, exec, resize, port forwarding, telemetry, signals (protocol 4)."""
 
 from __future__ import annotations
 
@@ -6,34 +7,68 @@ import asyncio
 import builtins
 import contextlib
 import dataclasses
+import errno
 import json
+import logging
 import warnings
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 from yarl import URL
 
-from ._errors import NDJSONError, NeuroError, ProtocolError, ServerUnreachable
+from ._errors import (
+    IllegalArgumentError,
+    NDJSONError,
+    NeuroError,
+    ProtocolError,
+    ServerUnreachable,
+)
 from ._images import RemoteImage
 from ._models import (
     Container,
     DiskVolume,
+    ExecInspect,
     HTTPPort,
     JobDescription,
     JobRestartPolicy,
     JobStatus,
+    JobTelemetry,
+    Message,
     SecretFile,
     Volume,
 )
 from ._parsing import (
+    CHANNELS_PROTOCOL,
+    CLOSE_STDIN_FRAME,
+    OFFSET,
+    attach_query,
     bump_life_span_body,
+    decode_output_frame,
+    exec_create_body,
+    exec_id_from_api,
+    exec_inspect_from_api,
+    exec_query,
     job_description_from_api,
     list_query,
     monitor_query,
+    offset_from_frame,
+    resize_frame,
     run_request_body,
+    signal_query,
+    size_query,
     start_request_body,
+    stdin_frame,
+    telemetry_from_api,
 )
 from ._utils import AsyncStream
 
@@ -42,6 +77,11 @@ if TYPE_CHECKING:
 
 NDJSON = "application/x-ndjson"
 MAX_LINE = 4 * 2**20
+MAX_CHUNK = 4 * 2**20  # port forwarding: local reads of at most this many bytes per frame
+MAX_STDIN_FRAME = 2**20  # stdin is sent in frames of at most this many bytes
+OFFSET_FRAME_TIMEOUT = 5.0  # attach(offset=...): how long to wait for the server's offset frame
+
+log = logging.getLogger(__name__)
 
 
 async def _ndjson_lines(resp: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
@@ -69,6 +109,125 @@ def _json_object(line: bytes) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ProtocolError(f"NDJSON line is not an object: {line[:200]!r}")
     return obj
+
+
+def _ws_failure(ws: aiohttp.ClientWebSocketResponse, what: str, url: URL) -> NeuroError:
+    """The error to raise for an ``ERROR`` message read from a websocket."""
+    exc = ws.exception()
+    if isinstance(exc, (OSError, asyncio.TimeoutError, aiohttp.ClientError)):
+        error: NeuroError = ServerUnreachable(f"Lost {what}: {exc}", str(url.with_query(None)))
+    else:
+        error = ProtocolError(f"{what[:1].upper()}{what[1:]} failed: {exc!r}")
+    error.__cause__ = exc
+    return error
+
+
+class StdStream:
+    """The stdin/stdout/stderr of an attached job or an exec session.
+
+    Given by :meth:`Jobs.attach`, :meth:`Jobs.exec` and :meth:`Jobs.exec_start`; read it from
+    one task at a time, write to it from any.
+
+    Example::
+
+        async with client.jobs.exec(job_id, ["cat"], stdin=True) as stream:
+            await stream.write_in(b"hello\n")
+            await stream.close_stdin()
+            while (msg := await stream.read_out()) is not None:
+                sys.stdout.buffer.write(msg.data)
+        print(stream.exit_code)
+    """
+
+    def __init__(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        *,
+        legacy: bool = False,
+        resizer: Callable[[int, int], Awaitable[None]] | None = None,
+        url: URL | None = None,
+    ) -> None:
+        self._ws = ws
+        self._legacy = legacy
+        self._resizer = resizer
+        self._url = url if url is not None else URL()
+        self._closing = False
+        self._pending: aiohttp.WSMessage | None = None
+        # the exit code from the server's 0x03 frame (malformed: 1); None until then, and
+        # always with the legacy framing (use Jobs.exec_inspect there)
+        self.exit_code: int | None = None
+        # extension: the byte of the job's output this attach stream started at (0x05 frame)
+        self.offset: int | None = None
+
+    async def _read_offset(self, timeout: float) -> None:
+        """Read the offset frame the server sends first for ``attach(offset=...)``; any other
+        first message (a server without the extension) is kept for :meth:`read_out`."""
+        try:
+            msg = await self._ws.receive(timeout=timeout)
+        except asyncio.TimeoutError:
+            return
+        if msg.type == aiohttp.WSMsgType.BINARY and msg.data[:1] == bytes([OFFSET]):
+            self.offset = offset_from_frame(msg.data[1:])
+        else:
+            self._pending = msg
+
+    async def read_out(self) -> Message | None:
+        """The next chunk of stdout (``fileno=1``) or stderr (``fileno=2``); ``None`` at the end
+        of the stream, after the exit code arrived, or after :meth:`close`."""
+        while not self._closing:
+            if self._pending is not None:
+                msg, self._pending = self._pending, None
+            else:
+                msg = await self._ws.receive()
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                if not self._legacy and msg.data[:1] == bytes([OFFSET]):
+                    self.offset = offset_from_frame(msg.data[1:])
+                    continue
+                item = decode_output_frame(msg.data, legacy=self._legacy)
+                if item is None:
+                    continue
+                if isinstance(item, Message):
+                    return item
+                self.exit_code = item
+                await self.close()
+            elif msg.type == aiohttp.WSMsgType.TEXT:
+                raise ProtocolError(f"Unexpected text frame in the job's output: {msg.data!r}")
+            elif msg.type == aiohttp.WSMsgType.ERROR:
+                raise _ws_failure(self._ws, "the connection to the job", self._url)
+            else:  # CLOSE, CLOSING, CLOSED
+                self._closing = True
+        return None
+
+    async def write_in(self, data: bytes) -> None:
+        """Send *data* to the process's stdin; ConnectionResetError once the stream is closed."""
+        if self._closing or self._ws.closed:
+            raise ConnectionResetError("The stream is closed")
+        data = bytes(data)
+        for start in range(0, len(data), MAX_STDIN_FRAME):
+            chunk = data[start : start + MAX_STDIN_FRAME]
+            await self._ws.send_bytes(stdin_frame(chunk, legacy=self._legacy))
+
+    async def resize(self, h: int, w: int) -> None:
+        """Set the terminal size (TTY sessions): a ``0x04`` frame; with the legacy framing,
+        ``POST exec_resize`` for a stream of :meth:`Jobs.exec_start`."""
+        if self._legacy:
+            if self._resizer is not None:
+                await self._resizer(h, w)
+            return
+        if self._closing or self._ws.closed:
+            raise ConnectionResetError("The stream is closed")
+        await self._ws.send_bytes(resize_frame(h=h, w=w))
+
+    async def close_stdin(self) -> None:
+        """Signal the end of stdin: the frame ``0xff 0x00`` ("close channel 0"); the process
+        then reads EOF.  A no-op with the legacy framing, which has no such signal."""
+        if self._legacy or self._closing or self._ws.closed:
+            return
+        await self._ws.send_bytes(CLOSE_STDIN_FRAME)
+
+    async def close(self) -> None:
+        """Close the websocket (detach); :meth:`read_out` returns ``None`` from now on."""
+        self._closing = True
+        await self._ws.close()
 
 
 class Jobs:
@@ -390,9 +549,256 @@ class Jobs:
                 elif msg.type == aiohttp.WSMsgType.TEXT:
                     raise ProtocolError(f"Unexpected text frame in the log stream: {msg.data!r}")
                 elif msg.type == aiohttp.WSMsgType.ERROR:
-                    exc = ws.exception()
-                    if isinstance(exc, (OSError, asyncio.TimeoutError, aiohttp.ClientError)):
-                        raise ServerUnreachable(
-                            f"Lost the log stream of {id}: {exc}", str(url)
-                        ) from exc
-                    raise ProtocolError(f"Log stream of {id} failed: {exc!r}") from exc
+                    raise _ws_failure(ws, f"the log stream of {id}", url)
+
+    def top(self, id: str) -> AsyncStream[JobTelemetry]:
+        """Telemetry samples of a running job, about one a second, until it finishes.
+
+        ``WS {MON}/{id}/top``; a socket closed before the first sample raises
+        :class:`IllegalArgumentError` ("Job is not running").
+
+        Example::
+
+            async for data in client.jobs.top(job_id):
+                print(data.cpu, data.memory)
+        """
+        return AsyncStream(self._top(id))
+
+    async def _top(self, id: str) -> AsyncGenerator[JobTelemetry, None]:
+        url = await self._client._monitoring_url() / id / "top"
+        received = False
+        async with self._client._ws_connect(url) as ws:
+            async for msg in ws:
+                if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                    try:
+                        data = json.loads(msg.data)
+                    except ValueError as e:
+                        raise ProtocolError(f"Invalid telemetry frame: {msg.data[:200]!r}") from e
+                    received = True
+                    yield telemetry_from_api(data)
+                elif msg.type == aiohttp.WSMsgType.ERROR:
+                    raise _ws_failure(ws, f"the telemetry stream of {id}", url)
+        if not received:
+            raise IllegalArgumentError("Job is not running")
+
+    # -- attach and exec -----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def attach(
+        self,
+        id: str,
+        *,
+        stdin: bool = False,
+        stdout: bool = False,
+        stderr: bool = False,
+        tty: bool = False,
+        logs: bool = False,
+        offset: int | Literal["end"] | None = None,
+    ) -> AsyncIterator[StdStream]:
+        """Connect to the stdio of a running job: ``WS {MON}/{id}/attach`` (protocol 4.1).
+
+        Extensions: *tty* asks for a terminal session (then all output comes as stdout);
+        *logs* makes the server replay the output so far first; *offset* (a byte count, or
+        ``"end"`` for "from now") starts the output at that byte of the job's output, and the
+        server's answer is :attr:`StdStream.offset` when the block starts (to resume after a
+        lost connection).
+
+        Example::
+
+            async with client.jobs.attach(job_id, stdout=True, stderr=True) as stream:
+                while (msg := await stream.read_out()) is not None:
+                    print(msg.fileno, msg.data)
+        """
+        url = await self._client._monitoring_url() / id / "attach"
+        query = attach_query(
+            tty=tty, stdin=stdin, stdout=stdout, stderr=stderr, logs=logs, offset=offset
+        )
+        async with self._client._ws_connect(
+            url, params=query, protocols=(CHANNELS_PROTOCOL,)
+        ) as ws:
+            stream = StdStream(ws, url=url)
+            if offset is not None:
+                await stream._read_offset(OFFSET_FRAME_TIMEOUT)
+            yield stream
+
+    @contextlib.asynccontextmanager
+    async def exec(
+        self,
+        id: str,
+        cmd: Sequence[str],
+        *,
+        tty: bool = False,
+        stdin: bool = False,
+        stdout: bool = True,
+        stderr: bool = True,
+    ) -> AsyncIterator[StdStream]:
+        """Run *cmd* beside a running job over one websocket: ``WS {MON}/{id}/exec`` (extension,
+        the 26.x generation; protocol 4.1).  *cmd* is joined with :func:`shlex.join` (a str is
+        sent as it is) and split again by the server, without a shell.  The exit code arrives
+        as :attr:`StdStream.exit_code`.
+
+        Example::
+
+            async with client.jobs.exec(job_id, ["ls", "-l"]) as stream:
+                while (msg := await stream.read_out()) is not None:
+                    sys.stdout.buffer.write(msg.data)
+            sys.exit(stream.exit_code if stream.exit_code is not None else 125)
+        """
+        url = await self._client._monitoring_url() / id / "exec"
+        query = exec_query(cmd, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
+        async with self._client._ws_connect(
+            url, params=query, protocols=(CHANNELS_PROTOCOL,)
+        ) as ws:
+            yield StdStream(ws, url=url)
+
+    async def exec_create(self, id: str, cmd: Sequence[str], *, tty: bool = False) -> str:
+        """Create a (legacy) exec session: ``POST {MON}/{id}/exec_create``; returns its id."""
+        url = await self._client._monitoring_url() / id / "exec_create"
+        data = await self._client._fetch_json("POST", url, json=exec_create_body(cmd, tty=tty))
+        return exec_id_from_api(data)
+
+    @contextlib.asynccontextmanager
+    async def exec_start(self, id: str, exec_id: str) -> AsyncIterator[StdStream]:
+        """Start a session of :meth:`exec_create`: ``WS {MON}/{id}/{exec_id}/exec_start``.
+
+        Legacy framing: no stdin prefix, no exit code frame (read it with
+        :meth:`exec_inspect`); :meth:`StdStream.resize` calls :meth:`exec_resize`.
+        """
+        url = await self._client._monitoring_url() / id / exec_id / "exec_start"
+
+        async def resizer(h: int, w: int) -> None:
+            await self.exec_resize(id, exec_id, w=w, h=h)
+
+        async with self._client._ws_connect(url) as ws:
+            yield StdStream(ws, legacy=True, resizer=resizer, url=url)
+
+    async def exec_inspect(self, id: str, exec_id: str) -> ExecInspect:
+        """State of an exec session: ``GET {MON}/{id}/{exec_id}/exec_inspect``."""
+        url = await self._client._monitoring_url() / id / exec_id / "exec_inspect"
+        return exec_inspect_from_api(await self._client._fetch_json("GET", url))
+
+    async def exec_resize(self, id: str, exec_id: str, *, w: int, h: int) -> None:
+        """Resize the TTY of an exec session: ``POST {MON}/{id}/{exec_id}/exec_resize``."""
+        url = await self._client._monitoring_url() / id / exec_id / "exec_resize"
+        async with self._client._request("POST", url, params=size_query(w=w, h=h)):
+            pass
+
+    async def resize(self, id: str, *, w: int, h: int) -> None:
+        """Resize the TTY of a job: ``POST {MON}/{id}/resize``."""
+        url = await self._client._monitoring_url() / id / "resize"
+        async with self._client._request("POST", url, params=size_query(w=w, h=h)):
+            pass
+
+    async def send_signal(self, id: str, signal: str | int) -> None:
+        """Send a signal to a job: ``POST {MON}/{id}/kill?signal=...`` (204).
+
+        *signal* is a name as the server knows it (``"USR1"``, ``"SIGUSR1"``) or a number
+        (``9``, :data:`signal.SIGKILL`).
+        """
+        url = await self._client._monitoring_url() / id / "kill"
+        async with self._client._request("POST", url, params=signal_query(signal)):
+            pass
+
+    # -- port forwarding -----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def port_forward(
+        self, id: str, local_port: int, job_port: int, *, no_key_check: bool = False
+    ) -> AsyncIterator[int]:
+        """Forward ``127.0.0.1:local_port`` to *job_port* of the job while the block runs.
+
+        Every accepted connection gets its own ``WS {MON}/{id}/port_forward/{job_port}``;
+        bytes go both ways until either side closes.  Errors inside one tunnel are logged, not
+        raised.  *local_port* ``0`` picks a free port; the context value is the bound port.  A
+        port in use raises ``OSError(errno.EADDRINUSE)``.  *no_key_check* is accepted for
+        compatibility and ignored (it was for the SSH transport).
+
+        Example::
+
+            async with client.jobs.port_forward(job_id, 8080, 80) as port:
+                ...  # http://127.0.0.1:{port} reaches port 80 of the job
+        """
+        if not 0 <= local_port <= 65535:
+            raise ValueError(f"Invalid local port {local_port}: use 0-65535")
+        if not 1 <= job_port <= 65535:
+            raise ValueError(f"Invalid job port {job_port}: use 1-65535")
+        url = await self._client._monitoring_url() / id / "port_forward" / str(job_port)
+        tunnels: set[asyncio.Task[None]] = set()
+        closing = False
+
+        def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if closing:
+                writer.close()
+                return
+            task = asyncio.create_task(self._tunnel(url, reader, writer))
+            tunnels.add(task)
+            task.add_done_callback(tunnels.discard)
+
+        try:
+            server = await asyncio.start_server(
+                on_connect, "127.0.0.1", local_port, limit=MAX_CHUNK
+            )
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise OSError(
+                    errno.EADDRINUSE, f"local port {local_port} is already in use"
+                ) from e
+            raise
+        try:
+            yield server.sockets[0].getsockname()[1]
+        finally:
+            closing = True
+            server.close()
+            for task in builtins.list(tunnels):
+                task.cancel()
+            await asyncio.gather(*tunnels, return_exceptions=True)
+            await server.wait_closed()
+
+    async def _tunnel(
+        self, url: URL, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One forwarded connection: local socket <-> websocket; errors are logged."""
+        peer = writer.get_extra_info("peername")
+        try:
+            async with self._client._ws_connect(url) as ws:
+                await _pump(ws, reader, writer, url)
+        except (NeuroError, OSError, aiohttp.ClientError, asyncio.TimeoutError) as e:
+            log.warning("Port forwarding of %s to %s failed: %s", peer, url, e)
+        except Exception:
+            log.exception("Port forwarding of %s to %s failed", peer, url)
+        finally:
+            writer.close()
+
+
+async def _pump(
+    ws: aiohttp.ClientWebSocketResponse,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    url: URL,
+) -> None:
+    """Copy bytes both ways until either side closes; raise what went wrong on either side."""
+
+    async def local_to_ws() -> None:
+        while data := await reader.read(MAX_CHUNK):
+            await ws.send_bytes(data)
+
+    async def ws_to_local() -> None:
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                writer.write(msg.data)
+                await writer.drain()
+            elif msg.type == aiohttp.WSMsgType.TEXT:
+                raise ProtocolError(f"Unexpected text frame in a port forwarding: {msg.data!r}")
+            elif msg.type == aiohttp.WSMsgType.ERROR:
+                raise _ws_failure(ws, "the port forwarding connection", url)
+
+    tasks = [asyncio.create_task(local_to_ws()), asyncio.create_task(ws_to_local())]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for task, result in zip(tasks, results, strict=True):
+        if task in done and isinstance(result, BaseException):
+            raise result

@@ -280,7 +280,12 @@ class JobDescription:
 
 @dataclass(frozen=True)
 class JobTelemetry:
-    """One telemetry sample of a running job."""
+    """One telemetry sample of a running job.
+
+    ``timestamp`` is epoch seconds, ``cpu`` is cores in use, ``memory`` and ``gpu_memory`` are
+    MiB (the seed's "megabytes"); ``memory_bytes``/``gpu_memory_bytes`` are exact bytes (derived
+    from the MiB value when an old server sends only that).
+    """
 
     cpu: float
     memory: float
@@ -301,12 +306,12 @@ class Message:
 
 @dataclass(frozen=True)
 class ExecInspect:
-    """State of an exec session."""
+    """State of an exec session; ``exit_code`` is ``None`` while the command runs."""
 
     id: str
     job_id: str
     running: bool
-    exit_code: int
+    exit_code: int | None
     tty: bool
     entrypoint: str
     command: str

@@ -1,11 +1,14 @@
-"""Pure conversions between the wire format (protocol 2.2-2.5, 4.2) and the models.
+"""Pure conversions between the wire format (protocol 2.1-2.5, 4.1-4.3) and the models.
 
-No I/O here: job JSON -> :class:`JobDescription`, parameters -> request bodies and queries.
+No I/O here: job JSON -> :class:`JobDescription`, parameters -> request bodies and queries,
+telemetry and exec JSON -> models, and the channel framing of attach/exec streams.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -18,6 +21,7 @@ from ._images import RemoteImage
 from ._models import (
     Container,
     DiskVolume,
+    ExecInspect,
     HTTPPort,
     JobDescription,
     JobPriority,
@@ -26,6 +30,8 @@ from ._models import (
     JobStatus,
     JobStatusHistory,
     JobStatusItem,
+    JobTelemetry,
+    Message,
     Resources,
     SecretFile,
     Volume,
@@ -592,3 +598,219 @@ def monitor_query(
     if separator is not None:
         query.append(("separator", separator))
     return query
+
+
+# ---------------------------------------------------------------------------------------------
+# attach / exec / resize / signals / telemetry (protocol 2.1 legacy table, 4.1, 4.3)
+
+CHANNELS_PROTOCOL = "v2.channels.neu.ro"
+"""Websocket subprotocol of the channel framing (protocol 4.1)."""
+
+STDIN, STDOUT, STDERR, STATUS, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+OFFSET = 5
+"""Our extension, server -> client: ``0x05`` + ``{"offset": N}``, the byte of the job's output an
+attach stream with ``?offset=`` starts at (so that a client can reconnect and resume)."""
+
+CLOSE_STDIN_FRAME = bytes([CLOSE, STDIN])
+"""Client -> server "close channel 0" (stdin EOF), the k8s v5 convention."""
+
+_MIB = 2**20
+
+
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
+def attach_query(
+    *,
+    tty: bool = False,
+    stdin: bool = False,
+    stdout: bool = False,
+    stderr: bool = False,
+    logs: bool = False,
+    offset: int | str | None = None,
+) -> list[tuple[str, str]]:
+    """Query of ``WS {MON}/{id}/attach``: ``tty,stdin,stdout,stderr`` as 0/1, then the
+    extensions ``logs=1`` and ``offset=N|end``."""
+    query = [
+        ("tty", _flag(tty)),
+        ("stdin", _flag(stdin)),
+        ("stdout", _flag(stdout)),
+        ("stderr", _flag(stderr)),
+    ]
+    if logs:
+        query.append(("logs", "1"))
+    if offset is not None:
+        if offset != "end" and (isinstance(offset, bool) or not isinstance(offset, int)):
+            raise ValueError(f"Invalid offset {offset!r}: a byte count or 'end'")
+        if isinstance(offset, int) and offset < 0:
+            raise ValueError(f"Invalid offset {offset!r}: a byte count or 'end'")
+        query.append(("offset", str(offset)))
+    return query
+
+
+def exec_command(cmd: str | Iterable[str]) -> str:
+    """The command line sent to the server: ``shlex.join(cmd)``; a str is taken as it is.
+
+    The server splits it with ``shlex`` (no shell).  An empty command raises ValueError.
+    """
+    text = cmd if isinstance(cmd, str) else shlex.join(cmd)
+    if not text.strip():
+        raise ValueError("The command to execute is empty")
+    return text
+
+
+def exec_query(
+    cmd: str | Iterable[str],
+    *,
+    tty: bool = False,
+    stdin: bool = False,
+    stdout: bool = True,
+    stderr: bool = True,
+) -> list[tuple[str, str]]:
+    """Query of the single-websocket ``WS {MON}/{id}/exec`` (protocol 4.1)."""
+    return [
+        ("cmd", exec_command(cmd)),
+        ("tty", _flag(tty)),
+        ("stdin", _flag(stdin)),
+        ("stdout", _flag(stdout)),
+        ("stderr", _flag(stderr)),
+    ]
+
+
+def exec_create_body(cmd: str | Iterable[str], *, tty: bool = False) -> JSON:
+    """Body of the legacy ``POST {MON}/{id}/exec_create``."""
+    return {
+        "command": exec_command(cmd),
+        "stdin": True,
+        "stdout": True,
+        "stderr": True,
+        "tty": bool(tty),
+    }
+
+
+def exec_id_from_api(data: Any) -> str:
+    """``{"exec_id": "..."}`` -> the id; anything else raises :class:`ProtocolError`."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("exec_id"), str):
+        raise ProtocolError('exec_create: expected {"exec_id": "..."}')
+    return str(data["exec_id"])
+
+
+def exec_inspect_from_api(data: Any) -> ExecInspect:
+    """``{id, running, exit_code, job_id, tty, entrypoint, command}`` -> :class:`ExecInspect`."""
+    try:
+        if not isinstance(data, Mapping):
+            raise TypeError("not a JSON object")
+        return ExecInspect(
+            id=str(data["id"]),
+            job_id=str(data["job_id"]),
+            running=bool(data["running"]),
+            exit_code=_opt_int(data.get("exit_code")),
+            tty=bool(data.get("tty", False)),
+            entrypoint=str(data.get("entrypoint") or ""),
+            command=str(data.get("command") or ""),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        detail = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+        raise ProtocolError(f"Invalid exec_inspect answer: {detail}") from e
+
+
+def size_query(*, w: int, h: int) -> list[tuple[str, str]]:
+    """Query of ``POST .../resize`` and ``.../exec_resize``: ``w`` then ``h``."""
+    return [("w", str(int(w))), ("h", str(int(h)))]
+
+
+def signal_query(signal: str | int) -> list[tuple[str, str]]:
+    """Query of ``POST {MON}/{id}/kill``: a name (``"USR1"``, ``"SIGUSR1"``) as given, an int
+    (or :class:`signal.Signals`) as its number."""
+    if isinstance(signal, bool):
+        raise TypeError(f"Invalid signal {signal!r}")
+    if isinstance(signal, int):
+        return [("signal", str(int(signal)))]
+    if isinstance(signal, str):
+        name = signal.strip()
+        if not name:
+            raise ValueError("The signal name is empty")
+        return [("signal", name)]
+    raise TypeError(f"Invalid signal {signal!r}: use a name or a number")
+
+
+def telemetry_from_api(data: Any) -> JobTelemetry:
+    """A ``top`` frame -> :class:`JobTelemetry`; ``*_bytes`` keys win over the MiB ones."""
+    try:
+        if not isinstance(data, Mapping):
+            raise TypeError("not a JSON object")
+        if data.get("memory_bytes") is not None:
+            memory_bytes = int(data["memory_bytes"])
+            memory = memory_bytes / _MIB
+        else:
+            memory = float(data["memory"])
+            memory_bytes = round(memory * _MIB)
+        gpu_memory: float | None = None
+        gpu_memory_bytes: int | None = None
+        if data.get("gpu_memory_bytes") is not None:
+            gpu_memory_bytes = int(data["gpu_memory_bytes"])
+            gpu_memory = gpu_memory_bytes / _MIB
+        elif data.get("gpu_memory") is not None:
+            gpu_memory = float(data["gpu_memory"])
+            gpu_memory_bytes = round(gpu_memory * _MIB)
+        return JobTelemetry(
+            cpu=float(data["cpu"]),
+            memory=memory,
+            timestamp=float(data["timestamp"]),
+            gpu_duty_cycle=_opt_int(data.get("gpu_duty_cycle")),
+            gpu_memory=gpu_memory,
+            memory_bytes=memory_bytes,
+            gpu_memory_bytes=gpu_memory_bytes,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        detail = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+        raise ProtocolError(f"Invalid telemetry frame: {detail}") from e
+
+
+def stdin_frame(data: bytes, *, legacy: bool = False) -> bytes:
+    """Client -> server stdin: ``0x00`` + bytes (legacy exec_start: the bytes alone)."""
+    return bytes(data) if legacy else bytes([STDIN]) + data
+
+
+def resize_frame(*, h: int, w: int) -> bytes:
+    """Client -> server terminal size: ``0x04`` + ``{"height": h, "width": w}``."""
+    return bytes([RESIZE]) + json.dumps({"height": int(h), "width": int(w)}).encode()
+
+
+def exit_code_from_frame(payload: bytes) -> int:
+    """The payload of a ``0x03`` frame -> exit code; anything malformed -> 1."""
+    try:
+        status = json.loads(payload)
+    except ValueError:
+        return 1
+    code = status.get("exit_code") if isinstance(status, dict) else None
+    if isinstance(code, bool) or not isinstance(code, int):
+        return 1
+    return code
+
+
+def offset_from_frame(payload: bytes) -> int:
+    """The payload of a ``0x05`` frame (our extension) -> the output offset."""
+    try:
+        data = json.loads(payload)
+    except ValueError as e:
+        raise ProtocolError(f"Invalid offset frame: {payload[:200]!r}") from e
+    offset = data.get("offset") if isinstance(data, dict) else None
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ProtocolError(f"Invalid offset frame: {payload[:200]!r}")
+    return offset
+
+
+def decode_output_frame(frame: bytes, *, legacy: bool = False) -> Message | int | None:
+    """A binary frame from the server: :class:`Message` for stdout/stderr, an ``int`` exit code
+    for a ``0x03`` frame (not in the legacy framing), ``None`` for a frame without payload
+    (k8s announces each channel with one).  Another channel raises :class:`ProtocolError`."""
+    if not frame:
+        return None
+    channel, payload = frame[0], bytes(frame[1:])
+    if channel in (STDOUT, STDERR):
+        return Message(channel, payload) if payload else None
+    if channel == STATUS and not legacy:
+        return exit_code_from_frame(payload)
+    raise ProtocolError(f"Unexpected channel {channel} in the job's output stream")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from .auth import AuthError, Authenticator, load_secret
 from .config import ServerConfig
-from .handlers import jobs, monitoring
+from .handlers import interactive, jobs, monitoring
 from .handlers.common import STATE, USER, error_response
 from .runtime.base import Runtime
 from .scheduler import Scheduler
@@ -32,6 +33,7 @@ class State:
     runtime: Runtime
     scheduler: Scheduler
     auth: Authenticator
+    execs: dict[str, Any] = dataclasses.field(default_factory=dict)  # legacy exec sessions
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -110,6 +112,16 @@ def make_app(config: ServerConfig, store: Store, runtime: Runtime) -> web.Applic
     r.add_put("/api/v1/jobs/{job_id}/max_run_time_minutes", jobs.bump_life_span)
     r.add_get("/api/v1/jobs/{job_id}/log_ws", monitoring.log_ws)
     r.add_get("/api/v1/jobs/{job_id}/log", monitoring.log_http)
+    r.add_route("*", "/api/v1/jobs/{job_id}/attach", interactive.attach)
+    r.add_route("*", "/api/v1/jobs/{job_id}/exec", interactive.exec_ws)
+    r.add_post("/api/v1/jobs/{job_id}/exec_create", interactive.exec_create)
+    r.add_get("/api/v1/jobs/{job_id}/{exec_id}/exec_start", interactive.exec_start)
+    r.add_get("/api/v1/jobs/{job_id}/{exec_id}/exec_inspect", interactive.exec_inspect)
+    r.add_post("/api/v1/jobs/{job_id}/{exec_id}/exec_resize", interactive.exec_resize)
+    r.add_post("/api/v1/jobs/{job_id}/resize", interactive.resize)
+    r.add_get("/api/v1/jobs/{job_id}/port_forward/{port}", interactive.port_forward)
+    r.add_get("/api/v1/jobs/{job_id}/top", interactive.top)
+    r.add_post("/api/v1/jobs/{job_id}/kill", interactive.send_signal)
 
     async def on_startup(app: web.Application) -> None:
         await scheduler.start()

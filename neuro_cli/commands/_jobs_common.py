@@ -37,6 +37,7 @@ def run_async(ctx: click.Context, fn: Callable[[Deps], Awaitable[int | None]]) -
             interrupted = True
             task.cancel()
 
+        deps.on_sigint = on_sigint
         try:
             loop.add_signal_handler(signal.SIGINT, on_sigint)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
@@ -124,14 +125,20 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (ServerUnreachable, ServerNotAvailable, ConnectionError))
 
 
+class Progress:
+    """How many output bytes were written so far (survives restarts of a stream)."""
+
+    seen = 0
+
+
 async def follow_output(deps: Deps, job_id: str, *, since: Any = None, timestamps: bool = False,
-                        retry_for: float = 60.0) -> None:
+                        retry_for: float = 60.0, progress: Progress | None = None) -> None:
     """Copy the job's output to stdout until the job is finished and its output drained.
 
     A dropped connection (the server restarted, for example) is retried with backoff, and the
     output resumes where it stopped: the job's log is append-only, so the bytes already
-    written are skipped instead of printed twice."""
-    written = 0
+    written (``progress.seen``) are skipped instead of printed twice."""
+    progress = progress or Progress()
     delay = 0.1
     loop = asyncio.get_running_loop()
     give_up = loop.time() + retry_for
@@ -142,10 +149,10 @@ async def follow_output(deps: Deps, job_id: str, *, since: Any = None, timestamp
                 async for chunk in client.jobs.monitor(job_id, since=since, timestamps=timestamps):
                     start = seen
                     seen += len(chunk)
-                    if seen <= written:
+                    if seen <= progress.seen:
                         continue
-                    deps.io.write_bytes(chunk[max(0, written - start):])
-                    written = seen
+                    deps.io.write_bytes(chunk[max(0, progress.seen - start):])
+                    progress.seen = seen
                     delay = 0.1
                     give_up = loop.time() + retry_for
             return

@@ -7,26 +7,30 @@ import click
 from ..deps import Deps
 from ..errors import ExitCode, classify
 from ._jobs_common import resolve_job, run_async
+from .send_signal import _signal
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]}, short_help="Kill jobs")
 @click.argument("jobs", nargs=-1, required=True)
+@click.option("-s", "--signal", "signal", callback=_signal, metavar="SIGNAL",
+              help="Send this signal instead of stopping the job (e.g. USR1); the job goes on.")
 @click.pass_context
-def command(ctx: click.Context, jobs: tuple[str, ...]) -> None:
+def command(ctx: click.Context, jobs: tuple[str, ...], signal: str | None) -> None:
     """Kill jobs: SIGTERM, then SIGKILL after the server's grace period.
 
     Prints the id of each job killed. Every job is tried; the exit code is 1 if any could not be
-    killed (each failure is printed on stderr).
+    killed (each failure is printed on stderr). With --signal, only that signal is sent.
 
     \b
     Examples:
       neuro kill train
+      neuro kill --signal USR1 train
       neuro ps -q --tag nightly | xargs neuro kill
     """
-    run_async(ctx, lambda deps: run(jobs, deps))
+    run_async(ctx, lambda deps: run(jobs, deps, signal))
 
 
-async def run(refs: tuple[str, ...], deps: Deps) -> int:
+async def run(refs: tuple[str, ...], deps: Deps, signal: str | None = None) -> int:
     failed = False
     async with deps.client() as client:
         for ref in refs:
@@ -37,7 +41,10 @@ async def run(refs: tuple[str, ...], deps: Deps) -> int:
                     deps.io.err(f"ERROR: cannot kill {ref}: the job is already {job.status.value}")
                     failed = True
                     continue
-                await client.jobs.kill(job_id)
+                if signal is None:
+                    await client.jobs.kill(job_id)
+                else:
+                    await client.jobs.send_signal(job_id, signal)
                 deps.io.out(job_id)
             except Exception as e:
                 code, message, _ = classify(e)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import shlex
@@ -12,7 +11,9 @@ import click
 from ..deps import Deps
 from ..errors import CLIError, ExitCode
 from ..parse import parse_env, parse_life_span
+from ._attach import attach_loop, interruptible
 from ._jobs_common import (
+    Progress,
     final_status,
     follow_output,
     job_exit_code,
@@ -21,6 +22,8 @@ from ._jobs_common import (
     runtime_note,
     wait_started,
 )
+from ._options import detach_keys_option, keys_text, port_forward_option, tty_option
+from .port_forward import forwarding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +42,9 @@ class Options:
     detach: bool
     wait_start: bool
     quiet: bool
+    tty: bool | None = None
+    detach_keys: bytes = b"\x10\x11"
+    port_forwards: tuple[tuple[int, int], ...] = ()
 
 
 def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -72,27 +78,35 @@ def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--wait-start/--no-wait-start", default=True, show_default=True,
               help="Wait for the job to start before returning (--no-wait-start implies --detach).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the job id (and the output when attached).")
+@tty_option
+@detach_keys_option
+@port_forward_option
 @click.pass_context
 def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | None,
             name: str | None, tags: tuple[str, ...], description: str | None,
             env: tuple[str, ...], env_files: tuple[str, ...], workdir: str | None,
             entrypoint: str | None, life_span: float | None, detach: bool, wait_start: bool,
-            quiet: bool) -> None:
+            quiet: bool, tty: bool | None, detach_keys: bytes,
+            port_forwards: tuple[tuple[int, int], ...]) -> None:
     """Run a job: start IMAGE with CMD on a resource preset.
 
     Shows the job's progress while it is pending, then streams its output and exits with the
-    job's exit code (125 if it failed without one). Ctrl-C stops watching; the job goes on.
+    job's exit code (125 if it failed without one). With -t (the default when stdin, stdout
+    and stderr are terminals) the terminal is attached to the job: Ctrl-P Ctrl-Q detaches.
+    Without a TTY, Ctrl-C asks whether to kill the job, detach or continue.
 
     \b
     Examples:
       neuro run --preset cpu-small ubuntu -- echo hello
+      neuro run -t ubuntu -- bash
       neuro run -n train --life-span 2h -e SEED=1 pytorch -- python train.py
       neuro run --detach --tag nightly ubuntu -- ./nightly.sh
     """
     if workdir is not None and not workdir.startswith("/"):
         raise click.BadParameter("must be an absolute path", param_hint="'--workdir'")
     opts = Options(image, cmd, preset, name, tags, description, env, env_files, workdir,
-                   entrypoint, life_span, detach or not wait_start, wait_start, quiet)
+                   entrypoint, life_span, detach or not wait_start, wait_start, quiet, tty,
+                   detach_keys, port_forwards)
     run_async(ctx, lambda deps: run(opts, deps))
 
 
@@ -108,6 +122,13 @@ async def run(opts: Options, deps: Deps) -> int:
     from neuro_sdk import RemoteImage
 
     env = parse_env(opts.env, opts.env_files, dict(os.environ))
+    io = deps.io
+    tty = opts.tty
+    if tty is None:
+        tty = io.interactive and not opts.detach
+    elif tty and not io.interactive and not opts.detach:
+        raise CLIError("-t needs a terminal: stdin, stdout and stderr must all be terminals",
+                       ExitCode.USAGE, hint="use -T, or --detach")
     try:
         image = RemoteImage.parse(opts.image)
     except ValueError as e:
@@ -129,8 +150,8 @@ async def run(opts: Options, deps: Deps) -> int:
             tags=opts.tags,
             description=opts.description,
             life_span=opts.life_span,
+            tty=tty,
         )
-        io = deps.io
         if opts.quiet:
             if opts.detach:
                 io.out(job.id)
@@ -154,14 +175,23 @@ async def run(opts: Options, deps: Deps) -> int:
             io.out(job.id)
             io.err(f"Follow its output: neuro logs {job.name or job.id}")
         return 0
-    try:
-        await follow_output(deps, job.id)
-        job = await final_status(deps, job.id)
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        ref = job.name or job.id
-        io.err(f"\nDetached from job {job.id}: it keeps running.")
-        io.err(f"  follow its output: neuro logs {ref}    stop it: neuro kill {ref}")
+    if job.status.is_finished and tty:
+        tty = False  # nothing to attach to: print what it wrote
+    async with forwarding(deps, job.id, opts.port_forwards):
+        if tty:
+            if not opts.quiet:
+                io.err(f"Attached to the job's terminal. Press {keys_text(opts.detach_keys)} "
+                       "to detach; if you see no prompt, press Enter.")
+            return await attach_loop(deps, job.id, tty=True, stdin=True,
+                                     detach_keys=opts.detach_keys, from_start=True)
+        progress = Progress()
+        choice = await interruptible(deps, job.id,
+                                     lambda: follow_output(deps, job.id, progress=progress))
+    if choice == "detach":
+        return 0
+    if choice == "kill":
         return int(ExitCode.INTERRUPTED)
+    job = await final_status(deps, job.id)
     if not opts.quiet and (job.status.value != "succeeded" or deps.verbose):
         io.err(result_line(job))
     return job_exit_code(job)

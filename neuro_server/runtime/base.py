@@ -163,5 +163,8 @@ class Runtime(Protocol):
         """Open a TCP connection to ``port`` where the job listens: (StreamReader,
         StreamWriter).  Raise RuntimeError_ when nothing listens there."""
 
+    def log_size(self, job_id: str) -> int:
+        """How many bytes of output the job has produced so far (0 if none or unknown)."""
+
     async def stats(self, job_id: str) -> Telemetry | None:
         """What the job uses now; None when it is not running."""

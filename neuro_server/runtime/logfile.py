@@ -32,6 +32,7 @@ class LogWriter:
         size = os.fstat(self._idx).st_size
         if size % RECORD.size:
             os.ftruncate(self._idx, size - size % RECORD.size)
+        self.records = size // RECORD.size  # chunks indexed so far (readers count by record)
         self.offset = os.fstat(self._log).st_size  # a restarted job appends to the same log
 
     def write(self, data: bytes, stream: int, when: float | None = None) -> None:
@@ -43,6 +44,7 @@ class LogWriter:
             view = view[os.write(self._log, view) :]
         os.write(self._idx, RECORD.pack(self.offset, when, stream, len(data)))
         self.offset += len(data)
+        self.records += 1
 
     def close(self) -> None:
         os.close(self._log)

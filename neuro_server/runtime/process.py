@@ -9,6 +9,17 @@ inspects, waits for, stops and reads the logs of jobs that an earlier server pro
     await rt.start(JobSpec("job-1", ["echo", "hi"], env={}, working_dir=None, cpu=0.5, memory=1 << 30))
     async for chunk in rt.logs("job-1"): ...
     exit_info = await rt.wait("job-1")
+
+Interactive use goes through the supervisor's control socket (control.py), from any server
+process, also one started after the job: ``attach`` (the job's output, and its TTY's input for
+jobs started with ``tty``), ``resize``, ``signal``, and ``exec`` (a command run beside the job by
+its supervisor: in its cgroup, with its env and working dir; the session here holds its pipes or
+PTY).  ``connect_port`` connects on the host's loopback (jobs share the host network) and
+``stats`` reads the job's cgroup (psutil without one) and NVML.
+
+RuntimeError_ reasons raised here: NotFound (no such job), NotRunning (attach, exec, resize or
+connect_port to a job that does not run), BadRequest (stdin for a job without a tty, a bad port
+or size), PortNotListening, ContainerCannotRun (anything else).
 """
 
 from __future__ import annotations
@@ -20,13 +31,23 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import cgroups
-from .base import ExitInfo, JobSpec, JobState, RuntimeError_, RuntimeInfo, StartInfo, State
+from . import cgroups, control, stdio, telemetry
+from .base import (
+    ExitInfo,
+    JobSpec,
+    JobState,
+    RuntimeError_,
+    RuntimeInfo,
+    StartInfo,
+    State,
+    StdioSession,
+    Telemetry,
+)
 from .logfile import read_log
 from .supervisor import (
     DEFAULT_PATH,
@@ -57,7 +78,15 @@ class ProcessRuntime:
         cgroup_root: str = cgroups.ROOT,
         start_timeout: float = 30.0,
         poll_interval: float = 0.05,
+        nvml: Any = None,
+        stats_interval: float = 0.25,
+        attach_max_lag: int | None = None,
     ) -> None:
+        """``nvml``: a module with pynvml's API for GPU telemetry (tests pass a fake); None
+        imports pynvml when first needed (absent, or no driver: no GPU figures); False: none.
+        ``stats_interval``: how long the first ``stats`` of a job measures its CPU use.
+        ``attach_max_lag``: bytes of live output an attached client may fall behind before
+        the supervisor drops it (default supervisor.MAX_LAG; output.log has everything)."""
         if not _CGROUP_PARENT.fullmatch(cgroup_parent):
             raise ValueError(f"bad cgroup parent {cgroup_parent!r}")
         self.root = Path(root)
@@ -66,6 +95,10 @@ class ProcessRuntime:
         self.cgroup_root = cgroup_root
         self.start_timeout = start_timeout
         self.poll_interval = poll_interval
+        self.stats_interval = stats_interval
+        self.attach_max_lag = attach_max_lag
+        self.gpus = telemetry.Nvml(nvml)
+        self._cpu_samples: dict[str, tuple[Any, float, int]] = {}  # job -> (run, time, cpu ns)
 
     def job_dir(self, job_id: str) -> Path:
         if not _JOB_ID.fullmatch(job_id):
@@ -88,7 +121,7 @@ class ProcessRuntime:
         if self.inspect(spec.job_id).state is State.RUNNING:
             raise RuntimeError_(f"job {spec.job_id} is already running")
         d.mkdir(parents=True, exist_ok=True)
-        for name in (SUPERVISOR, STARTED, STOP, EXIT):  # an earlier run's (its output stays)
+        for name in (SUPERVISOR, STARTED, STOP, EXIT, control.CONTROL):  # an earlier run's
             (d / name).unlink(missing_ok=True)
         write_json(
             str(d / SPEC),
@@ -104,6 +137,7 @@ class ProcessRuntime:
                 "owner": spec.owner,
                 "cgroup_parent": self.cgroup_parent,
                 "cgroup_root": self.cgroup_root,
+                "attach_max_lag": self.attach_max_lag,
                 "created_at": iso_now(),
             },
         )
@@ -167,8 +201,17 @@ class ProcessRuntime:
             _signal_supervisor(sup, signal.SIGTERM)
 
     async def signal(self, job_id: str, signum: int) -> None:
-        """Signal the job's process group; nothing happens when the job does not run."""
+        """Signal the job's process group (through its supervisor, which knows its child is
+        alive); nothing happens when the job does not run."""
         d = self.job_dir(job_id)
+        if isinstance(signum, bool) or not isinstance(signum, int) or not 0 < signum < signal.NSIG:
+            raise RuntimeError_(f"bad signal number {signum!r}", reason="BadRequest")
+        if (d / control.CONTROL).exists():
+            try:
+                await stdio.request(str(d), job_id, control.SIGNAL, control.SIGNUM.pack(signum))
+                return
+            except RuntimeError_:
+                pass  # it ended meanwhile, or no socket: below, by the files
         started = read_json(str(d / STARTED))
         sup = read_json(str(d / SUPERVISOR))
         if started is None or sup is None or (d / EXIT).exists() or not supervisor_alive(sup):
@@ -247,6 +290,13 @@ class ProcessRuntime:
             poll=self.poll_interval,
         )
 
+    def log_size(self, job_id: str) -> int:
+        """Bytes in output.log so far (0 when none): an offset for ``attach`` with ``logs``."""
+        try:
+            return (self.job_dir(job_id) / "output.log").stat().st_size
+        except (OSError, RuntimeError_):
+            return 0
+
     async def cleanup(self, job_id: str) -> None:
         """Remove the job's cgroups (killing what a lost supervisor left in them); the output
         and exit.json stay.  Nothing happens while the job runs."""
@@ -260,6 +310,132 @@ class ProcessRuntime:
         if cg is not None:
             await asyncio.to_thread(_kill_and_remove, cg)
         (d / STOP).unlink(missing_ok=True)
+        _remove_stale_socket(d)
+        self._cpu_samples.pop(job_id, None)
+
+    # -- interactive -------------------------------------------------------------------------
+
+    def _running(self, job_id: str) -> Path:
+        d = self.job_dir(job_id)
+        state = self.inspect(job_id).state
+        if state is State.NOT_FOUND and not (d / SPEC).exists():
+            raise RuntimeError_(f"no job {job_id} here", reason="NotFound")
+        if state is not State.RUNNING:
+            raise RuntimeError_(f"job {job_id} is not running", reason="NotRunning")
+        return d
+
+    async def attach(
+        self, job_id: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool = False
+    ) -> StdioSession:
+        d = self._running(job_id)
+        if stdin and not (read_json(str(d / SPEC)) or {}).get("tty"):
+            raise RuntimeError_(
+                f"job {job_id} was not started with a tty: its stdin cannot be attached",
+                reason="BadRequest",
+            )
+        return await stdio.AttachSession.open(
+            str(d), job_id, stdin=stdin, stdout=stdout, stderr=stderr, logs=logs
+        )
+
+    async def exec(
+        self,
+        job_id: str,
+        argv: Sequence[str],
+        *,
+        tty: bool,
+        stdin: bool,
+        env: Mapping[str, str] | None = None,
+    ) -> StdioSession:
+        """Run ``argv`` beside the job.  A command that cannot start still gives a session: its
+        stderr says why and ``wait()`` gives 127 (not found) or 126 (not executable), as a
+        shell would."""
+        d = self._running(job_id)
+        return await stdio.ExecSession.open(str(d), job_id, argv, tty=tty, stdin=stdin, env=env)
+
+    async def resize(self, job_id: str, height: int, width: int) -> None:
+        """Resize the job's TTY (its foreground process group gets SIGWINCH); a no-op for a
+        job without one."""
+        d = self._running(job_id)
+        size = stdio._winsize(height, width)
+        await stdio.request(str(d), job_id, control.RESIZE, size)
+
+    async def connect_port(self, job_id: str, port: int) -> tuple[Any, Any]:
+        """Jobs share the host's network: a TCP connection to ``port`` on loopback."""
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise RuntimeError_(f"bad port {port!r}: ports are 1-65535", reason="BadRequest")
+        self._running(job_id)
+        error: OSError | None = None
+        for host in ("127.0.0.1", "::1"):
+            try:
+                return await asyncio.open_connection(host, port)
+            except OSError as e:  # refused, or no IPv6 here
+                error = error or e
+        raise RuntimeError_(
+            f"nothing listens on port {port} in job {job_id} ({error})", reason="PortNotListening"
+        )
+
+    async def stats(self, job_id: str) -> Telemetry | None:
+        """CPU cores used since the previous call (the first call measures over
+        ``stats_interval``), memory without page cache, and GPU use where the job has GPUs."""
+        try:
+            d = self.job_dir(job_id)
+        except RuntimeError_:
+            return None
+        if self.inspect(job_id).state is not State.RUNNING:
+            self._cpu_samples.pop(job_id, None)
+            return None
+        sup = read_json(str(d / SUPERVISOR)) or {}
+        run = (sup.get("pid"), sup.get("starttime"))  # a restarted job starts afresh
+        sample = await asyncio.to_thread(self._sample, d, job_id, sup)
+        if sample is None:
+            return None
+        now, cpu_ns, memory, pids = sample
+        previous = self._cpu_samples.get(job_id)
+        if previous is None or previous[0] != run:
+            await asyncio.sleep(self.stats_interval)
+            first = (now, cpu_ns)
+            sample = await asyncio.to_thread(self._sample, d, job_id, sup)
+            if sample is None:
+                return None
+            now, cpu_ns, memory, pids = sample
+        else:
+            first = previous[1:]
+        self._cpu_samples[job_id] = (run, now, cpu_ns)
+        elapsed = now - first[0]
+        cpu = max(0.0, (cpu_ns - first[1]) / 1e9 / elapsed) if elapsed > 0 else 0.0
+        duty, gpu_memory = await asyncio.to_thread(self.gpus.usage, pids)
+        return Telemetry(
+            timestamp=time.time(),
+            cpu=cpu,
+            memory=memory,
+            gpu_duty_cycle=duty,
+            gpu_memory=gpu_memory,
+        )
+
+    def _sample(
+        self, d: Path, job_id: str, sup: dict[str, Any]
+    ) -> tuple[float, int, int, set[int]] | None:
+        """(monotonic time, CPU ns, memory bytes, the job's pids) now; None when it is gone."""
+        if not supervisor_alive(sup):
+            return None
+        pids = telemetry.tree_pids(int(sup["pid"]))
+        spec = read_json(str(d / SPEC)) or {}
+        cg = cgroups.JobCgroup.find(
+            spec.get("cgroup_parent") or self.cgroup_parent,
+            job_id,
+            spec.get("cgroup_root") or self.cgroup_root,
+        )
+        cpu_ns = memory = None
+        if cg is not None:
+            in_cgroup = cg.pids()
+            if in_cgroup:
+                pids |= in_cgroup
+                cpu_ns, memory = telemetry.cgroup_usage(cg)
+        if cpu_ns is None or memory is None:
+            tree_cpu, tree_memory = telemetry.tree_usage(pids)
+            cpu_ns = tree_cpu if cpu_ns is None else cpu_ns
+            memory = tree_memory if memory is None else memory
+        return time.monotonic(), cpu_ns, memory, pids
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -281,6 +457,18 @@ class ProcessRuntime:
         if sup is None:
             return not self._starting(d)
         return not supervisor_alive(sup)
+
+
+def _remove_stale_socket(d: Path) -> None:
+    """A control socket left by a supervisor that was killed (only ours: in the job dir or the
+    short-path directory)."""
+    path = stdio.control_path(str(d))
+    if path is None:
+        return
+    p = Path(path)
+    if p.parent in (d, Path(f"/tmp/neuro-{os.getuid()}")) and p.suffix == ".sock":
+        p.unlink(missing_ok=True)
+    (d / control.CONTROL).unlink(missing_ok=True)
 
 
 def _kill_and_remove(cg: cgroups.JobCgroup) -> None:

@@ -3,9 +3,15 @@
     python -m neuro_server.runtime.supervisor JOB_DIR [--ready-fd N]
 
 It detaches from the server (fork; the server reaps only the short-lived parent), owns the job's
-process and pipes, appends the output to ``output.log``/``output.idx``, enforces limits (cgroups,
-else rlimits), stops the job on SIGTERM (grace period from ``stop.json``), and records the exit
-in ``exit.json`` before it exits.  Jobs thereby outlive the server.
+process and its pipes or PTY, appends the output to ``output.log``/``output.idx``, enforces limits
+(cgroups, else rlimits), stops the job on SIGTERM (grace period from ``stop.json``), and records
+the exit in ``exit.json`` before it exits.  Jobs thereby outlive the server.
+
+While the job runs it serves a control socket (protocol in control.py): any server process can
+attach to the output (live, or the log so far and then live, with no gap: this process is the
+only writer), write to the TTY, resize it, signal the job, and run commands beside it (exec).
+One thread, one poll loop; a slow client never holds up the job or the log (each client is a
+cursor into output.log; one that falls MAX_LAG behind is dropped).
 
 Standard library only, and nothing heavy: it starts for every job.
 
@@ -15,6 +21,8 @@ Job directory layout (all JSON written atomically: tmp file, rename):
     started.json     {pid, pgid, started_at, limits} once the job's process runs
     stop.json        {grace} written by the server before it sends SIGTERM here
     exit.json        {exit_code, oom_killed, finished_at, error, started_at, limits} (fsynced)
+    control.json     {path, pid}: where this supervisor's control socket listens (control.py)
+    control.sock     the control socket (attach, stdin, resize, signal, exec) while the job runs
     output.log, output.idx   the job's output (see logfile.py)
     supervisor.log   this process's own stdout/stderr (tracebacks)
     work/            the job's working directory unless the spec names one
@@ -27,11 +35,14 @@ import json
 import os
 import select
 import signal
+import socket
+import struct
 import sys
 import time
 
-from . import cgroups
-from .logfile import STDERR, STDOUT, LogWriter
+from . import cgroups, control
+from .control import HEADER, MAX_FRAME, STREAM_TYPE, frame, json_frame
+from .logfile import IDX_NAME, LOG_NAME, RECORD, STDERR, STDOUT, LogWriter
 
 TYPE_CHECKING = False  # typing itself costs milliseconds at every job start
 if TYPE_CHECKING:
@@ -52,6 +63,14 @@ DEFAULT_GRACE = 10.0
 DRAIN_TIMEOUT = 2.0  # after the job's end: how long a pipe may stay silent before we stop reading
 PIPE_SIZE = 1 << 20
 PR_SET_CHILD_SUBREAPER = 36
+TTY_SIZE = (24, 80)  # rows, columns until a client resizes
+MAX_CLIENTS = 128
+OUT_HIGH = 256 << 10  # a client's send buffer is refilled from the log below this
+MAX_LAG = 64 << 20  # a client this far behind the live output is dropped (spec: attach_max_lag)
+CLIENT_SNDBUF = 1 << 20  # socket send buffer of an attached client
+STDIN_HIGH = 256 << 10  # pending TTY input above this: stop reading the clients that send it
+FLUSH_TIMEOUT = 2.0  # after the job's end: how long attached clients get to take the rest
+MAX_FDS = 4  # fds that may come with one request (exec)
 
 
 # -- small file helpers, shared with process.py ------------------------------------------------
@@ -136,13 +155,17 @@ def spawn(
     stdio: tuple[int, int, int],
     cgroup: cgroups.JobCgroup | None,
     rlimit_data: int | None,
+    tty: bool = False,
 ) -> int:
     """fork+exec the job in its own session, its cgroup joined before exec; returns its pid.
 
-    ``stdio`` are the fds for the job's 0, 1, 2 (pipes now; a PTY's slave three times later,
-    plus TIOCSCTTY after setsid).  A failure before exec comes back through a close-on-exec
-    pipe as SpawnError.
+    ``stdio`` are the fds for the job's 0, 1, 2 (pipes, or a PTY's slave three times with
+    ``tty``: it becomes the session's controlling terminal).  A failure before exec comes back
+    through a close-on-exec pipe as SpawnError.
     """
+    if tty:
+        import fcntl
+        import termios
     if rlimit_data is not None:
         import resource
     err_r, err_w = os.pipe()  # close-on-exec: EOF without data means exec succeeded
@@ -156,6 +179,9 @@ def spawn(
                 signal.signal(s, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, ())
             os.setsid()
+            if tty:
+                stage = "tty"
+                fcntl.ioctl(stdio[0], termios.TIOCSCTTY, 0)
             if cgroup is not None:
                 stage = "cgroup"
                 cgroup.join(os.getpid())
@@ -204,6 +230,45 @@ def spawn_failure(e: SpawnError, argv0: str, cwd: str) -> tuple[int, str]:
 # -- the supervisor ------------------------------------------------------------------------------
 
 
+class Client:
+    """One connection to the control socket."""
+
+    __slots__ = (
+        "attached",
+        "closed",
+        "ending",
+        "exec_pid",
+        "exit_frame",
+        "fd",
+        "fds",
+        "inbuf",
+        "live_from",
+        "out",
+        "pos",
+        "rec",
+        "sock",
+        "stdin",
+        "streams",
+    )
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.inbuf = bytearray()
+        self.out = bytearray()  # frames not yet sent
+        self.fds: list[int] = []  # received with SCM_RIGHTS, for the next EXEC
+        self.attached = False
+        self.streams: tuple[int, ...] = ()
+        self.stdin = False
+        self.rec = 0  # attached: the next output.idx record to send
+        self.pos = 0  # attached: output.log offset up to which records were taken
+        self.live_from = 0  # attached: output.log offset when it attached
+        self.exit_frame: bytes | None = None  # sent once all output was sent
+        self.exec_pid = 0
+        self.ending = False  # close once ``out`` is sent
+        self.closed = False
+
+
 class Supervisor:
     def __init__(self, job_dir: str, ready_fd: int = -1) -> None:
         self.dir = job_dir
@@ -212,14 +277,38 @@ class Supervisor:
         if spec is None:
             raise SystemExit(f"supervisor: no readable {SPEC} in {job_dir}")
         self.spec = spec
+        self.tty = bool(spec.get("tty"))
+        try:
+            self.max_lag = int(spec.get("attach_max_lag") or MAX_LAG)
+        except (TypeError, ValueError):
+            self.max_lag = MAX_LAG
         self.signals: list[int] = []
         self.cgroup: cgroups.JobCgroup | None = None
+        self.rlimit: int | None = None
+        self.env: dict[str, str] = {}
+        self.cwd = ""
         self.pid = 0  # the job's main process (and its process group)
         self.status: int | None = None
         self.kill_at: float | None = None
         self.started_at = ""
         self.limits = ""
-        self.pipes: dict[int, int] = {}  # read end -> stream
+        self.pipes: dict[int, int] = {}  # read end (or the PTY master) -> stream
+        self.master = -1  # the PTY master of a tty job while it is open
+        # our copy of the PTY's slave, kept until the job's main process is reaped: else a job
+        # that closes its stdio before it exits (GNU cat does) would read EIO here, we would
+        # close the master, and the kernel's hangup would SIGHUP the job as it exits
+        self.slave = -1
+        self.stdin_buf = bytearray()  # for the PTY
+        self.veof = b"\x04"
+        self.log: LogWriter | None = None
+        self.log_r = self.idx_r = -1
+        self.listener: socket.socket | None = None
+        self.sock_path = ""
+        self.sock_id: tuple[int, int] | None = None
+        self.clients: dict[int, Client] = {}
+        self.execs: dict[int, Client] = {}  # pid -> the client that ran it
+        self.poller = select.poll()
+        self.events: dict[int, int] = {}
 
     def path(self, name: str) -> str:
         return os.path.join(self.dir, name)
@@ -254,8 +343,11 @@ class Supervisor:
                 "started_at": iso_now(),
             },
         )
-        log = LogWriter(self.dir)
+        log = self.log = LogWriter(self.dir)
+        self.log_r = os.open(self.path(LOG_NAME), os.O_RDONLY | os.O_CLOEXEC)
+        self.idx_r = os.open(self.path(IDX_NAME), os.O_RDONLY | os.O_CLOEXEC)
         try:
+            self.listen()
             started = self.start(log)
             self.ready()
             if started:
@@ -272,11 +364,23 @@ class Supervisor:
                             self.status = os.waitpid(self.pid, 0)[1]
                         except ChildProcessError:
                             pass
-                    self.finish(error=f"the job's supervisor failed: {e!r}")
+                    self.close_listener()
+                    code = self.finish(error=f"the job's supervisor failed: {e!r}")
                 else:
-                    self.finish()
+                    self.close_listener()
+                    code = self.finish()
+                self.farewell(wake_r, code)
         finally:
+            self.close_listener()
+            for c in list(self.clients.values()):
+                self.drop(c)
+            self.close_slave()
+            if self.master >= 0:
+                os.close(self.master)
+                self.master = -1
             log.close()
+            os.close(self.log_r)
+            os.close(self.idx_r)
             if self.cgroup is not None:
                 left = self.cgroup.remove()
                 if left:
@@ -291,13 +395,381 @@ class Supervisor:
             os.close(self.ready_fd)
             self.ready_fd = -1
 
+    # -- the control socket ----------------------------------------------------------------------
+
+    def listen(self) -> None:
+        """Bind the control socket (0600) and say where in control.json; without it the job
+        still runs (attach and exec are refused then)."""
+        try:
+            path = control.socket_path(self.dir)
+            try:
+                os.unlink(path)  # a dead supervisor's
+            except FileNotFoundError:
+                pass
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            old = os.umask(0o177)
+            try:
+                sock.bind(path)
+            except OSError:
+                sock.close()
+                raise
+            finally:
+                os.umask(old)
+            sock.listen(64)
+            sock.setblocking(False)
+            st = os.stat(path)
+            self.listener, self.sock_path, self.sock_id = sock, path, (st.st_dev, st.st_ino)
+            write_json(self.path(control.CONTROL), {"path": path, "pid": os.getpid()})
+        except OSError as e:
+            print(f"supervisor: no control socket: {e}", file=sys.stderr)
+
+    def close_listener(self) -> None:
+        """Stop taking connections; remove the socket and control.json (if still ours)."""
+        if self.listener is None:
+            return
+        self.unwatch(self.listener.fileno())
+        self.listener.close()
+        self.listener = None
+        try:
+            st = os.lstat(self.sock_path)
+            if (st.st_dev, st.st_ino) == self.sock_id:
+                os.unlink(self.sock_path)
+        except OSError:
+            pass
+        record = read_json(self.path(control.CONTROL))
+        if record is not None and record.get("pid") == os.getpid():
+            try:
+                os.unlink(self.path(control.CONTROL))
+            except OSError:
+                pass
+
+    def watch(self, fd: int, events: int) -> None:
+        if fd not in self.events:
+            self.poller.register(fd, events)
+        elif self.events[fd] != events:
+            self.poller.modify(fd, events)
+        self.events[fd] = events
+
+    def unwatch(self, fd: int) -> None:
+        if self.events.pop(fd, None) is not None:
+            self.poller.unregister(fd)
+
+    def accept(self) -> None:
+        while self.listener is not None:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # EMFILE and the like: the others go on
+                print(f"supervisor: accept: {e}", file=sys.stderr)
+                return
+            if len(self.clients) >= MAX_CLIENTS:
+                sock.close()
+                continue
+            sock.setblocking(False)
+            c = Client(sock)
+            self.clients[c.fd] = c
+            self.update(c)
+
+    def update(self, c: Client) -> None:
+        if c.closed:
+            return
+        events = 0
+        if not (c.stdin and len(self.stdin_buf) > STDIN_HIGH):
+            events |= select.POLLIN
+        if c.out:
+            events |= select.POLLOUT
+        self.watch(c.fd, events)
+
+    def drop(self, c: Client) -> None:
+        """Close a client; an exec'd process it still runs is killed."""
+        if c.closed:
+            return
+        c.closed = True
+        self.unwatch(c.fd)
+        self.clients.pop(c.fd, None)
+        c.sock.close()
+        for fd in c.fds:
+            os.close(fd)
+        c.fds.clear()
+        if c.exec_pid in self.execs:
+            _kill_session(c.exec_pid)
+
+    def on_client(self, c: Client, events: int) -> None:
+        if events & select.POLLOUT:
+            self.pump(c)
+        if c.closed or not events & (select.POLLIN | select.POLLHUP | select.POLLERR):
+            return
+        try:
+            data, ancdata, flags, _ = c.sock.recvmsg(
+                65536, socket.CMSG_SPACE(MAX_FDS * 4), socket.MSG_CMSG_CLOEXEC
+            )
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.drop(c)
+            return
+        for level, kind, cdata in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                n = len(cdata) // 4
+                c.fds.extend(struct.unpack(f"{n}i", cdata[: n * 4]))
+        if not data or flags & socket.MSG_CTRUNC:
+            self.drop(c)
+            return
+        c.inbuf += data
+        while len(c.inbuf) >= HEADER.size and not c.closed:
+            length, kind = HEADER.unpack_from(c.inbuf)
+            if length > MAX_FRAME:
+                self.drop(c)
+                return
+            if len(c.inbuf) < HEADER.size + length:
+                break
+            payload = bytes(c.inbuf[HEADER.size : HEADER.size + length])
+            del c.inbuf[: HEADER.size + length]
+            try:
+                self.request(c, kind, payload)
+            except (ValueError, TypeError, KeyError, AttributeError, struct.error) as e:
+                self.refuse(c, f"bad request: {e}", end=True)
+        self.pump(c)
+
+    def reply(self, c: Client, data: bytes) -> None:
+        c.out += data
+
+    def refuse(self, c: Client, message: str, *, end: bool = False) -> None:
+        c.out += frame(control.ERROR, message.encode(errors="replace"))
+        if end:
+            c.ending = True
+
+    def request(self, c: Client, kind: int, payload: bytes) -> None:
+        if c.ending:
+            return
+        if kind == control.ATTACH:
+            self.on_attach(c, json.loads(payload))
+        elif kind in (control.STDIN, control.EOF):
+            if not (c.attached and c.stdin):
+                self.refuse(c, "stdin is not attached: attach with stdin to a job with a tty")
+            elif self.master >= 0:
+                self.stdin_buf += payload if kind == control.STDIN else self.veof
+                self.watch_master()
+        elif kind == control.RESIZE:
+            rows, cols = control.WINSIZE.unpack(payload)
+            if self.master >= 0:
+                _set_winsize(self.master, rows, cols)
+            self.reply(c, frame(control.ACK))
+        elif kind == control.SIGNAL:
+            (signum,) = control.SIGNUM.unpack(payload)
+            if not 0 < signum < signal.NSIG:
+                self.refuse(c, f"bad signal number {signum}")
+            elif self.status is not None:
+                self.refuse(c, "the job has exited")
+            else:
+                _killpg(self.pid, signum)
+                self.reply(c, frame(control.ACK))
+        elif kind == control.EXEC:
+            self.on_exec(c, json.loads(payload))
+        elif kind == control.KILL:
+            if c.exec_pid in self.execs:
+                _kill_session(c.exec_pid)
+        else:
+            self.refuse(c, f"unknown request type {kind}", end=True)
+
+    def on_attach(self, c: Client, req: Record) -> None:
+        if c.attached or c.exec_pid:
+            self.refuse(c, "already attached", end=True)
+            return
+        if req.get("stdin") and not self.tty:
+            self.refuse(c, "the job was not started with a tty: its stdin is not open", end=True)
+            return
+        streams = []
+        if req.get("stdout"):
+            streams.append(STDOUT)
+        if req.get("stderr"):
+            streams.append(STDERR)
+        assert self.log is not None
+        c.attached, c.streams, c.stdin = True, tuple(streams), bool(req.get("stdin"))
+        c.live_from = self.log.offset
+        c.rec, c.pos = (0, 0) if req.get("logs") else (self.log.records, self.log.offset)
+        try:  # output comes in chunks of up to PIPE_SIZE: let a reading client keep up
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CLIENT_SNDBUF)
+        except OSError:
+            pass
+        self.reply(c, json_frame(control.ACK, {"tty": self.tty}))
+        if self.status is not None and not self.pipes:  # the job is done: only the rest
+            c.exit_frame = json_frame(control.EXIT, {"exit_code": self.exit_code()})
+
+    def on_exec(self, c: Client, req: Record) -> None:
+        fds, c.fds = c.fds, []
+        null = -1
+        try:
+            if c.attached or c.exec_pid:
+                self.refuse(c, "this connection is in use", end=True)
+                return
+            if self.status is not None:
+                self.refuse(c, "the job is not running", end=True)
+                return
+            argv = [str(a) for a in req["argv"]]
+            tty, with_stdin = bool(req.get("tty")), bool(req.get("stdin"))
+            want = 1 if tty else 3 if with_stdin else 2
+            if not argv or len(fds) != want:
+                self.refuse(c, f"bad exec request: {len(argv)} args, {len(fds)} fds", end=True)
+                return
+            env = dict(self.env)
+            env.update({str(k): str(v) for k, v in (req.get("env") or {}).items()})
+            if tty:
+                env.setdefault("TERM", "xterm")
+                stdio = (fds[0], fds[0], fds[0])
+            elif with_stdin:
+                stdio = (fds[0], fds[1], fds[2])
+            else:
+                null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                stdio = (null, fds[0], fds[1])
+            try:
+                pid = spawn(argv, env, self.cwd, stdio, self.cgroup, self.rlimit, tty=tty)
+            except SpawnError as e:
+                code, message = spawn_failure(e, argv[0], self.cwd)
+                try:
+                    os.write(stdio[2], f"neuro: {message}\n".encode(errors="replace"))
+                except OSError:
+                    pass
+                self.reply(c, json_frame(control.EXIT, {"exit_code": code, "error": message}))
+                c.ending = True
+                return
+            c.exec_pid = pid
+            self.execs[pid] = c
+            self.reply(c, json_frame(control.ACK, {"pid": pid}))
+        finally:
+            for fd in fds:
+                os.close(fd)
+            if null >= 0:
+                os.close(null)
+
+    def pump(self, c: Client) -> None:
+        """Send what the client is due: queued frames, then output from the log."""
+        while not c.closed:
+            if c.attached:
+                assert self.log is not None
+                if self.log.offset - max(c.pos, c.live_from) > self.max_lag:
+                    print("supervisor: dropped a client that fell behind", file=sys.stderr)
+                    self.drop(c)
+                    return
+                self.fill(c)
+            if not c.out:
+                break
+            try:
+                n = c.sock.send(c.out)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self.drop(c)
+                return
+            del c.out[:n]
+            if c.out:
+                break
+        if c.closed:
+            return
+        if c.ending and not c.out:
+            self.drop(c)
+        else:
+            self.update(c)
+
+    def fill(self, c: Client) -> None:
+        """Take records from output.idx (their data from output.log) into the send buffer."""
+        assert self.log is not None
+        while len(c.out) < OUT_HIGH and c.rec < self.log.records:
+            count = min(64, self.log.records - c.rec)
+            raw = os.pread(self.idx_r, count * RECORD.size, c.rec * RECORD.size)
+            for offset, _when, stream, length in RECORD.iter_unpack(raw):
+                if stream in c.streams:
+                    c.out += frame(STREAM_TYPE[stream], _pread(self.log_r, length, offset))
+                c.rec += 1
+                c.pos = offset + length
+                if len(c.out) >= OUT_HIGH:
+                    break
+        if c.exit_frame is not None and c.rec >= self.log.records:
+            c.out += c.exit_frame
+            c.exit_frame = None
+            c.ending = True
+
+    def output(self, data: bytes, stream: int) -> None:
+        """The job printed ``data``: to the log, and to each attached client (straight from
+        memory when it is caught up; the others read it from the log when they can)."""
+        log = self.log
+        assert log is not None
+        log.write(data, stream)
+        for c in list(self.clients.values()):
+            if not c.attached:
+                continue
+            if c.rec == log.records - 1 and len(c.out) < OUT_HIGH:
+                if stream in c.streams:
+                    c.out += frame(STREAM_TYPE[stream], data)
+                c.rec, c.pos = log.records, log.offset
+            self.pump(c)
+
+    # -- the TTY -----------------------------------------------------------------------------
+
+    def watch_master(self) -> None:
+        if self.master >= 0:
+            events = select.POLLIN | (select.POLLOUT if self.stdin_buf else 0)
+            self.watch(self.master, events)
+
+    def write_stdin(self) -> None:
+        was_high = len(self.stdin_buf) > STDIN_HIGH
+        try:
+            n = os.write(self.master, self.stdin_buf)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError:  # EIO: nobody has the TTY open any more
+            n = len(self.stdin_buf)
+        del self.stdin_buf[:n]
+        self.watch_master()
+        if was_high and len(self.stdin_buf) <= STDIN_HIGH:
+            for c in list(self.clients.values()):
+                self.update(c)
+
+    def close_slave(self) -> None:
+        if self.slave >= 0:
+            os.close(self.slave)
+            self.slave = -1
+
+    def on_pipe(self, fd: int, events: int) -> bool:
+        """Output (or the TTY's stdin) is ready; True when output was read."""
+        if fd == self.master and events & select.POLLOUT and self.stdin_buf:
+            self.write_stdin()
+        if not events & (select.POLLIN | select.POLLHUP | select.POLLERR):
+            return False
+        try:
+            data = os.read(fd, PIPE_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as e:
+            if e.errno != errno.EIO:  # EIO: a PTY whose other side is closed everywhere
+                raise
+            data = b""
+        if data:
+            self.output(data, self.pipes[fd])
+            return True
+        self.unwatch(fd)
+        os.close(fd)
+        del self.pipes[fd]
+        if fd == self.master:
+            self.master = -1
+            self.stdin_buf.clear()
+            for c in list(self.clients.values()):
+                self.update(c)
+        return False
+
+    # -- the job -----------------------------------------------------------------------------
+
     def start(self, log: LogWriter) -> bool:
         """Start the job; False when it could not start (exit.json is written then)."""
         spec = self.spec
         argv = [str(a) for a in spec["argv"]]
         env = {str(k): str(v) for k, v in (spec.get("env") or {}).items()}
         env.setdefault("PATH", DEFAULT_PATH)
-        cwd = spec.get("working_dir") or self.path(WORK)
+        self.env = dict(env)  # for exec
+        if self.tty:
+            env.setdefault("TERM", "xterm")
+        cwd = self.cwd = spec.get("working_dir") or self.path(WORK)
         if not spec.get("working_dir"):
             os.makedirs(cwd, exist_ok=True)
         memory, cpu = int(spec.get("memory") or 0), float(spec.get("cpu") or 0)
@@ -308,20 +780,38 @@ class Supervisor:
             self.cgroup, mem_by, cpu_by = cgroups.setup(parent, spec["job_id"], memory, cpu, root)
         except OSError as e:
             print(f"supervisor: no cgroup: {e}", file=sys.stderr)
-        # stdin from /dev/null, stdout and stderr to pipes that we read (tty: a PTY, later)
-        null = os.open(os.devnull, os.O_RDONLY)
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        self.pipes.update({out_r: STDOUT, err_r: STDERR})
-        for fd in self.pipes:
-            _set_pipe_size(fd)
+        if self.tty:
+            # a PTY: the job's session leader gets the slave as its controlling terminal
+            master, slave = os.openpty()
+            _set_winsize(master, *TTY_SIZE)
+            os.set_blocking(master, False)
+            try:
+                import termios
+
+                self.veof = termios.tcgetattr(master)[6][termios.VEOF] or b"\x04"
+            except (OSError, ImportError, IndexError):
+                pass
+            self.master, self.slave = master, slave
+            self.pipes[master] = STDOUT
+            stdio = (slave, slave, slave)
+            child_ends: tuple[int, ...] = ()
+        else:
+            # stdin from /dev/null, stdout and stderr to pipes that we read
+            null = os.open(os.devnull, os.O_RDONLY)
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            self.pipes.update({out_r: STDOUT, err_r: STDERR})
+            for fd in self.pipes:
+                _set_pipe_size(fd)
+            stdio = (null, out_w, err_w)
+            child_ends = stdio
         while True:
-            rlimit = memory if memory > 0 and mem_by is None else None
-            mem_how = mem_by or ("rlimit (RLIMIT_DATA)" if rlimit else None)
+            self.rlimit = memory if memory > 0 and mem_by is None else None
+            mem_how = mem_by or ("rlimit (RLIMIT_DATA)" if self.rlimit else None)
             self.limits = cgroups.describe(mem_how, cpu_by, memory, cpu)
             self.started_at = iso_now()
             try:
-                self.pid = spawn(argv, env, cwd, (null, out_w, err_w), self.cgroup, rlimit)
+                self.pid = spawn(argv, env, cwd, stdio, self.cgroup, self.rlimit, tty=self.tty)
                 break
             except SpawnError as e:
                 if e.stage == "cgroup" and self.cgroup is not None:
@@ -331,13 +821,15 @@ class Supervisor:
                     self.cgroup, mem_by, cpu_by = None, None, None
                     continue
                 code, message = spawn_failure(e, argv[0], cwd)
-                for fd in (null, out_w, err_w, *self.pipes):
+                for fd in (*child_ends, *self.pipes):
                     os.close(fd)
                 self.pipes.clear()
+                self.master = -1
+                self.close_slave()
                 log.write(f"neuro: {message}\n".encode(), STDERR)
                 self.write_exit(code, error=message)
                 return False
-        for fd in (null, out_w, err_w):
+        for fd in child_ends:
             os.close(fd)
         if os.path.exists(self.path(STOP)):  # asked to stop while starting
             self.signals.append(signal.SIGTERM)
@@ -348,15 +840,17 @@ class Supervisor:
                 "pgid": self.pid,
                 "started_at": self.started_at,
                 "limits": self.limits,
+                "tty": self.tty,
             },
         )
         return True
 
     def supervise(self, log: LogWriter, wake_r: int) -> None:
-        poller = select.poll()
-        poller.register(wake_r, select.POLLIN)
+        self.watch(wake_r, select.POLLIN)
         for fd in self.pipes:
-            poller.register(fd, select.POLLIN)
+            self.watch(fd, select.POLLIN)
+        if self.listener is not None:
+            self.watch(self.listener.fileno(), select.POLLIN)
         drain_until: float | None = None
         while True:
             self.handle_signals()
@@ -370,6 +864,7 @@ class Supervisor:
                 if drain_until is None:
                     # the main process is gone: so goes the rest; then read the pipes to the end
                     self.kill_rest()
+                    self.close_slave()
                     drain_until = now + DRAIN_TIMEOUT
                 if not self.pipes:
                     return
@@ -378,25 +873,46 @@ class Supervisor:
                         "supervisor: a process out of reach keeps the output open", file=sys.stderr
                     )
                     for fd in self.pipes:
+                        self.unwatch(fd)
                         os.close(fd)
                     self.pipes.clear()
+                    self.master = -1
                     return
             deadlines = [d for d in (self.kill_at, drain_until) if d is not None]
             # wake up now and then even without signals: a lost SIGCHLD must not hang us
             timeout = min([1.0] + [max(0.0, d - now) for d in deadlines])
-            for fd, _ev in poller.poll(timeout * 1000):
+            for fd, ev in self.poller.poll(timeout * 1000):
                 if fd == wake_r:
                     _drain(wake_r)
-                    continue
-                data = os.read(fd, PIPE_SIZE)
-                if data:
-                    log.write(data, self.pipes[fd])
-                    if drain_until is not None:
+                elif fd in self.pipes:
+                    if self.on_pipe(fd, ev) and drain_until is not None:
                         drain_until = time.monotonic() + DRAIN_TIMEOUT
-                else:
-                    poller.unregister(fd)
-                    os.close(fd)
-                    del self.pipes[fd]
+                elif self.listener is not None and fd == self.listener.fileno():
+                    self.accept()
+                elif fd in self.clients:
+                    self.on_client(self.clients[fd], ev)
+
+    def farewell(self, wake_r: int, code: int) -> None:
+        """The job is done and its output read: attached clients get the rest and the exit
+        code (a while, at most), exec clients the exit of their (killed) processes."""
+        exit_frame = json_frame(control.EXIT, {"exit_code": code})
+        for c in list(self.clients.values()):
+            if c.attached:
+                c.exit_frame = exit_frame
+            elif not c.exec_pid or c.exec_pid not in self.execs:
+                c.ending = True
+            self.pump(c)
+        deadline = time.monotonic() + FLUSH_TIMEOUT
+        while self.clients and time.monotonic() < deadline:
+            self.signals.clear()
+            self.reap()
+            for fd, ev in self.poller.poll(100):
+                if fd == wake_r:
+                    _drain(wake_r)
+                elif fd in self.clients:
+                    self.on_client(self.clients[fd], ev)
+        if self.clients:
+            print(f"supervisor: {len(self.clients)} clients did not take the end", file=sys.stderr)
 
     def handle_signals(self) -> None:
         while self.signals:
@@ -427,7 +943,8 @@ class Supervisor:
 
     def kill_rest(self) -> None:
         """After the main process ended: SIGKILL what is left of its group, cgroup, and the
-        orphans that came to us as their subreaper (they may have left the group)."""
+        orphans that came to us as their subreaper (they may have left the group), and the
+        processes that exec ran beside the job."""
         self.kill_all(signal.SIGKILL)
         for _ in range(100):
             orphans = _children(os.getpid())
@@ -451,15 +968,21 @@ class Supervisor:
                 return
             if pid == self.pid:
                 self.status = status
+            elif pid in self.execs:
+                c = self.execs.pop(pid)
+                if not c.closed:
+                    c.out += json_frame(control.EXIT, {"exit_code": _exit_code(status)})
+                    c.ending = True
+                    self.pump(c)
 
-    def finish(self, error: str = "") -> None:
-        code = (
-            128 + signal.SIGKILL if self.status is None else os.waitstatus_to_exitcode(self.status)
-        )
-        if code < 0:
-            code = 128 - code
+    def exit_code(self) -> int:
+        return 128 + signal.SIGKILL if self.status is None else _exit_code(self.status)
+
+    def finish(self, error: str = "") -> int:
+        code = self.exit_code()
         oom = self.cgroup.oom_killed(code) if self.cgroup is not None else False
         self.write_exit(code, oom_killed=oom, error=error)
+        return code
 
     def write_exit(self, code: int, *, oom_killed: bool = False, error: str = "") -> None:
         write_json(
@@ -474,6 +997,47 @@ class Supervisor:
             },
             durable=True,
         )
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _pread(fd: int, length: int, offset: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    while len(data) < length:  # a regular file reads short only at its end
+        more = os.pread(fd, length - len(data), offset + len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def _set_winsize(fd: int, rows: int, cols: int) -> None:
+    import fcntl
+    import termios
+
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _kill_session(sid: int) -> None:
+    """SIGKILL a process session: its leader's group, and members that left the group."""
+    _killpg(sid, signal.SIGKILL)
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        if int(fields[3]) == sid:
+            try:
+                os.kill(int(name), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def _killpg(pgid: int, signum: int) -> None:

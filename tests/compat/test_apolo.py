@@ -105,3 +105,58 @@ def test_official_client_against_our_server(neuro: Neuro, apolo) -> None:  # typ
     r = apolo("ps", "-a")
     assert job_id in r.stdout
     neuro.ok("kill", ours)
+
+
+@pytest.mark.timeout(300)
+def test_official_client_interactive_commands(neuro: Neuro, apolo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import socket
+    import time
+    import urllib.request
+
+    neuro.ok("server", "start")
+    url = json.loads((neuro.server_dir / "server.json").read_text())["url"]
+    r = apolo("config", "login-with-token", neuro.ok("config", "show-token").strip(), url)
+    assert r.returncode == 0, r.stderr
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("served to apolo\n")
+    job_port, local = free_port(), free_port()
+    job = neuro.ok("run", "-q", "--detach", "--workdir", str(www), "ubuntu", "--", sys.executable,
+                   "-m", "http.server", str(job_port), "--bind", "127.0.0.1").strip()
+
+    r = apolo("exec", "-T", job, "--", "sh", "-c", "echo in-job; exit 4")
+    assert r.returncode == 4, r.stderr
+    assert "in-job" in r.stdout
+
+    r = apolo("top", "--timeout", "3", job)
+    assert r.returncode == 124, r.stderr  # apolo top ends its --timeout with 124
+    assert job in r.stdout
+    assert re.search(r"\d\.\d{3}", r.stdout), r.stdout  # a CPU figure arrived
+
+    fwd = apolo("port-forward", job, f"{local}:{job_port}", background=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=5).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, fwd.stderr.read() if fwd.poll() is not None else "no answer"
+                time.sleep(0.2)
+        assert b"served to apolo" in body
+    finally:
+        fwd.terminate()
+        fwd.communicate(timeout=30)
+
+    # attach to a non-TTY job: the output streams until the job ends
+    talker = neuro.ok("run", "-q", "--detach", "ubuntu", "--", "sh", "-c",
+                      "sleep 1; echo from-attached-job; sleep 1").strip()
+    r = apolo("attach", talker, timeout=60)
+    assert "from-attached-job" in r.stdout, (r.stdout, r.stderr)
+    neuro.ok("kill", job)

@@ -7,11 +7,11 @@ Every request is recorded; a request that matches no stub gets a 599 answer and 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from multidict import CIMultiDictProxy, MultiMapping
 from yarl import URL
 
@@ -125,3 +125,51 @@ class StubServer:
         ]
         unused = [f"{s.method} {s.path}" for s in self.stubs if not s.calls and not s.optional]
         assert not unused, f"stubs never used: {unused}"
+
+
+@dataclass
+class WSPlayer:
+    """A websocket handler for :meth:`StubServer.add` that plays a script and records frames.
+
+    Script items: ``bytes`` is sent as a binary frame, ``str`` as a text frame, an ``int`` N
+    waits until N more frames came from the client (or it closed).  After the script the server
+    closes, or with ``read_to_end`` first waits for the client to close.
+    """
+
+    script: Sequence[bytes | str | int] = ()
+    protocols: tuple[str, ...] = ()
+    read_to_end: bool = False
+    received: list[bytes | str] = field(default_factory=list)
+    requested_protocols: str | None = None
+    protocol: str | None = None
+    client_closed: bool = False
+    connections: int = 0
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(protocols=self.protocols)
+        await ws.prepare(request)
+        self.connections += 1
+        self.requested_protocols = request.headers.get("Sec-WebSocket-Protocol")
+        self.protocol = ws.ws_protocol
+        for item in self.script:
+            if isinstance(item, int):
+                await self._receive(ws, item)
+            elif isinstance(item, str):
+                await ws.send_str(item)
+            else:
+                await ws.send_bytes(item)
+        if self.read_to_end:
+            await self._receive(ws, None)
+        await ws.close()
+        return ws
+
+    async def _receive(self, ws: web.WebSocketResponse, count: int | None) -> None:
+        while count is None or count > 0:
+            msg = await ws.receive()
+            if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
+                self.received.append(msg.data)
+                if count is not None:
+                    count -= 1
+            else:
+                self.client_closed = True
+                return

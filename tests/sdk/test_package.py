@@ -115,3 +115,47 @@ def test_seed_signatures() -> None:
     ]
     for name in ("status", "kill"):
         assert list(inspect.signature(getattr(jobs, name)).parameters) == ["self", "id"]
+
+
+def test_seed_signatures_of_interactive_methods() -> None:
+    jobs = neuro_sdk.Jobs
+
+    def params(name: str) -> list[str]:
+        return list(inspect.signature(getattr(jobs, name)).parameters)
+
+    # the seed's parameters first, our extensions after them
+    assert params("attach") == [
+        "self",
+        "id",
+        "stdin",
+        "stdout",
+        "stderr",
+        "tty",
+        "logs",
+        "offset",
+    ]
+    assert params("exec_create") == ["self", "id", "cmd", "tty"]
+    assert params("exec_start") == ["self", "id", "exec_id"]
+    assert params("exec_inspect") == ["self", "id", "exec_id"]
+    assert params("exec_resize") == ["self", "id", "exec_id", "w", "h"]
+    assert params("resize") == ["self", "id", "w", "h"]
+    assert params("port_forward") == ["self", "id", "local_port", "job_port", "no_key_check"]
+    assert params("send_signal") == ["self", "id", "signal"]
+    assert params("top") == ["self", "id"]
+    assert params("exec") == ["self", "id", "cmd", "tty", "stdin", "stdout", "stderr"]
+    for name, positional in [
+        ("attach", 1),
+        ("exec_create", 2),
+        ("exec_resize", 2),
+        ("resize", 1),
+        ("port_forward", 3),
+        ("exec", 2),
+    ]:
+        kinds = [p.kind for p in inspect.signature(getattr(jobs, name)).parameters.values()]
+        assert kinds[1 : 1 + positional] == [inspect.Parameter.POSITIONAL_OR_KEYWORD] * positional
+        assert set(kinds[1 + positional :]) <= {inspect.Parameter.KEYWORD_ONLY}, name
+    stream = neuro_sdk.StdStream
+    for name in ("read_out", "write_in", "close", "resize", "close_stdin"):
+        assert inspect.iscoroutinefunction(getattr(stream, name)), name
+    assert list(inspect.signature(stream.write_in).parameters) == ["self", "data"]
+    assert list(inspect.signature(stream.resize).parameters) == ["self", "h", "w"]

@@ -1,0 +1,243 @@
+"""The one module that owns interactive terminals: raw mode, window size, detach keys, and
+pumping a job's stdio (attach, exec, run -t) to and from the local terminal.
+
+Raw mode is set once and restored exactly once, in ``finally``, whatever happens (errors,
+signals, a dropped connection).  The initial window size is sent before any output is read,
+then again on every SIGWINCH.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import sys
+import termios
+import tty
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .errors import CLIError, ExitCode
+
+if TYPE_CHECKING:
+    from neuro_sdk import StdStream
+
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+
+
+def parse_detach_keys(spec: str) -> bytes:
+    """docker's syntax: comma-separated keys, each a single character or ``ctrl-X``
+    (``ctrl-@``, ``ctrl-a``..``ctrl-z``, ``ctrl-[``, ``ctrl-\\``, ``ctrl-]``, ``ctrl-^``,
+    ``ctrl-_``).  An empty spec disables detaching."""
+    if spec == "":
+        return b""
+    out = bytearray()
+    for part in spec.split(","):
+        key = part.strip()
+        if len(key) == 1:
+            out.append(ord(key))
+            continue
+        if key.lower().startswith("ctrl-") and len(key) == 6:
+            ch = key[5].lower()
+            if "a" <= ch <= "z":
+                out.append(ord(ch) - ord("a") + 1)
+                continue
+            specials = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+            if ch in specials:
+                out.append(specials[ch])
+                continue
+        raise ValueError(f"invalid detach key {key!r}: use a character or ctrl-<letter>, "
+                         "comma-separated (e.g. ctrl-p,ctrl-q)")
+    return bytes(out)
+
+
+class DetachMatcher:
+    """Watches typed bytes for the detach sequence.  Bytes that may start the sequence are
+    held back; if the sequence breaks they are sent after all (so typing Ctrl-P alone
+    still reaches the job)."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys = keys
+        self.held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """Returns (bytes to send, detach?)."""
+        if not self.keys:
+            return data, False
+        out = bytearray()
+        for b in data:
+            candidate = self.held + bytes([b])
+            if self.keys.startswith(candidate):
+                if candidate == self.keys:
+                    self.held = b""
+                    return bytes(out), True
+                self.held = candidate
+                continue
+            out += self.held  # the sequence broke: what was held goes to the job after all
+            if self.keys[0] == b:
+                self.held = bytes([b])
+            else:
+                out.append(b)
+                self.held = b""
+        return bytes(out), False
+
+
+def terminal_size(fd: int) -> tuple[int, int]:
+    """(rows, columns) of the terminal on fd; 24x80 when it is not a terminal."""
+    try:
+        size = os.get_terminal_size(fd)
+        return size.lines, size.columns
+    except OSError:
+        return 24, 80
+
+
+@contextlib.contextmanager
+def raw_mode(fd: int) -> Iterator[None]:
+    """Put the terminal in raw mode; restore it exactly once on the way out."""
+    old = termios.tcgetattr(fd)
+    restored = False
+
+    def restore() -> None:
+        nonlocal restored
+        if not restored:
+            restored = True
+            termios.tcsetattr(fd, termios.TCSADRAIN, old)
+
+    try:
+        tty.setraw(fd, termios.TCSANOW)
+        yield
+    finally:
+        restore()
+
+
+@dataclasses.dataclass
+class Outcome:
+    detached: bool = False
+    killed: bool = False  # the user killed the job from the Ctrl-C dialog
+    exit_code: int | None = None  # from the stream's exit frame, when there was one
+    ended: bool = False  # the remote side ended the stream
+    seen: int = 0  # output bytes delivered so far (to resume after a reconnect)
+
+
+async def pump_tty(stream: "StdStream", outcome: Outcome, *, detach_keys: bytes,
+                   stdin_fd: int | None = None, stdout_fd: int | None = None) -> None:
+    """Connect the local terminal (raw mode) to a TTY stream until it ends or the user
+    detaches; ``outcome`` says which, and counts the output bytes delivered."""
+    in_fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
+    out_fd = sys.stdout.fileno() if stdout_fd is None else stdout_fd
+    loop = asyncio.get_running_loop()
+    matcher = DetachMatcher(detach_keys)
+    detach = asyncio.Event()
+    pending: list[asyncio.Task[Any]] = []
+
+    async def send_size() -> None:
+        rows, cols = terminal_size(out_fd)
+        await stream.resize(rows, cols)
+
+    def on_input() -> None:
+        try:
+            data = os.read(in_fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        if not data:  # EOF on the local terminal
+            loop.remove_reader(in_fd)
+            pending.append(loop.create_task(stream.close_stdin()))
+            return
+        send, detached = matcher.feed(data)
+        if send:
+            pending.append(loop.create_task(stream.write_in(send)))
+        if detached:
+            outcome.detached = True
+            detach.set()
+
+    def on_winch() -> None:
+        pending.append(loop.create_task(send_size()))
+
+    async def output() -> None:
+        while True:
+            msg = await stream.read_out()
+            if msg is None:
+                return
+            outcome.seen += len(msg.data)
+            view = memoryview(msg.data)
+            while view:
+                try:
+                    n = os.write(out_fd, view)
+                except BlockingIOError:
+                    await asyncio.sleep(0.001)
+                    continue
+                view = view[n:]
+
+    with raw_mode(in_fd) if os.isatty(in_fd) else contextlib.nullcontext():
+        await send_size()
+        loop.add_reader(in_fd, on_input)
+        with contextlib.suppress(ValueError, RuntimeError):
+            loop.add_signal_handler(signal.SIGWINCH, on_winch)
+        out_task = loop.create_task(output())
+        detach_task = loop.create_task(detach.wait())
+        try:
+            await asyncio.wait({out_task, detach_task}, return_when=asyncio.FIRST_COMPLETED)
+            if out_task.done():
+                out_task.result()  # re-raise a connection error
+                outcome.ended = True
+                outcome.exit_code = getattr(stream, "exit_code", None)
+        finally:
+            loop.remove_reader(in_fd)
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGWINCH)
+            for t in (out_task, detach_task, *pending):
+                if not t.done():
+                    t.cancel()
+            for t in (out_task, detach_task, *pending):
+                with contextlib.suppress(BaseException):
+                    await t
+
+
+async def pump_plain(stream: "StdStream", outcome: Outcome, *, forward_stdin: bool) -> None:
+    """Non-TTY: stdout frames to stdout, stderr frames to stderr; local stdin (when
+    forwarded) is sent as it comes and its EOF closes the remote stdin."""
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def feed_stdin() -> None:
+        # a thread reads: stdin may be a file, a pipe or a terminal
+        fd = sys.stdin.fileno()
+        while True:
+            data = await loop.run_in_executor(None, os.read, fd, 65536)
+            if not data:
+                await stream.close_stdin()
+                return
+            await stream.write_in(data)
+
+    if forward_stdin:
+        tasks.append(loop.create_task(feed_stdin()))
+    try:
+        while True:
+            msg = await stream.read_out()
+            if msg is None:
+                break
+            outcome.seen += len(msg.data)
+            data = msg.data
+            target = sys.stderr if msg.fileno == 2 else sys.stdout
+            buf = getattr(target, "buffer", None)
+            if buf is not None:
+                buf.write(data)
+                buf.flush()
+            else:  # pragma: no cover - test streams
+                target.write(data.decode("utf-8", "replace"))
+                target.flush()
+        outcome.ended = True
+        outcome.exit_code = getattr(stream, "exit_code", None)
+    finally:
+        for t in tasks:
+            t.cancel()
+            with contextlib.suppress(BaseException):
+                await t
+
+
+def check_tty(want_tty: bool, io: Any) -> None:
+    if want_tty and not io.interactive:
+        raise CLIError("a TTY was requested (-t) but this is not a terminal", ExitCode.USAGE,
+                       hint="use -T, or run from a terminal")

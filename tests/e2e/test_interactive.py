@@ -1,0 +1,171 @@
+"""run -t, attach, exec, port-forward, top and signals, driven through real pseudo-terminals."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.conftest import Neuro
+
+PROMPT = "PS1> "
+
+
+def spawn(neuro: Neuro, *args: str, rows: int = 24, cols: int = 80) -> pexpect.spawn:
+    child = pexpect.spawn(sys.executable, ["-m", "neuro_cli", *args], env=neuro.env,
+                          cwd=str(neuro.home), encoding="utf-8", timeout=20,
+                          dimensions=(rows, cols))
+    return child
+
+
+def shell_job(neuro: Neuro, name: str) -> pexpect.spawn:
+    """`neuro run -t` of an interactive shell with a known prompt."""
+    child = spawn(neuro, "run", "-t", "-n", name, "-e", f"PS1={PROMPT}", "ubuntu", "--", "sh", "-i")
+    child.expect_exact(PROMPT)
+    return child
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_run_tty_typing_resize_detach_and_reattach(neuro: Neuro) -> None:
+    child = shell_job(neuro, "shell")
+    child.sendline("echo sum=$((40+2))")
+    child.expect_exact("sum=42")
+    child.expect_exact(PROMPT)
+    child.setwinsize(33, 111)  # SIGWINCH -> the CLI sends the new size to the job
+    child.sendline("stty size")
+    child.expect_exact("33 111")
+    child.send("\x10\x11")  # Ctrl-P Ctrl-Q
+    child.expect("Detached from")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert "Status: running" in neuro.ok("status", "shell")
+
+    again = spawn(neuro, "attach", "shell", rows=20, cols=90)
+    again.expect("Attached to")
+    again.sendline("stty size")
+    again.expect_exact("20 90")
+    again.sendline("exit 7")
+    again.expect(pexpect.EOF)
+    again.close()
+    assert again.exitstatus == 7
+    st = neuro.ok("status", "shell")
+    assert "Exit code: 7" in st
+
+
+def test_terminal_is_restored(neuro: Neuro) -> None:
+    script = (f"{sys.executable} -m neuro_cli run -t -e PS1='{PROMPT}' ubuntu -- sh -i; "
+              "echo RC=$?; stty -a")
+    child = pexpect.spawn("sh", ["-c", script], env=neuro.env, cwd=str(neuro.home),
+                          encoding="utf-8", timeout=20)
+    child.expect_exact(PROMPT)
+    child.sendline("exit 3")
+    child.expect(r"RC=(\d+)")
+    assert child.match.group(1) == "3"
+    child.expect(pexpect.EOF)
+    modes = child.before
+    assert re.search(r"(?<!-)icanon", modes) and re.search(r"(?<!-)echo\b", modes), modes
+
+
+def test_exec_tty_and_plain(neuro: Neuro) -> None:
+    job = neuro.ok("run", "-q", "--detach", "-n", "target", "-e", "FROM_JOB=yes", "--workdir", "/tmp",
+                   "ubuntu", "--", "sleep", "60").strip()
+    r = neuro("exec", "-T", "target", "--", "sh", "-c", "echo out; echo err >&2; echo $FROM_JOB; pwd; exit 3")
+    assert r.returncode == 3
+    assert r.stdout == "out\nyes\n/tmp\n" and r.stderr == "err\n"
+    r = neuro("exec", "-T", "target", "--", "sh", "-c", "cat; echo done", input="piped-data\n")
+    assert r.returncode == 0 and r.stdout == "piped-data\ndone\n"
+    child = spawn(neuro, "exec", "-t", "target", "sh", rows=30, cols=70)
+    child.sendline("tty; stty size")
+    child.expect(r"/dev/pts/\d+")
+    child.expect_exact("30 70")
+    child.sendline("exit 5")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 5
+    r = neuro("exec", "-t", "target", "--", "true")  # no terminal here
+    assert r.returncode == 2 and "-t needs a terminal" in r.stderr
+    neuro.ok("kill", job)
+    r = neuro("exec", "-T", job, "--", "true")
+    assert r.returncode == 65 and "not running" in r.stderr
+
+
+def test_port_forward_http_and_100mib(neuro: Neuro, tmp_path: Path) -> None:
+    www = tmp_path / "www"
+    www.mkdir()
+    blob = (bytes(range(256)) * 4096) * 100  # 100 MiB
+    (www / "blob").write_bytes(blob)
+    (www / "index.html").write_text("hello through the tunnel\n")
+    job_port, local = free_port(), free_port()
+    job = neuro.ok("run", "-q", "--detach", "--workdir", str(www), "ubuntu", "--", sys.executable,
+                   "-m", "http.server", str(job_port), "--bind", "127.0.0.1").strip()
+    fwd = neuro.popen("port-forward", job, f"{local}:{job_port}")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{local}/index.html", timeout=5).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the forward never answered"
+                time.sleep(0.1)
+        assert body == b"hello through the tunnel\n"
+        data = urllib.request.urlopen(f"http://127.0.0.1:{local}/blob", timeout=60).read()
+        assert hashlib.sha256(data).hexdigest() == hashlib.sha256(blob).hexdigest()
+        # a taken local port is a clear error
+        r = neuro("port-forward", job, f"{local}:{job_port}")
+        assert r.returncode == 1 and f"local port {local} is already in use" in r.stderr
+        neuro.ok("kill", job)
+        out, err = fwd.communicate(timeout=30)
+        assert fwd.returncode == 0
+        assert "cancelled" in err and "forwarding stopped" in err
+    finally:
+        fwd.kill()
+
+
+@pytest.mark.parametrize("spec", ["0:80", "80:70000", "80", "a:b"])
+def test_port_forward_bad_ports(neuro: Neuro, spec: str) -> None:
+    r = neuro("port-forward", "job-00000000-0000-0000-0000-000000000000", spec)
+    assert r.returncode == 2 and "invalid port" in r.stderr
+
+
+def test_signals_and_top(neuro: Neuro) -> None:
+    job = neuro.ok("run", "-q", "--detach", "ubuntu", "--", "sh", "-c",
+                   "trap 'echo got-usr1' USR1; echo ready; while :; do i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; done").strip()
+    deadline = time.monotonic() + 10
+    while "ready" not in _log(neuro, job):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert neuro.ok("job", "send-signal", job, "USR1").startswith("Sent SIGUSR1")
+    neuro.ok("kill", "--signal", "usr1", job)
+    deadline = time.monotonic() + 10
+    while _log(neuro, job).count("got-usr1") < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    r = neuro("job", "send-signal", job, "NOPE")
+    assert r.returncode == 2 and "invalid signal" in r.stderr
+    out = neuro.ok("top", "--no-stream", job)
+    header, row = out.splitlines()[:2]
+    cols = dict(zip(header.split("\t"), row.split("\t")))
+    assert cols["ID"] == job
+    assert 0.2 < float(cols["CPU"]) < 0.8  # a busy loop under a 0.5 CPU preset
+    assert int(cols["MEMORY (MiB)"]) >= 0
+    neuro.ok("kill", job)
+
+
+def _log(neuro: Neuro, job: str) -> str:
+    """What a running job printed so far (`neuro logs` would follow it to the end)."""
+    path = neuro.server_dir / "jobs" / job / "output.log"
+    return path.read_text() if path.exists() else ""
