@@ -96,12 +96,29 @@ async def _serve(config: ServerConfig) -> None:
     app = make_app(config, store, runtime)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
-    await site.start()
+    port_file = config.data_dir / "port"
+    port = config.port
+    if config.embedded and port == 0:
+        # come back on the same port, so that clients holding the old URL (a port-forward
+        # that outlived a restart) reconnect
+        try:
+            port = int(port_file.read_text())
+        except (OSError, ValueError):
+            port = 0
+    site = web.TCPSite(runner, config.host, port)
+    try:
+        await site.start()
+    except OSError:
+        if port == config.port:
+            raise
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
     sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
     port = sockets[0].getsockname()[1] if sockets else config.port
     host = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
     base = f"http://{host}:{port}"
+    if config.embedded:
+        port_file.write_text(str(port))
     logging.info("listening on %s (runtime %s)", base, runtime.info().name)
     info_path = config.data_dir / "server.json"
     if config.embedded:

@@ -18,7 +18,10 @@ DESCENDING = {"cpu", "memory", "gpu", "gpu_memory"}
 
 
 def _mib(n: int | float | None) -> str:
-    return "" if n is None else f"{n / (1 << 20):.0f}"
+    if n is None:
+        return ""
+    mib = n / (1 << 20)
+    return f"{mib:.1f}" if mib < 100 else f"{mib:.0f}"
 
 
 def top_values(job: "JobDescription", t: "JobTelemetry | None") -> dict[str, Any]:
@@ -63,13 +66,18 @@ def top_table(rows: Sequence[Mapping[str, Any]], now: datetime, max_rows: int | 
     from rich.table import Table
 
     table = Table(box=box.SIMPLE_HEAVY, show_edge=False, pad_edge=False)
-    for col in COLUMNS:
+    # GPU columns only when some job has a GPU: the id and the figures get the room
+    with_gpu = any(r["gpu"] is not None or r["gpu_memory"] is not None for r in rows)
+    ncols = len(COLUMNS) if with_gpu else len(COLUMNS) - 2
+    for col in COLUMNS[:ncols]:
         numeric = col not in ("ID", "NAME", "WHEN")
         table.add_column(col, justify="right" if numeric else "left", no_wrap=True,
-                         style="bold" if col == "ID" else None)
+                         style="bold" if col == "ID" else None,
+                         min_width=40 if col == "ID" else None,
+                         overflow="ellipsis")
     shown = rows if max_rows is None else rows[:max_rows]
     for r in shown:
-        table.add_row(*row_cells(r, now, True))
+        table.add_row(*row_cells(r, now, True)[:ncols])
     if max_rows is not None and len(rows) > max_rows:
         table.caption = f"{len(rows) - max_rows} more jobs not shown"
     return table
