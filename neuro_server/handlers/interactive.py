@@ -190,7 +190,7 @@ async def exec_ws(request: web.Request) -> web.WebSocketResponse:
         session = await st.runtime.exec(job.id, argv, tty=f["tty"], stdin=f["stdin"])
     except RuntimeError_ as e:
         raise _runtime_error(e) from None
-    ws, v2 = _ws(request, (V2,))
+    ws, _ = _ws(request, (V2,))
     try:
         await ws.prepare(request)
     except BaseException:
@@ -243,6 +243,15 @@ def _execs(request: web.Request) -> dict[str, ExecRecord]:
     return execs
 
 
+def _evict(execs: dict[str, ExecRecord], n: int) -> None:
+    """Make room: drop the ``n`` oldest records that do not run, finished ones first, then
+    those never started; running sessions stay."""
+    finished = [k for k, r in execs.items() if r.started and not r.running]
+    unstarted = [k for k, r in execs.items() if not r.started]
+    for key in (finished + unstarted)[:n]:
+        del execs[key]
+
+
 def _exec_record(request: web.Request, job: JobRecord) -> ExecRecord:
     rec = _execs(request).get(request.match_info["exec_id"])
     if rec is None or rec.job_id != job.id or rec.owner != caller(request):
@@ -266,6 +275,8 @@ async def exec_create(request: web.Request) -> web.Response:
         fail(web.HTTPBadRequest, "'tty' must be true or false")
     execs = _execs(request)
     if len(execs) >= MAX_EXECS:
+        _evict(execs, len(execs) - MAX_EXECS + 1)
+    if len(execs) >= MAX_EXECS:
         fail(web.HTTPTooManyRequests, "too many exec sessions; try again later")
     rec = ExecRecord(id=uuid.uuid4().hex, job_id=job.id, owner=caller(request), argv=argv,
                      command=command, tty=tty, stdin=bool(body.get("stdin", True)))
@@ -278,14 +289,17 @@ async def exec_start(request: web.Request) -> web.WebSocketResponse:
     rec = _exec_record(request, job)
     if rec.started:
         fail(web.HTTPBadRequest, f"exec session {rec.id} was already started")
-    rec.started = True
+    rec.started = rec.running = True  # running from now on: never evicted while it starts
     st = app_state(request)
     try:
         session = await st.runtime.exec(job.id, rec.argv, tty=rec.tty, stdin=rec.stdin)
     except RuntimeError_ as e:
-        rec.exit_code = 127
+        rec.exit_code, rec.running = 127, False
         raise _runtime_error(e) from None
-    rec.session, rec.running = session, True
+    except BaseException:
+        rec.running = False
+        raise
+    rec.session = session
     ws, _ = _ws(request)
     try:
         await ws.prepare(request)
@@ -296,13 +310,19 @@ async def exec_start(request: web.Request) -> web.WebSocketResponse:
 
     async def record_exit() -> int | None:
         rec.exit_code = await session.wait()
+        rec.running = False  # before the socket closes: the client inspects right after
         return rec.exit_code
 
     try:
         await _pump_session(ws, session, v2=False, exit_code=record_exit)
     finally:
-        rec.running = False
-        rec.session = None
+        try:
+            if rec.exit_code is None:  # the client went first: the session killed the command
+                with contextlib.suppress(Exception):
+                    rec.exit_code = await asyncio.wait_for(session.wait(), 2.0)
+        finally:
+            rec.running = False
+            rec.session = None
     return ws
 
 
@@ -359,7 +379,9 @@ async def port_forward(request: web.Request) -> web.WebSocketResponse:
     try:
         reader, writer = await app_state(request).runtime.connect_port(job.id, port)
     except RuntimeError_ as e:
-        body = json.dumps({"msg": f"Cannot connect to port {port}", "error": str(e)})
+        # clients show "error" (the SDK takes the message from it): say what failed there too
+        msg = f"Cannot connect to port {port}"
+        body = json.dumps({"msg": msg, "error": f"{msg}: {e}"})
         raise web.HTTPBadRequest(text=body, content_type="application/json",
                                  headers={"X-Error": body}) from None
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=8 << 20)
