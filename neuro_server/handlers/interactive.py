@@ -68,9 +68,10 @@ def _runtime_error(e: RuntimeError_) -> web.HTTPException:
 
 
 async def _pump_session(ws: web.WebSocketResponse, session: StdioSession, *, v2: bool,
-                        exit_code: Any = None) -> None:
-    """Copy the session's output to the websocket and the websocket's input to the session
-    until either ends; then send the exit code frame (v2) when there is one."""
+                        exit_code: Any = None, streams: frozenset[int] = frozenset({1, 2})) -> None:
+    """Copy the session's output (the ``streams`` asked for) to the websocket and the
+    websocket's input to the session until either ends; then send the exit code frame (v2)
+    when there is one."""
 
     async def output() -> None:
         while True:
@@ -78,7 +79,8 @@ async def _pump_session(ws: web.WebSocketResponse, session: StdioSession, *, v2:
             if item is None:
                 return
             fileno, data = item
-            await ws.send_bytes(bytes([fileno]) + data)
+            if fileno in streams:
+                await ws.send_bytes(bytes([fileno]) + data)
 
     async def input_() -> None:
         async for msg in ws:
@@ -196,7 +198,10 @@ async def exec_ws(request: web.Request) -> web.WebSocketResponse:
     except BaseException:
         await session.close()
         raise
-    await _pump_session(ws, session, v2=True, exit_code=session.wait)
+    # on a TTY everything arrives as stdout
+    wanted = frozenset({1} if f["stdout"] or f["tty"] else set()) | frozenset(
+        {2} if f["stderr"] and not f["tty"] else set())
+    await _pump_session(ws, session, v2=True, exit_code=session.wait, streams=wanted)
     return ws
 
 
