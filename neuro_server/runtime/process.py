@@ -418,7 +418,6 @@ class ProcessRuntime:
         """(monotonic time, CPU ns, memory bytes, the job's pids) now; None when it is gone."""
         if not supervisor_alive(sup):
             return None
-        pids = telemetry.tree_pids(int(sup["pid"]))
         spec = read_json(str(d / SPEC)) or {}
         cg = cgroups.JobCgroup.find(
             spec.get("cgroup_parent") or self.cgroup_parent,
@@ -426,11 +425,14 @@ class ProcessRuntime:
             spec.get("cgroup_root") or self.cgroup_root,
         )
         cpu_ns = memory = None
+        pids: set[int] = set()
         if cg is not None:
-            in_cgroup = cg.pids()
-            if in_cgroup:
-                pids |= in_cgroup
+            # the cgroup lists the job's processes: no walk over the host's process table
+            pids = cg.pids()
+            if pids:
                 cpu_ns, memory = telemetry.cgroup_usage(cg)
+        if not pids:
+            pids = telemetry.tree_pids(int(sup["pid"]))
         if cpu_ns is None or memory is None:
             tree_cpu, tree_memory = telemetry.tree_usage(pids)
             cpu_ns = tree_cpu if cpu_ns is None else cpu_ns
