@@ -169,3 +169,37 @@ def _log(neuro: Neuro, job: str) -> str:
     """What a running job printed so far (`neuro logs` would follow it to the end)."""
     path = neuro.server_dir / "jobs" / job / "output.log"
     return path.read_text() if path.exists() else ""
+
+
+def test_port_forward_survives_a_server_restart(neuro: Neuro, tmp_path: Path) -> None:
+    import os
+    import signal
+
+    www = tmp_path / "www2"
+    www.mkdir()
+    (www / "index.html").write_text("still here\n")
+    job_port, local = free_port(), free_port()
+    job = neuro.ok("run", "-q", "--detach", "--workdir", str(www), "ubuntu", "--", sys.executable,
+                   "-m", "http.server", str(job_port), "--bind", "127.0.0.1").strip()
+    fwd = neuro.popen("port-forward", job, f"{local}:{job_port}")
+
+    def get(deadline: float) -> bytes:
+        while True:
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=5).read()
+            except OSError:
+                assert time.monotonic() < deadline, "the forward never answered"
+                time.sleep(0.2)
+
+    try:
+        assert get(time.monotonic() + 20) == b"still here\n"
+        pid = neuro.server_pid()
+        assert pid
+        os.kill(pid, signal.SIGKILL)
+        # the forwarder notices, the local server comes back, new connections work again
+        assert get(time.monotonic() + 30) == b"still here\n"
+        assert neuro.server_pid() != pid
+    finally:
+        neuro.ok("kill", job)
+        fwd.communicate(timeout=30)
+        assert fwd.returncode == 0
