@@ -132,7 +132,7 @@ def main() -> None:
     home.mkdir()
     (cfg / "server").mkdir(parents=True, mode=0o700)
     # room for all the seeded jobs whatever the machine (they only sleep)
-    (cfg / "server" / "server.toml").write_text('[resources]\ncpu = 64\nmemory = "256GiB"\n')
+    (cfg / "server" / "server.toml").write_text('[server]\nruntime = "process"\n[resources]\ncpu = 64\nmemory = "256GiB"\n')
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
            "TERM": "xterm-256color", "NEURO_CONFIG": str(cfg),
            "PYTHONUSERBASE": site.getuserbase()}  # user-site packages stay visible

@@ -252,7 +252,7 @@ def main() -> None:
     home, cfg, log = tmp / "home", tmp / "neuro", tmp / "port-forward.log"
     home.mkdir()
     (cfg / "server").mkdir(parents=True, mode=0o700)
-    (cfg / "server" / "server.toml").write_text('[resources]\ncpu = 64\nmemory = "256GiB"\n')
+    (cfg / "server" / "server.toml").write_text('[server]\nruntime = "process"\n[resources]\ncpu = 64\nmemory = "256GiB"\n')
     (tmp / "serve.py").write_text(SERVE)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
            "TERM": "xterm-256color", "NEURO_CONFIG": str(cfg),

@@ -89,6 +89,8 @@ class ServerConfig:
     orgs: Sequence[str] = ()
     authorized: bool = False
     admin_url: URL | None = None
+    # our server's extension: {"name", "image_used", "limits", "note", "reason"}
+    runtime: Mapping[str, Any] | None = None
 
     def default_cluster_name(self) -> str | None:
         """The first cluster, or ``None`` when there is none."""
@@ -211,4 +213,5 @@ def parse_server_config(raw: Mapping[str, Any]) -> ServerConfig:
         orgs=tuple(orgs),
         authorized=bool(raw.get("authorized", False)),
         admin_url=URL(raw["admin_url"]) if raw.get("admin_url") else None,
+        runtime=raw["neuro_runtime"] if isinstance(raw.get("neuro_runtime"), Mapping) else None,
     )

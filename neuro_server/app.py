@@ -34,6 +34,13 @@ class State:
     scheduler: Scheduler
     auth: Authenticator
     execs: dict[str, Any] = dataclasses.field(default_factory=dict)  # legacy exec sessions
+    runtime_reason: str = ""
+
+    def runtime_info(self) -> dict[str, Any]:
+        """Which runtime serves the jobs and why (our extension of /config)."""
+        info = self.runtime.info()
+        return {"name": info.name, "image_used": info.image_used, "limits": info.limits,
+                "note": info.note, "reason": self.runtime_reason}
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -88,16 +95,18 @@ def base_url(request: web.Request) -> str:
 
 async def get_config(request: web.Request) -> web.Response:
     state: State = request.app[STATE]
-    return web.json_response(server_config_json(state.config, base_url(request), request[USER]))
+    return web.json_response(server_config_json(state.config, base_url(request), request[USER],
+                                                state.runtime_info()))
 
 
-def make_app(config: ServerConfig, store: Store, runtime: Runtime) -> web.Application:
+def make_app(config: ServerConfig, store: Store, runtime: Runtime,
+             runtime_reason: str = "") -> web.Application:
     app = web.Application(
         middlewares=[error_middleware, auth_middleware], client_max_size=config.max_body_bytes
     )
     scheduler = Scheduler(config, store, runtime)
     auth = Authenticator(store, load_secret(config.data_dir))
-    app[STATE] = State(config, store, runtime, scheduler, auth)
+    app[STATE] = State(config, store, runtime, scheduler, auth, runtime_reason=runtime_reason)
     r = app.router
     r.add_get("/ping", ping)
     r.add_get("/api/v1/ping", ping)

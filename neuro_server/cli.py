@@ -61,13 +61,17 @@ def main() -> None:
 @config_option
 @click.option("--host", default=None, help="Address to listen on [default: 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port to listen on (0: any free port).")
-@click.option("--runtime", type=click.Choice(["process"]), default=None, help="How jobs run.")
+@click.option("--runtime", type=click.Choice(["auto", "process", "docker"]), default=None,
+              help="How jobs run: docker (Docker/Podman), process, or auto [default: auto].")
+@click.option("--docker-host", default=None,
+              help="Docker Engine API of the docker runtime (unix:///path or tcp://host:port).")
 @click.option("--embedded", is_flag=True, hidden=True,
               help="Run as the CLI's local server: create the local user and publish server.json.")
 def serve(data_dir: Path | None, config_file: Path | None, host: str | None, port: int | None,
-          runtime: str | None, embedded: bool) -> None:
+          runtime: str | None, docker_host: str | None, embedded: bool) -> None:
     """Run the server until SIGTERM or Ctrl-C"""
-    config = _load(data_dir, config_file, host=host, port=port, runtime=runtime, embedded=embedded)
+    config = _load(data_dir, config_file, host=host, port=port, runtime=runtime,
+                   docker_host=docker_host, embedded=embedded)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     try:
@@ -82,6 +86,7 @@ async def _serve(config: ServerConfig) -> None:
     from .app import make_app
     from .handlers.common import STATE
     from .runtime.process import ProcessRuntime
+    from .runtime.select import choose
     from .serialize import server_config_json
     from .store import Store
 
@@ -91,9 +96,15 @@ async def _serve(config: ServerConfig) -> None:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise click.ClickException(f"another server already uses {config.data_dir}") from None
+    choice = await choose(config.runtime, config.docker_host)
+    if choice.kind == "docker":
+        from .runtime.docker import DockerRuntime
+
+        runtime: Any = DockerRuntime(choice.url or "", root=config.jobs_dir)
+    else:
+        runtime = ProcessRuntime(config.jobs_dir)
     store = Store(config.db_path)
-    runtime = ProcessRuntime(config.jobs_dir)
-    app = make_app(config, store, runtime)
+    app = make_app(config, store, runtime, runtime_reason=choice.reason)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     port_file = config.data_dir / "port"
@@ -119,7 +130,7 @@ async def _serve(config: ServerConfig) -> None:
     base = f"http://{host}:{port}"
     if config.embedded:
         port_file.write_text(str(port))
-    logging.info("listening on %s (runtime %s)", base, runtime.info().name)
+    logging.info("listening on %s (runtime %s: %s)", base, runtime.info().name, choice.reason)
     info_path = config.data_dir / "server.json"
     if config.embedded:
         user = getpass.getuser()
@@ -140,7 +151,7 @@ async def _serve(config: ServerConfig) -> None:
             "url": f"{base}/api/v1",
             "pid": os.getpid(),
             "token_file": str(token_file),
-            "server_config": server_config_json(config, base, user),
+            "server_config": server_config_json(config, base, user, app[STATE].runtime_info()),
         }))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -156,6 +167,9 @@ async def _serve(config: ServerConfig) -> None:
             except (OSError, ValueError):
                 pass
         await runner.cleanup()
+        close = getattr(runtime, "close", None)
+        if close is not None:
+            await close()
         os.close(lock_fd)
 
 

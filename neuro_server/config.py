@@ -7,6 +7,8 @@ Read from a TOML file (``<data_dir>/server.toml`` by default); every key is opti
     port = 8080
     cluster_name = "local"
     kill_grace_seconds = 10
+    runtime = "auto"     # auto: Docker/Podman when an engine answers, else local processes
+    docker_host = "unix:///run/podman/podman.sock"   # optional
 
     [resources]          # what jobs may use on this machine (default: all of it)
     cpu = 2
@@ -110,7 +112,8 @@ class ServerConfig:
     kill_grace_seconds: float = 10.0
     allow_privileged: bool = False
     max_body_bytes: int = 1 << 20
-    runtime: str = "process"
+    runtime: str = "auto"  # auto | process | docker
+    docker_host: str | None = None
     embedded: bool = False
 
     @property
@@ -164,7 +167,7 @@ def load_config(data_dir: Path, config_file: Path | None = None, **overrides: An
         raise ConfigError(f"config file not found: {path}")
     kw: dict[str, Any] = {"data_dir": data_dir}
     server = raw.get("server", {})
-    for key in ("host", "cluster_name", "org_name", "project_name", "runtime"):
+    for key in ("host", "cluster_name", "org_name", "project_name", "runtime", "docker_host"):
         if key in server:
             kw[key] = str(server[key])
     for key in ("port",):
@@ -190,4 +193,6 @@ def load_config(data_dir: Path, config_file: Path | None = None, **overrides: An
             raise ConfigError("preset names must be unique")
         kw["presets"] = presets
     kw.update({k: v for k, v in overrides.items() if v is not None})
+    if kw.get("runtime", "auto") not in ("auto", "process", "docker"):
+        raise ConfigError(f"unknown runtime {kw['runtime']!r}: auto, process or docker")
     return ServerConfig(**kw)

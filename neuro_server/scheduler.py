@@ -218,7 +218,9 @@ class Scheduler:
                     job_id=job.id, argv=spec["argv"], env=spec["env"],
                     working_dir=spec["working_dir"], cpu=spec["resources"]["cpu"],
                     memory=spec["resources"]["memory"], tty=spec["tty"], image=spec["image"],
-                    owner=job.owner,
+                    owner=job.owner, entrypoint=spec.get("entrypoint"),
+                    command=spec.get("command"), shm=bool(spec["resources"].get("shm")),
+                    gpus=int(spec["resources"].get("nvidia_gpu", 0)),
                 ))
             except RuntimeError_ as e:
                 self._set(job.id, "failed", e.reason, str(e))

@@ -133,7 +133,8 @@ def preset_json(p: Preset) -> dict[str, Any]:
     return out
 
 
-def server_config_json(config: ServerConfig, base_url: str, user: str | None) -> dict[str, Any]:
+def server_config_json(config: ServerConfig, base_url: str, user: str | None,
+                       runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     """``GET /api/v1/config`` (protocol.md 3.2).  Without a token: only the auth part."""
     api = f"{base_url}/api/v1"
     out: dict[str, Any] = {
@@ -177,4 +178,6 @@ def server_config_json(config: ServerConfig, base_url: str, user: str | None) ->
         "name": config.project_name, "cluster_name": c, "org_name": config.org_name,
         "role": "admin", "is_default": True,
     }]
+    if runtime is not None:
+        out["neuro_runtime"] = runtime  # our extension: which runtime serves the jobs, and why
     return out

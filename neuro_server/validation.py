@@ -98,7 +98,8 @@ def _env(body: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return dict(env)
 
 
-def _container_fields(body: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _container_fields(body: dict[str, Any], prefix: str = "", *,
+                      needs_command: bool = True) -> dict[str, Any]:
     image = _str(body, "image", required=True, max_len=1024, prefix=prefix)
     assert image is not None
     if not image.strip() or any(c.isspace() for c in image):
@@ -106,7 +107,7 @@ def _container_fields(body: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     entrypoint = _str(body, "entrypoint", prefix=prefix)
     command = _str(body, "command", prefix=prefix)
     argv = split_command(entrypoint, "entrypoint") + split_command(command, "command")
-    if not argv:
+    if not argv and needs_command:
         raise ValidationError(
             "no command to run: this server's process runtime does not use the image, "
             "so give a command (neuro run IMAGE -- CMD...)"
@@ -231,7 +232,7 @@ def _require_object(body: Any) -> dict[str, Any]:
     return body
 
 
-def parse_start(body: Any, config: ServerConfig) -> NewJob:
+def parse_start(body: Any, config: ServerConfig, *, needs_command: bool = True) -> NewJob:
     """``POST /jobs?from_preset``: flat body; resources come from the preset."""
     body = _require_object(body)
     preset_name = _str(body, "preset_name", max_len=256) or config.presets[0].name
@@ -250,7 +251,7 @@ def parse_start(body: Any, config: ServerConfig) -> NewJob:
     shm = _bool(resources, "shm", "resources.")
     job = _job_fields(body, config)
     spec = {
-        **_container_fields(body),
+        **_container_fields(body, needs_command=needs_command),
         **job["fields"],
         "preset_name": preset.name,
         "resources": _preset_resources(preset, shm),
@@ -262,7 +263,7 @@ def parse_start(body: Any, config: ServerConfig) -> NewJob:
     return NewJob(job["name"], job["tags"], job["life_span"], spec)
 
 
-def parse_run(body: Any, config: ServerConfig) -> NewJob:
+def parse_run(body: Any, config: ServerConfig, *, needs_command: bool = True) -> NewJob:
     """Deprecated ``POST /jobs`` with a nested ``container`` and explicit resources."""
     body = _require_object(body)
     container = body.get("container")
@@ -293,7 +294,7 @@ def parse_run(body: Any, config: ServerConfig) -> NewJob:
             resources["nvidia_gpu_model"] = model
     job = _job_fields(body, config)
     spec = {
-        **_container_fields(container, "container."),
+        **_container_fields(container, "container.", needs_command=needs_command),
         **job["fields"],
         "preset_name": _str(body, "preset_name", max_len=256),
         "resources": resources,

@@ -115,6 +115,7 @@ class Neuro:
 SERVER_TOML = """
 [server]
 kill_grace_seconds = 3
+runtime = "process"
 
 [resources]
 cpu = 32

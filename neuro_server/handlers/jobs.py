@@ -25,8 +25,10 @@ def _json(request: web.Request, job: JobRecord, with_transitions: bool = True) -
 async def create_job(request: web.Request) -> web.Response:
     st = app_state(request)
     body = await read_json(request)
+    needs_command = not st.runtime.info().image_used
+    parse = parse_start if "from_preset" in request.query else parse_run
     try:
-        new = parse_start(body, st.config) if "from_preset" in request.query else parse_run(body, st.config)
+        new = parse(body, st.config, needs_command=needs_command)
     except ValidationError as e:
         fail(web.HTTPBadRequest, str(e))
     try:

@@ -28,6 +28,11 @@ class JobSpec:
     tty: bool = False
     image: str = ""
     owner: str = ""
+    # as the user gave them (a runtime with images uses the image's own when these are None)
+    entrypoint: str | None = None
+    command: str | None = None
+    shm: bool = False
+    gpus: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

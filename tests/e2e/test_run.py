@@ -80,7 +80,7 @@ def test_run_life_span_ends_job(neuro: Neuro) -> None:
 
 def test_run_oom_killed(neuro: Neuro) -> None:
     neuro.write_server_config(
-        '[server]\nkill_grace_seconds = 3\n[resources]\ncpu = 32\nmemory = "64GiB"\n'
+        '[server]\nkill_grace_seconds = 3\nruntime = "process"\n[resources]\ncpu = 32\nmemory = "64GiB"\n'
         '[[presets]]\nname = "tiny"\ncpu = 0.5\nmemory = "64MiB"\n'
     )
     r = neuro("run", "--preset", "tiny", "ubuntu", "--", "python3", "-c", "b = bytearray(400 << 20)")
