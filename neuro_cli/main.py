@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "exec": "neuro_cli.commands.exec:command",
     "port-forward": "neuro_cli.commands.port_forward:command",
     "top": "neuro_cli.commands.top:command",
+    "completion": "neuro_cli.commands.completion:command",
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -36,7 +37,7 @@ SHORT_HELP: dict[str, str] = {
     "status": "Show the status of a job",
     "logs": "Print the output of a job",
     "kill": "Kill jobs",
-    "job": "Job commands (run, ls, status, logs, exec, attach, top, send-signal...)",
+    "job": "Manage jobs",
     "config": "Show the client configuration",
     "server": "Manage the embedded local server",
     "login": "Log in to a neuro server",
@@ -46,6 +47,7 @@ SHORT_HELP: dict[str, str] = {
     "exec": "Run a command in a running job",
     "port-forward": "Forward local ports to a job",
     "top": "Show live CPU, memory and GPU use of jobs",
+    "completion": "Print a shell completion script",
 }
 
 
@@ -70,6 +72,15 @@ class LazyGroup(click.Group):
         cmd: click.Command = getattr(importlib.import_module(module), attr)
         self.commands[name] = cmd
         return cmd
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        # click's completion (_NEURO_COMPLETE=bash_source neuro) would import every command
+        # for its short help: list them from the table instead
+        from click.shell_completion import CompletionItem
+
+        items = [CompletionItem(name, help=self.short.get(name, ""))
+                 for name in self.list_commands(ctx) if name.startswith(incomplete)]
+        return items + click.Command.shell_complete(self, ctx, incomplete)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # short help from the table: listing commands must not import them
@@ -115,6 +126,12 @@ def main(argv: list[str] | None = None, *, fast_exit: bool = True) -> None:
     down the modules a command imported (aiohttp, rich...) costs ~30 ms of every run and does
     nothing useful, since every session and file was closed by then."""
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["__complete"]:
+        # the shell scripts' entry point: answers from a local cache, no click tree, no network
+        from .completion.cache import main as complete
+
+        _exit(complete(args[1:]), fast_exit)
+        return
     show_tb = "--show-traceback" in args or any(a in ("-v", "--verbose") or a.startswith("-vv") for a in args)
     try:
         code = cli.main(args=args, prog_name="neuro", standalone_mode=False)
@@ -150,6 +167,10 @@ def main(argv: list[str] | None = None, *, fast_exit: bool = True) -> None:
             sys.stderr.write(f"ERROR: {message}\n")
             if hint:
                 sys.stderr.write(f"  hint: {hint}\n")
+    _exit(code, fast_exit)
+
+
+def _exit(code: int | None, fast_exit: bool) -> None:
     if fast_exit:
         try:
             sys.stdout.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..completion.types import JOB
 from ..deps import Deps
 from ..errors import CLIError, ExitCode
 from ._attach import attach_loop
@@ -13,7 +14,7 @@ from ._options import detach_keys_option, keys_text, port_forward_option
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},
                short_help="Attach to a running job")
-@click.argument("job")
+@click.argument("job", type=JOB)
 @detach_keys_option
 @port_forward_option
 @click.pass_context

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..completion.types import JOB
 from ..deps import Deps
 from ..parse import format_timedelta, parse_life_span
 from ._jobs_common import resolve_job, run_async
@@ -18,7 +19,7 @@ def _delta(ctx: click.Context, param: click.Parameter, value: str) -> float:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},
                short_help="Extend the life span of a job")
-@click.argument("job")
+@click.argument("job", type=JOB)
 @click.argument("timedelta", callback=_delta)
 @click.pass_context
 def command(ctx: click.Context, job: str, timedelta: float) -> None:

@@ -13,6 +13,9 @@ from ._jobs_common import run_async
 def group() -> None:
     """Show the client configuration.
 
+    Which server commands go to (a server you logged in to, or the local one), as which user,
+    the presets jobs can run on, and the API token for other clients.
+
     \b
     Examples:
       neuro config show
@@ -46,6 +49,13 @@ async def _show(deps: Deps) -> int:
     io.out(f"API URL: {client.url}")
     io.out(f"Server: {'embedded local server (' + str(server_dir()) + ')' if embedded_mode else 'remote'}")
     io.out(f"Cluster: {client.cluster_name}")
+    rt = cfg.runtime
+    if rt:
+        io.out(f"Runtime: {rt.get('name')}" + (f" ({rt['reason']})" if rt.get("reason") else ""))
+        if not rt.get("image_used", True):
+            io.out(f"  the image is not used: {rt.get('note', '')}")
+        if rt.get("limits"):
+            io.out(f"  limits: {rt['limits']}")
     io.out("Presets:")
     io.out("  NAME\tCPU\tMEMORY\tGPU\tJOBS AVAILABLE")
     cluster = cfg.clusters.get(client.cluster_name or "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..completion.types import JOB
 from ..deps import Deps
 from ..errors import CLIError, ExitCode
 from .._terminal import Outcome, pump_plain, pump_tty
@@ -15,7 +16,7 @@ from ._options import detach_keys_option, tty_option
                short_help="Run a command in a running job")
 @tty_option
 @detach_keys_option
-@click.argument("job")
+@click.argument("job", type=JOB)
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def command(ctx: click.Context, tty: bool | None, detach_keys: bytes, job: str,

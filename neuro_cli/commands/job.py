@@ -32,7 +32,16 @@ group = LazyGroup(
         "top": "Show live CPU, memory and GPU use of jobs",
         "send-signal": "Send a signal to a job",
     },
-    help="Job commands.\n\n\b\nExamples:\n  neuro job ls -a\n  neuro job bump-life-span train 2h",
+    short_help="Manage jobs",
+    help=(
+        "Manage jobs: every job command under one group.\n\n"
+        "Most are also top-level commands (neuro job ls is neuro ps). JOB is a job id, or "
+        "the name of your most recent job with that name.\n\n"
+        "\b\nExamples:\n"
+        "  neuro job ls -a\n"
+        "  neuro job bump-life-span train 2h\n"
+        "  neuro job send-signal train USR1"
+    ),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 group.add_command(bump_life_span, "bump-life-span")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..completion.types import JOB
 from ..deps import Deps
 from ..errors import ExitCode, classify
 from ._jobs_common import resolve_job, run_async
@@ -11,7 +12,7 @@ from .send_signal import _signal
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]}, short_help="Kill jobs")
-@click.argument("jobs", nargs=-1, required=True)
+@click.argument("jobs", nargs=-1, required=True, type=JOB)
 @click.option("-s", "--signal", "signal", callback=_signal, metavar="SIGNAL",
               help="Send this signal instead of stopping the job (e.g. USR1); the job goes on.")
 @click.pass_context

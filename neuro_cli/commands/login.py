@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..completion.cache import forget as forget_completion_cache
 from ..deps import Deps
 from ._jobs_common import run_async
 
@@ -34,6 +35,7 @@ def login(ctx: click.Context, url: str, token: str) -> None:
             api += "/api/v1"
         factory = Factory(config_dir())
         await factory.login_with_token(token, api)
+        forget_completion_cache()  # it lists the jobs of the previous server
         client = await factory.get()
         try:
             deps.io.out(f"Logged into {api} as {client.username}")
@@ -65,6 +67,7 @@ def logout(ctx: click.Context) -> None:
             deps.io.out("Not logged in: commands use the local server")
             return 0
         await factory.logout()
+        forget_completion_cache()
         deps.io.out("Logged out: commands now use the local server")
         return 0
 

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import click
 
+from ..completion.types import JOB
 from ..deps import Deps
 from ..parse import parse_date_or_delta
 from ._jobs_common import follow_output, resolve_job, run_async
@@ -22,7 +23,7 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> date
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},
                short_help="Print the output of a job")
-@click.argument("job")
+@click.argument("job", type=JOB)
 @click.option("--since", callback=_date, metavar="DATE_OR_TIMEDELTA",
               help="Only output printed at or after this time (ISO date, or a delta like 10m).")
 @click.option("--timestamps", is_flag=True, help="Prefix each line with its time (RFC 3339, UTC).")

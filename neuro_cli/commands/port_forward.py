@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import click
 
+from ..completion.types import JOB
 from ..deps import Deps
 from ..errors import CLIError, ExitCode
 from ._jobs_common import resolve_job, run_async
@@ -37,7 +38,7 @@ async def forwarding(deps: Deps, job_id: str,
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},
                short_help="Forward local ports to a job")
-@click.argument("job")
+@click.argument("job", type=JOB)
 @click.argument("ports", nargs=-1, required=True, callback=_ports, metavar="LOCAL:REMOTE...")
 @click.pass_context
 def command(ctx: click.Context, job: str, ports: tuple[tuple[int, int], ...]) -> None:

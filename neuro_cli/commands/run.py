@@ -8,6 +8,7 @@ import shlex
 
 import click
 
+from ..completion.types import PRESET
 from ..deps import Deps
 from ..errors import CLIError, ExitCode
 from ..parse import parse_env, parse_life_span
@@ -62,7 +63,7 @@ def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) ->
 )
 @click.argument("image")
 @click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
-@click.option("-s", "--preset", help="Resource preset (see `neuro config show`) [default: the first].")
+@click.option("-s", "--preset", type=PRESET, help="Resource preset (see `neuro config show`) [default: the first].")
 @click.option("-n", "--name", help="Job name: 3-40 lower-case letters, digits, dashes.")
 @click.option("--tag", "tags", multiple=True, help="Tag the job (repeatable).")
 @click.option("-d", "--description", help="A free-text description.")

@@ -6,6 +6,7 @@ import signal as signal_mod
 
 import click
 
+from ..completion.types import JOB
 from ..deps import Deps
 from ._jobs_common import resolve_job, run_async
 
@@ -35,7 +36,7 @@ def _signal(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},
                short_help="Send a signal to a job")
-@click.argument("job")
+@click.argument("job", type=JOB)
 @click.argument("signal", callback=_signal)
 @click.pass_context
 def command(ctx: click.Context, job: str, signal: str) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
+from ..completion.types import JOB
 from ..deps import Deps
 from ._jobs_common import resolve_job, run_async
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},
                short_help="Show the status of a job")
-@click.argument("job")
+@click.argument("job", type=JOB)
 @click.pass_context
 def command(ctx: click.Context, job: str) -> None:
     """Show the status of a job: what runs, where, with which limits, and every transition.

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..completion.types import JOB
 from ..deps import Deps
 from ..errors import CLIError, ExitCode
 from ..parse import parse_date_or_delta
@@ -39,7 +40,7 @@ def _sort(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},
                short_help="Show live CPU, memory and GPU use of jobs")
-@click.argument("jobs", nargs=-1)
+@click.argument("jobs", nargs=-1, type=JOB)
 @click.option("-n", "--name", help="Only jobs with this name.")
 @click.option("-t", "--tag", "tags", multiple=True, help="Only jobs with all these tags.")
 @click.option("-o", "--owner", "owners", multiple=True, help="Only jobs of this owner (ME is you).")

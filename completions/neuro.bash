@@ -1,0 +1,231 @@
+# bash completion for neuro                                  -*- shell-script -*-
+# Generated from the command tree by `neuro completion bash`: do not edit.
+# Install: neuro completion bash > ~/.local/share/bash-completion/completions/neuro
+#      or: echo 'source <(neuro completion bash)' >> ~/.bashrc
+
+_neuro_spec() {
+    # $1: the command path; sets cmds, opts, vopts (options that take a value), args
+    cmds="" opts="" vopts="" args=""
+    case "$1" in
+    "")
+        cmds="attach capacity completion config exec job kill login logout logs port-forward ps run server status top"
+        opts="--color --help --show-traceback --verbose --version -h -v"
+        vopts="--color"
+        ;;
+    "attach")
+        opts="--detach-keys --help --port-forward -h"
+        vopts="--detach-keys --port-forward"
+        args="jobs"
+        ;;
+    "capacity")
+        opts="--help -h"
+        ;;
+    "completion")
+        opts="--help -h"
+        args="=bash,zsh,fish"
+        ;;
+    "config")
+        cmds="show show-token"
+        opts="--help -h"
+        ;;
+    "config show")
+        opts="--help -h"
+        ;;
+    "config show-token")
+        opts="--help -h"
+        ;;
+    "exec")
+        opts="--detach-keys --help --no-tty --tty -T -h -t"
+        vopts="--detach-keys"
+        args="jobs -*"
+        ;;
+    "job")
+        cmds="attach bump-life-span exec kill logs ls port-forward run send-signal status top"
+        opts="--help -h"
+        ;;
+    "job attach")
+        opts="--detach-keys --help --port-forward -h"
+        vopts="--detach-keys --port-forward"
+        args="jobs"
+        ;;
+    "job bump-life-span")
+        opts="--help -h"
+        args="jobs -"
+        ;;
+    "job exec")
+        opts="--detach-keys --help --no-tty --tty -T -h -t"
+        vopts="--detach-keys"
+        args="jobs -*"
+        ;;
+    "job kill")
+        opts="--help --signal -h -s"
+        vopts="--signal -s"
+        args="jobs*"
+        ;;
+    "job logs")
+        opts="--help --since --timestamps -h"
+        vopts="--since"
+        args="jobs"
+        ;;
+    "job ls")
+        opts="--all --help --name --owner --quiet --recent-first --recent-last --since --status --tag --until -a -h -n -o -q -s -t"
+        vopts="--name --owner --since --status --tag --until -n -o -s -t"
+        ;;
+    "job port-forward")
+        opts="--help -h"
+        args="jobs -*"
+        ;;
+    "job run")
+        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --life-span --name --no-tty --no-wait-start --port-forward --preset --quiet --tag --tty --wait-start --workdir -T -d -e -h -n -q -s -t -w"
+        vopts="--description --detach-keys --entrypoint --env --env-file --life-span --name --port-forward --preset --tag --workdir -d -e -n -s -w"
+        args="- -*"
+        ;;
+    "job send-signal")
+        opts="--help -h"
+        args="jobs -"
+        ;;
+    "job status")
+        opts="--help -h"
+        args="jobs"
+        ;;
+    "job top")
+        opts="--help --name --no-stream --owner --since --sort --tag --timeout --until -h -n -o -t"
+        vopts="--name --owner --since --sort --tag --timeout --until -n -o -t"
+        args="jobs*"
+        ;;
+    "kill")
+        opts="--help --signal -h -s"
+        vopts="--signal -s"
+        args="jobs*"
+        ;;
+    "login")
+        opts="--help --token -h"
+        vopts="--token"
+        args="-"
+        ;;
+    "logout")
+        opts="--help -h"
+        ;;
+    "logs")
+        opts="--help --since --timestamps -h"
+        vopts="--since"
+        args="jobs"
+        ;;
+    "port-forward")
+        opts="--help -h"
+        args="jobs -*"
+        ;;
+    "ps")
+        opts="--all --help --name --owner --quiet --recent-first --recent-last --since --status --tag --until -a -h -n -o -q -s -t"
+        vopts="--name --owner --since --status --tag --until -n -o -s -t"
+        ;;
+    "run")
+        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --life-span --name --no-tty --no-wait-start --port-forward --preset --quiet --tag --tty --wait-start --workdir -T -d -e -h -n -q -s -t -w"
+        vopts="--description --detach-keys --entrypoint --env --env-file --life-span --name --port-forward --preset --tag --workdir -d -e -n -s -w"
+        args="- -*"
+        ;;
+    "server")
+        cmds="start status stop"
+        opts="--help -h"
+        ;;
+    "server start")
+        opts="--help -h"
+        ;;
+    "server status")
+        opts="--help -h"
+        ;;
+    "server stop")
+        opts="--help -h"
+        ;;
+    "status")
+        opts="--help -h"
+        args="jobs"
+        ;;
+    "top")
+        opts="--help --name --no-stream --owner --since --sort --tag --timeout --until -h -n -o -t"
+        vopts="--name --owner --since --sort --tag --timeout --until -n -o -t"
+        args="jobs*"
+        ;;
+    esac
+}
+
+_neuro_optkind() {
+    # $1: the command path, $2: an option; sets kind, what its value completes to
+    case "$1|$2" in
+    "|--color") kind="=auto,always,never" ;;
+    "job ls|-s"|"job ls|--status") kind="=pending,suspended,running,succeeded,failed,cancelled" ;;
+    "job run|-s"|"job run|--preset") kind="presets" ;;
+    "job run|--env-file") kind="file" ;;
+    "ps|-s"|"ps|--status") kind="=pending,suspended,running,succeeded,failed,cancelled" ;;
+    "run|-s"|"run|--preset") kind="presets" ;;
+    "run|--env-file") kind="file" ;;
+    *) kind="-" ;;
+    esac
+}
+
+_neuro_values() {
+    # $1: what to offer (jobs, presets, file, =CHOICE,CHOICE or -), $2: the word so far
+    local v words=""
+    case "$1" in
+    jobs|presets)
+        while IFS=$'\t' read -r v _; do
+            words="$words $v"
+        done < <(command neuro __complete "$1" 2>/dev/null)
+        COMPREPLY=($(compgen -W "$words" -- "$2"))
+        ;;
+    file)
+        compopt -o filenames 2>/dev/null
+        COMPREPLY=($(compgen -f -- "$2"))
+        ;;
+    =*)
+        v=${1#=}
+        COMPREPLY=($(compgen -W "${v//,/ }" -- "$2"))
+        ;;
+    *)
+        COMPREPLY=()
+        ;;
+    esac
+}
+
+_neuro() {
+    local cur="${COMP_WORDS[COMP_CWORD]}" cmdpath="" w vopt="" dd="" kind="" i npos=0
+    local cmds opts vopts args
+    _neuro_spec ""
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        w="${COMP_WORDS[i]}"
+        if [[ -n $vopt ]]; then
+            [[ $w == "=" ]] || vopt=""  # --opt=value arrives as: --opt = value
+        elif [[ -n $dd ]]; then
+            npos=$((npos + 1))
+        elif [[ $w == "--" ]]; then
+            dd=1
+        elif [[ $w == -?* ]]; then
+            if [[ " $vopts " == *" $w "* ]]; then vopt=$w; fi
+        elif [[ $npos == 0 && " $cmds " == *" $w "* ]]; then
+            cmdpath="${cmdpath:+$cmdpath }$w"
+            _neuro_spec "$cmdpath"
+        else
+            npos=$((npos + 1))
+        fi
+    done
+    if [[ -n $vopt ]]; then
+        [[ $cur == "=" ]] && cur=""
+        _neuro_optkind "$cmdpath" "$vopt"
+        _neuro_values "$kind" "$cur"
+    elif [[ -z $dd && $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+    elif [[ -n $cmds ]]; then
+        COMPREPLY=($(compgen -W "$cmds" -- "$cur"))
+    else
+        local -a kinds=($args)
+        local n=${#kinds[@]}
+        if ((npos < n)); then
+            kind=${kinds[npos]}
+        elif ((n > 0)) && [[ ${kinds[n - 1]} == *"*" ]]; then
+            kind=${kinds[n - 1]}
+        fi
+        _neuro_values "${kind%"*"}" "$cur"
+    fi
+}
+
+complete -F _neuro neuro

@@ -1,0 +1,45 @@
+"""Generate the command reference from the command tree: ``python -m neuro_cli.docs > docs/cli.md``.
+
+A test fails when docs/cli.md is stale, so help text changes land together with it."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from .cmdtree import Node, walk
+
+HEAD = """\
+# neuro command reference
+
+Generated from the command tree by `python -m neuro_cli.docs > docs/cli.md`: do not edit by
+hand. The same text is what `neuro COMMAND --help` prints.
+"""
+
+
+def anchor(title: str) -> str:
+    return re.sub(r"[^a-z0-9 _-]", "", title.lower()).replace(" ", "-")
+
+
+def render(nodes: list[Node] | None = None) -> str:
+    nodes = list(walk()) if nodes is None else nodes
+    out = [HEAD, "## Commands", ""]
+    for node in nodes[1:]:
+        indent = "  " * (len(node.path) - 1)
+        out.append(f"{indent}- [`{node.name}`](#{anchor(node.name)}): {node.listed_help}")
+    out.append("")
+    first: dict[int, Node] = {}
+    for node in nodes:
+        out += [f"## {node.name}", ""]
+        same = first.setdefault(id(node.command), node)
+        if same is not node:
+            out += [f"The same command as [`{same.name}`](#{anchor(same.name)}).", ""]
+            continue
+        if node.listed_help:
+            out += [node.listed_help, ""]
+        out += ["```text", node.command.get_help(node.ctx).rstrip(), "```", ""]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
