@@ -203,3 +203,33 @@ def test_port_forward_survives_a_server_restart(neuro: Neuro, tmp_path: Path) ->
         neuro.ok("kill", job)
         fwd.communicate(timeout=30)
         assert fwd.returncode == 0
+
+
+def test_ctrl_c_dialog_continue_detach_and_kill(neuro: Neuro) -> None:
+    # a terminal, but no TTY for the job (-T): Ctrl-C asks what to do
+    child = spawn(neuro, "run", "-T", "-n", "dialog", "ubuntu", "--", "sh", "-c",
+                  "i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.2; done")
+    child.expect("tick-1")
+    child.sendintr()
+    child.expect(r"\[k\]ill the job, \[d\]etach")
+    child.send("c")  # continue: the output goes on
+    child.expect("tick-1[0-9]")
+    child.sendintr()
+    child.expect(r"\[d\]etach")
+    child.send("d")
+    child.expect("Detached from")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert "Status: running" in neuro.ok("status", "dialog")
+
+    again = spawn(neuro, "attach", "dialog")
+    again.expect("tick-")
+    again.sendintr()
+    again.expect(r"\[k\]ill")
+    again.send("k")
+    again.expect("Killed")
+    again.expect(pexpect.EOF)
+    again.close()
+    assert again.exitstatus == 130
+    assert "Status: cancelled (UserRequested)" in neuro.ok("status", "dialog")
