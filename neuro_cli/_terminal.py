@@ -195,11 +195,24 @@ async def pump_tty(stream: "StdStream", outcome: Outcome, *, detach_keys: bytes,
                     await t
 
 
-async def pump_plain(stream: "StdStream", outcome: Outcome, *, forward_stdin: bool) -> None:
+async def pump_plain(stream: "StdStream", outcome: Outcome, *, forward_stdin: bool,
+                     stdin_queue: "asyncio.Queue[bytes | None] | None" = None) -> None:
     """Non-TTY: stdout frames to stdout, stderr frames to stderr; local stdin (when
-    forwarded) is sent as it comes and its EOF closes the remote stdin."""
+    forwarded, or taken from ``stdin_queue``) is sent as it comes and its EOF closes the
+    remote stdin."""
     loop = asyncio.get_running_loop()
     tasks: list[asyncio.Task[Any]] = []
+
+    async def drain_queue(queue: "asyncio.Queue[bytes | None]") -> None:
+        while True:
+            data = await queue.get()
+            if data is None:
+                await stream.close_stdin()
+                return
+            await stream.write_in(data)
+
+    if stdin_queue is not None:
+        tasks.append(loop.create_task(drain_queue(stdin_queue)))
 
     async def feed_stdin() -> None:
         # a thread reads: stdin may be a file, a pipe or a terminal

@@ -61,6 +61,8 @@ from ._parsing import (
     job_description_from_api,
     list_query,
     monitor_query,
+    exec_id_from_frame,
+    exec_resume_query,
     offset_from_frame,
     resize_frame,
     run_request_body,
@@ -157,6 +159,8 @@ class StdStream:
         self.exit_code: int | None = None
         # extension: the byte of the job's output this attach stream started at (0x05 frame)
         self.offset: int | None = None
+        # extension: the id of a resumable exec session (to resume it after a dropped link)
+        self.exec_id: str | None = None
 
     async def _read_offset(self, timeout: float) -> None:
         """Read the offset frame the server sends first for ``attach(offset=...)``; any other
@@ -167,6 +171,7 @@ class StdStream:
             return
         if msg.type == aiohttp.WSMsgType.BINARY and msg.data[:1] == bytes([OFFSET]):
             self.offset = offset_from_frame(msg.data[1:])
+            self.exec_id = exec_id_from_frame(msg.data[1:])
         else:
             self._pending = msg
 
@@ -181,6 +186,7 @@ class StdStream:
             if msg.type == aiohttp.WSMsgType.BINARY:
                 if not self._legacy and msg.data[:1] == bytes([OFFSET]):
                     self.offset = offset_from_frame(msg.data[1:])
+                    self.exec_id = exec_id_from_frame(msg.data[1:])
                     continue
                 item = decode_output_frame(msg.data, legacy=self._legacy)
                 if item is None:
@@ -631,11 +637,18 @@ class Jobs:
         stdin: bool = False,
         stdout: bool = True,
         stderr: bool = True,
+        resumable: bool = False,
+        resume: str | None = None,
+        offset: int = 0,
     ) -> AsyncIterator[StdStream]:
         """Run *cmd* beside a running job over one websocket: ``WS {MON}/{id}/exec`` (extension,
         the 26.x generation; protocol 4.1).  *cmd* is joined with :func:`shlex.join` (a str is
         sent as it is) and split again by the server, without a shell.  The exit code arrives
         as :attr:`StdStream.exit_code`.
+
+        Our server's extension: with *resumable* the command survives a dropped connection
+        for a while, :attr:`StdStream.exec_id` names it, and ``resume=exec_id, offset=N``
+        reconnects to its output from byte N on.
 
         Example::
 
@@ -646,10 +659,14 @@ class Jobs:
         """
         url = await self._client._monitoring_url() / id / "exec"
         query = exec_query(cmd, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
+        query += exec_resume_query(resumable=resumable, resume=resume, offset=offset)
         async with self._client._ws_connect(
             url, params=query, protocols=(CHANNELS_PROTOCOL,)
         ) as ws:
-            yield StdStream(ws, url=url)
+            stream = StdStream(ws, url=url)
+            if resumable or resume is not None:
+                await stream._read_offset(OFFSET_FRAME_TIMEOUT)
+            yield stream
 
     async def exec_create(self, id: str, cmd: Sequence[str], *, tty: bool = False) -> str:
         """Create a (legacy) exec session: ``POST {MON}/{id}/exec_create``; returns its id."""

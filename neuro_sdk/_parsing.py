@@ -678,6 +678,15 @@ def exec_query(
     ]
 
 
+def exec_resume_query(*, resumable: bool, resume: str | None, offset: int) -> list[tuple[str, str]]:
+    """Our extension of the exec query: start a resumable session, or resume one at a byte."""
+    if resume is not None:
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"Invalid offset {offset!r}: a byte count")
+        return [("resume", resume), ("offset", str(offset))]
+    return [("resumable", "1")] if resumable else []
+
+
 def exec_create_body(cmd: str | Iterable[str], *, tty: bool = False) -> JSON:
     """Body of the legacy ``POST {MON}/{id}/exec_create``."""
     return {
@@ -788,6 +797,16 @@ def exit_code_from_frame(payload: bytes) -> int:
     if isinstance(code, bool) or not isinstance(code, int):
         return 1
     return code
+
+
+def exec_id_from_frame(payload: bytes) -> str | None:
+    """The ``exec_id`` of a resumable exec's ``0x05`` frame (our extension), if any."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    value = data.get("exec_id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def offset_from_frame(payload: bytes) -> int:

@@ -34,6 +34,7 @@ class State:
     scheduler: Scheduler
     auth: Authenticator
     execs: dict[str, Any] = dataclasses.field(default_factory=dict)  # legacy exec sessions
+    live_execs: dict[str, Any] = dataclasses.field(default_factory=dict)  # resumable execs
     runtime_reason: str = ""
 
     def runtime_info(self) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import click
 
 from ..completion.types import JOB
@@ -49,13 +51,7 @@ async def run(ref: str, cmd: tuple[str, ...], tty: bool | None, detach_keys: byt
         if not job.status.is_running:
             raise CLIError(f"cannot exec in job {job_id}: it is {job.status.value}, not running",
                            ExitCode.BAD_INPUT)
-        outcome = Outcome()
-        async with client.jobs.exec(job_id, list(cmd), tty=tty, stdin=True, stdout=True,
-                                    stderr=not tty) as stream:
-            if tty:
-                await pump_tty(stream, outcome, detach_keys=detach_keys)
-            else:
-                await pump_plain(stream, outcome, forward_stdin=True)
+    outcome = await _exec_with_resume(deps, job_id, list(cmd), tty, detach_keys)
     if outcome.detached:
         io.err("\r\nDetached: the command was stopped.")
         return 0
@@ -63,3 +59,71 @@ async def run(ref: str, cmd: tuple[str, ...], tty: bool | None, detach_keys: byt
         io.err("ERROR: the connection ended without the command's exit code")
         return int(ExitCode.PLATFORM)
     return outcome.exit_code
+
+
+async def _exec_with_resume(deps: Deps, job_id: str, cmd: list[str], tty: bool,
+                            detach_keys: bytes, retry_for: float = 60.0) -> Outcome:
+    """Run the command; when the connection drops, reconnect to the same command (the server
+    keeps it for a while) and resume its output at the byte where it stopped."""
+    import asyncio
+
+    from neuro_sdk import ResourceNotFound
+
+    from ._jobs_common import is_connection_error
+
+    loop = asyncio.get_running_loop()
+    outcome = Outcome()
+    stdin_queue: asyncio.Queue[bytes | None] | None = None if tty else asyncio.Queue()
+    reader = None if tty else loop.create_task(_read_stdin(stdin_queue))  # type: ignore[arg-type]
+    exec_id: str | None = None
+    start = 0
+    delay = 0.1
+    give_up = loop.time() + retry_for
+    try:
+        while True:
+            try:
+                async with deps.client() as client:
+                    async with client.jobs.exec(
+                        job_id, cmd, tty=tty, stdin=True, stdout=True, stderr=not tty,
+                        resumable=exec_id is None, resume=exec_id, offset=start + outcome.seen,
+                    ) as stream:
+                        exec_id = stream.exec_id or exec_id
+                        start, outcome.seen = start + outcome.seen, 0
+                        if tty:
+                            await pump_tty(stream, outcome, detach_keys=detach_keys)
+                        else:
+                            await pump_plain(stream, outcome, forward_stdin=False,
+                                             stdin_queue=stdin_queue)
+                if outcome.detached or outcome.exit_code is not None or exec_id is None:
+                    return outcome
+                # the stream ended without an exit code: the connection dropped
+            except ResourceNotFound:
+                if exec_id is None:
+                    raise
+                return outcome  # the command ended (or expired) while we were away
+            except Exception as e:
+                if not is_connection_error(e) or loop.time() > give_up:
+                    raise
+            if loop.time() > give_up:
+                return outcome
+            deps.io.err(("\r\n" if tty else "") + f"Connection lost; reconnecting in {delay:.1f}s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    finally:
+        if reader is not None:
+            reader.cancel()
+
+
+async def _read_stdin(queue: "asyncio.Queue[bytes | None]") -> None:
+    """Local stdin into a queue that outlives reconnects (a thread reads: file, pipe or tty)."""
+    import asyncio
+    import os
+    import sys
+
+    loop = asyncio.get_running_loop()
+    fd = sys.stdin.fileno()
+    while True:
+        data = await loop.run_in_executor(None, os.read, fd, 65536)
+        await queue.put(data or None)
+        if not data:
+            return

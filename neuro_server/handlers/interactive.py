@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 
 from ..runtime.base import RuntimeError_, State, StdioSession
 from ..store import JobRecord
+from . import exec_resume
 from .common import app_state, caller, error_response, fail, get_job, parse_bool
 
 V2 = "v2.channels.neu.ro"
@@ -183,7 +184,12 @@ async def attach(request: web.Request) -> web.WebSocketResponse:
 
 async def exec_ws(request: web.Request) -> web.WebSocketResponse:
     job = _running_job(request)
-    f = _flags(request, "tty", "stdin", "stdout", "stderr")
+    f = _flags(request, "tty", "stdin", "stdout", "stderr", "resumable")
+    st = app_state(request)
+    await exec_resume.reap(st)
+    resume = request.query.get("resume")
+    if resume is not None:
+        return await _exec_resume(request, job, resume)
     argv = _split_cmd(request.query.get("cmd"))
     if not (f["stdin"] or f["stdout"] or f["stderr"]):
         fail(web.HTTPBadRequest, "exec needs at least one of stdin, stdout, stderr")
@@ -201,7 +207,35 @@ async def exec_ws(request: web.Request) -> web.WebSocketResponse:
     # on a TTY everything arrives as stdout
     wanted = frozenset({1} if f["stdout"] or f["tty"] else set()) | frozenset(
         {2} if f["stderr"] and not f["tty"] else set())
+    if f["resumable"]:
+        if len(exec_resume.registry(st)) >= exec_resume.MAX_LIVE:
+            await session.close()
+            await ws.close()
+            return ws
+        rec = exec_resume.new_live_exec(st, caller(request), job.id, session, wanted)
+        await exec_resume.serve(ws, rec, 0)
+        exec_resume.schedule_reap(st)
+        return ws
     await _pump_session(ws, session, v2=True, exit_code=session.wait, streams=wanted)
+    return ws
+
+
+async def _exec_resume(request: web.Request, job: JobRecord, exec_id: str) -> web.WebSocketResponse:
+    st = app_state(request)
+    rec = exec_resume.registry(st).get(exec_id)
+    if rec is None or rec.job_id != job.id or rec.owner != caller(request):
+        fail(web.HTTPNotFound, f"no such exec session to resume: {exec_id} (it ended or expired)")
+    try:
+        offset = int(request.query.get("offset", "0"))
+    except ValueError:
+        offset = -1
+    if offset < rec.start or offset > rec.end:
+        fail(web.HTTPBadRequest, f"cannot resume at byte {offset}: output from {rec.start} to "
+                                 f"{rec.end} is kept")
+    ws, _ = _ws(request, (V2,))
+    await ws.prepare(request)
+    await exec_resume.serve(ws, rec, offset)
+    exec_resume.schedule_reap(st)
     return ws
 
 

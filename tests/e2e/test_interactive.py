@@ -233,3 +233,86 @@ def test_ctrl_c_dialog_continue_detach_and_kill(neuro: Neuro) -> None:
     again.close()
     assert again.exitstatus == 130
     assert "Status: cancelled (UserRequested)" in neuro.ok("status", "dialog")
+
+
+class CuttableProxy:
+    """A loopback TCP proxy whose open connections can be cut (a network blip)."""
+
+    def __init__(self, target_port: int) -> None:
+        import threading
+
+        self.target = target_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        a.close()
+
+    def cut(self) -> None:
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.server.close()
+        self.cut()
+
+
+def test_exec_survives_a_dropped_connection(neuro: Neuro, tmp_path: Path) -> None:
+    import json
+
+    neuro.ok("server", "start")
+    url = json.loads((neuro.server_dir / "server.json").read_text())["url"]
+    token = neuro.ok("config", "show-token").strip()
+    job = neuro.ok("run", "-q", "--detach", "ubuntu", "--", "sleep", "120").strip()
+    proxy = CuttableProxy(int(url.split(":")[2].split("/")[0]))
+    remote_home = tmp_path / "remote"
+    remote_home.mkdir()
+    remote = Neuro(remote_home)
+    remote.ok("login", f"http://127.0.0.1:{proxy.port}/api/v1", "--token", token)
+    try:
+        script = "i=0; while [ $i -lt 40 ]; do echo n-$i; i=$((i+1)); sleep 0.1; done; exit 9"
+        p = remote.popen("exec", "-T", job, "--", "sh", "-c", script)
+        assert p.stdout is not None
+        assert p.stdout.readline() == "n-0\n"
+        proxy.cut()  # the connection drops mid-stream; the command goes on on the server
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 9, err
+        assert ("n-0\n" + out).splitlines() == [f"n-{i}" for i in range(40)]
+        assert "reconnecting" in err
+    finally:
+        proxy.close()
+        neuro.ok("kill", job)
