@@ -53,6 +53,9 @@ class Scheduler:
 
     # -- lifecycle of the scheduler itself -------------------------------------------------
     async def start(self) -> None:
+        if hasattr(self.runtime, "on_progress"):
+            # a runtime that pulls images tells what a start is doing: shown as pending reasons
+            self.runtime.on_progress = self._progress  # type: ignore[attr-defined]
         await self.reconcile()
         self._loop_task = asyncio.create_task(self._loop(), name="scheduler")
 
@@ -84,6 +87,11 @@ class Scheduler:
         job = self.store.set_status(job_id, status, reason, description, **kw)
         self._notify(job_id)
         return job
+
+    def _progress(self, job_id: str, reason: str, description: str) -> None:
+        job = self.store.get_job(job_id)
+        if job is not None and job.status == "pending":
+            self._set(job_id, "pending", reason, description)
 
     # -- requests --------------------------------------------------------------------------
     def create(self, owner: str, new: NewJob) -> JobRecord:

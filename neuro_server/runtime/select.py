@@ -20,7 +20,6 @@ def standard_sockets() -> tuple[str, ...]:
         "/run/podman/podman.sock",
         f"/run/user/{uid}/podman/podman.sock",
         f"/run/user/{uid}/docker.sock",
-        "/run/neuro-podman.sock",
     )
 
 
