@@ -59,6 +59,29 @@ class ExitInfo:
     error: str = ""  # set when the command could not be started (e.g. not found: exit 127)
 
 
+def record_time(record: Mapping[str, Any] | None, key: str) -> datetime | None:
+    """An ISO time from a state file written by a runtime (None when absent or broken)."""
+    value = (record or {}).get(key)
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def exit_from_record(record: Mapping[str, Any]) -> ExitInfo:
+    """ExitInfo from an ``exit.json`` record (the same format for every runtime)."""
+    from datetime import UTC
+
+    return ExitInfo(
+        exit_code=int(record.get("exit_code", 255)),
+        finished_at=record_time(record, "finished_at") or datetime.now(UTC),
+        oom_killed=bool(record.get("oom_killed", False)),
+        error=str(record.get("error") or ""),
+    )
+
+
 class State(str, enum.Enum):
     NOT_FOUND = "not_found"  # the runtime knows nothing of this job (never started, or lost)
     RUNNING = "running"

@@ -65,6 +65,8 @@ from aiodocker.exceptions import DockerError
 from . import cgroups, telemetry
 from . import docker_api as api
 from .base import (
+    exit_from_record,
+    record_time,
     ExitInfo,
     JobSpec,
     JobState,
@@ -568,7 +570,7 @@ class DockerRuntime:
 
     async def _stop_now(self, job_id: str, cid: str, grace: float) -> None:
         deadline = time.time() + max(0.0, grace)
-        started = _time(read_json(str(self.job_dir(job_id) / STARTED)), "started_at")
+        started = record_time(read_json(str(self.job_dir(job_id) / STARTED)), "started_at")
         if started is not None:
             # a container that has just started: its init may not pass signals on yet (a
             # SIGTERM then would be lost, and the job killed at the end of the grace)
@@ -622,7 +624,7 @@ class DockerRuntime:
         started = read_json(str(d / STARTED))
         pump = self._pumps.get(job_id)
         if pump is not None and not pump.finished:
-            return JobState(State.RUNNING, started_at=_time(started, "started_at"))
+            return JobState(State.RUNNING, started_at=record_time(started, "started_at"))
         spec = read_json(str(d / SPEC))
         cid = (spec or {}).get("container_id")
         if not cid:
@@ -634,7 +636,7 @@ class DockerRuntime:
         except api.EngineError:
             # the engine does not answer: a job that ran still runs, as far as we know
             if started is not None:
-                return JobState(State.RUNNING, started_at=_time(started, "started_at"))
+                return JobState(State.RUNNING, started_at=record_time(started, "started_at"))
             return JobState(State.NOT_FOUND)
         if status == 404 or not self._ours(info, job_id):
             return JobState(State.NOT_FOUND)
@@ -644,7 +646,7 @@ class DockerRuntime:
         phase = phase_of(info)
         if phase == "running":
             self._kick(job_id)
-            return JobState(State.RUNNING, started_at=started_dt or _time(started, "started_at"))
+            return JobState(State.RUNNING, started_at=started_dt or record_time(started, "started_at"))
         if phase == "exited":
             self._kick(job_id)  # its pump drains the output and writes exit.json
             code = int(state.get("ExitCode") or 0)
@@ -713,7 +715,7 @@ class DockerRuntime:
             self._pumps[job_id] = pump
             stop = read_json(str(d / STOP))
             if stop is not None:
-                requested = _time(stop, "requested_at")
+                requested = record_time(stop, "requested_at")
                 t0 = requested.timestamp() if requested else time.time()
                 pump.kill_at(t0 + float(stop.get("grace") or 0))
             return pump
@@ -723,7 +725,7 @@ class DockerRuntime:
         while True:
             exit_record = read_json(str(d / EXIT))
             if exit_record is not None:
-                return _exit(exit_record)
+                return exit_from_record(exit_record)
             if self._closed:
                 raise RuntimeError_("the runtime is closed", reason="NotFound")
             if (d / LOST).exists():
@@ -1174,24 +1176,5 @@ def kmsg_oom(container_id: str) -> bool | None:
         os.close(fd)
 
 
-def _time(record: Mapping[str, Any] | None, key: str) -> datetime | None:
-    value = (record or {}).get(key)
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _exit(record: Mapping[str, Any]) -> ExitInfo:
-    return ExitInfo(
-        exit_code=int(record.get("exit_code", 255)),
-        finished_at=_time(record, "finished_at") or datetime.now(UTC),
-        oom_killed=bool(record.get("oom_killed", False)),
-        error=str(record.get("error") or ""),
-    )
-
-
 def _exited(record: Mapping[str, Any]) -> JobState:
-    return JobState(State.EXITED, started_at=_time(record, "started_at"), exit=_exit(record))
+    return JobState(State.EXITED, started_at=record_time(record, "started_at"), exit=exit_from_record(record))

@@ -38,6 +38,8 @@ from typing import Any
 
 from . import cgroups, control, stdio, telemetry
 from .base import (
+    exit_from_record,
+    record_time,
     ExitInfo,
     JobSpec,
     JobState,
@@ -233,12 +235,12 @@ class ProcessRuntime:
             sup = read_json(str(d / SUPERVISOR))
             if sup is not None and supervisor_alive(sup):
                 started = read_json(str(d / STARTED))
-                return JobState(State.RUNNING, started_at=_time(started, "started_at"))
+                return JobState(State.RUNNING, started_at=record_time(started, "started_at"))
             exit_record = read_json(str(d / EXIT))  # it may have finished meanwhile
             if exit_record is None:
                 return JobState(State.NOT_FOUND)
         return JobState(
-            State.EXITED, started_at=_time(exit_record, "started_at"), exit=_exit(exit_record)
+            State.EXITED, started_at=record_time(exit_record, "started_at"), exit=exit_from_record(exit_record)
         )
 
     async def wait(self, job_id: str) -> ExitInfo:
@@ -246,7 +248,7 @@ class ProcessRuntime:
         while True:
             exit_record = read_json(str(d / EXIT))
             if exit_record is not None:
-                return _exit(exit_record)
+                return exit_from_record(exit_record)
             sup = read_json(str(d / SUPERVISOR))
             if sup is None:
                 if not self._starting(d):
@@ -257,7 +259,7 @@ class ProcessRuntime:
             if pidfd is None and not supervisor_alive(sup):
                 exit_record = read_json(str(d / EXIT))
                 if exit_record is not None:
-                    return _exit(exit_record)
+                    return exit_from_record(exit_record)
                 raise RuntimeError_(
                     f"job {job_id} was lost: its supervisor is gone and left no exit code",
                     reason="NotFound",
@@ -478,31 +480,12 @@ def _kill_and_remove(cg: cgroups.JobCgroup) -> None:
     cg.remove()
 
 
-def _time(record: dict[str, Any] | None, key: str) -> datetime | None:
-    value = (record or {}).get(key)
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _exit(record: dict[str, Any]) -> ExitInfo:
-    return ExitInfo(
-        exit_code=int(record.get("exit_code", 255)),
-        finished_at=_time(record, "finished_at") or datetime.now(UTC),
-        oom_killed=bool(record.get("oom_killed", False)),
-        error=str(record.get("error") or ""),
-    )
-
-
 def _start_info(d: Path) -> StartInfo | None:
     """Once the job runs (started.json) or could not run (exit.json)."""
     for name in (STARTED, EXIT):
         record = read_json(str(d / name))
         if record is not None:
-            started_at = _time(record, "started_at") or _time(record, "finished_at")
+            started_at = record_time(record, "started_at") or record_time(record, "finished_at")
             return StartInfo(
                 started_at=started_at or datetime.now(UTC),
                 limits=str(record.get("limits", "")),
