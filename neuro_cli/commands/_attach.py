@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 from ..deps import Deps
 from ..errors import ExitCode
 from .._terminal import Outcome, pump_plain, pump_tty
-from ._jobs_common import final_status, is_connection_error, job_exit_code, result_line
+from ._jobs_common import (
+    Progress,
+    final_status,
+    follow_output,
+    is_connection_error,
+    job_exit_code,
+    result_line,
+)
 
 if TYPE_CHECKING:
     from neuro_sdk import JobDescription, StdStream
@@ -85,6 +92,16 @@ async def attach_loop(deps: Deps, job_id: str, *, tty: bool, stdin: bool, detach
                 return 0
             if outcome.killed:
                 return int(ExitCode.INTERRUPTED)
+            if outcome.exit_code is None:
+                # the stream ended without the job's exit frame: the connection dropped
+                async with deps.client() as client:
+                    current = await client.jobs.status(job_id)
+                if current.status.is_running:
+                    raise ConnectionResetError("the attach stream ended")
+                # the job ended meanwhile: print the rest of its output from where we were
+                progress = Progress()
+                progress.seen = offset or 0
+                await follow_output(deps, job_id, progress=progress)
             job = await final_status(deps, job_id)
             if job.status.value != "succeeded":
                 deps.io.err(("\r\n" if tty else "") + result_line(job))

@@ -316,3 +316,32 @@ def test_exec_survives_a_dropped_connection(neuro: Neuro, tmp_path: Path) -> Non
     finally:
         proxy.close()
         neuro.ok("kill", job)
+
+
+def test_attach_survives_a_dropped_connection(neuro: Neuro, tmp_path: Path) -> None:
+    import json
+
+    neuro.ok("server", "start")
+    url = json.loads((neuro.server_dir / "server.json").read_text())["url"]
+    token = neuro.ok("config", "show-token").strip()
+    script = "sleep 1; i=0; while [ $i -lt 40 ]; do echo n-$i; i=$((i+1)); sleep 0.1; done; exit 5"
+    job = neuro.ok("run", "-q", "--detach", "ubuntu", "--", "sh", "-c", script).strip()
+    proxy = CuttableProxy(int(url.split(":")[2].split("/")[0]))
+    remote_home = tmp_path / "remote"
+    remote_home.mkdir()
+    remote = Neuro(remote_home)
+    remote.ok("login", f"http://127.0.0.1:{proxy.port}/api/v1", "--token", token)
+    try:
+        p = remote.popen("attach", job)
+        assert p.stdout is not None
+        first = p.stdout.readline()
+        assert first.startswith("n-")
+        proxy.cut()
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 5, err
+        lines = (first + out).splitlines()
+        start = int(first[2:])
+        assert lines == [f"n-{i}" for i in range(start, 40)]  # no gap, no repeat
+        assert "reconnecting" in err
+    finally:
+        proxy.close()
