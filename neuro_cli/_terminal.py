@@ -19,7 +19,6 @@ import tty
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .errors import CLIError, ExitCode
 
 if TYPE_CHECKING:
     from neuro_sdk import StdStream
@@ -248,9 +247,3 @@ async def pump_plain(stream: "StdStream", outcome: Outcome, *, forward_stdin: bo
             t.cancel()
             with contextlib.suppress(BaseException):
                 await t
-
-
-def check_tty(want_tty: bool, io: Any) -> None:
-    if want_tty and not io.interactive:
-        raise CLIError("a TTY was requested (-t) but this is not a terminal", ExitCode.USAGE,
-                       hint="use -T, or run from a terminal")

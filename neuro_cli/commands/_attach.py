@@ -23,14 +23,7 @@ from ._jobs_common import (
 )
 
 if TYPE_CHECKING:
-    from neuro_sdk import JobDescription, StdStream
-
-
-def banner(job: "JobDescription", io: object, detach_keys_text: str, tty: bool) -> str:
-    if tty:
-        return (f"Attached to {job.id} (terminal mode). Press {detach_keys_text} to detach; "
-                "if you see no prompt, press Enter.")
-    return f"Attached to {job.id}. Press Ctrl-C to detach or kill."
+    from neuro_sdk import StdStream
 
 
 async def ctrl_c_dialog(deps: Deps, job_id: str) -> str:
