@@ -91,20 +91,37 @@ async def attach_loop(deps: Deps, job_id: str, *, tty: bool, stdin: bool, detach
                     current = await client.jobs.status(job_id)
                 if current.status.is_running:
                     raise ConnectionResetError("the attach stream ended")
-                # the job ended meanwhile: print the rest of its output from where we were
-                progress = Progress()
-                progress.seen = offset or 0
-                await follow_output(deps, job_id, progress=progress)
-            job = await final_status(deps, job_id)
-            if job.status.value != "succeeded":
-                deps.io.err(("\r\n" if tty else "") + result_line(job))
-            return job_exit_code(job)
+                return await _rest_and_result(deps, job_id, offset, tty)
+            return await _rest_and_result(deps, job_id, None, tty)
         except Exception as e:
-            if not is_connection_error(e) or loop.time() > give_up:
+            from neuro_sdk import ResourceNotFound
+
+            if not isinstance(e, ResourceNotFound):
+                if not is_connection_error(e) or loop.time() > give_up:
+                    raise
+                deps.io.err(("\r\n" if tty else "") + f"Connection lost; reconnecting in {delay:.1f}s")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            # the job ended before (or while) we attached
+            async with deps.client() as client:
+                current = await client.jobs.status(job_id)
+            if not current.status.is_finished:
                 raise
-            deps.io.err(("\r\n" if tty else "") + f"Connection lost; reconnecting in {delay:.1f}s")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 2.0)
+            return await _rest_and_result(deps, job_id, offset, tty)
+
+
+async def _rest_and_result(deps: Deps, job_id: str, offset: int | None, tty: bool) -> int:
+    """Print the job's output from byte ``offset`` on (None: nothing more), then its result;
+    return the exit code for the command."""
+    if offset is not None:
+        progress = Progress()
+        progress.seen = offset
+        await follow_output(deps, job_id, progress=progress)
+    job = await final_status(deps, job_id)
+    if job.status.value != "succeeded":
+        deps.io.err(("\r\n" if tty else "") + result_line(job))
+    return job_exit_code(job)
 
 
 async def interruptible(deps: Deps, job_id: str,

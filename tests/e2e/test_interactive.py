@@ -345,3 +345,13 @@ def test_attach_survives_a_dropped_connection(neuro: Neuro, tmp_path: Path) -> N
         assert "reconnecting" in err
     finally:
         proxy.close()
+
+
+def test_readme_first_command_in_a_terminal(neuro: Neuro) -> None:
+    """On a terminal `run` attaches a TTY; a job that ends before the attach still prints."""
+    for _ in range(3):  # the race between the job's end and the attach, several times
+        child = spawn(neuro, "run", "--preset", "cpu-small", "ubuntu", "--", "echo", "hello")
+        child.expect_exact("hello")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
