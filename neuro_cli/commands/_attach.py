@@ -103,11 +103,8 @@ async def attach_loop(deps: Deps, job_id: str, *, tty: bool, stdin: bool, detach
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            # the job ended before (or while) we attached
-            async with deps.client() as client:
-                current = await client.jobs.status(job_id)
-            if not current.status.is_finished:
-                raise
+            # the job ended before (or while) we attached (its record may lag a moment behind:
+            # _rest_and_result waits for it to be finished)
             return await _rest_and_result(deps, job_id, offset, tty)
 
 
