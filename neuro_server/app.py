@@ -35,6 +35,7 @@ class State:
     auth: Authenticator
     execs: dict[str, Any] = dataclasses.field(default_factory=dict)  # legacy exec sessions
     live_execs: dict[str, Any] = dataclasses.field(default_factory=dict)  # resumable execs
+    reap_tasks: set[Any] = dataclasses.field(default_factory=set)  # their reapers in flight
     runtime_reason: str = ""
 
     def runtime_info(self) -> dict[str, Any]:

@@ -232,9 +232,8 @@ class Store:
             ).fetchone()
             if row is None:
                 raise KeyError(job_id)
-            if row["status"] in FINISHED:
-                pass
-            elif (row["status"], row["reason"], row["description"]) != (status, reason, description):
+            changed = (row["status"], row["reason"], row["description"]) != (status, reason, description)
+            if row["status"] not in FINISHED and changed:
                 sets = ["status=?", "reason=?", "description=?"]
                 args: list[Any] = [status, reason, description]
                 if status == "running" and row["started_at"] is None:

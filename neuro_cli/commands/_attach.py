@@ -112,9 +112,7 @@ async def _rest_and_result(deps: Deps, job_id: str, offset: int | None, tty: boo
     """Print the job's output from byte ``offset`` on (None: nothing more), then its result;
     return the exit code for the command."""
     if offset is not None:
-        progress = Progress()
-        progress.seen = offset
-        await follow_output(deps, job_id, progress=progress)
+        await follow_output(deps, job_id, progress=Progress(seen=offset))
     job = await final_status(deps, job_id)
     if job.status.value != "succeeded":
         deps.io.err(("\r\n" if tty else "") + result_line(job))

@@ -4,6 +4,7 @@ arguments, waiting for a job to start and following its output across reconnects
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import signal
 from collections.abc import Awaitable, Callable
@@ -125,10 +126,11 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (ServerUnreachable, ServerNotAvailable, ConnectionError))
 
 
+@dataclasses.dataclass
 class Progress:
     """How many output bytes were written so far (survives restarts of a stream)."""
 
-    seen = 0
+    seen: int = 0
 
 
 async def follow_output(deps: Deps, job_id: str, *, since: Any = None, timestamps: bool = False,

@@ -65,8 +65,6 @@ async def _exec_with_resume(deps: Deps, job_id: str, cmd: list[str], tty: bool,
                             detach_keys: bytes, retry_for: float = 60.0) -> Outcome:
     """Run the command; when the connection drops, reconnect to the same command (the server
     keeps it for a while) and resume its output at the byte where it stopped."""
-    import asyncio
-
     from neuro_sdk import ResourceNotFound
 
     from ._jobs_common import is_connection_error
@@ -116,7 +114,6 @@ async def _exec_with_resume(deps: Deps, job_id: str, cmd: list[str], tty: bool,
 
 async def _read_stdin(queue: "asyncio.Queue[bytes | None]") -> None:
     """Local stdin into a queue that outlives reconnects (a thread reads: file, pipe or tty)."""
-    import asyncio
     import os
     import sys
 

@@ -93,7 +93,7 @@ async def reap(state: Any) -> None:
 def schedule_reap(state: Any) -> None:
     """Reap now (a clean end) and again once a dropped client's linger time is over."""
     loop = asyncio.get_running_loop()
-    tasks: set[asyncio.Task[None]] = state.__dict__.setdefault("_reap_tasks", set())
+    tasks: set[asyncio.Task[None]] = state.reap_tasks
 
     def run() -> None:
         task = loop.create_task(reap(state))

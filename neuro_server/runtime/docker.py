@@ -65,8 +65,6 @@ from aiodocker.exceptions import DockerError
 from . import cgroups, telemetry
 from . import docker_api as api
 from .base import (
-    exit_from_record,
-    record_time,
     ExitInfo,
     JobSpec,
     JobState,
@@ -76,6 +74,8 @@ from .base import (
     State,
     StdioSession,
     Telemetry,
+    exit_from_record,
+    record_time,
 )
 from .docker_exec import ExecSession
 from .docker_pump import EXIT, LOST, SIGKILLED, AttachSession, Pump, phase_of

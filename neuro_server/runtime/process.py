@@ -38,8 +38,6 @@ from typing import Any
 
 from . import cgroups, control, stdio, telemetry
 from .base import (
-    exit_from_record,
-    record_time,
     ExitInfo,
     JobSpec,
     JobState,
@@ -49,6 +47,8 @@ from .base import (
     State,
     StdioSession,
     Telemetry,
+    exit_from_record,
+    record_time,
 )
 from .logfile import read_log
 from .supervisor import (
