@@ -45,6 +45,26 @@ async def read_until(session: StdioSession, needle: bytes | re.Pattern[bytes]) -
     return await asyncio.wait_for(go(), TIMEOUT)
 
 
+async def resize_until_seen(resize, session: StdioSession, h: int, w: int) -> None:  # type: ignore[no-untyped-def]
+    """Resize, and again every 2 s, until the job's WINCH trap prints the new size: under load
+    the engine may apply a resize before the container's terminal settles."""
+    needle = b"WINCH\r\n%d %d\r\n" % (h, w)
+    got = b""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while needle not in got:
+        assert loop.time() < deadline, f"the job never saw {h}x{w}: {got!r}"
+        await resize(h, w)
+        retry = loop.time() + 2
+        while needle not in got and loop.time() < retry:
+            try:
+                chunk = await asyncio.wait_for(session.read(), retry - loop.time())
+            except asyncio.TimeoutError:
+                break
+            assert chunk is not None, f"ended before {needle!r}: {got!r}"
+            got += chunk[1]
+
+
 # busybox ash asks the terminal where the cursor is right after its prompt
 PROMPT = re.compile(rb"[#$] (\x1b\[6n)?$")
 
@@ -95,10 +115,8 @@ async def test_tty_resize_sends_winch_and_stty_sees_it(
     sessions.append(s)
     # the first `stty size` (the engine may apply the initial 24x80 a moment after the start)
     await read_until(s, b"\r\n")
-    await runtime.resize("winch", 33, 101)
-    await read_until(s, b"WINCH\r\n33 101\r\n")
-    await s.resize(40, 120)  # through the attached session too
-    await read_until(s, b"WINCH\r\n40 120\r\n")
+    await resize_until_seen(lambda h, w: runtime.resize("winch", h, w), s, 33, 101)
+    await resize_until_seen(s.resize, s, 40, 120)  # through the attached session too
     await runtime.stop("winch", grace=0)
     await runtime.wait("winch")
 
