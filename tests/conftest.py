@@ -55,6 +55,10 @@ def kill_tree_of(data_dir: Path) -> None:
 class Neuro:
     """Runs the `neuro` CLI as a user would, with its own HOME and config dir."""
 
+    #: the server's runtime ("process" or "docker") and an image the tests' jobs run in
+    runtime = "process"
+    image = "ubuntu"  # not used by the process runtime
+
     def __init__(self, home: Path) -> None:
         self.home = home
         self.config_dir = home / ".neuro"
@@ -102,6 +106,11 @@ class Neuro:
                 return last
             time.sleep(0.1)
         raise AssertionError(f"job {job} did not reach {want} (last: {last})")
+
+    def job_output(self, job: str) -> str:
+        """What a job printed so far, read from its log file (`neuro logs` would follow it)."""
+        path = self.server_dir / "jobs" / job / "output.log"
+        return path.read_text() if path.exists() else ""
 
     def server_pid(self) -> int | None:
         import json

@@ -1,16 +1,13 @@
-"""The CLI end to end against the embedded server with the docker runtime (Podman's
-Docker-compatible service from .ci/podman-setup.sh): real images, the same commands."""
+"""What only the docker runtime does, through the CLI: the job runs in its image, a missing
+image fails the job.  The rest of the end-to-end suite runs on both runtimes (conftest.py)."""
 
 from __future__ import annotations
 
 import os
 import re
-import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pexpect
 import pytest
 
 from tests.conftest import Neuro, kill_tree_of
@@ -67,35 +64,3 @@ def test_missing_command_and_missing_image(dneuro: Neuro) -> None:
     r = dneuro("run", "localhost/no-such-image:1", "--", "true")
     assert r.returncode == 125
     assert "ErrImagePull" in r.stderr
-
-
-def test_exec_attach_and_logs(dneuro: Neuro) -> None:
-    job = dneuro.ok("run", "-q", "--detach", "-n", "box", IMAGE, "--", "sh", "-c",
-                    "echo started; sleep 60").strip()
-    r = dneuro("exec", "-T", "box", "--", "sh", "-c", "echo in-container; exit 4")
-    assert r.returncode == 4 and r.stdout == "in-container\n"
-    child = pexpect.spawn(sys.executable, ["-m", "neuro_cli", "exec", "-t", "box", "sh"],
-                          env=dneuro.env, cwd=str(dneuro.home), encoding="utf-8", timeout=20,
-                          dimensions=(30, 70))
-    child.sendline("stty size; exit 6")
-    child.expect_exact("30 70")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 6
-    dneuro.ok("kill", job)
-    assert dneuro.ok("logs", job) == "started\n"
-
-
-def test_server_sigkill_while_containers_run(dneuro: Neuro) -> None:
-    script = "i=0; while [ $i -lt 60 ]; do echo line-$i; i=$((i+1)); sleep 0.1; done"
-    long_job = dneuro.ok("run", "-q", "--detach", IMAGE, "--", "sh", "-c", script).strip()
-    short_job = dneuro.ok("run", "-q", "--detach", IMAGE, "--", "sh", "-c", "sleep 1; exit 7").strip()
-    follower = dneuro.popen("logs", long_job)
-    pid = dneuro.server_pid()
-    assert pid
-    os.kill(pid, signal.SIGKILL)
-    out, err = follower.communicate(timeout=90)
-    assert follower.returncode == 0, err
-    assert out.splitlines() == [f"line-{i}" for i in range(60)]
-    st = dneuro.ok("status", short_job)
-    assert "Exit code: 7" in st

@@ -1,4 +1,5 @@
-"""run -t, attach, exec, port-forward, top and signals, driven through real pseudo-terminals."""
+"""run -t, attach, exec, port-forward, top and signals, driven through real pseudo-terminals,
+on both runtimes."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pexpect
 import pytest
 
 from tests.conftest import Neuro
+from tests.e2e.conftest import http_server_job
 
 PROMPT = "PS1> "
 
@@ -27,7 +29,7 @@ def spawn(neuro: Neuro, *args: str, rows: int = 24, cols: int = 80) -> pexpect.s
 
 def shell_job(neuro: Neuro, name: str) -> pexpect.spawn:
     """`neuro run -t` of an interactive shell with a known prompt."""
-    child = spawn(neuro, "run", "-t", "-n", name, "-e", f"PS1={PROMPT}", "ubuntu", "--", "sh", "-i")
+    child = spawn(neuro, "run", "-t", "-n", name, "-e", f"PS1={PROMPT}", neuro.image, "--", "sh", "-i")
     child.expect_exact(PROMPT)
     return child
 
@@ -66,7 +68,7 @@ def test_run_tty_typing_resize_detach_and_reattach(neuro: Neuro) -> None:
 
 
 def test_terminal_is_restored(neuro: Neuro) -> None:
-    script = (f"{sys.executable} -m neuro_cli run -t -e PS1='{PROMPT}' ubuntu -- sh -i; "
+    script = (f"{sys.executable} -m neuro_cli run -t -e PS1='{PROMPT}' {neuro.image} -- sh -i; "
               "echo RC=$?; stty -a")
     child = pexpect.spawn("sh", ["-c", script], env=neuro.env, cwd=str(neuro.home),
                           encoding="utf-8", timeout=20)
@@ -81,7 +83,7 @@ def test_terminal_is_restored(neuro: Neuro) -> None:
 
 def test_exec_tty_and_plain(neuro: Neuro) -> None:
     job = neuro.ok("run", "-q", "--detach", "-n", "target", "-e", "FROM_JOB=yes", "--workdir", "/tmp",
-                   "ubuntu", "--", "sleep", "60").strip()
+                   neuro.image, "--", "sleep", "60").strip()
     r = neuro("exec", "-T", "target", "--", "sh", "-c", "echo out; echo err >&2; echo $FROM_JOB; pwd; exit 3")
     assert r.returncode == 3
     assert r.stdout == "out\nyes\n/tmp\n" and r.stderr == "err\n"
@@ -103,14 +105,9 @@ def test_exec_tty_and_plain(neuro: Neuro) -> None:
 
 
 def test_port_forward_http_and_100mib(neuro: Neuro, tmp_path: Path) -> None:
-    www = tmp_path / "www"
-    www.mkdir()
-    blob = (bytes(range(256)) * 4096) * 100  # 100 MiB
-    (www / "blob").write_bytes(blob)
-    (www / "index.html").write_text("hello through the tunnel\n")
     job_port, local = free_port(), free_port()
-    job = neuro.ok("run", "-q", "--detach", "--workdir", str(www), "ubuntu", "--", sys.executable,
-                   "-m", "http.server", str(job_port), "--bind", "127.0.0.1").strip()
+    job, blob_sha = http_server_job(neuro, job_port, "hello through the tunnel\n", tmp_path / "www",
+                                    blob_mib=100)
     fwd = neuro.popen("port-forward", job, f"{local}:{job_port}")
     try:
         deadline = time.monotonic() + 20
@@ -123,7 +120,8 @@ def test_port_forward_http_and_100mib(neuro: Neuro, tmp_path: Path) -> None:
                 time.sleep(0.1)
         assert body == b"hello through the tunnel\n"
         data = urllib.request.urlopen(f"http://127.0.0.1:{local}/blob", timeout=60).read()
-        assert hashlib.sha256(data).hexdigest() == hashlib.sha256(blob).hexdigest()
+        assert len(data) == 100 << 20
+        assert hashlib.sha256(data).hexdigest() == blob_sha
         # a taken local port is a clear error
         r = neuro("port-forward", job, f"{local}:{job_port}")
         assert r.returncode == 1 and f"local port {local} is already in use" in r.stderr
@@ -142,16 +140,16 @@ def test_port_forward_bad_ports(neuro: Neuro, spec: str) -> None:
 
 
 def test_signals_and_top(neuro: Neuro) -> None:
-    job = neuro.ok("run", "-q", "--detach", "ubuntu", "--", "sh", "-c",
+    job = neuro.ok("run", "-q", "--detach", neuro.image, "--", "sh", "-c",
                    "trap 'echo got-usr1' USR1; echo ready; while :; do i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; done").strip()
     deadline = time.monotonic() + 10
-    while "ready" not in _log(neuro, job):
+    while "ready" not in neuro.job_output(job):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert neuro.ok("job", "send-signal", job, "USR1").startswith("Sent SIGUSR1")
     neuro.ok("kill", "--signal", "usr1", job)
     deadline = time.monotonic() + 10
-    while _log(neuro, job).count("got-usr1") < 2:
+    while neuro.job_output(job).count("got-usr1") < 2:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     r = neuro("job", "send-signal", job, "NOPE")
@@ -165,22 +163,12 @@ def test_signals_and_top(neuro: Neuro) -> None:
     neuro.ok("kill", job)
 
 
-def _log(neuro: Neuro, job: str) -> str:
-    """What a running job printed so far (`neuro logs` would follow it to the end)."""
-    path = neuro.server_dir / "jobs" / job / "output.log"
-    return path.read_text() if path.exists() else ""
-
-
 def test_port_forward_survives_a_server_restart(neuro: Neuro, tmp_path: Path) -> None:
     import os
     import signal
 
-    www = tmp_path / "www2"
-    www.mkdir()
-    (www / "index.html").write_text("still here\n")
     job_port, local = free_port(), free_port()
-    job = neuro.ok("run", "-q", "--detach", "--workdir", str(www), "ubuntu", "--", sys.executable,
-                   "-m", "http.server", str(job_port), "--bind", "127.0.0.1").strip()
+    job, _ = http_server_job(neuro, job_port, "still here\n", tmp_path / "www2")
     fwd = neuro.popen("port-forward", job, f"{local}:{job_port}")
 
     def get(deadline: float) -> bytes:
@@ -207,7 +195,7 @@ def test_port_forward_survives_a_server_restart(neuro: Neuro, tmp_path: Path) ->
 
 def test_ctrl_c_dialog_continue_detach_and_kill(neuro: Neuro) -> None:
     # a terminal, but no TTY for the job (-T): Ctrl-C asks what to do
-    child = spawn(neuro, "run", "-T", "-n", "dialog", "ubuntu", "--", "sh", "-c",
+    child = spawn(neuro, "run", "-T", "-n", "dialog", neuro.image, "--", "sh", "-c",
                   "i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.2; done")
     child.expect("tick-1")
     child.sendintr()
@@ -297,7 +285,7 @@ def test_exec_survives_a_dropped_connection(neuro: Neuro, tmp_path: Path) -> Non
     neuro.ok("server", "start")
     url = json.loads((neuro.server_dir / "server.json").read_text())["url"]
     token = neuro.ok("config", "show-token").strip()
-    job = neuro.ok("run", "-q", "--detach", "ubuntu", "--", "sleep", "120").strip()
+    job = neuro.ok("run", "-q", "--detach", neuro.image, "--", "sleep", "120").strip()
     proxy = CuttableProxy(int(url.split(":")[2].split("/")[0]))
     remote_home = tmp_path / "remote"
     remote_home.mkdir()
@@ -325,7 +313,7 @@ def test_attach_survives_a_dropped_connection(neuro: Neuro, tmp_path: Path) -> N
     url = json.loads((neuro.server_dir / "server.json").read_text())["url"]
     token = neuro.ok("config", "show-token").strip()
     script = "sleep 1; i=0; while [ $i -lt 40 ]; do echo n-$i; i=$((i+1)); sleep 0.1; done; exit 5"
-    job = neuro.ok("run", "-q", "--detach", "ubuntu", "--", "sh", "-c", script).strip()
+    job = neuro.ok("run", "-q", "--detach", neuro.image, "--", "sh", "-c", script).strip()
     proxy = CuttableProxy(int(url.split(":")[2].split("/")[0]))
     remote_home = tmp_path / "remote"
     remote_home.mkdir()
@@ -350,7 +338,7 @@ def test_attach_survives_a_dropped_connection(neuro: Neuro, tmp_path: Path) -> N
 def test_readme_first_command_in_a_terminal(neuro: Neuro) -> None:
     """On a terminal `run` attaches a TTY; a job that ends before the attach still prints."""
     for _ in range(3):  # the race between the job's end and the attach, several times
-        child = spawn(neuro, "run", "--preset", "cpu-small", "ubuntu", "--", "echo", "hello")
+        child = spawn(neuro, "run", "--preset", "cpu-small", neuro.image, "--", "echo", "hello")
         child.expect_exact("hello")
         child.expect(pexpect.EOF)
         child.close()

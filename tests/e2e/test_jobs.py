@@ -7,9 +7,10 @@ import re
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from tests.conftest import Neuro
+from tests.e2e.conftest import wait_job_ended_without_server
 
 JOB_ID = re.compile(r"job-[0-9a-f-]{36}")
 
@@ -22,10 +23,10 @@ def _detach(neuro: Neuro, *args: str) -> str:
 
 
 def test_ps_filters(neuro: Neuro) -> None:
-    a = _detach(neuro, "-n", "alpha", "--tag", "x", "--tag", "y", "ubuntu", "--", "sleep", "60")
-    b = _detach(neuro, "-n", "beta", "--tag", "x", "ubuntu", "--", "true")
+    a = _detach(neuro, "-n", "alpha", "--tag", "x", "--tag", "y", neuro.image, "--", "sleep", "60")
+    b = _detach(neuro, "-n", "beta", "--tag", "x", neuro.image, "--", "true")
     neuro.wait_status(b, {"succeeded"})
-    c = _detach(neuro, "ubuntu", "--", "sh", "-c", "sleep 0.3; exit 2")
+    c = _detach(neuro, neuro.image, "--", "sh", "-c", "sleep 0.3; exit 2")
     neuro.wait_status(c, {"failed"})
 
     assert neuro.ok("ps", "-q").split() == [a]  # default: active only
@@ -37,7 +38,7 @@ def test_ps_filters(neuro: Neuro) -> None:
     assert neuro.ok("ps", "-a", "-q", "-t", "x", "-t", "y").split() == [a]
     assert neuro.ok("ps", "-a", "-q", "-o", "ME").split() == [a, b, c]
     assert neuro.ok("ps", "-a", "-q", "-o", "somebody-else").split() == []
-    future = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert neuro.ok("ps", "-a", "-q", "--since", future).split() == []
     assert neuro.ok("ps", "-a", "-q", "--until", future).split() == [a, b, c]
     assert neuro.ok("ps", "-a", "-q", "--since", "1h").split() == [a, b, c]
@@ -53,7 +54,7 @@ def test_ps_filters(neuro: Neuro) -> None:
 
 
 def test_kill_by_name_and_errors(neuro: Neuro) -> None:
-    a = _detach(neuro, "-n", "victim", "ubuntu", "--", "sh", "-c", "trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.1; done")
+    a = _detach(neuro, "-n", "victim", neuro.image, "--", "sh", "-c", "trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.1; done")
     neuro.wait_status(a, {"running"})
     r = neuro("kill", "victim", "no-such-job", "job-00000000-0000-0000-0000-000000000000")
     assert r.returncode == 1
@@ -68,7 +69,7 @@ def test_kill_by_name_and_errors(neuro: Neuro) -> None:
 
 
 def test_bump_life_span(neuro: Neuro) -> None:
-    a = _detach(neuro, "--life-span", "3s", "ubuntu", "--", "sleep", "60")
+    a = _detach(neuro, "--life-span", "3s", neuro.image, "--", "sleep", "60")
     out = neuro.ok("job", "bump-life-span", a, "1h")
     assert f"Updated job {a} life span to be 1h3s" in out
     # past the original life span it is still running
@@ -83,7 +84,7 @@ def test_bump_life_span(neuro: Neuro) -> None:
 
 def test_fifty_concurrent_detached_runs(neuro: Neuro) -> None:
     def one(i: int) -> str:
-        return _detach(neuro, "-n", f"many-{i}", "ubuntu", "--", "echo", str(i))
+        return _detach(neuro, "-n", f"many-{i}", neuro.image, "--", "echo", str(i))
 
     with ThreadPoolExecutor(max_workers=25) as pool:
         ids = list(pool.map(one, range(50)))
@@ -95,18 +96,15 @@ def test_fifty_concurrent_detached_runs(neuro: Neuro) -> None:
 def test_server_sigkill_loses_nothing(neuro: Neuro) -> None:
     # a job that prints numbered lines while the server is killed and restarted
     script = "i=0; while [ $i -lt 100 ]; do echo line-$i; i=$((i+1)); sleep 0.1; done"
-    long_job = _detach(neuro, "ubuntu", "--", "sh", "-c", script)
-    short_job = _detach(neuro, "ubuntu", "--", "sh", "-c", "sleep 1; exit 7")
+    long_job = _detach(neuro, neuro.image, "--", "sh", "-c", script)
+    short_job = _detach(neuro, neuro.image, "--", "sh", "-c", "sleep 1; exit 7")
     follower = neuro.popen("logs", long_job)
     pid = neuro.server_pid()
     assert pid
     os.kill(pid, signal.SIGKILL)
-    # while the server is down the short job ends; its supervisor keeps the exit code
-    exit_file = neuro.server_dir / "jobs" / short_job / "exit.json"
-    deadline = time.monotonic() + 10
-    while not exit_file.exists():
-        assert time.monotonic() < deadline, "the short job did not end"
-        time.sleep(0.05)
+    # while the server is down the short job ends (its supervisor, or the engine, keeps the
+    # exit code)
+    wait_job_ended_without_server(neuro, short_job)
     assert neuro.ok("status", short_job)  # restarts the server, which reconciles
     assert neuro.server_pid() != pid
     out, err = follower.communicate(timeout=60)

@@ -6,13 +6,13 @@ import json
 import re
 import signal
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from tests.conftest import Neuro
 
 
 def test_logs_of_job_without_output_ends(neuro: Neuro) -> None:
-    job = neuro.ok("run", "-q", "--detach", "ubuntu", "--", "sleep", "0.5").strip()
+    job = neuro.ok("run", "-q", "--detach", neuro.image, "--", "sleep", "0.5").strip()
     r = neuro("logs", job, timeout=20)  # follows while running, ends when the job ends
     assert r.returncode == 0 and r.stdout == ""
     assert "Status: succeeded" in neuro.ok("status", job)
@@ -21,7 +21,7 @@ def test_logs_of_job_without_output_ends(neuro: Neuro) -> None:
 
 
 def test_logs_timestamps_and_since(neuro: Neuro) -> None:
-    job = neuro.ok("run", "-q", "--detach", "ubuntu", "--", "sh", "-c",
+    job = neuro.ok("run", "-q", "--detach", neuro.image, "--", "sh", "-c",
                    "echo early; sleep 1.2; echo late").strip()
     neuro.wait_status(job, {"succeeded"})
     lines = neuro.ok("logs", "--timestamps", job).splitlines()
@@ -30,10 +30,10 @@ def test_logs_timestamps_and_since(neuro: Neuro) -> None:
     for line, text in zip(lines, ("early", "late")):
         m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9})Z " + text, line)
         assert m, line
-        stamps.append(datetime.fromisoformat(m.group(1)[:26]).replace(tzinfo=timezone.utc))
+        stamps.append(datetime.fromisoformat(m.group(1)[:26]).replace(tzinfo=UTC))
     assert (stamps[1] - stamps[0]).total_seconds() >= 1.0
     middle = stamps[0].timestamp() + 0.6
-    since = datetime.fromtimestamp(middle, timezone.utc).isoformat()
+    since = datetime.fromtimestamp(middle, UTC).isoformat()
     assert neuro.ok("logs", "--since", since, job) == "late\n"
     assert neuro.ok("logs", "--since", "1h", job) == "early\nlate\n"
     r = neuro("logs", "--since", "not-a-date", job)
@@ -41,7 +41,7 @@ def test_logs_timestamps_and_since(neuro: Neuro) -> None:
 
 
 def test_ctrl_c_detaches_and_job_goes_on(neuro: Neuro) -> None:
-    p = neuro.popen("run", "-n", "keeps-going", "ubuntu", "--", "sh", "-c",
+    p = neuro.popen("run", "-n", "keeps-going", neuro.image, "--", "sh", "-c",
                     "echo tick; sleep 30")
     assert p.stdout is not None
     assert p.stdout.readline() == "tick\n"  # attached and streaming
@@ -59,7 +59,7 @@ def test_server_commands(neuro: Neuro) -> None:
     out = neuro.ok("server", "start")
     assert "Local server running at http://127.0.0.1:" in out
     assert "running at" in neuro.ok("server", "status")
-    job = neuro.ok("run", "-q", "--detach", "ubuntu", "--", "sleep", "30").strip()
+    job = neuro.ok("run", "-q", "--detach", neuro.image, "--", "sleep", "30").strip()
     assert "Stopped the local server" in neuro.ok("server", "stop")
     assert "stopped" in neuro.ok("server", "status")
     # the job went on without the server; the next command starts it again
@@ -68,7 +68,7 @@ def test_server_commands(neuro: Neuro) -> None:
 
 
 def test_login_as_another_user_and_logout(neuro: Neuro, tmp_path) -> None:
-    mine = neuro.ok("run", "-q", "--detach", "-n", "private", "ubuntu", "--", "sleep", "30").strip()
+    mine = neuro.ok("run", "-q", "--detach", "-n", "private", neuro.image, "--", "sleep", "30").strip()
     url = json.loads((neuro.server_dir / "server.json").read_text())["url"]
     bob_token = subprocess.run(
         ["neuro-server", "add-user", "bob", "--data-dir", str(neuro.server_dir)],

@@ -1,4 +1,4 @@
-"""neuro run end to end: CLI -> SDK -> embedded server -> process runtime."""
+"""neuro run end to end: CLI -> SDK -> embedded server -> runtime (process and docker)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,24 @@ import json
 import re
 
 from tests.conftest import Neuro
+from tests.e2e.conftest import server_toml
 
 JOB_ID = re.compile(r"job-[0-9a-f-]{36}")
 
 
 def test_run_prints_output_and_exits_0(neuro: Neuro) -> None:
-    r = neuro("run", "--preset", "cpu-small", "ubuntu", "--", "echo", "hello")
+    r = neuro("run", "--preset", "cpu-small", neuro.image, "--", "echo", "hello")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "hello\n"
     assert JOB_ID.search(r.stderr)
-    assert "does not use the image ubuntu" in r.stderr
+    if neuro.runtime == "process":
+        assert "does not use the image ubuntu" in r.stderr
+    else:
+        assert "does not use the image" not in r.stderr
 
 
 def test_run_exit_code_passes_through(neuro: Neuro) -> None:
-    r = neuro("run", "ubuntu", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    r = neuro("run", neuro.image, "--", "sh", "-c", "echo out; echo err >&2; exit 3")
     assert r.returncode == 3
     assert "out\n" in r.stdout and "err\n" in r.stdout
     assert "failed (Error, exit code 3)" in r.stderr
@@ -29,7 +33,7 @@ def test_run_env_workdir_entrypoint(neuro: Neuro, tmp_path) -> None:
     envfile = tmp_path / "vars.env"
     envfile.write_text("# comment\nA=from-file\nB=file\n")
     r = neuro("run", "--env-file", str(envfile), "-e", "B=cli", "-e", "C=x y", "--workdir", "/tmp",
-              "--entrypoint", "sh -c", "ubuntu", "--", 'echo "$A $B $C $(pwd)"; env | grep -c NEURO_CONFIG || true')
+              "--entrypoint", "sh -c", neuro.image, "--", 'echo "$A $B $C $(pwd)"; env | grep -c NEURO_CONFIG || true')
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == "from-file cli x y /tmp"
@@ -38,7 +42,7 @@ def test_run_env_workdir_entrypoint(neuro: Neuro, tmp_path) -> None:
 
 def test_run_detach_then_logs_and_status(neuro: Neuro) -> None:
     r = neuro("run", "--detach", "-n", "det-job", "--tag", "a", "--tag", "b", "-d", "my desc",
-              "ubuntu", "--", "sh", "-c", "echo one; echo two")
+              neuro.image, "--", "sh", "-c", "echo one; echo two")
     assert r.returncode == 0, r.stderr
     job_id = r.stdout.strip()
     assert JOB_ID.fullmatch(job_id)
@@ -52,27 +56,30 @@ def test_run_detach_then_logs_and_status(neuro: Neuro) -> None:
     assert "Status: succeeded (Completed)" in st
     assert "Exit code: 0" in st
     assert "Preset: cpu-small" in st
-    assert "Runtime: process (the image is not used" in st
+    if neuro.runtime == "process":
+        assert "Runtime: process (the image is not used" in st
+    else:
+        assert "Runtime: docker" in st
     assert "Limits: " in st
     assert re.search(r"Created: \d{4}-\d\d-\d\dT", st)
 
 
 def test_run_quiet_detach_prints_only_id(neuro: Neuro) -> None:
-    r = neuro("run", "-q", "--detach", "ubuntu", "--", "true")
+    r = neuro("run", "-q", "--detach", neuro.image, "--", "true")
     assert r.returncode == 0
     assert JOB_ID.fullmatch(r.stdout.strip())
     assert r.stderr == ""
 
 
 def test_run_command_not_found_127(neuro: Neuro) -> None:
-    r = neuro("run", "ubuntu", "--", "no-such-command-xyz")
+    r = neuro("run", neuro.image, "--", "no-such-command-xyz")
     assert r.returncode == 127
     assert "no-such-command-xyz" in r.stdout + r.stderr
     assert "ContainerCannotRun" in r.stderr
 
 
 def test_run_life_span_ends_job(neuro: Neuro) -> None:
-    r = neuro("run", "--life-span", "2s", "ubuntu", "--", "sh", "-c", "echo started; sleep 60")
+    r = neuro("run", "--life-span", "2s", neuro.image, "--", "sh", "-c", "echo started; sleep 60")
     assert "started" in r.stdout
     assert "cancelled (LifeSpanEnded)" in r.stderr
     assert r.returncode == 143  # SIGTERM
@@ -80,23 +87,24 @@ def test_run_life_span_ends_job(neuro: Neuro) -> None:
 
 def test_run_oom_killed(neuro: Neuro) -> None:
     neuro.write_server_config(
-        '[server]\nkill_grace_seconds = 3\nruntime = "process"\n[resources]\ncpu = 32\nmemory = "64GiB"\n'
-        '[[presets]]\nname = "tiny"\ncpu = 0.5\nmemory = "64MiB"\n'
+        server_toml(neuro.runtime, '[[presets]]\nname = "tiny"\ncpu = 0.5\nmemory = "64MiB"\n')
     )
-    r = neuro("run", "--preset", "tiny", "ubuntu", "--", "python3", "-c", "b = bytearray(400 << 20)")
+    # dd fills a 400 MiB buffer: over the 64 MiB limit
+    r = neuro("run", "--preset", "tiny", neuro.image, "--", "dd", "if=/dev/zero", "of=/dev/null",
+              "bs=400M", "count=1")
     assert r.returncode == 137, r.stderr
     assert "OOMKilled" in r.stderr
 
 
 def test_bad_input_clear_errors(neuro: Neuro) -> None:
-    r = neuro("run", "--preset", "nope", "ubuntu", "--", "true")
+    r = neuro("run", "--preset", "nope", neuro.image, "--", "true")
     assert r.returncode == 65
     assert r.stderr.startswith("ERROR: unknown preset 'nope'")
     assert "Traceback" not in r.stderr
-    r = neuro("run", "-n", "Bad_Name", "ubuntu", "--", "true")
+    r = neuro("run", "-n", "Bad_Name", neuro.image, "--", "true")
     assert r.returncode == 65 and "invalid job name" in r.stderr
     for span in ("0s", "-5m", "abc"):
-        r = neuro("run", "--life-span", span, "ubuntu", "--", "true")
+        r = neuro("run", "--life-span", span, neuro.image, "--", "true")
         assert r.returncode == 2, (span, r.stderr)
         assert "life-span" in r.stderr
     r = neuro("status", "job-00000000-0000-0000-0000-000000000000")

@@ -1,0 +1,119 @@
+"""The end-to-end suite runs twice: on the process runtime and on the docker runtime (Podman's
+Docker-compatible service from .ci/podman-setup.sh, in the busybox image it builds).  The same
+tests; what differs between the runtimes (an image that has the command, how a job's end is seen
+while the server is down) is in the helpers below."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SERVER_TOML, Neuro, kill_tree_of
+
+ENGINE = os.environ.get("NEURO_DOCKER_HOST") or "unix:///run/neuro-podman.sock"
+IMAGE = os.environ.get("NEURO_DOCKER_TEST_IMAGE") or "localhost/busybox:latest"
+
+
+def why_no_engine() -> str | None:
+    from tests.server.runtime_docker.conftest import WHY_NO_ENGINE
+
+    if WHY_NO_ENGINE and shutil.which("podman") is None and shutil.which("docker") is None:
+        return "podman not installed: run .ci/podman-setup.sh"
+    return WHY_NO_ENGINE
+
+
+def server_toml(runtime: str, extra: str = "") -> str:
+    """The tests' server config for a runtime, with ``extra`` TOML (presets...) appended."""
+    if runtime == "process":
+        return SERVER_TOML + extra
+    return (
+        f'[server]\nkill_grace_seconds = 3\nruntime = "docker"\ndocker_host = "{ENGINE}"\n'
+        '[resources]\ncpu = 32\nmemory = "64GiB"\n' + extra
+    )
+
+
+@pytest.fixture(params=["process", "docker"])
+def neuro(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Neuro]:
+    runtime = str(request.param)
+    if runtime == "docker" and (why := why_no_engine()):
+        pytest.skip(why)
+    home = tmp_path / "home"
+    home.mkdir()
+    n = Neuro(home)
+    n.runtime = runtime
+    n.image = "ubuntu" if runtime == "process" else IMAGE
+    n.write_server_config(server_toml(runtime))
+    try:
+        yield n
+    finally:
+        if runtime == "docker":
+            for job in n("ps", "-q", timeout=30).stdout.split():
+                n("kill", job, timeout=30)
+        n("server", "stop", timeout=30)
+        kill_tree_of(n.server_dir)
+        if runtime == "docker":
+            remove_containers_of(n)
+
+
+def remove_containers_of(n: Neuro) -> None:
+    import hashlib
+
+    from tests.server.runtime_docker.conftest import remove_containers
+
+    jobs = (n.server_dir / "jobs").resolve()
+    remove_containers(hashlib.sha256(str(jobs).encode()).hexdigest()[:12])
+
+
+def wait_job_ended_without_server(n: Neuro, job: str, timeout: float = 15) -> None:
+    """Wait until a job has ended while its server is down: the process runtime's supervisor
+    writes exit.json; a container shows as exited in the engine."""
+    deadline = time.monotonic() + timeout
+    while not _ended(n, job):
+        assert time.monotonic() < deadline, f"job {job} did not end"
+        time.sleep(0.05)
+
+
+def _ended(n: Neuro, job: str) -> bool:
+    if n.runtime == "process":
+        return (n.server_dir / "jobs" / job / "exit.json").exists()
+    from neuro_server.runtime import docker_api as api
+
+    ep = api.Endpoint.parse(ENGINE)
+    filters = json.dumps({"label": [f"neuro.job-id={job}"], "status": ["exited"]})
+    _status, found = api.get_json_blocking(ep, api.path("/containers/json", all=1, filters=filters))
+    return bool(found)
+
+
+def http_server_job(n: Neuro, port: int, index: str, www: Path, blob_mib: int = 0) -> tuple[str, str]:
+    """A detached job serving ``index.html`` (and ``blob``: ``blob_mib`` MiB of random bytes)
+    over HTTP on ``port``.  Returns the job id and the blob's sha256.  Python's http.server on
+    a host directory on the process runtime; busybox httpd in the container, on files the job
+    writes itself (it prints the blob's checksum)."""
+    if n.runtime == "process":
+        www.mkdir(parents=True, exist_ok=True)
+        (www / "index.html").write_text(index)
+        blob = os.urandom(blob_mib << 20)
+        (www / "blob").write_bytes(blob)
+        job = n.ok("run", "-q", "--detach", "--workdir", str(www), n.image, "--", sys.executable,
+                   "-m", "http.server", str(port), "--bind", "127.0.0.1").strip()
+        return job, hashlib.sha256(blob).hexdigest()
+    script = (
+        f"mkdir -p /www && printf '%s' '{index}' > /www/index.html && "
+        f"dd if=/dev/urandom of=/www/blob bs=1048576 count={blob_mib} 2>/dev/null && "
+        f"echo sha=$(sha256sum /www/blob) && exec httpd -f -p {port} -h /www"
+    )
+    job = n.ok("run", "-q", "--detach", n.image, "--", "sh", "-c", script).strip()
+    deadline = time.monotonic() + 30
+    while not (m := re.search(r"sha=([0-9a-f]{64})", n.job_output(job))):
+        assert time.monotonic() < deadline, f"the server job did not start: {n.job_output(job)!r}"
+        time.sleep(0.1)
+    return job, m.group(1)
