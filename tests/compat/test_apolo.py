@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Neuro
+from tests.e2e.conftest import http_server_job
 
 APOLO_VERSION = "26.9.0"
 VENV = Path(os.environ.get("NEURO_APOLO_VENV") or Path.home() / ".cache/neuro-tests/apolo-venv")
@@ -65,13 +66,13 @@ def test_official_client_against_our_server(neuro: Neuro, apolo) -> None:  # typ
     assert f"Logged into {url} as " in r.stdout
 
     # a job started by our CLI is visible to theirs
-    ours = neuro.ok("run", "-q", "--detach", "-n", "from-neuro", "ubuntu", "--", "sleep", "60").strip()
+    ours = neuro.ok("run", "-q", "--detach", "-n", "from-neuro", neuro.image, "--", "sleep", "60").strip()
     r = apolo("ps")
     assert r.returncode == 0, r.stderr
     assert ours in r.stdout and "from-neuro" in r.stdout
 
     # run --detach: the job runs, with the official client's default flags (http port, shm, 1d)
-    r = apolo("run", "--detach", "--preset", "cpu-small", "-n", "from-apolo", "ubuntu", "--",
+    r = apolo("run", "--detach", "--preset", "cpu-small", "-n", "from-apolo", neuro.image, "--",
               "sh", "-c", "echo hello-from-apolo; sleep 60")
     assert r.returncode == 0, r.stderr
     theirs = re.search(r"job-[0-9a-f-]{36}", r.stdout)
@@ -123,12 +124,8 @@ def test_official_client_interactive_commands(neuro: Neuro, apolo, tmp_path: Pat
             s.bind(("127.0.0.1", 0))
             return int(s.getsockname()[1])
 
-    www = tmp_path / "www"
-    www.mkdir()
-    (www / "index.html").write_text("served to apolo\n")
     job_port, local = free_port(), free_port()
-    job = neuro.ok("run", "-q", "--detach", "--workdir", str(www), "ubuntu", "--", sys.executable,
-                   "-m", "http.server", str(job_port), "--bind", "127.0.0.1").strip()
+    job, _ = http_server_job(neuro, job_port, "served to apolo\n", tmp_path / "www")
 
     r = apolo("exec", "-T", job, "--", "sh", "-c", "echo in-job; exit 4")
     assert r.returncode == 4, r.stderr
@@ -155,7 +152,7 @@ def test_official_client_interactive_commands(neuro: Neuro, apolo, tmp_path: Pat
         fwd.communicate(timeout=30)
 
     # attach to a non-TTY job: the output streams until the job ends
-    talker = neuro.ok("run", "-q", "--detach", "ubuntu", "--", "sh", "-c",
+    talker = neuro.ok("run", "-q", "--detach", neuro.image, "--", "sh", "-c",
                       "sleep 1; echo from-attached-job; sleep 1").strip()
     r = apolo("attach", talker, timeout=60)
     assert "from-attached-job" in r.stdout, (r.stdout, r.stderr)
