@@ -132,6 +132,10 @@ def main(argv: list[str] | None = None, *, fast_exit: bool = True) -> None:
 
         _exit(complete(args[1:]), fast_exit)
         return
+    if not any(a in ("--help", "-h") for a in args) and args:
+        from ._fast_tls import install
+
+        install()  # CA certificates load at the first TLS handshake, not at import
     show_tb = "--show-traceback" in args or any(a in ("-v", "--verbose") or a.startswith("-vv") for a in args)
     try:
         code = cli.main(args=args, prog_name="neuro", standalone_mode=False)

@@ -249,6 +249,8 @@ class Jobs:
 
     def __init__(self, client: Client) -> None:
         self._client = client
+        # the ETag of the last description of each job (for wait_change), by job id
+        self._etags: dict[str, tuple[JobDescription, str]] = {}
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -480,8 +482,44 @@ class Jobs:
 
     async def status(self, id: str) -> JobDescription:
         """The job with this id: ``GET /jobs/{id}``."""
-        data = await self._client._fetch_json("GET", self._client.url / "jobs" / id)
-        return self._parse(data, await self._registry_hosts())
+        return await self._get_status(id, {})
+
+    async def wait_change(self, job: JobDescription, timeout: float) -> JobDescription | None:
+        """Extension: ``job`` as it is once it differs from ``job`` (a description returned by
+        :meth:`status`), or unchanged after ``timeout`` seconds: one long poll of
+        ``GET /jobs/{id}`` with ``If-None-Match`` and ``Prefer: wait=N``.  None when the server
+        does not long-poll (no ETag on its answers); then sleep and call :meth:`status`."""
+        known = self._etags.get(job.id)
+        if known is None or known[0] is not job:
+            return None
+        wait = max(0.0, min(timeout, 30.0))
+        return await self._get_status(
+            job.id, {"If-None-Match": known[1], "Prefer": f"wait={wait:g}"}, unchanged=job,
+            read_timeout=wait + 30.0,
+        )
+
+    async def _get_status(self, id: str, headers: dict[str, str], *,
+                          unchanged: JobDescription | None = None,
+                          read_timeout: float | None = None) -> JobDescription:
+        url = self._client.url / "jobs" / id
+        timeout = None if read_timeout is None else aiohttp.ClientTimeout(
+            total=None, sock_connect=30, sock_read=read_timeout)
+        async with self._client._request("GET", url, headers=headers, timeout=timeout) as resp:
+            etag = resp.headers.get("ETag")
+            if resp.status == 304 and unchanged is not None:
+                return unchanged
+            body = await resp.read()
+        try:
+            data = json.loads(body)
+        except ValueError as e:
+            raise ProtocolError(f"GET {url}: the response is not JSON") from e
+        job = self._parse(data, await self._registry_hosts())
+        if etag:
+            self._etags.pop(id, None)
+            while len(self._etags) >= 256:  # the oldest go: a bounded cache
+                del self._etags[next(iter(self._etags))]
+            self._etags[id] = (job, etag)
+        return job
 
     async def tags(self) -> builtins.list[str]:
         """All tags the user has put on jobs: ``GET /tags``."""

@@ -98,6 +98,7 @@ async def wait_started(client: "Client", job: "JobDescription", deps: Deps, *, q
     t0 = loop.time()
     last = ""
     delay = 0.02
+    fetched = False
     while True:
         line = _status_line(job)
         if line != last and not quiet:
@@ -108,9 +109,17 @@ async def wait_started(client: "Client", job: "JobDescription", deps: Deps, *, q
             return job
         if stop_when_queued and job.history.reason == "Scheduling":
             return job
-        await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 0.2)
+        # a server that long-polls answers as soon as the job changes (and at least every
+        # second, for the elapsed time); others are polled with a growing delay
+        changed = await client.jobs.wait_change(job, 1.0)
+        if changed is not None:
+            job = changed
+            continue
+        if fetched:  # (the first status is asked at once: it tells whether the server long-polls)
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.2)
         job = await client.jobs.status(job.id)
+        fetched = True
 
 
 def is_connection_error(exc: BaseException) -> bool:

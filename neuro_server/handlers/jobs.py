@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 
@@ -102,8 +103,51 @@ async def list_jobs(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+def _etag(job: JobRecord) -> str:
+    """Changes whenever the job's state does (status, reason, description, exit, restarts,
+    life span, tags): what someone waiting for a change cares about."""
+    import hashlib
+
+    key = (f"{job.status}|{job.reason}|{job.description}|{job.exit_code}|{job.restarts}|"
+           f"{job.life_span}|{job.started_at}|{job.finished_at}|{','.join(job.tags)}")
+    return '"' + hashlib.sha1(key.encode()).hexdigest()[:16] + '"'
+
+
+MAX_WAIT = 30.0
+
+
+def _prefer_wait(request: web.Request) -> float:
+    """Seconds of RFC 7240 ``Prefer: wait=N`` (capped), 0 without one."""
+    for part in request.headers.get("Prefer", "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                wait = float(value.strip().strip('"'))
+            except ValueError:
+                return 0.0
+            return min(max(wait, 0.0), MAX_WAIT) if math.isfinite(wait) else 0.0
+    return 0.0
+
+
 async def get_job_status(request: web.Request) -> web.Response:
-    return web.json_response(_json(request, get_job(request)))
+    """The job's description.  A long poll: with ``If-None-Match: <the ETag of an earlier
+    answer>`` and ``Prefer: wait=N``, answers as soon as the job changes, or after N seconds
+    (at most 30) with 304 Not Modified, so a client waiting for a job to start learns of it at
+    once instead of polling."""
+    job = get_job(request)
+    known = request.headers.get("If-None-Match")
+    wait = _prefer_wait(request) if known else 0.0
+    if known and _etag(job) == known and wait > 0:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        scheduler = app_state(request).scheduler
+        while _etag(job) == known and (left := deadline - loop.time()) > 0:
+            await scheduler.wait_change(job.id, left)
+            job = get_job(request)
+    etag = _etag(job)
+    if known is not None and etag == known:
+        return web.Response(status=304, headers={"ETag": etag})
+    return web.json_response(_json(request, job), headers={"ETag": etag})
 
 
 async def kill_job(request: web.Request) -> web.Response:

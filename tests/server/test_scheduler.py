@@ -107,3 +107,38 @@ async def test_name_is_unique_among_active_jobs(client: Client) -> None:
     await client.jobs.kill(job.id)
     again = await client.jobs.start(image=UBUNTU, preset_name="cpu-small", command="true", name="only-one")
     assert again.name == "only-one"
+
+
+async def test_status_long_poll_answers_at_the_change(client: Client, api: Api) -> None:
+    """GET /jobs/{id} with If-None-Match and Prefer: wait=N returns when the job changes (the
+    CLI's run waits for the start this way), and 304 when N passes without a change."""
+    job = await client.jobs.start(image=UBUNTU, preset_name="cpu-small",
+                                  command="sleep 30")
+    running = await wait_for(client, job.id, lambda j: j.status == JobStatus.RUNNING)
+    url = f"{api.url}/jobs/{job.id}"
+    async with api.session.get(url, headers=api.headers()) as r:
+        etag = r.headers["ETag"]
+    # unchanged: 304 after the wait, not before
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    async with api.session.get(url, headers={**api.headers(), "If-None-Match": etag,
+                                             "Prefer": "wait=0.3"}) as r:
+        assert r.status == 304 and r.headers["ETag"] == etag
+    assert loop.time() - t0 >= 0.29
+    # a change while waiting: the answer comes with it, long before the wait is over
+    t0 = loop.time()
+    waiter = asyncio.ensure_future(client.jobs.wait_change(running, 20))
+    await asyncio.sleep(0.2)
+    assert not waiter.done()
+    await client.jobs.kill(job.id)
+    changed = await asyncio.wait_for(waiter, 10)
+    assert changed is not None and changed.status == JobStatus.CANCELLED
+    assert loop.time() - t0 < 10
+    # a stale ETag answers at once; a bad Prefer is ignored (no wait, no error)
+    async with api.session.get(url, headers={**api.headers(), "If-None-Match": etag,
+                                             "Prefer": "wait=forever"}) as r:
+        assert r.status == 200 and r.headers["ETag"] != etag
+    # another user cannot wait on it either
+    async with api.session.get(url, headers={**api.headers("bob"), "If-None-Match": etag,
+                                             "Prefer": "wait=5"}) as r:
+        assert r.status == 403
