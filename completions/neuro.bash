@@ -76,7 +76,7 @@ _neuro_spec() {
         args="jobs -*"
         ;;
     "job run")
-        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --life-span --name --no-tty --no-wait-start --port-forward --preset --quiet --tag --tty --wait-start --workdir -T -d -e -h -n -q -s -t -w"
+        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --life-span --name --no-tty --no-wait-start --port-forward --preset --privileged --quiet --tag --tty --wait-start --workdir -T -d -e -h -n -q -s -t -w"
         vopts="--description --detach-keys --entrypoint --env --env-file --life-span --name --port-forward --preset --tag --workdir -d -e -n -s -w"
         args="- -*"
         ;;
@@ -120,7 +120,7 @@ _neuro_spec() {
         vopts="--name --owner --since --status --tag --until -n -o -s -t"
         ;;
     "run")
-        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --life-span --name --no-tty --no-wait-start --port-forward --preset --quiet --tag --tty --wait-start --workdir -T -d -e -h -n -q -s -t -w"
+        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --life-span --name --no-tty --no-wait-start --port-forward --preset --privileged --quiet --tag --tty --wait-start --workdir -T -d -e -h -n -q -s -t -w"
         vopts="--description --detach-keys --entrypoint --env --env-file --life-span --name --port-forward --preset --tag --workdir -d -e -n -s -w"
         args="- -*"
         ;;

@@ -160,6 +160,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--no-wait-start'\t'Wait for the job to start before returning (--no-wait-start implies --detach)' \
             '-q'\t'Print only the job id (and the output when attached)' \
             '--quiet'\t'Print only the job id (and the output when attached)' \
+            '--privileged'\t'Run the container privileged (where the server allows it)' \
             '-t'\t'Allocate a TTY' \
             '-T'\t'Allocate a TTY' \
             '--tty'\t'Allocate a TTY' \
@@ -261,6 +262,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--no-wait-start'\t'Wait for the job to start before returning (--no-wait-start implies --detach)' \
             '-q'\t'Print only the job id (and the output when attached)' \
             '--quiet'\t'Print only the job id (and the output when attached)' \
+            '--privileged'\t'Run the container privileged (where the server allows it)' \
             '-t'\t'Allocate a TTY' \
             '-T'\t'Allocate a TTY' \
             '--tty'\t'Allocate a TTY' \

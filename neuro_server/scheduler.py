@@ -229,6 +229,7 @@ class Scheduler:
                     owner=job.owner, entrypoint=spec.get("entrypoint"),
                     command=spec.get("command"), shm=bool(spec["resources"].get("shm")),
                     gpus=int(spec["resources"].get("nvidia_gpu", 0)),
+                    privileged=bool(spec.get("privileged")),
                 ))
             except RuntimeError_ as e:
                 self._set(job.id, "failed", e.reason, str(e))

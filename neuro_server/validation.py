@@ -195,7 +195,7 @@ def _job_fields(body: dict[str, Any], config: ServerConfig) -> dict[str, Any]:
         raise ValidationError(f"invalid priority {priority!r}: low, normal or high")
     privileged = _bool(body, "privileged")
     if privileged and not config.allow_privileged:
-        raise ValidationError("privileged jobs are not allowed on this server")
+        raise ValidationError("privileged jobs are not allowed on this server (allow_privileged = true in its server.toml allows them)")
     description = _str(body, "description", max_len=4096)
     return {
         "name": name,

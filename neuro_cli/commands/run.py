@@ -46,6 +46,7 @@ class Options:
     tty: bool | None = None
     detach_keys: bytes = b"\x10\x11"
     port_forwards: tuple[tuple[int, int], ...] = ()
+    privileged: bool = False
 
 
 def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -79,6 +80,8 @@ def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--wait-start/--no-wait-start", default=True, show_default=True,
               help="Wait for the job to start before returning (--no-wait-start implies --detach).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the job id (and the output when attached).")
+@click.option("--privileged", is_flag=True,
+              help="Run the container privileged (where the server allows it).")
 @tty_option
 @detach_keys_option
 @port_forward_option
@@ -87,7 +90,7 @@ def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | 
             name: str | None, tags: tuple[str, ...], description: str | None,
             env: tuple[str, ...], env_files: tuple[str, ...], workdir: str | None,
             entrypoint: str | None, life_span: float | None, detach: bool, wait_start: bool,
-            quiet: bool, tty: bool | None, detach_keys: bytes,
+            quiet: bool, privileged: bool, tty: bool | None, detach_keys: bytes,
             port_forwards: tuple[tuple[int, int], ...]) -> None:
     """Run a job: start IMAGE with CMD on a resource preset.
 
@@ -107,7 +110,7 @@ def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | 
         raise click.BadParameter("must be an absolute path", param_hint="'--workdir'")
     opts = Options(image, cmd, preset, name, tags, description, env, env_files, workdir,
                    entrypoint, life_span, detach or not wait_start, wait_start, quiet, tty,
-                   detach_keys, port_forwards)
+                   detach_keys, port_forwards, privileged)
     run_async(ctx, lambda deps: run(opts, deps))
 
 
@@ -152,6 +155,7 @@ async def run(opts: Options, deps: Deps) -> int:
             description=opts.description,
             life_span=opts.life_span,
             tty=tty,
+            privileged=opts.privileged,
         )
         if opts.quiet:
             if opts.detach:

@@ -32,6 +32,9 @@ async def create_job(request: web.Request) -> web.Response:
         new = parse(body, st.config, needs_command=needs_command)
     except ValidationError as e:
         fail(web.HTTPBadRequest, str(e))
+    if new.spec.get("privileged") and not st.runtime.info().image_used:
+        fail(web.HTTPBadRequest, "privileged jobs need the docker runtime: the process runtime "
+                                 "runs jobs as the server's user on the host")
     try:
         job = st.scheduler.create(caller(request), new)
     except NameTaken as e:

@@ -33,6 +33,7 @@ class JobSpec:
     command: str | None = None
     shm: bool = False
     gpus: int = 0
+    privileged: bool = False  # only where the server allows it, on a runtime with containers
 
 
 @dataclasses.dataclass(frozen=True)

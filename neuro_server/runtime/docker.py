@@ -501,7 +501,7 @@ class DockerRuntime:
     def _container_config(self, spec: JobSpec) -> dict[str, Any]:
         host: dict[str, Any] = {
             "Init": self.init,
-            "Privileged": False,
+            "Privileged": bool(spec.privileged),
             "ShmSize": _shm_size(spec),
         }
         if spec.memory > 0:

@@ -31,14 +31,17 @@ def why_no_engine() -> str | None:
     return WHY_NO_ENGINE
 
 
-def server_toml(runtime: str, extra: str = "") -> str:
-    """The tests' server config for a runtime, with ``extra`` TOML (presets...) appended."""
+def server_toml(runtime: str, extra: str = "", server: str = "") -> str:
+    """The tests' server config for a runtime: ``server`` lines go in its [server] table,
+    ``extra`` TOML (presets...) at the end."""
     if runtime == "process":
-        return SERVER_TOML + extra
-    return (
-        f'[server]\nkill_grace_seconds = 3\nruntime = "docker"\ndocker_host = "{ENGINE}"\n'
-        '[resources]\ncpu = 32\nmemory = "64GiB"\n' + extra
-    )
+        text = SERVER_TOML + extra
+    else:
+        text = (
+            f'[server]\nkill_grace_seconds = 3\nruntime = "docker"\ndocker_host = "{ENGINE}"\n'
+            '[resources]\ncpu = 32\nmemory = "64GiB"\n' + extra
+        )
+    return text.replace("[server]\n", "[server]\n" + server, 1)
 
 
 @pytest.fixture(params=["process", "docker"])

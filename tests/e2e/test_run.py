@@ -126,3 +126,21 @@ def test_config_show_and_token(neuro: Neuro) -> None:
     assert info["url"].startswith("http://127.0.0.1:")
     mode = (neuro.server_dir / "token").stat().st_mode & 0o777
     assert mode == 0o600
+
+
+def test_privileged_only_where_allowed(neuro: Neuro) -> None:
+    caps = ["sh", "-c", "grep CapEff /proc/self/status"]
+    r = neuro("run", "--privileged", neuro.image, "--", *caps)
+    assert r.returncode == 65, r.stderr
+    assert "privileged jobs are not allowed on this server" in r.stderr
+    neuro("server", "stop")
+    neuro.write_server_config(server_toml(neuro.runtime, server="allow_privileged = true\n"))
+    r = neuro("run", "--privileged", neuro.image, "--", *caps)
+    if neuro.runtime == "process":
+        assert r.returncode == 65 and "privileged jobs need the docker runtime" in r.stderr
+        return
+    assert r.returncode == 0, r.stderr
+    full = int(r.stdout.split()[1], 16)
+    plain = int(neuro.ok("run", neuro.image, "--", *caps).split()[1], 16)
+    assert full & ~plain, (hex(full), hex(plain))  # more capabilities than a plain container
+    assert full & (1 << 21)  # CAP_SYS_ADMIN
