@@ -18,7 +18,7 @@ _neuro_spec() {
         args="jobs"
         ;;
     "capacity")
-        opts="--help -h"
+        opts="--help --json -h"
         ;;
     "completion")
         opts="--help -h"
@@ -29,7 +29,7 @@ _neuro_spec() {
         opts="--help -h"
         ;;
     "config show")
-        opts="--help -h"
+        opts="--help --json -h"
         ;;
     "config show-token")
         opts="--help -h"
@@ -68,7 +68,7 @@ _neuro_spec() {
         args="jobs"
         ;;
     "job ls")
-        opts="--all --help --name --owner --quiet --recent-first --recent-last --since --status --tag --until -a -h -n -o -q -s -t"
+        opts="--all --help --json --name --owner --quiet --recent-first --recent-last --since --status --tag --until -a -h -n -o -q -s -t"
         vopts="--name --owner --since --status --tag --until -n -o -s -t"
         ;;
     "job port-forward")
@@ -85,11 +85,11 @@ _neuro_spec() {
         args="jobs -"
         ;;
     "job status")
-        opts="--help -h"
+        opts="--help --json -h"
         args="jobs"
         ;;
     "job top")
-        opts="--help --name --no-stream --owner --since --sort --tag --timeout --until -h -n -o -t"
+        opts="--help --json --name --no-stream --owner --since --sort --tag --timeout --until -h -n -o -t"
         vopts="--name --owner --since --sort --tag --timeout --until -n -o -t"
         args="jobs*"
         ;;
@@ -116,7 +116,7 @@ _neuro_spec() {
         args="jobs -*"
         ;;
     "ps")
-        opts="--all --help --name --owner --quiet --recent-first --recent-last --since --status --tag --until -a -h -n -o -q -s -t"
+        opts="--all --help --json --name --owner --quiet --recent-first --recent-last --since --status --tag --until -a -h -n -o -q -s -t"
         vopts="--name --owner --since --status --tag --until -n -o -s -t"
         ;;
     "run")
@@ -138,11 +138,11 @@ _neuro_spec() {
         opts="--help -h"
         ;;
     "status")
-        opts="--help -h"
+        opts="--help --json -h"
         args="jobs"
         ;;
     "top")
-        opts="--help --name --no-stream --owner --since --sort --tag --timeout --until -h -n -o -t"
+        opts="--help --json --name --no-stream --owner --since --sort --tag --timeout --until -h -n -o -t"
         vopts="--name --owner --since --sort --tag --timeout --until -n -o -t"
         args="jobs*"
         ;;

@@ -40,7 +40,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             set -g __neuro_vopts '--detach-keys' '--port-forward'
             set -g __neuro_args 'jobs'
         case 'capacity'
-            set -g __neuro_opts '-h'\t'Show this message and exit' \
+            set -g __neuro_opts '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
+            '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
         case 'completion'
             set -g __neuro_opts '-h'\t'Show this message and exit' \
@@ -52,7 +53,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             set -g __neuro_opts '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
         case 'config show'
-            set -g __neuro_opts '-h'\t'Show this message and exit' \
+            set -g __neuro_opts '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
+            '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
         case 'config show-token'
             set -g __neuro_opts '-h'\t'Show this message and exit' \
@@ -133,6 +135,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--recent-last'\t'Newest jobs first' \
             '-q'\t'Print only job ids' \
             '--quiet'\t'Print only job ids' \
+            '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
             set -g __neuro_vopts '-s' '--status' '-n' '--name' '-t' '--tag' '-o' '--owner' '--since' '--until'
@@ -176,7 +179,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--help'\t'Show this message and exit'
             set -g __neuro_args 'jobs' '-'
         case 'job status'
-            set -g __neuro_opts '-h'\t'Show this message and exit' \
+            set -g __neuro_opts '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
+            '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
             set -g __neuro_args 'jobs'
         case 'job top'
@@ -191,6 +195,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--sort'\t'Sort by cpu, memory, gpu, gpu_memory, id, name or when (comma list; -KEY reverses)' \
             '--no-stream'\t'Print one sample of each job and exit' \
             '--timeout'\t'Stop after this many seconds (0: never)' \
+            '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
             set -g __neuro_vopts '-n' '--name' '-t' '--tag' '-o' '--owner' '--since' '--until' '--sort' '--timeout'
@@ -239,6 +244,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--recent-last'\t'Newest jobs first' \
             '-q'\t'Print only job ids' \
             '--quiet'\t'Print only job ids' \
+            '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
             set -g __neuro_vopts '-s' '--status' '-n' '--name' '-t' '--tag' '-o' '--owner' '--since' '--until'
@@ -289,7 +295,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             set -g __neuro_opts '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
         case 'status'
-            set -g __neuro_opts '-h'\t'Show this message and exit' \
+            set -g __neuro_opts '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
+            '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
             set -g __neuro_args 'jobs'
         case 'top'
@@ -304,6 +311,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--sort'\t'Sort by cpu, memory, gpu, gpu_memory, id, name or when (comma list; -KEY reverses)' \
             '--no-stream'\t'Print one sample of each job and exit' \
             '--timeout'\t'Stop after this many seconds (0: never)' \
+            '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
             set -g __neuro_vopts '-n' '--name' '-t' '--tag' '-o' '--owner' '--since' '--until' '--sort' '--timeout'

@@ -38,7 +38,22 @@ def render(nodes: list[Node] | None = None) -> str:
         if node.listed_help:
             out += [node.listed_help, ""]
         out += ["```text", node.command.get_help(node.ctx).rstrip(), "```", ""]
+    out += json_section()
     return "\n".join(out)
+
+
+def json_section() -> list[str]:
+    """The fields of each command's ``--json`` output (from formatters/json_out.py)."""
+    from .formatters import json_out
+
+    out = ["## JSON output", "", *json_out.USER_DOC.splitlines(), ""]
+    for command, (shape, fields) in json_out.SCHEMAS.items():
+        out += [f"### neuro {command} --json", "", f"An {shape}:" if shape[0] in "ao" else shape, "",
+                "| field | type | meaning |", "|---|---|---|"]
+        out += [f"| `{k}` | {t.rstrip('?')}{' or null' if t.endswith('?') else ''} | {m} |"
+                for k, (t, m) in fields.items()]
+        out.append("")
+    return out
 
 
 if __name__ == "__main__":

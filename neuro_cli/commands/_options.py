@@ -65,3 +65,9 @@ def keys_text(keys: bytes) -> str:
     for b in keys:
         names.append(f"Ctrl-{chr(b + 64)}" if b < 32 else chr(b))
     return " ".join(names) or "nothing"
+
+
+def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--json``: the command prints JSON, with the fields documented in docs/cli.md."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print JSON (fields: docs/cli.md, JSON output).")(fn)

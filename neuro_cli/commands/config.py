@@ -6,6 +6,7 @@ import click
 
 from ..deps import Deps
 from ._jobs_common import run_async
+from ._options import json_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
@@ -24,18 +25,20 @@ def group() -> None:
 
 
 @group.command(short_help="Show server, user and presets")
+@json_option
 @click.pass_context
-def show(ctx: click.Context) -> None:
+def show(ctx: click.Context, as_json: bool) -> None:
     """Show the server, the user, and the presets with how many jobs of each fit now.
 
     \b
     Examples:
       neuro config show
+      neuro config show --json
     """
-    run_async(ctx, _show)
+    run_async(ctx, lambda deps: _show(deps, as_json))
 
 
-async def _show(deps: Deps) -> int:
+async def _show(deps: Deps, as_json: bool = False) -> int:
     from ..embedded import config_dir, server_dir
     from ..formatters.common import size
     from neuro_sdk import Factory
@@ -45,11 +48,25 @@ async def _show(deps: Deps) -> int:
         cfg = await client.get_server_config()
         cap = await client.jobs.get_capacity()
     embedded_mode = not Factory(config_dir()).is_logged_in()
+    cluster = cfg.clusters.get(client.cluster_name or "")
+    presets = list(cluster.presets.values()) if cluster else []
+    rt = cfg.runtime
+    if as_json:
+        from ..formatters.json_out import dumps
+
+        io.out(dumps({
+            "user": client.username, "url": str(client.url), "embedded": embedded_mode,
+            "cluster_name": client.cluster_name,
+            "runtime": {k: rt.get(k) for k in ("name", "reason", "image_used", "limits")} if rt else None,
+            "presets": [{"name": p.name, "cpu": p.cpu, "memory": int(p.memory),
+                         "nvidia_gpu": int(p.nvidia_gpu or 0), "nvidia_gpu_model": p.nvidia_gpu_model,
+                         "available": int(cap.get(p.name, 0))} for p in presets],
+        }))
+        return 0
     io.out(f"User: {client.username}")
     io.out(f"API URL: {client.url}")
     io.out(f"Server: {'embedded local server (' + str(server_dir()) + ')' if embedded_mode else 'remote'}")
     io.out(f"Cluster: {client.cluster_name}")
-    rt = cfg.runtime
     if rt:
         io.out(f"Runtime: {rt.get('name')}" + (f" ({rt['reason']})" if rt.get("reason") else ""))
         if not rt.get("image_used", True):
@@ -58,8 +75,7 @@ async def _show(deps: Deps) -> int:
             io.out(f"  limits: {rt['limits']}")
     io.out("Presets:")
     io.out("  NAME\tCPU\tMEMORY\tGPU\tJOBS AVAILABLE")
-    cluster = cfg.clusters.get(client.cluster_name or "")
-    for p in (cluster.presets.values() if cluster else ()):
+    for p in presets:
         gpu = f"{p.nvidia_gpu} x {p.nvidia_gpu_model or 'nvidia'}" if p.nvidia_gpu else "-"
         io.out(f"  {p.name}\t{p.cpu:g}\t{size(p.memory)}\t{gpu}\t{cap.get(p.name, 0)}")
     return 0

@@ -10,6 +10,7 @@ import click
 from ..deps import Deps
 from ..parse import parse_date_or_delta
 from ._jobs_common import run_async
+from ._options import json_option
 
 STATUS_CHOICES = ("pending", "suspended", "running", "succeeded", "failed", "cancelled")
 
@@ -25,6 +26,7 @@ class Options:
     until: datetime | None
     recent_first: bool
     quiet: bool
+    as_json: bool = False
 
 
 def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -51,10 +53,11 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> date
 @click.option("--recent-first/--recent-last", default=False,
               help="Newest jobs first [default: oldest first].")
 @click.option("-q", "--quiet", is_flag=True, help="Print only job ids.")
+@json_option
 @click.pass_context
 def command(ctx: click.Context, statuses: tuple[str, ...], all_: bool, name: str | None,
             tags: tuple[str, ...], owners: tuple[str, ...], since: datetime | None,
-            until: datetime | None, recent_first: bool, quiet: bool) -> None:
+            until: datetime | None, recent_first: bool, quiet: bool, as_json: bool) -> None:
     """List jobs: the active ones unless -s or -a says otherwise.
 
     A table on a terminal; tab-separated lines with a header and ISO-8601 UTC times in a pipe.
@@ -68,7 +71,9 @@ def command(ctx: click.Context, statuses: tuple[str, ...], all_: bool, name: str
     """
     if all_ and statuses:
         raise click.UsageError("-a/--all and -s/--status cannot be used together")
-    opts = Options(statuses, all_, name, tags, owners, since, until, recent_first, quiet)
+    if quiet and as_json:
+        raise click.UsageError("-q/--quiet and --json cannot be used together")
+    opts = Options(statuses, all_, name, tags, owners, since, until, recent_first, quiet, as_json)
     run_async(ctx, lambda deps: run(opts, deps))
 
 
@@ -91,6 +96,16 @@ async def run(opts: Options, deps: Deps) -> int:
         if opts.quiet:
             async for job in it:
                 io.out(job.id)
+            return 0
+        if opts.as_json:
+            from ..formatters.json_out import dumps, job_dict
+
+            # a JSON array streamed an object per line, as the jobs arrive
+            sep = "["
+            async for job in it:
+                io.out(sep + dumps(job_dict(job), compact=True))
+                sep = ","
+            io.out("[]" if sep == "[" else "]")
             return 0
         now = deps.now()
         if not io.stdout_tty:

@@ -14,6 +14,7 @@ from ..deps import Deps
 from ..errors import CLIError, ExitCode
 from ..parse import parse_date_or_delta
 from ._jobs_common import resolve_job, run_async
+from ._options import json_option
 
 if TYPE_CHECKING:
     from neuro_sdk import Client, JobDescription, JobTelemetry
@@ -51,10 +52,11 @@ def _sort(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--no-stream", is_flag=True, help="Print one sample of each job and exit.")
 @click.option("--timeout", type=float, default=0, show_default=True,
               help="Stop after this many seconds (0: never).")
+@json_option
 @click.pass_context
 def command(ctx: click.Context, jobs: tuple[str, ...], name: str | None, tags: tuple[str, ...],
             owners: tuple[str, ...], since: datetime | None, until: datetime | None, sort: str,
-            no_stream: bool, timeout: float) -> None:
+            no_stream: bool, timeout: float, as_json: bool) -> None:
     """Show live CPU, memory and GPU use of running jobs: the given ones, or all of yours
     (new jobs join the table as they start).
 
@@ -69,7 +71,7 @@ def command(ctx: click.Context, jobs: tuple[str, ...], name: str | None, tags: t
     if jobs and (name or owners or since or until):
         raise click.UsageError("give JOBS or filters (--name, --owner, --since, --until), not both")
     run_async(ctx, lambda deps: run(jobs, name, tags, owners, since, until, sort, no_stream,
-                                    timeout, deps))
+                                    timeout, deps, as_json))
 
 
 class _Watch:
@@ -114,7 +116,8 @@ class _Watch:
 
 async def run(refs: tuple[str, ...], name: str | None, tags: tuple[str, ...],
               owners: tuple[str, ...], since: datetime | None, until: datetime | None,
-              sort: str, no_stream: bool, timeout: float, deps: Deps) -> int:
+              sort: str, no_stream: bool, timeout: float, deps: Deps,
+              as_json: bool = False) -> int:
     from neuro_sdk import JobStatus
 
     async with deps.client() as client:
@@ -139,13 +142,20 @@ async def run(refs: tuple[str, ...], name: str | None, tags: tuple[str, ...],
             await refresh()
         try:
             if no_stream:
-                return await _one_shot(watch, sort, deps)
-            return await _live(watch, refresh, sort, timeout, deps)
+                return await _one_shot(watch, sort, deps, as_json)
+            return await _live(watch, refresh, sort, timeout, deps, as_json)
         finally:
             await watch.close()
 
 
-async def _one_shot(watch: _Watch, sort: str, deps: Deps) -> int:
+def _json_rows(watch: _Watch, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from ..formatters.json_out import top_dict
+
+    return [top_dict(watch.jobs[r["id"]], watch.samples[r["id"]]) for r in rows
+            if r["id"] in watch.samples and r["id"] in watch.jobs]
+
+
+async def _one_shot(watch: _Watch, sort: str, deps: Deps, as_json: bool = False) -> int:
     from ..formatters.top import COLUMNS, row_cells, top_table
 
     deadline = asyncio.get_running_loop().time() + 5
@@ -158,7 +168,11 @@ async def _one_shot(watch: _Watch, sort: str, deps: Deps) -> int:
             await asyncio.wait_for(watch.changed.wait(), left)
     now = deps.now()
     rows = watch.rows(sort)
-    if deps.io.stdout_tty:
+    if as_json:
+        from ..formatters.json_out import dumps
+
+        deps.io.out(dumps(_json_rows(watch, rows)))
+    elif deps.io.stdout_tty:
         deps.io.console().print(top_table(rows, now))
     else:
         deps.io.out("\t".join(COLUMNS))
@@ -167,7 +181,8 @@ async def _one_shot(watch: _Watch, sort: str, deps: Deps) -> int:
     return 0
 
 
-async def _live(watch: _Watch, refresh: Any, sort: str, timeout: float, deps: Deps) -> int:
+async def _live(watch: _Watch, refresh: Any, sort: str, timeout: float, deps: Deps,
+                as_json: bool = False) -> int:
     from ..formatters.top import COLUMNS, row_cells, top_table
 
     loop = asyncio.get_running_loop()
@@ -176,7 +191,9 @@ async def _live(watch: _Watch, refresh: Any, sort: str, timeout: float, deps: De
     io = deps.io
     live = None
     printed: dict[str, float] = {}  # piped: the time of the last sample printed per job
-    if io.stdout_tty:
+    if as_json:
+        pass  # one JSON array per refresh that brought new samples
+    elif io.stdout_tty:
         from rich.live import Live
 
         console = io.console()
@@ -192,7 +209,14 @@ async def _live(watch: _Watch, refresh: Any, sort: str, timeout: float, deps: De
                 await asyncio.wait_for(watch.changed.wait(), wait)
             now = deps.now()
             rows = watch.rows(sort)
-            if live is not None:
+            if as_json:
+                fresh = {i: t.timestamp for i, t in watch.samples.items()}
+                if fresh != printed and fresh:
+                    from ..formatters.json_out import dumps
+
+                    io.out(dumps(_json_rows(watch, rows), compact=True))
+                    printed = fresh
+            elif live is not None:
                 height = live.console.size.height
                 live.update(top_table(rows, now, max_rows=max(1, height - 5)), refresh=True)
             else:
