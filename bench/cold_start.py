@@ -77,7 +77,9 @@ def in_process(config_dir: Path, runs: int) -> dict:
     """The request (a fresh client + jobs.list + close, as one `neuro ps` makes) and the
     rendering, timed in this process after the imports: medians of `runs` after a warm-up."""
     import neuro_sdk
-    from neuro_cli.formatters.jobs import ps_header, ps_line, ps_table
+    from neuro_cli.formatters.columns import DEFAULT_FORMAT, header, line, parse_format, render_table
+
+    columns = parse_format(DEFAULT_FORMAT)
     from neuro_cli.iostreams import IOStreams
 
     async def list_jobs(statuses: set) -> list:
@@ -98,11 +100,11 @@ def in_process(config_dir: Path, runs: int) -> dict:
     def table(jobs: list) -> str:  # as on a 120-column colour terminal
         buf = io.StringIO()
         streams = IOStreams(io.StringIO(), buf, io.StringIO(), True, True, True, True, width=120)
-        streams.console().print(ps_table(jobs, now))
+        streams.console().print(render_table(jobs, columns, now))
         return buf.getvalue()
 
     def lines(jobs: list) -> str:
-        return "\n".join([ps_header(), *(ps_line(j, now) for j in jobs)])
+        return "\n".join([header(columns), *(line(j, columns, now) for j in jobs)])
 
     now = dt.datetime.now(dt.timezone.utc)
     out: dict = {}

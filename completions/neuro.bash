@@ -68,8 +68,8 @@ _neuro_spec() {
         args="jobs"
         ;;
     "job ls")
-        opts="--all --help --json --name --owner --quiet --recent-first --recent-last --since --status --tag --until -a -h -n -o -q -s -t"
-        vopts="--name --owner --since --status --tag --until -n -o -s -t"
+        opts="--all --format --help --json --name --owner --quiet --recent-first --recent-last --since --status --tag --until -a -h -n -o -q -s -t"
+        vopts="--format --name --owner --since --status --tag --until -n -o -s -t"
         ;;
     "job port-forward")
         opts="--help -h"
@@ -116,8 +116,8 @@ _neuro_spec() {
         args="jobs -*"
         ;;
     "ps")
-        opts="--all --help --json --name --owner --quiet --recent-first --recent-last --since --status --tag --until -a -h -n -o -q -s -t"
-        vopts="--name --owner --since --status --tag --until -n -o -s -t"
+        opts="--all --format --help --json --name --owner --quiet --recent-first --recent-last --since --status --tag --until -a -h -n -o -q -s -t"
+        vopts="--format --name --owner --since --status --tag --until -n -o -s -t"
         ;;
     "run")
         opts="--description --detach --detach-keys --entrypoint --env --env-file --help --life-span --name --no-tty --no-wait-start --port-forward --preset --privileged --quiet --tag --tty --wait-start --workdir -T -d -e -h -n -q -s -t -w"

@@ -135,10 +135,11 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--recent-last'\t'Newest jobs first' \
             '-q'\t'Print only job ids' \
             '--quiet'\t'Print only job ids' \
+            '--format'\t'Columns, e.g' \
             '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
-            set -g __neuro_vopts '-s' '--status' '-n' '--name' '-t' '--tag' '-o' '--owner' '--since' '--until'
+            set -g __neuro_vopts '-s' '--status' '-n' '--name' '-t' '--tag' '-o' '--owner' '--since' '--until' '--format'
         case 'job port-forward'
             set -g __neuro_opts '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
@@ -244,10 +245,11 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--recent-last'\t'Newest jobs first' \
             '-q'\t'Print only job ids' \
             '--quiet'\t'Print only job ids' \
+            '--format'\t'Columns, e.g' \
             '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
-            set -g __neuro_vopts '-s' '--status' '-n' '--name' '-t' '--tag' '-o' '--owner' '--since' '--until'
+            set -g __neuro_vopts '-s' '--status' '-n' '--name' '-t' '--tag' '-o' '--owner' '--since' '--until' '--format'
         case 'run'
             set -g __neuro_opts '-s'\t'Resource preset (see `neuro config show`)' \
             '--preset'\t'Resource preset (see `neuro config show`)' \

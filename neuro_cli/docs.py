@@ -38,8 +38,38 @@ def render(nodes: list[Node] | None = None) -> str:
         if node.listed_help:
             out += [node.listed_help, ""]
         out += ["```text", node.command.get_help(node.ctx).rstrip(), "```", ""]
+    out += columns_section()
     out += json_section()
+    out += user_config_section()
     return "\n".join(out)
+
+
+def columns_section() -> list[str]:
+    from .formatters import columns
+
+    out = ["## ps columns", "",
+           "`neuro ps --format COLUMNS` (default `" + columns.DEFAULT_FORMAT + "`, or `ps-format` "
+           "in the user config): columns separated by spaces or commas. `a/b` stacks two fields "
+           "in one cell (each is a column of its own when piped). "
+           "`{field;align=left|right|center;min=N;max=N;width=N;TITLE}` sets a column's "
+           "options and title. A unique prefix names a field (`stat` is status).", "",
+           "| field | title |", "|---|---|"]
+    out += [f"| `{name}` | {title} |" for name, (title, _get) in columns.FIELDS.items()]
+    out.append("")
+    return out
+
+
+def user_config_section() -> list[str]:
+    from . import user_config
+
+    doc = user_config.__doc__ or ""
+    example = doc[doc.index("[job]"):doc.index("Loaded only")].rstrip()
+    return ["## User config", "",
+            "`~/.neuro/user.toml` (`$NEURO_CONFIG/user.toml`), overridden key by key by the "
+            "project's `.neuro.toml` (in the working directory or the nearest parent). An error "
+            "in either is a one-line message naming the file, exit code 70.", "",
+            "```toml", *[line[4:] if line.startswith("    ") else line
+                         for line in example.splitlines()], "```", ""]
 
 
 def json_section() -> list[str]:

@@ -138,6 +138,10 @@ def main(argv: list[str] | None = None, *, fast_exit: bool = True) -> None:
         install()  # CA certificates load at the first TLS handshake, not at import
     show_tb = "--show-traceback" in args or any(a in ("-v", "--verbose") or a.startswith("-vv") for a in args)
     try:
+        if (word := _command_word(args)) is not None and word not in COMMANDS:
+            from .user_config import expand_alias  # an alias? (the user config is read only now)
+
+            args = expand_alias(args, set(COMMANDS))
         code = cli.main(args=args, prog_name="neuro", standalone_mode=False)
     except click.exceptions.Abort:
         sys.stderr.write("Aborted.\n")
@@ -172,6 +176,14 @@ def main(argv: list[str] | None = None, *, fast_exit: bool = True) -> None:
             if hint:
                 sys.stderr.write(f"  hint: {hint}\n")
     _exit(code, fast_exit)
+
+
+def _command_word(args: list[str]) -> str | None:
+    """The command's name in ``neuro [GLOBAL OPTIONS] COMMAND ...`` (None without one)."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 2 if args[i] == "--color" else 1  # the one global option that takes a value
+    return args[i] if i < len(args) else None
 
 
 def _exit(code: int | None, fast_exit: bool) -> None:

@@ -27,6 +27,37 @@ class Options:
     recent_first: bool
     quiet: bool
     as_json: bool = False
+    columns: str | None = None
+
+
+def _format(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        from ..formatters.columns import parse_format
+
+        try:
+            parse_format(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
+    return value
+
+
+def _columns(spec: str | None) -> list:  # type: ignore[type-arg]
+    """--format, else the user config's [job] ps-format, else the default."""
+    from ..errors import CLIError, ExitCode
+    from ..formatters.columns import DEFAULT_FORMAT, parse_format
+
+    if spec is not None:
+        return parse_format(spec)
+    from ..user_config import load
+
+    config = load()
+    spec = config.job.get("ps-format")
+    if spec is None:
+        return parse_format(DEFAULT_FORMAT)
+    try:
+        return parse_format(spec)
+    except ValueError as e:
+        raise CLIError(f"{config.files[-1]}: [job] ps-format: {e}", ExitCode.CONFIG) from None
 
 
 def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -53,11 +84,14 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> date
 @click.option("--recent-first/--recent-last", default=False,
               help="Newest jobs first [default: oldest first].")
 @click.option("-q", "--quiet", is_flag=True, help="Print only job ids.")
+@click.option("--format", "columns", callback=_format, metavar="COLUMNS",
+              help="Columns, e.g. 'id/name status/when image command' (docs/cli.md, ps columns).")
 @json_option
 @click.pass_context
 def command(ctx: click.Context, statuses: tuple[str, ...], all_: bool, name: str | None,
             tags: tuple[str, ...], owners: tuple[str, ...], since: datetime | None,
-            until: datetime | None, recent_first: bool, quiet: bool, as_json: bool) -> None:
+            until: datetime | None, recent_first: bool, quiet: bool, columns: str | None,
+            as_json: bool) -> None:
     """List jobs: the active ones unless -s or -a says otherwise.
 
     A table on a terminal; tab-separated lines with a header and ISO-8601 UTC times in a pipe.
@@ -68,19 +102,21 @@ def command(ctx: click.Context, statuses: tuple[str, ...], all_: bool, name: str
       neuro ps -a --since 1d
       neuro ps -s failed -s cancelled --tag nightly
       neuro ps -q | xargs neuro kill
+      neuro ps --format 'id name status {command;max=30}'
     """
     if all_ and statuses:
         raise click.UsageError("-a/--all and -s/--status cannot be used together")
     if quiet and as_json:
         raise click.UsageError("-q/--quiet and --json cannot be used together")
-    opts = Options(statuses, all_, name, tags, owners, since, until, recent_first, quiet, as_json)
+    opts = Options(statuses, all_, name, tags, owners, since, until, recent_first, quiet, as_json,
+                   columns)
     run_async(ctx, lambda deps: run(opts, deps))
 
 
 async def run(opts: Options, deps: Deps) -> int:
     from neuro_sdk import JobStatus
 
-    from ..formatters.jobs import ps_header, ps_line, ps_table
+    from ..formatters.columns import header, line, render_table
 
     if opts.all:
         statuses: set[JobStatus] = set()
@@ -89,6 +125,7 @@ async def run(opts: Options, deps: Deps) -> int:
     else:
         statuses = JobStatus.active_items()
     io = deps.io
+    columns = None if opts.quiet or opts.as_json else _columns(opts.columns)
     async with deps.client() as client:
         owners = {client.username if o == "ME" else o for o in opts.owners}
         it = client.jobs.list(statuses=statuses, name=opts.name, tags=opts.tags, owners=owners,
@@ -107,13 +144,14 @@ async def run(opts: Options, deps: Deps) -> int:
                 sep = ","
             io.out("[]" if sep == "[" else "]")
             return 0
+        assert columns is not None
         now = deps.now()
         if not io.stdout_tty:
             # streamed: each job is printed as it arrives
-            io.out(ps_header())
+            io.out(header(columns))
             async for job in it:
-                io.out(ps_line(job, now))
+                io.out(line(job, columns, now))
             return 0
         jobs = [job async for job in it]
-    io.console().print(ps_table(jobs, now))
+    io.console().print(render_table(jobs, columns, now))
     return 0

@@ -114,6 +114,22 @@ def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | 
     run_async(ctx, lambda deps: run(opts, deps))
 
 
+def _user_defaults(preset: str | None, life_span: float | None) -> tuple[str | None, float | None]:
+    """The user config's [job] preset and life-span where the command line gave none."""
+    from ..user_config import load
+
+    config = load()
+    if preset is None:
+        preset = config.job.get("preset")
+    if life_span is None and "life-span" in config.job:
+        try:
+            life_span = parse_life_span(config.job["life-span"])
+        except ValueError as e:
+            where = config.files[-1] if config.files else "user config"
+            raise CLIError(f"{where}: [job] life-span: {e}", ExitCode.CONFIG) from None
+    return preset, life_span
+
+
 def _command_string(cmd: tuple[str, ...]) -> str | None:
     """The wire carries one string that the server splits with shlex: quote every word so the
     job gets exactly the argv typed after ``--`` (as docker does; no shell unless asked)."""
@@ -137,8 +153,10 @@ async def run(opts: Options, deps: Deps) -> int:
         image = RemoteImage.parse(opts.image)
     except ValueError as e:
         raise CLIError(f"invalid image {opts.image!r}: {e}", ExitCode.USAGE) from None
+    preset, life_span = opts.preset, opts.life_span
+    if preset is None or life_span is None:
+        preset, life_span = _user_defaults(preset, life_span)
     async with deps.client() as client:
-        preset = opts.preset
         if preset is None:
             cfg = await client.get_server_config()
             cluster = cfg.clusters.get(client.cluster_name or "")
@@ -153,7 +171,7 @@ async def run(opts: Options, deps: Deps) -> int:
             name=opts.name,
             tags=opts.tags,
             description=opts.description,
-            life_span=opts.life_span,
+            life_span=life_span,
             tty=tty,
             privileged=opts.privileged,
         )

@@ -6,83 +6,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .columns import STATUS_STYLE
 from .common import duration, iso, size, when
 
 if TYPE_CHECKING:
     from neuro_sdk import JobDescription
-
-STATUS_STYLE = {
-    "pending": "cyan",
-    "suspended": "magenta",
-    "running": "blue",
-    "succeeded": "green",
-    "cancelled": "yellow",
-    "failed": "red",
-}
-
-PS_COLUMNS = ("ID", "NAME", "STATUS", "WHEN", "PRESET", "IMAGE", "COMMAND")
-
-
-def when_time(job: "JobDescription") -> datetime | None:
-    """Created for pending, started for running, finished for finished jobs."""
-    h = job.history
-    if job.status.is_finished:
-        return h.finished_at
-    if job.status.is_running or job.status.value == "suspended":
-        return h.started_at
-    return h.created_at
-
-
-def command_of(job: "JobDescription") -> str:
-    c = job.container
-    return " ".join(p for p in (c.entrypoint, c.command) if p)
-
-
-def ps_row(job: "JobDescription", now: datetime, tty: bool) -> tuple[str, ...]:
-    return (
-        job.id,
-        job.name or "",
-        job.status.value,
-        when(when_time(job), now, tty),
-        job.preset_name or "",
-        str(job.container.image),
-        command_of(job),
-    )
-
-
-def ps_header() -> str:
-    """Piped output: this header, then one tab-separated ``ps_line`` per job."""
-    return "\t".join(PS_COLUMNS)
-
-
-def ps_line(job: "JobDescription", now: datetime) -> str:
-    return "\t".join(v.replace("\t", " ").replace("\n", " ") for v in ps_row(job, now, False))
-
-
-def ps_table(jobs: Iterable["JobDescription"], now: datetime) -> Any:
-    """Terminal output: two values stacked per cell (id/name, status/when, image/preset) so that the table
-    fits an 80-column terminal without cutting the id; image and command are shortened."""
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(box=box.SIMPLE_HEAVY, show_edge=False, pad_edge=False)
-    table.add_column("ID/NAME", no_wrap=True, min_width=40)
-    table.add_column("STATUS/WHEN", no_wrap=True, min_width=13)
-    table.add_column("IMAGE/PRESET", no_wrap=True, overflow="ellipsis", min_width=12, ratio=1)
-    table.add_column("COMMAND", no_wrap=True, overflow="ellipsis", min_width=10, ratio=2)
-    for job in jobs:
-        job_id, name, status, when_, preset, image, command = ps_row(job, now, True)
-        ident = Text(job_id, style="bold")
-        if name:
-            ident.append("\n" + name, style="italic")
-        st = Text(status, style=STATUS_STYLE.get(status, ""))
-        st.append("\n" + when_, style="italic")
-        img = Text(image)
-        if preset:
-            img.append("\n" + preset, style="italic")
-        table.add_row(ident, st, img, command)
-    return table
 
 
 def status_rows(job: "JobDescription", now: datetime, tty: bool) -> list[tuple[str, str]]:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .common import iso, when
-from .jobs import when_time
+from .columns import when_time
 
 if TYPE_CHECKING:
     from neuro_sdk import JobDescription, JobTelemetry

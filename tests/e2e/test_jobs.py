@@ -44,7 +44,7 @@ def test_ps_filters(neuro: Neuro) -> None:
     assert neuro.ok("ps", "-a", "-q", "--since", "1h").split() == [a, b, c]
     # piped: a header and tab-separated columns, ISO times
     lines = neuro.ok("ps", "-a").splitlines()
-    assert lines[0].split("\t") == ["ID", "NAME", "STATUS", "WHEN", "PRESET", "IMAGE", "COMMAND"]
+    assert lines[0].split("\t") == ["ID", "NAME", "STATUS", "WHEN", "IMAGE", "PRESET", "COMMAND"]
     row = dict(zip(lines[0].split("\t"), lines[1].split("\t")))
     assert row["ID"] == a and row["NAME"] == "alpha" and row["STATUS"] == "running"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row["WHEN"])
