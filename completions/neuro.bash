@@ -68,7 +68,7 @@ _neuro_spec() {
         args="jobs"
         ;;
     "job ls")
-        opts="--all --format --help --json --name --owner --quiet --recent-first --recent-last --since --status --tag --until -a -h -n -o -q -s -t"
+        opts="--all --format --help --json --name --owner --quiet --recent-first --recent-last --since --status --tag --until --watch -a -h -n -o -q -s -t"
         vopts="--format --name --owner --since --status --tag --until -n -o -s -t"
         ;;
     "job port-forward")
@@ -76,8 +76,8 @@ _neuro_spec() {
         args="jobs -*"
         ;;
     "job run")
-        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --life-span --name --no-tty --no-wait-start --port-forward --preset --privileged --quiet --tag --tty --wait-start --workdir -T -d -e -h -n -q -s -t -w"
-        vopts="--description --detach-keys --entrypoint --env --env-file --life-span --name --port-forward --preset --tag --workdir -d -e -n -s -w"
+        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --life-span --name --no-tty --no-wait-start --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -w"
+        vopts="--description --detach-keys --entrypoint --env --env-file --life-span --name --port-forward --preset --restart --schedule-timeout --tag --workdir -d -e -n -s -w"
         args="- -*"
         ;;
     "job send-signal")
@@ -116,12 +116,12 @@ _neuro_spec() {
         args="jobs -*"
         ;;
     "ps")
-        opts="--all --format --help --json --name --owner --quiet --recent-first --recent-last --since --status --tag --until -a -h -n -o -q -s -t"
+        opts="--all --format --help --json --name --owner --quiet --recent-first --recent-last --since --status --tag --until --watch -a -h -n -o -q -s -t"
         vopts="--format --name --owner --since --status --tag --until -n -o -s -t"
         ;;
     "run")
-        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --life-span --name --no-tty --no-wait-start --port-forward --preset --privileged --quiet --tag --tty --wait-start --workdir -T -d -e -h -n -q -s -t -w"
-        vopts="--description --detach-keys --entrypoint --env --env-file --life-span --name --port-forward --preset --tag --workdir -d -e -n -s -w"
+        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --life-span --name --no-tty --no-wait-start --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -w"
+        vopts="--description --detach-keys --entrypoint --env --env-file --life-span --name --port-forward --preset --restart --schedule-timeout --tag --workdir -d -e -n -s -w"
         args="- -*"
         ;;
     "server")
@@ -156,9 +156,11 @@ _neuro_optkind() {
     "job ls|-s"|"job ls|--status") kind="=pending,suspended,running,succeeded,failed,cancelled" ;;
     "job run|-s"|"job run|--preset") kind="presets" ;;
     "job run|--env-file") kind="file" ;;
+    "job run|--restart") kind="=never,on-failure,always" ;;
     "ps|-s"|"ps|--status") kind="=pending,suspended,running,succeeded,failed,cancelled" ;;
     "run|-s"|"run|--preset") kind="presets" ;;
     "run|--env-file") kind="file" ;;
+    "run|--restart") kind="=never,on-failure,always" ;;
     *) kind="-" ;;
     esac
 }

@@ -136,6 +136,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '-q'\t'Print only job ids' \
             '--quiet'\t'Print only job ids' \
             '--format'\t'Columns, e.g' \
+            '--watch'\t'Keep the list up to date: redrawn in place on a terminal, a line per change in a pipe' \
             '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
@@ -164,6 +165,9 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--no-wait-start'\t'Wait for the job to start before returning (--no-wait-start implies --detach)' \
             '-q'\t'Print only the job id (and the output when attached)' \
             '--quiet'\t'Print only the job id (and the output when attached)' \
+            '--restart'\t'Restart the job when it exits (with a growing delay)' \
+            '--wait-for-seat'\t'Over your quota of running jobs: wait in the queue instead of failing' \
+            '--schedule-timeout'\t'Fail if the job has not started within this time, e.g' \
             '--privileged'\t'Run the container privileged (where the server allows it)' \
             '-t'\t'Allocate a TTY' \
             '-T'\t'Allocate a TTY' \
@@ -173,7 +177,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--port-forward'\t'Forward a local port to the job\'s port while attached (repeatable)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
-            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-w' '--workdir' '--entrypoint' '--life-span' '--detach-keys' '--port-forward'
+            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-w' '--workdir' '--entrypoint' '--life-span' '--restart' '--schedule-timeout' '--detach-keys' '--port-forward'
             set -g __neuro_args '-' '-*'
         case 'job send-signal'
             set -g __neuro_opts '-h'\t'Show this message and exit' \
@@ -246,6 +250,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '-q'\t'Print only job ids' \
             '--quiet'\t'Print only job ids' \
             '--format'\t'Columns, e.g' \
+            '--watch'\t'Keep the list up to date: redrawn in place on a terminal, a line per change in a pipe' \
             '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
@@ -270,6 +275,9 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--no-wait-start'\t'Wait for the job to start before returning (--no-wait-start implies --detach)' \
             '-q'\t'Print only the job id (and the output when attached)' \
             '--quiet'\t'Print only the job id (and the output when attached)' \
+            '--restart'\t'Restart the job when it exits (with a growing delay)' \
+            '--wait-for-seat'\t'Over your quota of running jobs: wait in the queue instead of failing' \
+            '--schedule-timeout'\t'Fail if the job has not started within this time, e.g' \
             '--privileged'\t'Run the container privileged (where the server allows it)' \
             '-t'\t'Allocate a TTY' \
             '-T'\t'Allocate a TTY' \
@@ -279,7 +287,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--port-forward'\t'Forward a local port to the job\'s port while attached (repeatable)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
-            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-w' '--workdir' '--entrypoint' '--life-span' '--detach-keys' '--port-forward'
+            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-w' '--workdir' '--entrypoint' '--life-span' '--restart' '--schedule-timeout' '--detach-keys' '--port-forward'
             set -g __neuro_args '-' '-*'
         case 'server'
             set -g __neuro_cmds 'start'\t'Start the local server' \
@@ -331,12 +339,16 @@ function __neuro_optkind --description 'neuro: what the value of an option compl
             echo 'presets'
         case 'job run|--env-file'
             echo 'file'
+        case 'job run|--restart'
+            echo '=never,on-failure,always'
         case 'ps|-s' 'ps|--status'
             echo '=pending,suspended,running,succeeded,failed,cancelled'
         case 'run|-s' 'run|--preset'
             echo 'presets'
         case 'run|--env-file'
             echo 'file'
+        case 'run|--restart'
+            echo '=never,on-failure,always'
         case '*'
             echo -
     end

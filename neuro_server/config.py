@@ -9,6 +9,8 @@ Read from a TOML file (``<data_dir>/server.toml`` by default); every key is opti
     kill_grace_seconds = 10
     runtime = "auto"     # auto: Docker/Podman when an engine answers, else local processes
     docker_host = "unix:///run/podman/podman.sock"   # optional
+    allow_privileged = false
+    max_running_jobs = 0 # per user; 0: no limit (over it: refused, or queued on request)
 
     [resources]          # what jobs may use on this machine (default: all of it)
     cpu = 2
@@ -111,6 +113,7 @@ class ServerConfig:
     nvidia_gpu: int = dataclasses.field(default_factory=_machine_gpus)
     kill_grace_seconds: float = 10.0
     allow_privileged: bool = False
+    max_running_jobs: int = 0  # per user, 0: no limit
     max_body_bytes: int = 1 << 20
     runtime: str = "auto"  # auto | process | docker
     docker_host: str | None = None
@@ -170,7 +173,7 @@ def load_config(data_dir: Path, config_file: Path | None = None, **overrides: An
     for key in ("host", "cluster_name", "org_name", "project_name", "runtime", "docker_host"):
         if key in server:
             kw[key] = str(server[key])
-    for key in ("port",):
+    for key in ("port", "max_running_jobs"):
         if key in server:
             kw[key] = int(server[key])
     if "kill_grace_seconds" in server:

@@ -8,6 +8,10 @@ pending --(fits in free resources, oldest first)--> running --> succeeded | fail
   (0: succeeded/Completed, OOM: failed/OOMKilled, other: failed/Error, could not run:
   failed/ContainerCannotRun).  A job killed on request ends cancelled/UserRequested, one past
   its life span cancelled/LifeSpanEnded.
+- ``restart_policy`` on-failure (a non-zero exit or OOM) or always (any exit): instead of
+  ending, the job goes back to pending/Restarting, ``restarts`` counts it, and it starts again
+  after a backoff (1, 2, 4... 30 s; back to 1 s after a run of 10 minutes).  Never after a kill,
+  the end of its life span, or a command that cannot run.  Its output continues in the same log.
 - On start, ``reconcile`` brings every active job up to date with what the runtime knows, so
   jobs that ran or ended while the server was down are neither lost nor restarted.
 """
@@ -39,6 +43,10 @@ class NameTaken(Exception):
     pass
 
 
+class QuotaExhausted(Exception):
+    pass
+
+
 class Scheduler:
     def __init__(self, config: ServerConfig, store: Store, runtime: Runtime) -> None:
         self.config = config
@@ -50,6 +58,8 @@ class Scheduler:
         self._starting: set[str] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._restart_at: dict[str, float] = {}  # job id -> loop time of its next start
+        self._run_started: dict[str, Any] = {}  # job id -> when its current run started
 
     # -- lifecycle of the scheduler itself -------------------------------------------------
     async def start(self) -> None:
@@ -94,7 +104,23 @@ class Scheduler:
             self._set(job_id, "pending", reason, description)
 
     # -- requests --------------------------------------------------------------------------
+    def seats(self, owner: str) -> tuple[int, int]:
+        """(running or starting jobs of ``owner``, the per-user limit; 0: none)."""
+        running = sum(1 for j in self.store.jobs_with_status(("running",)) if j.owner == owner)
+        running += sum(1 for i in self._starting
+                       if (j := self.store.get_job(i)) is not None and j.owner == owner)
+        return running, self.config.max_running_jobs
+
     def create(self, owner: str, new: NewJob) -> JobRecord:
+        limit = self.config.max_running_jobs
+        if limit and not new.spec.get("wait_for_jobs_quota"):
+            waiting = sum(1 for j in self.store.jobs_with_status(("pending",)) if j.owner == owner)
+            running, _ = self.seats(owner)
+            if running + waiting >= limit:
+                raise QuotaExhausted(
+                    f"quota exhausted: {running} of your {limit} jobs are running"
+                    + (f" and {waiting} waiting" if waiting else "")
+                    + "; wait for one to end, or queue this one (--wait-for-seat)")
         job_id = f"job-{uuid.uuid4()}"
         job = self.store.create_job(
             job_id=job_id, owner=owner, name=new.name, spec=new.spec, tags=new.tags,
@@ -193,12 +219,38 @@ class Scheduler:
         """Start what fits, end what outlived its life span; return seconds until next check."""
         next_check = 5.0
         free = self.free()
+        clock = asyncio.get_running_loop().time()
+        t = now()
+        seats: dict[str, int] = {}  # owner -> running or starting jobs
+        if self.config.max_running_jobs:
+            for owner in {j.owner for j in self.store.jobs_with_status(("pending",))}:
+                seats[owner] = self.seats(owner)[0]
         for job in self.store.jobs_with_status(("pending",)):
-            if job.id in self._starting or job.kill_reason:
+            if job.id in self._starting or job.kill_reason or job.id in self._watchers:
+                continue
+            wait = self._restart_at.get(job.id, 0.0) - clock
+            if wait > 0:  # a restart's backoff
+                next_check = min(next_check, wait)
+                continue
+            limit = self.config.max_running_jobs
+            if limit and seats.get(job.owner, 0) >= limit:
+                self._set(job.id, "pending", "Scheduling",
+                          f"Waiting for a seat: {seats[job.owner]} of your {limit} jobs are running")
                 continue
             res = job.spec["resources"]
             n, what = self._fits(res, free, self.config)
+            timeout = job.spec.get("schedule_timeout")
+            if n < 1 and timeout is not None:
+                left = timeout - (t - job.created_at).total_seconds()
+                if left <= 0:
+                    self._set(job.id, "failed", "ClusterScaleUpFailed",
+                              f"Not scheduled within its schedule timeout of {timeout:g}s: "
+                              f"needs {what}")
+                    continue
+                next_check = min(next_check, left)
             if n >= 1:
+                self._restart_at.pop(job.id, None)
+                seats[job.owner] = seats.get(job.owner, 0) + 1
                 self._starting.add(job.id)
                 for k in ("cpu", "memory"):
                     free[k] -= res[k]
@@ -206,7 +258,6 @@ class Scheduler:
                 self._spawn(self._start_job(job))
             else:
                 self._set(job.id, "pending", "Scheduling", f"Waiting for resources: needs {what}")
-        t = now()
         for job in self.store.jobs_with_status(("running",)):
             if job.life_span is None or job.kill_reason:
                 continue
@@ -239,6 +290,7 @@ class Scheduler:
                 self._set(job.id, "failed", "ContainerCannotRun", f"the job could not start: {e}")
                 return
             current = self.store.get_job(job.id)
+            self._run_started[job.id] = info.started_at
             self._set(job.id, "running", "", "", at=info.started_at, limits=info.limits)
             if current is not None and current.kill_reason:
                 # killed while starting: stop it now
@@ -266,11 +318,33 @@ class Scheduler:
             self._watchers.pop(job_id, None)
             self._wake.set()
 
+    def _restart(self, job: JobRecord, ex: ExitInfo) -> bool:
+        """Schedule the job's restart if its policy asks for one; True if it will restart."""
+        policy = job.spec.get("restart_policy", "never")
+        failed = ex.oom_killed or ex.exit_code != 0
+        if job.kill_reason or ex.error or not (policy == "always" or (policy == "on-failure" and failed)):
+            return False
+        if job.life_span is not None and job.run_time(ex.finished_at) >= job.life_span:
+            return False  # its life span is over: it ends as it is
+        started = self._run_started.pop(job.id, None) or job.started_at
+        ran = (ex.finished_at - started).total_seconds() if started else 0.0
+        count = self.store.count_restart(job.id)
+        # exponential backoff, reset by a long run; counted from this run's exit
+        streak = 0 if ran >= 600 else min(count - 1, 5)
+        delay = min(30.0, float(2 ** streak))
+        what = "ran out of memory" if ex.oom_killed else f"exited with code {ex.exit_code}"
+        self._restart_at[job.id] = asyncio.get_running_loop().time() + delay
+        self._set(job.id, "pending", "Restarting",
+                  f"The job {what}; restart {count} in {delay:g}s (restart policy {policy})")
+        return True
+
     def _finish(self, job_id: str, ex: ExitInfo) -> None:
         job = self.store.get_job(job_id)
         if job is None or job.is_finished:
             return
         code = ex.exit_code
+        if self._restart(job, ex):
+            return
         if job.kill_reason:
             self._set(job_id, "cancelled", job.kill_reason, _kill_text(job.kill_reason),
                       exit_code=code, at=ex.finished_at)
@@ -294,6 +368,8 @@ class Scheduler:
                 if job.status == "pending":
                     self._set(job.id, "running", at=st.started_at or now())
                 self._watch(job.id)
+            elif st.state == State.EXITED and job.reason == "Restarting" and job.status == "pending":
+                pass  # the exit of the run before its restart: the loop starts it again
             elif st.state == State.EXITED:
                 assert st.exit is not None
                 if job.status == "pending":

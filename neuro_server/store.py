@@ -260,6 +260,14 @@ class Store:
             "UPDATE jobs SET kill_reason=? WHERE id=? AND kill_reason IS NULL", (reason, job_id)
         )
 
+    def count_restart(self, job_id: str) -> int:
+        """One more restart of the job; returns the new count."""
+        with self._tx():
+            self._db.execute("UPDATE jobs SET restarts = restarts + 1 WHERE id=?", (job_id,))
+        job = self.get_job(job_id)
+        assert job is not None
+        return job.restarts
+
     def add_life_span(self, job_id: str, seconds: float) -> JobRecord:
         self._db.execute(
             "UPDATE jobs SET life_span = life_span + ? WHERE id=? AND life_span IS NOT NULL",

@@ -188,8 +188,6 @@ def _job_fields(body: dict[str, Any], config: ServerConfig) -> dict[str, Any]:
     restart = _str(body, "restart_policy", max_len=32) or "never"
     if restart not in ("never", "on-failure", "always"):
         raise ValidationError(f"invalid restart policy {restart!r}: never, on-failure or always")
-    if restart != "never":
-        raise ValidationError("restart policies other than 'never' are not supported by this server yet")
     priority = _str(body, "priority", max_len=16) or "normal"
     if priority not in ("low", "normal", "high"):
         raise ValidationError(f"invalid priority {priority!r}: low, normal or high")

@@ -89,28 +89,83 @@ def _status_line(job: "JobDescription") -> str:
     return text
 
 
+class ProgressLine:
+    """`run`'s pending progress on stderr.  On a terminal the current line is redrawn in place
+    with a ticking elapsed time, and each new reason starts a new line (the earlier ones stay
+    as a record); piped, one plain line per new reason."""
+
+    def __init__(self, deps: Deps, *, live: bool) -> None:
+        self.io = deps.io
+        self.live = live
+        self.loop = asyncio.get_running_loop()
+        self.t0 = self.loop.time()
+        self.text = ""
+        self.ticker: asyncio.Task[None] | None = None
+
+    def _elapsed(self) -> str:
+        elapsed = self.loop.time() - self.t0
+        return f"  [{elapsed:.1f}s]" if elapsed >= 0.05 else ""
+
+    def show(self, text: str) -> None:
+        if text == self.text:
+            return
+        if not self.live:
+            self.io.err(text + self._elapsed())
+            self.text = text
+            return
+        if self.text:
+            self.io.stderr.write("\n")  # the previous reason stays on its line
+        self.text = text
+        self._draw()
+        if self.ticker is None:
+            self.ticker = asyncio.ensure_future(self._tick())
+
+    def _draw(self) -> None:
+        self.io.stderr.write("\r\x1b[K" + self.text + self._elapsed())
+        self.io.stderr.flush()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            self._draw()
+
+    def close(self) -> None:
+        if self.ticker is not None:
+            self.ticker.cancel()
+            self.ticker = None
+        if self.live and self.text:
+            self._draw()
+            self.io.stderr.write("\n")
+            self.io.stderr.flush()
+            self.text = ""
+
+
 async def wait_started(client: "Client", job: "JobDescription", deps: Deps, *, quiet: bool,
                        stop_when_queued: bool = False) -> "JobDescription":
-    """Poll until the job leaves pending, printing each new pending reason with elapsed time.
+    """Wait until the job leaves pending, showing each pending reason with elapsed time.
 
     With ``stop_when_queued``, return as soon as the job waits for resources (``Scheduling``)."""
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    last = ""
+    progress = None if quiet else ProgressLine(deps, live=deps.io.stderr_tty)
+    try:
+        return await _wait_started(client, job, progress, stop_when_queued)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+async def _wait_started(client: "Client", job: "JobDescription", progress: ProgressLine | None,
+                        stop_when_queued: bool) -> "JobDescription":
     delay = 0.02
     fetched = False
     while True:
-        line = _status_line(job)
-        if line != last and not quiet:
-            elapsed = loop.time() - t0
-            deps.io.err(f"{line}" + (f"  [{elapsed:.1f}s]" if elapsed >= 0.05 else ""))
-            last = line
+        if progress is not None:
+            progress.show(_status_line(job))
         if not job.status.is_pending:
             return job
         if stop_when_queued and job.history.reason == "Scheduling":
             return job
         # a server that long-polls answers as soon as the job changes (and at least every
-        # second, for the elapsed time); others are polled with a growing delay
+        # second); others are polled with a growing delay
         changed = await client.jobs.wait_change(job, 1.0)
         if changed is not None:
             job = changed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,6 +12,9 @@ from ..deps import Deps
 from ..parse import parse_date_or_delta
 from ._jobs_common import run_async
 from ._options import json_option
+
+if TYPE_CHECKING:
+    from neuro_sdk import Client, JobStatus
 
 STATUS_CHOICES = ("pending", "suspended", "running", "succeeded", "failed", "cancelled")
 
@@ -28,6 +32,7 @@ class Options:
     quiet: bool
     as_json: bool = False
     columns: str | None = None
+    watch: bool = False
 
 
 def _format(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -86,12 +91,14 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> date
 @click.option("-q", "--quiet", is_flag=True, help="Print only job ids.")
 @click.option("--format", "columns", callback=_format, metavar="COLUMNS",
               help="Columns, e.g. 'id/name status/when image command' (docs/cli.md, ps columns).")
+@click.option("--watch", is_flag=True,
+              help="Keep the list up to date: redrawn in place on a terminal, a line per change in a pipe.")
 @json_option
 @click.pass_context
 def command(ctx: click.Context, statuses: tuple[str, ...], all_: bool, name: str | None,
             tags: tuple[str, ...], owners: tuple[str, ...], since: datetime | None,
             until: datetime | None, recent_first: bool, quiet: bool, columns: str | None,
-            as_json: bool) -> None:
+            watch: bool, as_json: bool) -> None:
     """List jobs: the active ones unless -s or -a says otherwise.
 
     A table on a terminal; tab-separated lines with a header and ISO-8601 UTC times in a pipe.
@@ -103,13 +110,16 @@ def command(ctx: click.Context, statuses: tuple[str, ...], all_: bool, name: str
       neuro ps -s failed -s cancelled --tag nightly
       neuro ps -q | xargs neuro kill
       neuro ps --format 'id name status {command;max=30}'
+      neuro ps --watch
     """
     if all_ and statuses:
         raise click.UsageError("-a/--all and -s/--status cannot be used together")
     if quiet and as_json:
         raise click.UsageError("-q/--quiet and --json cannot be used together")
+    if watch and (quiet or as_json):
+        raise click.UsageError("--watch cannot be used with -q/--quiet or --json")
     opts = Options(statuses, all_, name, tags, owners, since, until, recent_first, quiet, as_json,
-                   columns)
+                   columns, watch)
     run_async(ctx, lambda deps: run(opts, deps))
 
 
@@ -128,6 +138,9 @@ async def run(opts: Options, deps: Deps) -> int:
     columns = None if opts.quiet or opts.as_json else _columns(opts.columns)
     async with deps.client() as client:
         owners = {client.username if o == "ME" else o for o in opts.owners}
+        if opts.watch:
+            assert columns is not None
+            return await _watch(client, opts, statuses, owners, columns, deps)
         it = client.jobs.list(statuses=statuses, name=opts.name, tags=opts.tags, owners=owners,
                               since=opts.since, until=opts.until, reverse=opts.recent_first)
         if opts.quiet:
@@ -155,3 +168,56 @@ async def run(opts: Options, deps: Deps) -> int:
         jobs = [job async for job in it]
     io.console().print(render_table(jobs, columns, now))
     return 0
+
+
+WATCH_INTERVAL = 1.0
+
+
+async def _watch(client: "Client", opts: Options, statuses: set["JobStatus"], owners: set[str],
+                 columns: list, deps: Deps) -> int:  # type: ignore[type-arg]
+    """Re-list every second until Ctrl-C.  On a terminal the table is redrawn in place (rich
+    Live); piped, the header once, then a job's line whenever it appears or changes, and its
+    last line when it leaves the list (e.g. an active job that finished)."""
+    import asyncio
+
+    from ..formatters.columns import header, line, render_table
+
+    io = deps.io
+    live = None
+    if io.stdout_tty:
+        from rich.live import Live
+
+        live = Live(console=io.console(), auto_refresh=False, transient=False,
+                    vertical_overflow="visible")
+        live.start()
+    else:
+        io.out(header(columns))
+    seen: dict[str, str] = {}  # piped: the last line printed per job
+    try:
+        while True:
+            jobs = [job async for job in client.jobs.list(
+                statuses=statuses, name=opts.name, tags=opts.tags, owners=owners,
+                since=opts.since, until=opts.until, reverse=opts.recent_first)]
+            now = deps.now()
+            if live is not None:
+                live.update(render_table(jobs, columns, now), refresh=True)
+            else:
+                listed = set()
+                for job in jobs:
+                    listed.add(job.id)
+                    text = line(job, columns, now)
+                    if seen.get(job.id) != text:
+                        io.out(text)
+                        seen[job.id] = text
+                for gone in [i for i in seen if i not in listed]:
+                    del seen[gone]
+                    try:
+                        io.out(line(await client.jobs.status(gone), columns, now))
+                    except Exception:  # noqa: BLE001 - gone for good: nothing more to say
+                        pass
+            await asyncio.sleep(WATCH_INTERVAL)
+    except asyncio.CancelledError:
+        return 0  # Ctrl-C ends a watch: not an error
+    finally:
+        if live is not None:
+            live.stop()

@@ -47,6 +47,9 @@ class Options:
     detach_keys: bytes = b"\x10\x11"
     port_forwards: tuple[tuple[int, int], ...] = ()
     privileged: bool = False
+    restart: str = "never"
+    wait_for_seat: bool = False
+    schedule_timeout: float | None = None
 
 
 def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -80,6 +83,12 @@ def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--wait-start/--no-wait-start", default=True, show_default=True,
               help="Wait for the job to start before returning (--no-wait-start implies --detach).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the job id (and the output when attached).")
+@click.option("--restart", type=click.Choice(["never", "on-failure", "always"]), default="never",
+              show_default=True, help="Restart the job when it exits (with a growing delay).")
+@click.option("--wait-for-seat", is_flag=True,
+              help="Over your quota of running jobs: wait in the queue instead of failing.")
+@click.option("--schedule-timeout", callback=_life_span, metavar="TIMEDELTA",
+              help="Fail if the job has not started within this time, e.g. 10m.")
 @click.option("--privileged", is_flag=True,
               help="Run the container privileged (where the server allows it).")
 @tty_option
@@ -90,7 +99,8 @@ def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | 
             name: str | None, tags: tuple[str, ...], description: str | None,
             env: tuple[str, ...], env_files: tuple[str, ...], workdir: str | None,
             entrypoint: str | None, life_span: float | None, detach: bool, wait_start: bool,
-            quiet: bool, privileged: bool, tty: bool | None, detach_keys: bytes,
+            quiet: bool, restart: str, wait_for_seat: bool, schedule_timeout: float | None,
+            privileged: bool, tty: bool | None, detach_keys: bytes,
             port_forwards: tuple[tuple[int, int], ...]) -> None:
     """Run a job: start IMAGE with CMD on a resource preset.
 
@@ -110,7 +120,8 @@ def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | 
         raise click.BadParameter("must be an absolute path", param_hint="'--workdir'")
     opts = Options(image, cmd, preset, name, tags, description, env, env_files, workdir,
                    entrypoint, life_span, detach or not wait_start, wait_start, quiet, tty,
-                   detach_keys, port_forwards, privileged)
+                   detach_keys, port_forwards, privileged, restart, wait_for_seat,
+                   schedule_timeout)
     run_async(ctx, lambda deps: run(opts, deps))
 
 
@@ -139,7 +150,7 @@ def _command_string(cmd: tuple[str, ...]) -> str | None:
 
 
 async def run(opts: Options, deps: Deps) -> int:
-    from neuro_sdk import RemoteImage
+    from neuro_sdk import JobRestartPolicy, RemoteImage
 
     env = parse_env(opts.env, opts.env_files, dict(os.environ))
     io = deps.io
@@ -174,6 +185,9 @@ async def run(opts: Options, deps: Deps) -> int:
             life_span=life_span,
             tty=tty,
             privileged=opts.privileged,
+            restart_policy=JobRestartPolicy(opts.restart),
+            wait_for_jobs_quota=opts.wait_for_seat,
+            schedule_timeout=opts.schedule_timeout,
         )
         if opts.quiet:
             if opts.detach:

@@ -8,7 +8,7 @@ import math
 
 from aiohttp import web
 
-from ..scheduler import NameTaken
+from ..scheduler import NameTaken, QuotaExhausted
 from ..serialize import job_json
 from ..store import ACTIVE, FINISHED, JobRecord
 from ..validation import ValidationError, parse_run, parse_start
@@ -39,6 +39,8 @@ async def create_job(request: web.Request) -> web.Response:
         job = st.scheduler.create(caller(request), new)
     except NameTaken as e:
         fail(web.HTTPConflict, str(e))
+    except QuotaExhausted as e:
+        fail(web.HTTPBadRequest, str(e))
     return web.json_response(_json(request, job), status=202)
 
 

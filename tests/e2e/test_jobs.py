@@ -114,3 +114,32 @@ def test_server_sigkill_loses_nothing(neuro: Neuro) -> None:
     assert "Status: failed (Error)" in st and "Exit code: 7" in st
     neuro.wait_status(long_job, {"succeeded"})
     assert neuro.ok("logs", long_job).splitlines() == [f"line-{i}" for i in range(100)]
+
+
+def test_restart_policies(neuro: Neuro) -> None:
+    # on-failure: a clean exit ends the job
+    ok = _detach(neuro, "--restart", "on-failure", neuro.image, "--", "sh", "-c", "echo once")
+    neuro.wait_status(ok, {"succeeded"})
+    assert "Restarts" not in neuro.ok("status", ok)
+    # a failing job restarts with a growing delay; logs follow it across the restarts
+    job = _detach(neuro, "--restart", "on-failure", neuro.image, "--", "sh", "-c",
+                  "echo run; exit 3")
+    follower = neuro.popen("logs", job)
+    deadline = time.monotonic() + 30
+    while "Restarts: 2" not in (st := neuro.ok("status", job)):
+        assert time.monotonic() < deadline, st
+        time.sleep(0.2)
+    assert "Restart policy: on-failure" in st
+    assert "restart 1 in 1s (restart policy on-failure)" in st  # the transition says why
+    neuro.ok("kill", job)
+    out, _err = follower.communicate(timeout=30)
+    assert follower.returncode == 0
+    assert out.count("run\n") >= 2  # the first run and the restarted one, in one follow
+    st = neuro.ok("status", job)
+    assert "Status: cancelled (UserRequested)" in st
+    restarts = re.search(r"Restarts: (\d+)", st)
+    assert restarts
+    # never restarted after the kill: the count and status stay
+    time.sleep(4.5)  # proving an absence: past when the next restart (backoff <= 4 s) was due
+    again = neuro.ok("status", job)
+    assert "Status: cancelled" in again and f"Restarts: {restarts.group(1)}" in again
