@@ -8,7 +8,7 @@ _neuro_spec() {
     cmds="" opts="" vopts="" args=""
     case "$1" in
     "")
-        cmds="attach capacity completion config exec job kill login logout logs port-forward ps run server status top"
+        cmds="attach capacity completion config exec job kill login logout logs port-forward ps run secret server status top"
         opts="--color --help --show-traceback --verbose --version -h -v"
         vopts="--color"
         ;;
@@ -76,8 +76,8 @@ _neuro_spec() {
         args="jobs -*"
         ;;
     "job run")
-        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --life-span --name --no-tty --no-wait-start --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -w"
-        vopts="--description --detach-keys --entrypoint --env --env-file --life-span --name --port-forward --preset --restart --schedule-timeout --tag --workdir -d -e -n -s -w"
+        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --life-span --name --no-tty --no-wait-start --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
+        vopts="--description --detach-keys --entrypoint --env --env-file --life-span --name --port-forward --preset --restart --schedule-timeout --tag --volume --workdir -d -e -n -s -v -w"
         args="- -*"
         ;;
     "job send-signal")
@@ -120,9 +120,24 @@ _neuro_spec() {
         vopts="--format --name --owner --since --status --tag --until -n -o -s -t"
         ;;
     "run")
-        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --life-span --name --no-tty --no-wait-start --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -w"
-        vopts="--description --detach-keys --entrypoint --env --env-file --life-span --name --port-forward --preset --restart --schedule-timeout --tag --workdir -d -e -n -s -w"
+        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --life-span --name --no-tty --no-wait-start --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
+        vopts="--description --detach-keys --entrypoint --env --env-file --life-span --name --port-forward --preset --restart --schedule-timeout --tag --volume --workdir -d -e -n -s -v -w"
         args="- -*"
+        ;;
+    "secret")
+        cmds="add ls rm"
+        opts="--help -h"
+        ;;
+    "secret add")
+        opts="--help -h"
+        args="- -"
+        ;;
+    "secret ls")
+        opts="--help --json -h"
+        ;;
+    "secret rm")
+        opts="--help -h"
+        args="-*"
         ;;
     "server")
         cmds="start status stop"

@@ -21,6 +21,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             'port-forward'\t'Forward local ports to a job' \
             'ps'\t'List jobs' \
             'run'\t'Run a job' \
+            'secret'\t'Manage secrets' \
             'server'\t'Manage the embedded local server' \
             'status'\t'Show the status of a job' \
             'top'\t'Show live CPU, memory and GPU use of jobs'
@@ -156,6 +157,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '-e'\t'Environment variable (repeatable); VAR alone copies the local value' \
             '--env'\t'Environment variable (repeatable); VAR alone copies the local value' \
             '--env-file'\t'File of VAR=VAL lines (repeatable); -e wins over it' \
+            '-v'\t'Mount a secret as a file: secret:KEY:/path (repeatable)' \
+            '--volume'\t'Mount a secret as a file: secret:KEY:/path (repeatable)' \
             '-w'\t'Working directory of the command' \
             '--workdir'\t'Working directory of the command' \
             '--entrypoint'\t'Override the image\'s entrypoint' \
@@ -177,7 +180,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--port-forward'\t'Forward a local port to the job\'s port while attached (repeatable)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
-            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-w' '--workdir' '--entrypoint' '--life-span' '--restart' '--schedule-timeout' '--detach-keys' '--port-forward'
+            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-v' '--volume' '-w' '--workdir' '--entrypoint' '--life-span' '--restart' '--schedule-timeout' '--detach-keys' '--port-forward'
             set -g __neuro_args '-' '-*'
         case 'job send-signal'
             set -g __neuro_opts '-h'\t'Show this message and exit' \
@@ -266,6 +269,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '-e'\t'Environment variable (repeatable); VAR alone copies the local value' \
             '--env'\t'Environment variable (repeatable); VAR alone copies the local value' \
             '--env-file'\t'File of VAR=VAL lines (repeatable); -e wins over it' \
+            '-v'\t'Mount a secret as a file: secret:KEY:/path (repeatable)' \
+            '--volume'\t'Mount a secret as a file: secret:KEY:/path (repeatable)' \
             '-w'\t'Working directory of the command' \
             '--workdir'\t'Working directory of the command' \
             '--entrypoint'\t'Override the image\'s entrypoint' \
@@ -287,8 +292,26 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--port-forward'\t'Forward a local port to the job\'s port while attached (repeatable)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
-            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-w' '--workdir' '--entrypoint' '--life-span' '--restart' '--schedule-timeout' '--detach-keys' '--port-forward'
+            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-v' '--volume' '-w' '--workdir' '--entrypoint' '--life-span' '--restart' '--schedule-timeout' '--detach-keys' '--port-forward'
             set -g __neuro_args '-' '-*'
+        case 'secret'
+            set -g __neuro_cmds 'add'\t'Add a secret or replace its value' \
+            'ls'\t'List your secrets' \
+            'rm'\t'Remove secrets'
+            set -g __neuro_opts '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+        case 'secret add'
+            set -g __neuro_opts '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+            set -g __neuro_args '-' '-'
+        case 'secret ls'
+            set -g __neuro_opts '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
+            '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+        case 'secret rm'
+            set -g __neuro_opts '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+            set -g __neuro_args '-*'
         case 'server'
             set -g __neuro_cmds 'start'\t'Start the local server' \
             'status'\t'Show whether the local server runs' \

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "port-forward": "neuro_cli.commands.port_forward:command",
     "top": "neuro_cli.commands.top:command",
     "completion": "neuro_cli.commands.completion:command",
+    "secret": "neuro_cli.commands.secret:group",
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -48,6 +49,7 @@ SHORT_HELP: dict[str, str] = {
     "port-forward": "Forward local ports to a job",
     "top": "Show live CPU, memory and GPU use of jobs",
     "completion": "Print a shell completion script",
+    "secret": "Manage secrets",
 }
 
 

@@ -88,3 +88,17 @@ def format_timedelta(seconds: float) -> str:
     m, s = divmod(s, 60)
     out = "".join(f"{v}{u}" for v, u in ((d, "d"), (h, "h"), (m, "m"), (s, "s")) if v)
     return out or "0s"
+
+
+def parse_secret_volume(spec: str) -> tuple[str, str]:
+    """``secret:KEY:/path/in/job`` -> (KEY, path).  Storage and disk mounts are not served yet."""
+    scheme, _, rest = spec.partition(":")
+    if scheme in ("storage", "disk"):
+        raise CLIError(f"-v {spec}: {scheme} volumes are not supported by this server yet",
+                       ExitCode.USAGE)
+    if scheme != "secret":
+        raise CLIError(f"invalid -v {spec!r}: use secret:KEY:/path", ExitCode.USAGE)
+    key, _, path = rest.partition(":")
+    if not key or not path.startswith("/"):
+        raise CLIError(f"invalid -v {spec!r}: use secret:KEY:/absolute/path", ExitCode.USAGE)
+    return key, path

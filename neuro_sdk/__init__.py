@@ -47,6 +47,7 @@ from ._models import (
     SecretFile,
     Volume,
 )
+from ._secrets import Secret, Secrets
 from ._server_config import Cluster, Preset, Project, ServerConfig
 from ._version import __version__ as __version__
 
@@ -83,7 +84,9 @@ __all__ = [
     "RemoteImage",
     "ResourceNotFound",
     "Resources",
+    "Secret",
     "SecretFile",
+    "Secrets",
     "ServerConfig",
     "ServerError",
     "ServerNotAvailable",

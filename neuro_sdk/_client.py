@@ -20,6 +20,7 @@ from ._errors import (
     error_message_from_text,
 )
 from ._jobs import Jobs
+from ._secrets import Secrets
 from ._server_config import Cluster, ServerConfig, parse_server_config
 from ._utils import username_from_token
 from ._version import __version__
@@ -78,6 +79,7 @@ class Client:
         self._timeout = timeout
         self._closed = False
         self._jobs = Jobs(self)
+        self._secrets = Secrets(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -110,6 +112,11 @@ class Client:
     def jobs(self) -> Jobs:
         """The :class:`Jobs` subsystem."""
         return self._jobs
+
+    @property
+    def secrets(self) -> Secrets:
+        """The :class:`Secrets` subsystem (extension)."""
+        return self._secrets
 
     @property
     def token(self) -> str:

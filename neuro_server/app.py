@@ -11,7 +11,7 @@ from aiohttp import web
 
 from .auth import AuthError, Authenticator, load_secret
 from .config import ServerConfig
-from .handlers import interactive, jobs, monitoring
+from .handlers import interactive, jobs, monitoring, secrets
 from .handlers.common import STATE, USER, error_response
 from .runtime.base import Runtime
 from .scheduler import Scheduler
@@ -114,6 +114,10 @@ def make_app(config: ServerConfig, store: Store, runtime: Runtime,
     r.add_get("/api/v1/ping", ping)
     r.add_get("/api/v1/config", get_config)
     r.add_get("/api/v1/tags", jobs.tags)
+    r.add_get("/api/v1/secrets", secrets.list_secrets)
+    r.add_post("/api/v1/secrets", secrets.add_secret)
+    r.add_get("/api/v1/secrets/{key}", secrets.get_secret)
+    r.add_delete("/api/v1/secrets/{key}", secrets.delete_secret)
     # monitoring_url is {API}/jobs: fixed names go before /jobs/{job_id}
     r.add_get("/api/v1/jobs/capacity", jobs.capacity)
     r.add_post("/api/v1/jobs", jobs.create_job)

@@ -273,14 +273,16 @@ class Scheduler:
             self._set(job.id, "pending", "ContainerCreating", "Starting the job's process")
             spec = job.spec
             try:
+                env, files = self._secrets(job)
                 info = await self.runtime.start(JobSpec(
-                    job_id=job.id, argv=spec["argv"], env=spec["env"],
+                    job_id=job.id, argv=spec["argv"], env=env,
                     working_dir=spec["working_dir"], cpu=spec["resources"]["cpu"],
                     memory=spec["resources"]["memory"], tty=spec["tty"], image=spec["image"],
                     owner=job.owner, entrypoint=spec.get("entrypoint"),
                     command=spec.get("command"), shm=bool(spec["resources"].get("shm")),
                     gpus=int(spec["resources"].get("nvidia_gpu", 0)),
                     privileged=bool(spec.get("privileged")),
+                    files=files,
                 ))
             except RuntimeError_ as e:
                 self._set(job.id, "failed", e.reason, str(e))
@@ -299,6 +301,25 @@ class Scheduler:
         finally:
             self._starting.discard(job.id)
             self._wake.set()
+
+    def _secrets(self, job: JobRecord) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
+        """The job's environment with its secret variables, and its secret files, looked up
+        now (a secret removed since the job was created fails the start, naming only its key)."""
+        env = dict(job.spec["env"])
+        files: list[tuple[str, bytes]] = []
+
+        def value(key: str) -> bytes:
+            v = self.store.secret(job.owner, key)
+            if v is None:
+                raise RuntimeError_(f"the secret {key!r} was removed before the job started",
+                                    reason="ContainerCannotRun")
+            return v
+
+        for var, key in (job.spec.get("secret_env") or {}).items():
+            env[var] = value(key).decode("utf-8", "replace")
+        for f in job.spec.get("secret_files") or ():
+            files.append((f["path"], value(f["key"])))
+        return env, files
 
     def _watch(self, job_id: str) -> None:
         if job_id not in self._watchers:

@@ -36,6 +36,11 @@ def job_json(job: JobRecord, transitions: list[Transition] | None, config: Serve
         container["tty"] = True
     if spec.get("http"):
         container["http"] = spec["http"]
+    if spec.get("secret_env_uris"):
+        container["secret_env"] = dict(spec["secret_env_uris"])  # URIs only, never values
+    if spec.get("secret_files"):
+        container["secret_volumes"] = [{"src_secret_uri": f["uri"], "dst_path": f["path"]}
+                                       for f in spec["secret_files"]]
     history: dict[str, Any] = {
         "status": job.status,
         "reason": job.reason,

@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS secrets (
+    owner TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (owner, key)
+);
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
     created_at TEXT NOT NULL
@@ -149,6 +156,30 @@ class Store:
 
     def users(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT name FROM users ORDER BY name")]
+
+    # -- secrets (each user's own; nobody else can list, read or use them) ---------------
+    def put_secret(self, owner: str, key: str, value: bytes) -> None:
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO secrets(owner, key, value, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(owner, key) DO UPDATE SET value=excluded.value",
+                (owner, key, value, ts(now())),
+            )
+
+    def secret(self, owner: str, key: str) -> bytes | None:
+        row = self._db.execute(
+            "SELECT value FROM secrets WHERE owner=? AND key=?", (owner, key)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def secret_keys(self, owner: str) -> list[str]:
+        return [r[0] for r in self._db.execute(
+            "SELECT key FROM secrets WHERE owner=? ORDER BY key", (owner,))]
+
+    def delete_secret(self, owner: str, key: str) -> bool:
+        with self._tx():
+            cur = self._db.execute("DELETE FROM secrets WHERE owner=? AND key=?", (owner, key))
+        return cur.rowcount == 1
 
     def add_token(self, jti: str, user: str) -> None:
         self._db.execute(

@@ -98,8 +98,36 @@ def _env(body: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return dict(env)
 
 
+SECRET_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,252}")
+
+
+def secret_key(uri: Any, cluster: str, where: str) -> str:
+    """The key of a secret URI: ``secret:KEY`` or ``secret://CLUSTER/[ORG/]PROJECT/KEY``."""
+    if not isinstance(uri, str) or not uri.startswith("secret:"):
+        raise ValidationError(f"{where}: not a secret URI (secret:KEY): {uri!r}")
+    rest = uri[len("secret:"):]
+    if rest.startswith("//"):
+        parts = rest[2:].split("/")
+        if len(parts) < 2 or parts[0] != cluster:
+            raise ValidationError(f"{where}: {uri!r} is not a secret of cluster {cluster!r}")
+        key = parts[-1]
+    else:
+        key = rest
+    if not SECRET_KEY_RE.fullmatch(key):
+        raise ValidationError(f"{where}: invalid secret key {key!r}")
+    return key
+
+
+def _container_path(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
+        raise ValidationError(f"{where}: must be an absolute path")
+    if any(part == ".." for part in value.split("/")) or value.rstrip("/") == "":
+        raise ValidationError(f"{where}: {value!r} is not a file path (no '..', not '/')")
+    return value
+
+
 def _container_fields(body: dict[str, Any], prefix: str = "", *,
-                      needs_command: bool = True) -> dict[str, Any]:
+                      needs_command: bool = True, cluster: str = "") -> dict[str, Any]:
     image = _str(body, "image", required=True, max_len=1024, prefix=prefix)
     assert image is not None
     if not image.strip() or any(c.isspace() for c in image):
@@ -124,8 +152,7 @@ def _container_fields(body: dict[str, Any], prefix: str = "", *,
             raise ValidationError("'http.port' must be an integer between 1 and 65535")
         http = {"port": port, "requires_auth": _bool(http, "requires_auth", "http."),
                 "health_check_path": _str(http, "health_check_path", prefix="http.") or "/"}
-    for key, what in (("volumes", "storage volumes"), ("secret_volumes", "secret files"),
-                      ("disk_volumes", "disk volumes")):
+    for key, what in (("volumes", "storage volumes"), ("disk_volumes", "disk volumes")):
         value = body.get(key)
         if value is None:
             continue
@@ -133,12 +160,26 @@ def _container_fields(body: dict[str, Any], prefix: str = "", *,
             raise ValidationError(f"'{prefix}{key}' must be a list")
         if value:
             raise ValidationError(f"{what} are not supported by this server yet")
-    secret_env = body.get("secret_env")
-    if secret_env is not None:
-        if not isinstance(secret_env, dict):
-            raise ValidationError(f"'{prefix}secret_env' must be an object")
-        if secret_env:
-            raise ValidationError("secret environment variables are not supported by this server yet")
+    secret_env_uris = body.get("secret_env") or {}
+    if not isinstance(secret_env_uris, dict):
+        raise ValidationError(f"'{prefix}secret_env' must be an object")
+    secret_env: dict[str, str] = {}
+    for var, uri in secret_env_uris.items():
+        if not ENV_NAME_RE.match(var):
+            raise ValidationError(f"invalid environment variable name: {var!r}")
+        secret_env[var] = secret_key(uri, cluster, f"secret_env {var}")
+    volumes = body.get("secret_volumes") or []
+    if not isinstance(volumes, list):
+        raise ValidationError(f"'{prefix}secret_volumes' must be a list")
+    secret_files: list[dict[str, str]] = []
+    for i, v in enumerate(volumes):
+        if not isinstance(v, dict):
+            raise ValidationError(f"'{prefix}secret_volumes[{i}]' must be an object")
+        key = secret_key(v.get("src_secret_uri"), cluster, f"secret_volumes[{i}]")
+        path = _container_path(v.get("dst_path"), f"secret_volumes[{i}].dst_path")
+        secret_files.append({"key": key, "path": path, "uri": str(v["src_secret_uri"])})
+    if len({f["path"] for f in secret_files}) != len(secret_files):
+        raise ValidationError("two secret files at the same path")
     return {
         "image": image,
         "entrypoint": entrypoint,
@@ -148,6 +189,9 @@ def _container_fields(body: dict[str, Any], prefix: str = "", *,
         "env": _env(body, prefix),
         "tty": _bool(body, "tty", prefix),
         "http": http,
+        "secret_env": secret_env,  # VAR -> key (the values are looked up when the job starts)
+        "secret_env_uris": {k: str(v) for k, v in secret_env_uris.items()},
+        "secret_files": secret_files,
     }
 
 
@@ -249,7 +293,7 @@ def parse_start(body: Any, config: ServerConfig, *, needs_command: bool = True) 
     shm = _bool(resources, "shm", "resources.")
     job = _job_fields(body, config)
     spec = {
-        **_container_fields(body, needs_command=needs_command),
+        **_container_fields(body, needs_command=needs_command, cluster=config.cluster_name),
         **job["fields"],
         "preset_name": preset.name,
         "resources": _preset_resources(preset, shm),
@@ -292,7 +336,8 @@ def parse_run(body: Any, config: ServerConfig, *, needs_command: bool = True) ->
             resources["nvidia_gpu_model"] = model
     job = _job_fields(body, config)
     spec = {
-        **_container_fields(container, "container.", needs_command=needs_command),
+        **_container_fields(container, "container.", needs_command=needs_command,
+                           cluster=config.cluster_name),
         **job["fields"],
         "preset_name": _str(body, "preset_name", max_len=256),
         "resources": resources,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+from typing import TYPE_CHECKING
 
 import click
 
 from ..completion.types import PRESET
 from ..deps import Deps
 from ..errors import CLIError, ExitCode
-from ..parse import parse_env, parse_life_span
+from ..parse import parse_env, parse_life_span, parse_secret_volume
 from ._attach import attach_loop, interruptible
 from ._jobs_common import (
     Progress,
@@ -25,6 +26,10 @@ from ._jobs_common import (
 )
 from ._options import detach_keys_option, keys_text, port_forward_option, tty_option
 from .port_forward import forwarding
+
+if TYPE_CHECKING:
+    from neuro_sdk import Client
+    from yarl import URL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +55,7 @@ class Options:
     restart: str = "never"
     wait_for_seat: bool = False
     schedule_timeout: float | None = None
+    volumes: tuple[str, ...] = ()
 
 
 def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -75,6 +81,8 @@ def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) ->
               help="Environment variable (repeatable); VAR alone copies the local value.")
 @click.option("--env-file", "env_files", multiple=True, type=click.Path(dir_okay=False),
               help="File of VAR=VAL lines (repeatable); -e wins over it.")
+@click.option("-v", "--volume", "volumes", multiple=True, metavar="MOUNT",
+              help="Mount a secret as a file: secret:KEY:/path (repeatable).")
 @click.option("-w", "--workdir", help="Working directory of the command.")
 @click.option("--entrypoint", help="Override the image's entrypoint.")
 @click.option("--life-span", callback=_life_span, metavar="TIMEDELTA",
@@ -97,7 +105,8 @@ def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.pass_context
 def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | None,
             name: str | None, tags: tuple[str, ...], description: str | None,
-            env: tuple[str, ...], env_files: tuple[str, ...], workdir: str | None,
+            env: tuple[str, ...], env_files: tuple[str, ...], volumes: tuple[str, ...],
+            workdir: str | None,
             entrypoint: str | None, life_span: float | None, detach: bool, wait_start: bool,
             quiet: bool, restart: str, wait_for_seat: bool, schedule_timeout: float | None,
             privileged: bool, tty: bool | None, detach_keys: bytes,
@@ -121,8 +130,19 @@ def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | 
     opts = Options(image, cmd, preset, name, tags, description, env, env_files, workdir,
                    entrypoint, life_span, detach or not wait_start, wait_start, quiet, tty,
                    detach_keys, port_forwards, privileged, restart, wait_for_seat,
-                   schedule_timeout)
+                   schedule_timeout, volumes)
     run_async(ctx, lambda deps: run(opts, deps))
+
+
+def _secret_uri(client: "Client", key: str) -> "URL":
+    """``secret:KEY`` in full, as the platform names it: secret://CLUSTER/ORG/PROJECT/KEY."""
+    from yarl import URL
+
+    if key.startswith("//"):
+        return URL("secret:" + key)
+    parts = [p for p in (client.org_name, client.project_name) if p]
+    return URL.build(scheme="secret", host=client.cluster_name or "",
+                     path="/" + "/".join([*parts, key]))
 
 
 def _user_defaults(preset: str | None, life_span: float | None) -> tuple[str | None, float | None]:
@@ -150,9 +170,13 @@ def _command_string(cmd: tuple[str, ...]) -> str | None:
 
 
 async def run(opts: Options, deps: Deps) -> int:
-    from neuro_sdk import JobRestartPolicy, RemoteImage
+    from neuro_sdk import JobRestartPolicy, RemoteImage, SecretFile
 
     env = parse_env(opts.env, opts.env_files, dict(os.environ))
+    secret_keys = {k: v[len("secret:"):] for k, v in env.items() if v.startswith("secret:")}
+    for k in secret_keys:
+        del env[k]
+    secret_paths = [parse_secret_volume(v) for v in opts.volumes]
     io = deps.io
     tty = opts.tty
     if tty is None:
@@ -187,6 +211,8 @@ async def run(opts: Options, deps: Deps) -> int:
             privileged=opts.privileged,
             restart_policy=JobRestartPolicy(opts.restart),
             wait_for_jobs_quota=opts.wait_for_seat,
+            secret_env={k: _secret_uri(client, key) for k, key in secret_keys.items()} or None,
+            secret_files=[SecretFile(_secret_uri(client, key), path) for key, path in secret_paths],
             schedule_timeout=opts.schedule_timeout,
         )
         if opts.quiet:

@@ -64,6 +64,14 @@ def status_rows(job: "JobDescription", now: datetime, tty: bool) -> list[tuple[s
         rows.append(("TTY", "yes"))
     if c.env:
         rows.append(("Environment", "\n".join(f"{k}={v}" for k, v in sorted(c.env.items()))))
+    secret_env = getattr(c, "secret_env", None)
+    if secret_env:
+        rows.append(("Secret environment",
+                     "\n".join(f"{k}={v}" for k, v in sorted(secret_env.items()))))
+    secret_files = getattr(c, "secret_files", None)
+    if secret_files:
+        rows.append(("Secret files", "\n".join(f"{f.container_path} <- {f.secret_uri}"
+                                                for f in secret_files)))
     rows.append(("Created", when(h.created_at, now, tty) if tty else iso(h.created_at)))
     if h.started_at and not (job.status.is_finished and h.started_at == h.finished_at and h.exit_code is None):
         rows.append(("Started", when(h.started_at, now, tty)))

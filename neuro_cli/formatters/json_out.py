@@ -39,6 +39,8 @@ JOB_FIELDS: dict[str, tuple[str, str]] = {
     "command": ("string?", "command"),
     "working_dir": ("string?", "working directory"),
     "env": ("object", "environment variables"),
+    "secret_env": ("object", "environment variables from secrets: VAR -> secret URI (no values)"),
+    "secret_files": ("array", "secret files: objects with path and uri (no values)"),
     "tty": ("boolean", "the job has a terminal"),
     "preset": ("string?", "resource preset"),
     "resources": ("object", "cpu (cores), memory (bytes), nvidia_gpu (count), shm (boolean)"),
@@ -125,6 +127,9 @@ def job_dict(job: "JobDescription", *, transitions: bool = False) -> dict[str, A
         "command": c.command,
         "working_dir": c.working_dir,
         "env": dict(c.env),
+        "secret_env": {k: str(v) for k, v in (c.secret_env or {}).items()},
+        "secret_files": [{"path": f.container_path, "uri": str(f.secret_uri)}
+                         for f in c.secret_files],
         "tty": bool(c.tty),
         "preset": job.preset_name,
         "resources": {"cpu": r.cpu, "memory": int(r.memory_mb) * 1024 * 1024,

@@ -32,6 +32,14 @@ async def create_job(request: web.Request) -> web.Response:
         new = parse(body, st.config, needs_command=needs_command)
     except ValidationError as e:
         fail(web.HTTPBadRequest, str(e))
+    missing = sorted({*new.spec["secret_env"].values(), *(f["key"] for f in new.spec["secret_files"])}
+                     - set(st.store.secret_keys(caller(request))))
+    if missing:
+        fail(web.HTTPBadRequest, f"no secret {missing[0]!r}: add it with "
+                                 f"`neuro secret add {missing[0]} VALUE`")
+    if new.spec["secret_files"] and not st.runtime.info().image_used:
+        fail(web.HTTPBadRequest, "secret files need the docker runtime: the process runtime "
+                                 "cannot place files in a job's filesystem; use -e VAR=secret:KEY")
     if new.spec.get("privileged") and not st.runtime.info().image_used:
         fail(web.HTTPBadRequest, "privileged jobs need the docker runtime: the process runtime "
                                  "runs jobs as the server's user on the host")

@@ -34,6 +34,8 @@ class JobSpec:
     shm: bool = False
     gpus: int = 0
     privileged: bool = False  # only where the server allows it, on a runtime with containers
+    # (path in the job's filesystem, content): secret files, read-only (runtimes with images)
+    files: Sequence[tuple[str, bytes]] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -334,6 +334,7 @@ class DockerRuntime:
                     await asyncio.shield(old.done)
                 self._pumps.pop(job_id, None)
             d.mkdir(parents=True, exist_ok=True)
+            d.chmod(0o700)  # spec.json and the secret files are the job owner's business
             for name in (EXIT, LOST, STARTED, STOP, SIGKILLED):  # an earlier run's
                 (d / name).unlink(missing_ok=True)
             record = _spec_record(spec)
@@ -342,7 +343,7 @@ class DockerRuntime:
             await self._ensure_image(job_id, spec.image)
             self._set_phase(job_id, "ContainerCreating", "Creating the job's container")
             await self._remove_old_container(job_id)
-            config = self._container_config(spec)
+            config = self._container_config(spec, self._secret_files(d, spec))
             docker = await self.client()
             try:
                 container = await docker.containers.create(config, name=self.container_name(job_id))
@@ -498,12 +499,31 @@ class DockerRuntime:
         with contextlib.suppress(DockerError):
             await docker.containers.container(container_id).delete(force=1, v=1)
 
-    def _container_config(self, spec: JobSpec) -> dict[str, Any]:
+    @staticmethod
+    def _secret_files(d: Path, spec: JobSpec) -> list[str]:
+        """Write the job's secret files (owner-only) under its directory; their read-only
+        bind mounts."""
+        binds = []
+        folder = d / "secrets"
+        if spec.files:
+            folder.mkdir(mode=0o700, exist_ok=True)
+        for i, (path, content) in enumerate(spec.files):
+            host = folder / str(i)
+            host.unlink(missing_ok=True)
+            fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+            binds.append(f"{host}:{path}:ro")
+        return binds
+
+    def _container_config(self, spec: JobSpec, binds: list[str] | None = None) -> dict[str, Any]:
         host: dict[str, Any] = {
             "Init": self.init,
             "Privileged": bool(spec.privileged),
             "ShmSize": _shm_size(spec),
         }
+        if binds:
+            host["Binds"] = binds
         if spec.memory > 0:
             host["Memory"] = int(spec.memory)
             host["MemorySwap"] = int(spec.memory)  # no swap beyond the limit

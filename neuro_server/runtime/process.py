@@ -123,6 +123,7 @@ class ProcessRuntime:
         if self.inspect(spec.job_id).state is State.RUNNING:
             raise RuntimeError_(f"job {spec.job_id} is already running")
         d.mkdir(parents=True, exist_ok=True)
+        d.chmod(0o700)  # spec.json holds the environment, secret variables included
         for name in (SUPERVISOR, STARTED, STOP, EXIT, control.CONTROL):  # an earlier run's
             (d / name).unlink(missing_ok=True)
         write_json(

@@ -157,3 +157,25 @@ def test_official_client_interactive_commands(neuro: Neuro, apolo, tmp_path: Pat
     r = apolo("attach", talker, timeout=60)
     assert "from-attached-job" in r.stdout, (r.stdout, r.stderr)
     neuro.ok("kill", job)
+
+
+@pytest.mark.timeout(300)
+def test_official_client_secrets(neuro: Neuro, apolo) -> None:  # type: ignore[no-untyped-def]
+    neuro.ok("server", "start")
+    url = json.loads((neuro.server_dir / "server.json").read_text())["url"]
+    r = apolo("config", "login-with-token", neuro.ok("config", "show-token").strip(), url)
+    assert r.returncode == 0, r.stderr
+    r = apolo("secret", "add", "from-apolo", "apolo-value-1")
+    assert r.returncode == 0, r.stderr
+    assert "from-apolo" in neuro.ok("secret", "ls")
+    neuro.ok("secret", "add", "from-neuro", "neuro-value-2")
+    r = apolo("secret", "ls")
+    assert r.returncode == 0 and "from-neuro" in r.stdout and "neuro-value-2" not in r.stdout
+    # their run with -e VAR=secret:KEY (a full secret:// URI on the wire) gets the value
+    r = apolo("run", "--preset", "cpu-small", "-e", "V=secret:from-apolo", neuro.image, "--",
+              "sh", "-c", "echo got=$V")
+    assert r.returncode == 0, r.stderr
+    assert "got=apolo-value-1" in r.stdout
+    r = apolo("secret", "rm", "from-apolo")
+    assert r.returncode == 0, r.stderr
+    assert "from-apolo" not in neuro.ok("secret", "ls")
