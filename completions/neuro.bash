@@ -40,7 +40,7 @@ _neuro_spec() {
         args="jobs -*"
         ;;
     "job")
-        cmds="attach bump-life-span exec kill logs ls port-forward run send-signal status top"
+        cmds="attach bump-life-span exec generate-run-command kill logs ls port-forward run send-signal status top"
         opts="--help -h"
         ;;
     "job attach")
@@ -56,6 +56,10 @@ _neuro_spec() {
         opts="--detach-keys --help --no-tty --tty -T -h -t"
         vopts="--detach-keys"
         args="jobs -*"
+        ;;
+    "job generate-run-command")
+        opts="--help -h"
+        args="jobs"
         ;;
     "job kill")
         opts="--help --signal -h -s"

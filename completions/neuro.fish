@@ -74,6 +74,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             set -g __neuro_cmds 'attach'\t'Attach to a running job' \
             'bump-life-span'\t'Extend the life span of a job' \
             'exec'\t'Run a command in a running job' \
+            'generate-run-command'\t'Print the run command of a job' \
             'kill'\t'Kill jobs' \
             'logs'\t'Print the output of a job' \
             'ls'\t'List jobs' \
@@ -105,6 +106,10 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--help'\t'Show this message and exit'
             set -g __neuro_vopts '--detach-keys'
             set -g __neuro_args 'jobs' '-*'
+        case 'job generate-run-command'
+            set -g __neuro_opts '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+            set -g __neuro_args 'jobs'
         case 'job kill'
             set -g __neuro_opts '-s'\t'Send this signal instead of stopping the job (e.g' \
             '--signal'\t'Send this signal instead of stopping the job (e.g' \

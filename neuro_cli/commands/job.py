@@ -18,6 +18,7 @@ group = LazyGroup(
         "port-forward": "neuro_cli.commands.port_forward:command",
         "top": "neuro_cli.commands.top:command",
         "send-signal": "neuro_cli.commands.send_signal:command",
+        "generate-run-command": "neuro_cli.commands.generate_run_command:command",
     },
     short={
         "run": "Run a job",
@@ -31,6 +32,7 @@ group = LazyGroup(
         "port-forward": "Forward local ports to a job",
         "top": "Show live CPU, memory and GPU use of jobs",
         "send-signal": "Send a signal to a job",
+        "generate-run-command": "Print the run command of a job",
     },
     short_help="Manage jobs",
     help=(

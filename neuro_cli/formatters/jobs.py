@@ -133,3 +133,48 @@ def status_renderable(job: "JobDescription", now: datetime) -> Any:
     for row in trans:
         t.add_row(*row)
     return Group(grid, t)
+
+
+def run_command(job: "JobDescription") -> str:
+    """The `neuro run` line that recreates ``job`` (pure; words quoted for a POSIX shell)."""
+    import shlex
+
+    from .common import duration as _duration
+
+    c = job.container
+    words = ["neuro", "run"]
+    if job.preset_name:
+        words += ["--preset", job.preset_name]
+    if job.name:
+        words += ["-n", job.name]
+    for tag in job.tags:
+        words += ["--tag", tag]
+    if job.description:
+        words += ["-d", job.description]
+    for k, v in sorted(c.env.items()):
+        words += ["-e", f"{k}={v}"]
+    for k, uri in sorted((getattr(c, "secret_env", None) or {}).items()):
+        words += ["-e", f"{k}={uri}"]
+    for f in getattr(c, "secret_files", None) or ():
+        words += ["-v", f"{f.secret_uri}:{f.container_path}"]
+    if c.working_dir:
+        words += ["-w", c.working_dir]
+    if c.entrypoint:
+        words += ["--entrypoint", c.entrypoint]
+    if job.life_span:
+        words += ["--life-span", _duration(job.life_span)]
+    policy = str(getattr(job.restart_policy, "value", job.restart_policy))
+    if policy != "never":
+        words += ["--restart", policy]
+    if job.schedule_timeout:
+        words += ["--schedule-timeout", _duration(job.schedule_timeout)]
+    if job.privileged:
+        words.append("--privileged")
+    if c.tty:
+        words.append("-t")
+    words.append(str(c.image))
+    line = " ".join(shlex.quote(w) for w in words)
+    if c.command:
+        # the command is kept as the server has it: one string, already shell-quoted words
+        line += " -- " + c.command
+    return line

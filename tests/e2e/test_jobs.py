@@ -143,3 +143,24 @@ def test_restart_policies(neuro: Neuro) -> None:
     time.sleep(4.5)  # proving an absence: past when the next restart (backoff <= 4 s) was due
     again = neuro.ok("status", job)
     assert "Status: cancelled" in again and f"Restarts: {restarts.group(1)}" in again
+
+
+def test_generate_run_command_recreates_the_job(neuro: Neuro) -> None:
+    import json
+    import shlex
+
+    neuro.ok("secret", "add", "tok", "v")
+    first = _detach(neuro, "-n", "orig", "--tag", "a", "--tag", "b:c", "-d", "it's quoted", "-e", "X=1 2",
+                    "-e", "S=secret:tok", "-w", "/tmp", "--life-span", "1h30m", "--restart",
+                    "on-failure", neuro.image, "--", "sh", "-c", "echo \"$X\" 'q'")
+    line = neuro.ok("job", "generate-run-command", "orig").strip()
+    assert line.startswith("neuro run ")
+    neuro.wait_status(first, {"succeeded"})
+    argv = shlex.split(line)[2:]
+    second = _detach(neuro, *argv)
+    neuro.wait_status(second, {"succeeded"})
+    assert neuro.ok("logs", second) == neuro.ok("logs", first) == "1 2 q\n"
+    a, b = (json.loads(neuro.ok("status", "--json", j)) for j in (first, second))
+    for key in ("image", "command", "entrypoint", "env", "secret_env", "working_dir", "preset",
+                "tags", "description", "life_span", "restart_policy", "name", "tty"):
+        assert a[key] == b[key], key
