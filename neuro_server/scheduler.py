@@ -221,6 +221,7 @@ class Scheduler:
         free = self.free()
         clock = asyncio.get_running_loop().time()
         t = now()
+        taken = self._taken_devices()  # GPUs of running and starting jobs
         seats: dict[str, int] = {}  # owner -> running or starting jobs
         if self.config.max_running_jobs:
             for owner in {j.owner for j in self.store.jobs_with_status(("pending",))}:
@@ -251,6 +252,10 @@ class Scheduler:
             if n >= 1:
                 self._restart_at.pop(job.id, None)
                 seats[job.owner] = seats.get(job.owner, 0) + 1
+                wanted = int(res.get("nvidia_gpu", 0))
+                devices = tuple(i for i in range(self.config.nvidia_gpu) if i not in taken)[:wanted]
+                taken.update(devices)
+                self.store.set_devices(job.id, devices)
                 self._starting.add(job.id)
                 for k in ("cpu", "memory"):
                     free[k] -= res[k]
@@ -271,16 +276,18 @@ class Scheduler:
     async def _start_job(self, job: JobRecord) -> None:
         try:
             self._set(job.id, "pending", "ContainerCreating", "Starting the job's process")
+            job = self.store.get_job(job.id) or job  # with the devices assigned to it
             spec = job.spec
             try:
                 env, files = self._secrets(job)
+                env = self._device_env(job, env)
                 info = await self.runtime.start(JobSpec(
                     job_id=job.id, argv=spec["argv"], env=env,
                     working_dir=spec["working_dir"], cpu=spec["resources"]["cpu"],
                     memory=spec["resources"]["memory"], tty=spec["tty"], image=spec["image"],
                     owner=job.owner, entrypoint=spec.get("entrypoint"),
                     command=spec.get("command"), shm=bool(spec["resources"].get("shm")),
-                    gpus=int(spec["resources"].get("nvidia_gpu", 0)),
+                    gpus=int(spec["resources"].get("nvidia_gpu", 0)), gpu_ids=job.devices,
                     privileged=bool(spec.get("privileged")),
                     files=files,
                 ))
@@ -301,6 +308,25 @@ class Scheduler:
         finally:
             self._starting.discard(job.id)
             self._wake.set()
+
+    def _taken_devices(self) -> set[int]:
+        taken: set[int] = set()
+        for job in self.store.jobs_with_status(("running",)):
+            taken.update(job.devices)
+        for job_id in self._starting:
+            if (job := self.store.get_job(job_id)) is not None:
+                taken.update(job.devices)
+        return taken
+
+    def _device_env(self, job: JobRecord, env: dict[str, str]) -> dict[str, str]:
+        """On a machine with GPUs, a process-runtime job sees only its own (none for a CPU
+        job): CUDA numbers them in PCI order, as NVML does.  Containers get theirs as device
+        requests instead."""
+        if self.config.nvidia_gpu and not self.runtime.info().image_used:
+            ids = ",".join(map(str, job.devices))
+            env = {**env, "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": ids,
+                   "NVIDIA_VISIBLE_DEVICES": ids or "void"}
+        return env
 
     def _secrets(self, job: JobRecord) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
         """The job's environment with its secret variables, and its secret files, looked up

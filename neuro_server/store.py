@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     life_span REAL,
     kill_reason TEXT,
     limits TEXT NOT NULL DEFAULT '',
-    spec TEXT NOT NULL
+    spec TEXT NOT NULL,
+    devices TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_owner_created ON jobs(owner, created_at);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
@@ -114,6 +115,7 @@ class JobRecord:
     limits: str
     spec: dict[str, Any]  # the validated request: image, command, env, preset, resources...
     tags: tuple[str, ...]
+    devices: tuple[int, ...] = ()  # the GPUs assigned to it (NVML indices)
 
     @property
     def is_finished(self) -> bool:
@@ -136,6 +138,9 @@ class Store:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        if "devices" not in columns:  # a database from before GPU assignment
+            self._db.execute("ALTER TABLE jobs ADD COLUMN devices TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self._db.close()
@@ -291,6 +296,11 @@ class Store:
             "UPDATE jobs SET kill_reason=? WHERE id=? AND kill_reason IS NULL", (reason, job_id)
         )
 
+    def set_devices(self, job_id: str, devices: tuple[int, ...]) -> None:
+        with self._tx():
+            self._db.execute("UPDATE jobs SET devices=? WHERE id=?",
+                             (",".join(map(str, devices)), job_id))
+
     def count_restart(self, job_id: str) -> int:
         """One more restart of the job; returns the new count."""
         with self._tx():
@@ -334,6 +344,7 @@ class Store:
             started_at=parse_ts(row["started_at"]), finished_at=parse_ts(row["finished_at"]),
             restarts=row["restarts"], life_span=row["life_span"], kill_reason=row["kill_reason"],
             limits=row["limits"], spec=json.loads(row["spec"]), tags=tags,
+            devices=tuple(int(d) for d in row["devices"].split(",") if d),
         )
 
     def jobs_with_status(self, statuses: Sequence[str]) -> list[JobRecord]:

@@ -33,6 +33,7 @@ class JobSpec:
     command: str | None = None
     shm: bool = False
     gpus: int = 0
+    gpu_ids: tuple[int, ...] = ()  # which GPUs (NVML indices), assigned by the scheduler
     privileged: bool = False  # only where the server allows it, on a runtime with containers
     # (path in the job's filesystem, content): secret files, read-only (runtimes with images)
     files: Sequence[tuple[str, bytes]] = ()

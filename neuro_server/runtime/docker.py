@@ -532,6 +532,9 @@ class DockerRuntime:
         gpus = int(getattr(spec, "gpus", 0) or 0)
         if gpus > 0:
             request: dict[str, Any] = {"Driver": "", "Count": gpus, "Capabilities": [["gpu"]]}
+            if spec.gpu_ids:  # the devices the scheduler assigned, not any N
+                request = {"Driver": "", "DeviceIDs": [str(i) for i in spec.gpu_ids],
+                           "Capabilities": [["gpu"]]}
             ids = getattr(spec, "gpu_ids", None)
             if ids:
                 request.update(Count=0, DeviceIDs=[str(i) for i in ids])

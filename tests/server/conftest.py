@@ -31,10 +31,17 @@ class Api:
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
+def machine_gpus() -> int:
+    """GPUs the test server believes the machine has (tests override it: the scheduler's
+    assignment does not need real ones)."""
+    return 0
+
+
+@pytest.fixture
+async def api(tmp_path: Path, machine_gpus: int) -> AsyncIterator[Api]:
     data = tmp_path / "server"
     config = load_config(
-        data, cpu=8.0, memory=16 << 30, nvidia_gpu=0, kill_grace_seconds=2.0,
+        data, cpu=8.0, memory=16 << 30, nvidia_gpu=machine_gpus, kill_grace_seconds=2.0,
         presets=(Preset("cpu-small", 0.5, 256 << 20), Preset("cpu-large", 4.0, 8 << 30),
                  Preset("gpu-small", 1.0, 1 << 30, nvidia_gpu=1, nvidia_gpu_model="nvidia-gpu")),
         max_body_bytes=64 * 1024,
