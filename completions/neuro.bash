@@ -8,7 +8,7 @@ _neuro_spec() {
     cmds="" opts="" vopts="" args=""
     case "$1" in
     "")
-        cmds="attach capacity completion config exec job kill login logout logs port-forward ps run secret server status top"
+        cmds="attach capacity completion config exec job kill login logout logs port-forward ps run secret server share status top"
         opts="--color --help --show-traceback --verbose --version -h -v"
         vopts="--color"
         ;;
@@ -155,6 +155,10 @@ _neuro_spec() {
         ;;
     "server stop")
         opts="--help -h"
+        ;;
+    "share")
+        opts="--help --revoke -h"
+        args="jobs - =read,write,manage"
         ;;
     "status")
         opts="--help --json -h"

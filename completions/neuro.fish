@@ -23,6 +23,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             'run'\t'Run a job' \
             'secret'\t'Manage secrets' \
             'server'\t'Manage the embedded local server' \
+            'share'\t'Share a job with another user' \
             'status'\t'Show the status of a job' \
             'top'\t'Show live CPU, memory and GPU use of jobs'
             set -g __neuro_opts '--version'\t'Show the version and exit' \
@@ -332,6 +333,11 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
         case 'server stop'
             set -g __neuro_opts '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
+        case 'share'
+            set -g __neuro_opts '--revoke'\t'Take the access back instead' \
+            '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+            set -g __neuro_args 'jobs' '-' '=read,write,manage'
         case 'status'
             set -g __neuro_opts '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
             '-h'\t'Show this message and exit' \

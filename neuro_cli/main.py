@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "top": "neuro_cli.commands.top:command",
     "completion": "neuro_cli.commands.completion:command",
     "secret": "neuro_cli.commands.secret:group",
+    "share": "neuro_cli.commands.share:command",
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -50,6 +51,7 @@ SHORT_HELP: dict[str, str] = {
     "top": "Show live CPU, memory and GPU use of jobs",
     "completion": "Print a shell completion script",
     "secret": "Manage secrets",
+    "share": "Share a job with another user",
 }
 
 

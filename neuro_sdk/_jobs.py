@@ -521,6 +521,20 @@ class Jobs:
             self._etags[id] = (job, etag)
         return job
 
+    async def share(self, id: str, user: str, action: str = "read") -> None:
+        """Extension: let ``user`` read, write or manage the job
+        (``POST {API}/users/{user}/permissions``)."""
+        body = [{"uri": f"job:{id}", "action": action}]
+        async with self._client._request("POST", self._client.url / "users" / user / "permissions",
+                                         json=body):
+            pass
+
+    async def unshare(self, id: str, user: str) -> None:
+        """Extension: take back what :meth:`share` gave ``user``."""
+        url = self._client.url / "users" / user / "permissions"
+        async with self._client._request("DELETE", url, params={"uri": f"job:{id}"}):
+            pass
+
     async def tags(self) -> builtins.list[str]:
         """All tags the user has put on jobs: ``GET /tags``."""
         body = await self._client._fetch_json("GET", self._client.url / "tags")

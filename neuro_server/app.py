@@ -11,7 +11,7 @@ from aiohttp import web
 
 from .auth import AuthError, Authenticator, load_secret
 from .config import ServerConfig
-from .handlers import interactive, jobs, monitoring, secrets
+from .handlers import interactive, jobs, monitoring, secrets, shares
 from .handlers.common import STATE, USER, error_response
 from .runtime.base import Runtime
 from .scheduler import Scheduler
@@ -114,6 +114,8 @@ def make_app(config: ServerConfig, store: Store, runtime: Runtime,
     r.add_get("/api/v1/ping", ping)
     r.add_get("/api/v1/config", get_config)
     r.add_get("/api/v1/tags", jobs.tags)
+    r.add_post("/api/v1/users/{user}/permissions", shares.grant)
+    r.add_delete("/api/v1/users/{user}/permissions", shares.revoke)
     r.add_get("/api/v1/secrets", secrets.list_secrets)
     r.add_post("/api/v1/secrets", secrets.add_secret)
     r.add_get("/api/v1/secrets/{key}", secrets.get_secret)
@@ -123,6 +125,7 @@ def make_app(config: ServerConfig, store: Store, runtime: Runtime,
     r.add_post("/api/v1/jobs", jobs.create_job)
     r.add_get("/api/v1/jobs", jobs.list_jobs)
     r.add_get("/api/v1/jobs/{job_id}", jobs.get_job_status)
+    r.add_get("/api/v1/jobs/{job_id}/shares", shares.list_shares)
     r.add_delete("/api/v1/jobs/{job_id}", jobs.kill_job)
     r.add_put("/api/v1/jobs/{job_id}/max_run_time_minutes", jobs.bump_life_span)
     r.add_get("/api/v1/jobs/{job_id}/log_ws", monitoring.log_ws)

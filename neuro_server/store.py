@@ -22,6 +22,12 @@ CREATE TABLE IF NOT EXISTS secrets (
     created_at TEXT NOT NULL,
     PRIMARY KEY (owner, key)
 );
+CREATE TABLE IF NOT EXISTS shares (
+    job_id TEXT NOT NULL REFERENCES jobs(id),
+    user TEXT NOT NULL,
+    action TEXT NOT NULL,
+    PRIMARY KEY (job_id, user)
+);
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
     created_at TEXT NOT NULL
@@ -296,6 +302,30 @@ class Store:
             "UPDATE jobs SET kill_reason=? WHERE id=? AND kill_reason IS NULL", (reason, job_id)
         )
 
+    # -- sharing: another user's access to a job (read < write < manage) ------------------
+    def share(self, job_id: str, user: str, action: str) -> None:
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO shares(job_id, user, action) VALUES (?, ?, ?) "
+                "ON CONFLICT(job_id, user) DO UPDATE SET action=excluded.action",
+                (job_id, user, action),
+            )
+
+    def unshare(self, job_id: str, user: str) -> bool:
+        with self._tx():
+            cur = self._db.execute("DELETE FROM shares WHERE job_id=? AND user=?", (job_id, user))
+        return cur.rowcount == 1
+
+    def share_action(self, job_id: str, user: str) -> str | None:
+        row = self._db.execute(
+            "SELECT action FROM shares WHERE job_id=? AND user=?", (job_id, user)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def shares(self, job_id: str) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self._db.execute(
+            "SELECT user, action FROM shares WHERE job_id=? ORDER BY user", (job_id,))]
+
     def set_devices(self, job_id: str, devices: tuple[int, ...]) -> None:
         with self._tx():
             self._db.execute("UPDATE jobs SET devices=? WHERE id=?",
@@ -358,6 +388,7 @@ class Store:
         self,
         *,
         owners: Sequence[str],
+        viewer: str | None = None,
         statuses: Sequence[str] = (),
         name: str | None = None,
         tags: Sequence[str] = (),
@@ -369,8 +400,17 @@ class Store:
     ) -> Iterator[JobRecord]:
         """Yield matching jobs in creation order, fetched in batches (keyset pagination) so
         that a huge list streams without holding a cursor across awaits."""
-        where = [f"owner IN ({','.join('?' * len(owners))})"]
-        args: list[Any] = list(owners)
+        where: list[str] = []
+        args: list[Any] = []
+        if owners:
+            where.append(f"owner IN ({','.join('?' * len(owners))})")
+            args += list(owners)
+        if viewer is not None:  # only what the viewer may see: theirs, and jobs shared with them
+            where.append("(owner=? OR EXISTS (SELECT 1 FROM shares s WHERE s.job_id=jobs.id "
+                         "AND s.user=?))")
+            args += [viewer, viewer]
+        if not where:
+            where.append("1=1")
         if statuses:
             where.append(f"status IN ({','.join('?' * len(statuses))})")
             args += list(statuses)

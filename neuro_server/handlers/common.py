@@ -38,8 +38,14 @@ def app_state(request: web.Request) -> Any:
     return request.app[STATE]
 
 
-def get_job(request: web.Request, job_id: str | None = None) -> JobRecord:
-    """The job named in the URL, if the caller may see it (404 / 403 otherwise)."""
+LEVELS = {"read": 1, "write": 2, "manage": 3}
+
+
+def get_job(request: web.Request, job_id: str | None = None, need: str = "read") -> JobRecord:
+    """The job named in the URL, if the caller may ``need`` it (404 / 403 otherwise): its
+    owner may do anything; a user it is shared with, up to the level shared (read: see it,
+    its logs and telemetry; write: also attach, exec, forward ports, signal, kill; manage:
+    also share it further)."""
     state = app_state(request)
     job_id = job_id or request.match_info["job_id"]
     if len(job_id) > 256:
@@ -47,8 +53,12 @@ def get_job(request: web.Request, job_id: str | None = None) -> JobRecord:
     job = state.store.get_job(job_id)
     if job is None:
         fail(web.HTTPNotFound, f"no such job: {job_id}")
-    if job.owner != caller(request):
-        fail(web.HTTPForbidden, f"no permission to access job {job_id}")
+    me = caller(request)
+    if job.owner != me:
+        action = state.store.share_action(job.id, me)
+        if action is None or LEVELS[action] < LEVELS[need]:
+            what = "access" if action is None else f"{need} (shared with you: {action})"
+            fail(web.HTTPForbidden, f"no permission to {what} job {job_id}")
     return job
 
 

@@ -52,7 +52,7 @@ class _Skip:
 
 
 def _running_job(request: web.Request) -> JobRecord:
-    job = get_job(request)
+    job = get_job(request, need="write")
     if job.status != "running":
         fail(web.HTTPNotFound, f"job {job.id} is not running (it is {job.status})")
     return job
@@ -535,7 +535,7 @@ def parse_signal(value: str | None) -> int:
 
 
 async def send_signal(request: web.Request) -> web.Response:
-    job = get_job(request)
+    job = get_job(request, need="write")
     signum = parse_signal(request.query.get("signal"))
     if job.status != "running":
         fail(web.HTTPBadRequest, f"job {job.id} is not running (it is {job.status}): no signal sent")

@@ -60,9 +60,7 @@ async def list_jobs(request: web.Request) -> web.StreamResponse:
         if s not in STATUSES:
             fail(web.HTTPBadRequest, f"invalid status {s!r}: one of {', '.join(STATUSES)}")
     me = caller(request)
-    owners = [o for o in q.getall("owner", []) if o]
-    # a user sees only their own jobs (sharing comes later): other owners match nothing
-    owners = [me] if not owners or me in owners else []
+    owners = [o for o in q.getall("owner", []) if o]  # none: any owner, of what ``me`` may see
     limit = q.get("limit")
     lim: int | None = None
     if limit:
@@ -75,14 +73,13 @@ async def list_jobs(request: web.Request) -> web.StreamResponse:
     clusters = [c for c in q.getall("cluster_name", []) if c]
     orgs = {o for o in q.getall("org_name", []) if o and o != "NO_ORG"}
     projects = {p for p in q.getall("project_name", []) if p}
-    if clusters and st.config.cluster_name not in clusters:
-        owners = []
+    other_cluster = bool(clusters) and st.config.cluster_name not in clusters
     jobs = st.store.list_jobs(
-        owners=owners, statuses=statuses, name=q.get("name") or None, tags=q.getall("tag", []),
+        owners=owners, viewer=me, statuses=statuses, name=q.get("name") or None, tags=q.getall("tag", []),
         since=parse_time(q.get("since"), "since"), until=parse_time(q.get("until"), "until"),
         reverse=parse_bool(q.get("reverse"), "reverse"),
         limit=None if (orgs or projects) else lim,
-    ) if owners else iter(())
+    ) if not other_cluster else iter(())
 
     def wanted(job: JobRecord) -> bool:
         return (not orgs or job.spec["org_name"] in orgs) and (
@@ -164,14 +161,14 @@ async def get_job_status(request: web.Request) -> web.Response:
 
 
 async def kill_job(request: web.Request) -> web.Response:
-    job = get_job(request)
+    job = get_job(request, need="write")
     await app_state(request).scheduler.kill(job)
     return web.Response(status=204)
 
 
 async def bump_life_span(request: web.Request) -> web.Response:
     st = app_state(request)
-    job = get_job(request)
+    job = get_job(request, need="write")
     body = await read_json(request)
     if not isinstance(body, dict):
         fail(web.HTTPBadRequest, "the request body must be a JSON object")

@@ -1,0 +1,43 @@
+"""neuro share: let another user see, use or manage one of your jobs."""
+
+from __future__ import annotations
+
+import click
+
+from ..completion.types import JOB
+from ..deps import Deps
+from ._jobs_common import resolve_job, run_async
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               short_help="Share a job with another user")
+@click.argument("job", type=JOB)
+@click.argument("user")
+@click.argument("action", type=click.Choice(["read", "write", "manage"]), default="read")
+@click.option("--revoke", is_flag=True, help="Take the access back instead.")
+@click.pass_context
+def command(ctx: click.Context, job: str, user: str, action: str, revoke: bool) -> None:
+    """Share JOB with USER: read (see it, its logs and telemetry; `neuro ps -o OWNER` lists
+    it), write (also attach, exec, port-forward, signal and kill it), or manage (also share it).
+
+    JOB is a job id, job:ID, or the name of your most recent job with that name.
+
+    \b
+    Examples:
+      neuro share train bob
+      neuro share job-0123abcd-... alice write
+      neuro share --revoke train bob
+    """
+    run_async(ctx, lambda deps: run(job, user, action, revoke, deps))
+
+
+async def run(ref: str, user: str, action: str, revoke: bool, deps: Deps) -> int:
+    async with deps.client() as client:
+        job_id = await resolve_job(client, ref)
+        if revoke:
+            await client.jobs.unshare(job_id, user)
+            deps.io.err(f"Job {job_id} is no longer shared with {user}")
+        else:
+            await client.jobs.share(job_id, user, action)
+            deps.io.err(f"Shared job {job_id} with {user} ({action})")
+    return 0
