@@ -40,12 +40,16 @@ _neuro_spec() {
         args="jobs -*"
         ;;
     "job")
-        cmds="attach bump-life-span exec generate-run-command kill logs ls port-forward run send-signal status top"
+        cmds="attach browse bump-life-span exec generate-run-command kill logs ls port-forward run send-signal status top"
         opts="--help -h"
         ;;
     "job attach")
         opts="--detach-keys --help --port-forward -h"
         vopts="--detach-keys --port-forward"
+        args="jobs"
+        ;;
+    "job browse")
+        opts="--help --no-browser -h"
         args="jobs"
         ;;
     "job bump-life-span")
@@ -80,8 +84,8 @@ _neuro_spec() {
         args="jobs -*"
         ;;
     "job run")
-        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --life-span --name --no-tty --no-wait-start --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
-        vopts="--description --detach-keys --entrypoint --env --env-file --life-span --name --port-forward --preset --restart --schedule-timeout --tag --volume --workdir -d -e -n -s -v -w"
+        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --http-auth --http-port --life-span --name --no-http-auth --no-tty --no-wait-start --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
+        vopts="--description --detach-keys --entrypoint --env --env-file --http-port --life-span --name --port-forward --preset --restart --schedule-timeout --tag --volume --workdir -d -e -n -s -v -w"
         args="- -*"
         ;;
     "job send-signal")
@@ -124,8 +128,8 @@ _neuro_spec() {
         vopts="--format --name --owner --since --status --tag --until -n -o -s -t"
         ;;
     "run")
-        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --life-span --name --no-tty --no-wait-start --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
-        vopts="--description --detach-keys --entrypoint --env --env-file --life-span --name --port-forward --preset --restart --schedule-timeout --tag --volume --workdir -d -e -n -s -v -w"
+        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --http-auth --http-port --life-span --name --no-http-auth --no-tty --no-wait-start --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
+        vopts="--description --detach-keys --entrypoint --env --env-file --http-port --life-span --name --port-forward --preset --restart --schedule-timeout --tag --volume --workdir -d -e -n -s -v -w"
         args="- -*"
         ;;
     "secret")

@@ -73,6 +73,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             set -g __neuro_args 'jobs' '-*'
         case 'job'
             set -g __neuro_cmds 'attach'\t'Attach to a running job' \
+            'browse'\t'Open a job\'s HTTP URL in a browser' \
             'bump-life-span'\t'Extend the life span of a job' \
             'exec'\t'Run a command in a running job' \
             'generate-run-command'\t'Print the run command of a job' \
@@ -92,6 +93,11 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
             set -g __neuro_vopts '--detach-keys' '--port-forward'
+            set -g __neuro_args 'jobs'
+        case 'job browse'
+            set -g __neuro_opts '--no-browser'\t'Print the URLs instead of opening a browser' \
+            '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
             set -g __neuro_args 'jobs'
         case 'job bump-life-span'
             set -g __neuro_opts '-h'\t'Show this message and exit' \
@@ -177,6 +183,9 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--restart'\t'Restart the job when it exits (with a growing delay)' \
             '--wait-for-seat'\t'Over your quota of running jobs: wait in the queue instead of failing' \
             '--schedule-timeout'\t'Fail if the job has not started within this time, e.g' \
+            '--http-port'\t'Serve the job\'s HTTP port at its own URL (see `neuro job browse`)' \
+            '--http-auth'\t'Require your token (or a shared user\'s) for the HTTP URL' \
+            '--no-http-auth'\t'Require your token (or a shared user\'s) for the HTTP URL' \
             '--privileged'\t'Run the container privileged (where the server allows it)' \
             '-t'\t'Allocate a TTY' \
             '-T'\t'Allocate a TTY' \
@@ -186,7 +195,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--port-forward'\t'Forward a local port to the job\'s port while attached (repeatable)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
-            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-v' '--volume' '-w' '--workdir' '--entrypoint' '--life-span' '--restart' '--schedule-timeout' '--detach-keys' '--port-forward'
+            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-v' '--volume' '-w' '--workdir' '--entrypoint' '--life-span' '--restart' '--schedule-timeout' '--http-port' '--detach-keys' '--port-forward'
             set -g __neuro_args '-' '-*'
         case 'job send-signal'
             set -g __neuro_opts '-h'\t'Show this message and exit' \
@@ -289,6 +298,9 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--restart'\t'Restart the job when it exits (with a growing delay)' \
             '--wait-for-seat'\t'Over your quota of running jobs: wait in the queue instead of failing' \
             '--schedule-timeout'\t'Fail if the job has not started within this time, e.g' \
+            '--http-port'\t'Serve the job\'s HTTP port at its own URL (see `neuro job browse`)' \
+            '--http-auth'\t'Require your token (or a shared user\'s) for the HTTP URL' \
+            '--no-http-auth'\t'Require your token (or a shared user\'s) for the HTTP URL' \
             '--privileged'\t'Run the container privileged (where the server allows it)' \
             '-t'\t'Allocate a TTY' \
             '-T'\t'Allocate a TTY' \
@@ -298,7 +310,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--port-forward'\t'Forward a local port to the job\'s port while attached (repeatable)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
-            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-v' '--volume' '-w' '--workdir' '--entrypoint' '--life-span' '--restart' '--schedule-timeout' '--detach-keys' '--port-forward'
+            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-v' '--volume' '-w' '--workdir' '--entrypoint' '--life-span' '--restart' '--schedule-timeout' '--http-port' '--detach-keys' '--port-forward'
             set -g __neuro_args '-' '-*'
         case 'secret'
             set -g __neuro_cmds 'add'\t'Add a secret or replace its value' \

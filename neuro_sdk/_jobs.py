@@ -521,6 +521,15 @@ class Jobs:
             self._etags[id] = (job, etag)
         return job
 
+    async def browse_urls(self, id: str) -> tuple[URL, URL]:
+        """Extension: the job's HTTP URL and a one-time link that logs a browser in to it
+        (``POST /jobs/{id}/browse``)."""
+        body = await self._client._fetch_json("POST", self._client.url / "jobs" / id / "browse")
+        try:
+            return URL(body["url"]), URL(body["login_url"])
+        except (KeyError, TypeError) as e:
+            raise ProtocolError("POST /jobs/{id}/browse: expected url and login_url") from e
+
     async def share(self, id: str, user: str, action: str = "read") -> None:
         """Extension: let ``user`` read, write or manage the job
         (``POST {API}/users/{user}/permissions``)."""

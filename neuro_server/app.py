@@ -37,6 +37,7 @@ class State:
     live_execs: dict[str, Any] = dataclasses.field(default_factory=dict)  # resumable execs
     reap_tasks: set[Any] = dataclasses.field(default_factory=set)  # their reapers in flight
     runtime_reason: str = ""
+    ingress: Any = None  # the jobs' HTTP ingress (neuro_server.ingress), when serving
 
     def runtime_info(self) -> dict[str, Any]:
         """Which runtime serves the jobs and why (our extension of /config)."""
@@ -126,6 +127,7 @@ def make_app(config: ServerConfig, store: Store, runtime: Runtime,
     r.add_get("/api/v1/jobs", jobs.list_jobs)
     r.add_get("/api/v1/jobs/{job_id}", jobs.get_job_status)
     r.add_get("/api/v1/jobs/{job_id}/shares", shares.list_shares)
+    r.add_post("/api/v1/jobs/{job_id}/browse", jobs.browse)
     r.add_delete("/api/v1/jobs/{job_id}", jobs.kill_job)
     r.add_put("/api/v1/jobs/{job_id}/max_run_time_minutes", jobs.bump_life_span)
     r.add_get("/api/v1/jobs/{job_id}/log_ws", monitoring.log_ws)

@@ -130,6 +130,26 @@ async def _serve(config: ServerConfig) -> None:
     base = f"http://{host}:{port}"
     if config.embedded:
         port_file.write_text(str(port))
+    from .ingress import Ingress
+
+    http_port_file = config.data_dir / "http_port"
+    http_port = config.http_port
+    if config.embedded and http_port == 0:
+        try:
+            http_port = int(http_port_file.read_text())
+        except (OSError, ValueError):
+            http_port = 0
+    ingress = Ingress(app[STATE], config.host, http_port, config.http_domain)
+    try:
+        await ingress.start()
+    except OSError:
+        if http_port == config.http_port:
+            raise
+        ingress = Ingress(app[STATE], config.host, config.http_port, config.http_domain)
+        await ingress.start()
+    app[STATE].ingress = ingress
+    if config.embedded:
+        http_port_file.write_text(str(ingress.port))
     logging.info("listening on %s (runtime %s: %s)", base, runtime.info().name, choice.reason)
     info_path = config.data_dir / "server.json"
     if config.embedded:
@@ -166,6 +186,7 @@ async def _serve(config: ServerConfig) -> None:
                     info_path.unlink()
             except (OSError, ValueError):
                 pass
+        await ingress.close()
         await runner.cleanup()
         close = getattr(runtime, "close", None)
         if close is not None:

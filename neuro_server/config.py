@@ -11,6 +11,8 @@ Read from a TOML file (``<data_dir>/server.toml`` by default); every key is opti
     docker_host = "unix:///run/podman/podman.sock"   # optional
     allow_privileged = false
     max_running_jobs = 0 # per user; 0: no limit (over it: refused, or queued on request)
+    http_port = 0        # jobs' HTTP ingress: http://JOB_ID.<http_domain>:<http_port>/
+    http_domain = "jobs.localhost"
 
     [resources]          # what jobs may use on this machine (default: all of it)
     cpu = 2
@@ -114,6 +116,8 @@ class ServerConfig:
     kill_grace_seconds: float = 10.0
     allow_privileged: bool = False
     max_running_jobs: int = 0  # per user, 0: no limit
+    http_port: int = 0  # the jobs' HTTP ingress (0: any free port; the embedded server reuses it)
+    http_domain: str = "jobs.localhost"  # job hosts: JOB_ID.<domain>, NAME--OWNER.<domain>
     max_body_bytes: int = 1 << 20
     runtime: str = "auto"  # auto | process | docker
     docker_host: str | None = None
@@ -170,10 +174,11 @@ def load_config(data_dir: Path, config_file: Path | None = None, **overrides: An
         raise ConfigError(f"config file not found: {path}")
     kw: dict[str, Any] = {"data_dir": data_dir}
     server = raw.get("server", {})
-    for key in ("host", "cluster_name", "org_name", "project_name", "runtime", "docker_host"):
+    for key in ("host", "cluster_name", "org_name", "project_name", "runtime", "docker_host",
+                "http_domain"):
         if key in server:
             kw[key] = str(server[key])
-    for key in ("port", "max_running_jobs"):
+    for key in ("port", "max_running_jobs", "http_port"):
         if key in server:
             kw[key] = int(server[key])
     if "kill_grace_seconds" in server:

@@ -10,7 +10,7 @@ from .store import JobRecord, Transition, ts
 
 
 def job_json(job: JobRecord, transitions: list[Transition] | None, config: ServerConfig,
-             runtime: RuntimeInfo) -> dict[str, Any]:
+             runtime: RuntimeInfo, ingress: Any = None) -> dict[str, Any]:
     spec = job.spec
     res = spec["resources"]
     resources: dict[str, Any] = {
@@ -77,6 +77,9 @@ def job_json(job: JobRecord, transitions: list[Transition] | None, config: Serve
         "total_price_credits": "0",
         "price_credits_per_hour": "0",
         "restart_policy": spec["restart_policy"],
+        **({"http_url": ingress.url(job)} if ingress is not None and ingress.url(job) else {}),
+        **({"http_url_named": ingress.named_url(job)}
+           if ingress is not None and ingress.named_url(job) else {}),
         "priority": spec["priority"],
         "tags": list(job.tags),
         "materialized": True,

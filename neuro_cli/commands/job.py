@@ -19,6 +19,7 @@ group = LazyGroup(
         "top": "neuro_cli.commands.top:command",
         "send-signal": "neuro_cli.commands.send_signal:command",
         "generate-run-command": "neuro_cli.commands.generate_run_command:command",
+        "browse": "neuro_cli.commands.browse:command",
     },
     short={
         "run": "Run a job",
@@ -33,6 +34,7 @@ group = LazyGroup(
         "top": "Show live CPU, memory and GPU use of jobs",
         "send-signal": "Send a signal to a job",
         "generate-run-command": "Print the run command of a job",
+        "browse": "Open a job's HTTP URL in a browser",
     },
     short_help="Manage jobs",
     help=(

@@ -56,6 +56,8 @@ class Options:
     wait_for_seat: bool = False
     schedule_timeout: float | None = None
     volumes: tuple[str, ...] = ()
+    http_port: int | None = None
+    http_auth: bool = True
 
 
 def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -97,6 +99,10 @@ def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) ->
               help="Over your quota of running jobs: wait in the queue instead of failing.")
 @click.option("--schedule-timeout", callback=_life_span, metavar="TIMEDELTA",
               help="Fail if the job has not started within this time, e.g. 10m.")
+@click.option("--http-port", type=click.IntRange(1, 65535), metavar="PORT",
+              help="Serve the job's HTTP port at its own URL (see `neuro job browse`).")
+@click.option("--http-auth/--no-http-auth", default=True, show_default=True,
+              help="Require your token (or a shared user's) for the HTTP URL.")
 @click.option("--privileged", is_flag=True,
               help="Run the container privileged (where the server allows it).")
 @tty_option
@@ -109,7 +115,7 @@ def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | 
             workdir: str | None,
             entrypoint: str | None, life_span: float | None, detach: bool, wait_start: bool,
             quiet: bool, restart: str, wait_for_seat: bool, schedule_timeout: float | None,
-            privileged: bool, tty: bool | None, detach_keys: bytes,
+            http_port: int | None, http_auth: bool, privileged: bool, tty: bool | None, detach_keys: bytes,
             port_forwards: tuple[tuple[int, int], ...]) -> None:
     """Run a job: start IMAGE with CMD on a resource preset.
 
@@ -130,7 +136,7 @@ def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | 
     opts = Options(image, cmd, preset, name, tags, description, env, env_files, workdir,
                    entrypoint, life_span, detach or not wait_start, wait_start, quiet, tty,
                    detach_keys, port_forwards, privileged, restart, wait_for_seat,
-                   schedule_timeout, volumes)
+                   schedule_timeout, volumes, http_port, http_auth)
     run_async(ctx, lambda deps: run(opts, deps))
 
 
@@ -170,7 +176,7 @@ def _command_string(cmd: tuple[str, ...]) -> str | None:
 
 
 async def run(opts: Options, deps: Deps) -> int:
-    from neuro_sdk import JobRestartPolicy, RemoteImage, SecretFile
+    from neuro_sdk import HTTPPort, JobRestartPolicy, RemoteImage, SecretFile
 
     env = parse_env(opts.env, opts.env_files, dict(os.environ))
     secret_keys = {k: v[len("secret:"):] for k, v in env.items() if v.startswith("secret:")}
@@ -209,6 +215,7 @@ async def run(opts: Options, deps: Deps) -> int:
             life_span=life_span,
             tty=tty,
             privileged=opts.privileged,
+            http=HTTPPort(opts.http_port, opts.http_auth) if opts.http_port else None,
             restart_policy=JobRestartPolicy(opts.restart),
             wait_for_jobs_quota=opts.wait_for_seat,
             secret_env={k: _secret_uri(client, key) for k, key in secret_keys.items()} or None,

@@ -62,6 +62,12 @@ def status_rows(job: "JobDescription", now: datetime, tty: bool) -> list[tuple[s
     rows.append(("Life span", duration(job.life_span) if job.life_span else "no limit"))
     if c.tty:
         rows.append(("TTY", "yes"))
+    if c.http is not None:
+        url = str(job.http_url) if str(job.http_url or "") else ""
+        if url:
+            rows.append(("Http URL", url))
+        rows.append(("Http port", str(c.http.port)))
+        rows.append(("Http authentication", "yes" if c.http.requires_auth else "no"))
     if c.env:
         rows.append(("Environment", "\n".join(f"{k}={v}" for k, v in sorted(c.env.items()))))
     secret_env = getattr(c, "secret_env", None)
@@ -168,6 +174,10 @@ def run_command(job: "JobDescription") -> str:
         words += ["--restart", policy]
     if job.schedule_timeout:
         words += ["--schedule-timeout", _duration(job.schedule_timeout)]
+    if c.http is not None:
+        words += ["--http-port", str(c.http.port)]
+        if not c.http.requires_auth:
+            words.append("--no-http-auth")
     if job.privileged:
         words.append("--privileged")
     if c.tty:

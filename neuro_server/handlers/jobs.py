@@ -20,7 +20,7 @@ STATUSES = ACTIVE + FINISHED
 def _json(request: web.Request, job: JobRecord, with_transitions: bool = True) -> dict:  # type: ignore[type-arg]
     st = app_state(request)
     trans = st.store.transitions(job.id) if with_transitions else None
-    return job_json(job, trans, st.config, st.runtime.info())
+    return job_json(job, trans, st.config, st.runtime.info(), st.ingress)
 
 
 async def create_job(request: web.Request) -> web.Response:
@@ -203,3 +203,15 @@ async def tags(request: web.Request) -> web.Response:
 
 async def capacity(request: web.Request) -> web.Response:
     return web.json_response(app_state(request).scheduler.capacity())
+
+
+async def browse(request: web.Request) -> web.Response:
+    """A one-time link that logs the caller's browser in to the job's HTTP host."""
+    st = app_state(request)
+    job = get_job(request)
+    if not job.spec.get("http"):
+        fail(web.HTTPBadRequest, f"job {job.id} has no HTTP port (run it with --http-port)")
+    if st.ingress is None:
+        fail(web.HTTPBadRequest, "this server does not serve jobs over HTTP")
+    return web.json_response({"url": st.ingress.url(job),
+                              "login_url": st.ingress.login_url(job, caller(request))})

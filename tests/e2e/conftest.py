@@ -96,7 +96,8 @@ def _ended(n: Neuro, job: str) -> bool:
     return bool(found)
 
 
-def http_server_job(n: Neuro, port: int, index: str, www: Path, blob_mib: int = 0) -> tuple[str, str]:
+def http_server_job(n: Neuro, port: int, index: str, www: Path, blob_mib: int = 0,
+                    extra: tuple[str, ...] = ()) -> tuple[str, str]:
     """A detached job serving ``index.html`` (and ``blob``: ``blob_mib`` MiB of random bytes)
     over HTTP on ``port``.  Returns the job id and the blob's sha256.  Python's http.server on
     a host directory on the process runtime; busybox httpd in the container, on files the job
@@ -106,7 +107,7 @@ def http_server_job(n: Neuro, port: int, index: str, www: Path, blob_mib: int = 
         (www / "index.html").write_text(index)
         blob = os.urandom(blob_mib << 20)
         (www / "blob").write_bytes(blob)
-        job = n.ok("run", "-q", "--detach", "--workdir", str(www), n.image, "--", sys.executable,
+        job = n.ok("run", "-q", "--detach", *extra, "--workdir", str(www), n.image, "--", sys.executable,
                    "-m", "http.server", str(port), "--bind", "127.0.0.1").strip()
         return job, hashlib.sha256(blob).hexdigest()
     script = (
@@ -114,7 +115,7 @@ def http_server_job(n: Neuro, port: int, index: str, www: Path, blob_mib: int = 
         f"dd if=/dev/urandom of=/www/blob bs=1048576 count={blob_mib} 2>/dev/null && "
         f"echo sha=$(sha256sum /www/blob) && exec httpd -f -p {port} -h /www"
     )
-    job = n.ok("run", "-q", "--detach", n.image, "--", "sh", "-c", script).strip()
+    job = n.ok("run", "-q", "--detach", *extra, n.image, "--", "sh", "-c", script).strip()
     deadline = time.monotonic() + 30
     while not (m := re.search(r"sha=([0-9a-f]{64})", n.job_output(job))):
         assert time.monotonic() < deadline, f"the server job did not start: {n.job_output(job)!r}"

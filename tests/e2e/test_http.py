@@ -1,0 +1,95 @@
+"""A job's HTTP port at its own URL through the server's ingress, on both runtimes: the owner's
+token or a browser login opens it, others are refused until it is shared, --no-http-auth opens
+it to anyone; our credentials never reach the job."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tests.conftest import Neuro
+from tests.e2e.conftest import http_server_job
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str, path: str = "/index.html", headers: dict[str, str] | None = None,
+         ) -> tuple[int, dict[str, str], bytes]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=20)
+    conn.request("GET", path, headers={"Host": parts.netloc, **(headers or {})})
+    r = conn.getresponse()
+    body = r.read()
+    conn.close()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+
+
+def _wait_ok(url: str, headers: dict[str, str]) -> bytes:
+    import time
+
+    deadline = time.monotonic() + 20
+    while True:
+        status, _, body = _get(url, headers=headers)
+        if status == 200:
+            return body
+        assert time.monotonic() < deadline, (status, body)
+        time.sleep(0.2)
+
+
+def test_http_ingress_auth_browse_and_sharing(neuro: Neuro, tmp_path: Path) -> None:
+    port = _free_port()
+    job, _ = http_server_job(neuro, port, "hello over http\n", tmp_path / "www",
+                             extra=("--http-port", str(port), "-n", "web"))
+    detail = json.loads(neuro.ok("status", "--json", job))
+    url = detail["http_url"]  # a named job's URL is the named one (as the platform's SDK has it)
+    owner = neuro.ok("config", "show").splitlines()[0].removeprefix("User: ")
+    assert url == f"http://web--{owner}.jobs.localhost:{urlsplit(url).port}/"
+    by_id = f"http://{job}.jobs.localhost:{urlsplit(url).port}/"
+    st = neuro.ok("status", job)
+    assert f"Http URL: {url}" in st and f"Http port: {port}" in st and "Http authentication: yes" in st
+    token = neuro.ok("config", "show-token").strip()
+
+    status, _, body = _get(url)
+    assert status == 401 and b"neuro job browse" in body
+    assert _wait_ok(url, {"Authorization": f"Bearer {token}"}) == b"hello over http\n"
+    # the JOB_ID host serves the same job
+    assert _get(by_id, headers={"Authorization": f"Bearer {token}"})[2] == b"hello over http\n"
+
+    # a browser: the one-time link sets a cookie, then the cookie opens the job
+    r = neuro("job", "browse", "--no-browser", "web")
+    assert r.returncode == 0 and r.stdout.strip() == by_id
+    login = r.stderr.split("One-time login link (2 minutes): ")[1].strip()
+    status, headers, _ = _get(by_id, path=urlsplit(login).path + "?" + urlsplit(login).query)
+    assert status == 302 and headers["location"] == "/"
+    cookie = headers["set-cookie"].split(";")[0]
+    assert "HttpOnly" in headers["set-cookie"]
+    assert _get(by_id, headers={"Cookie": cookie})[2] == b"hello over http\n"
+    status, _, _ = _get(by_id, path=urlsplit(login).path + "?" + urlsplit(login).query)
+    assert status == 403  # one time only
+
+    # another user: refused until the job is shared with them
+    bob_token = subprocess.run(["neuro-server", "add-user", "bob", "--data-dir", str(neuro.server_dir)],
+                               capture_output=True, text=True, check=True, env=neuro.env).stdout.strip()
+    assert _get(url, headers={"Authorization": f"Bearer {bob_token}"})[0] == 403
+    neuro.ok("share", job, "bob")
+    assert _get(url, headers={"Authorization": f"Bearer {bob_token}"})[0] == 200
+    assert _get(url, headers={"Authorization": "Bearer not-a-token"})[0] == 401
+    assert _get(f"http://job-nope.jobs.localhost:{urlsplit(url).port}/")[0] == 404
+    neuro.ok("kill", job)
+    assert _get(url, headers={"Authorization": f"Bearer {token}"})[0] == 502
+
+    # without auth: anyone
+    port2 = _free_port()
+    open_job, _ = http_server_job(neuro, port2, "open to all\n", tmp_path / "www2",
+                                  extra=("--http-port", str(port2), "--no-http-auth"))
+    open_url = json.loads(neuro.ok("status", "--json", open_job))["http_url"]
+    assert _wait_ok(open_url, {}) == b"open to all\n"
+    neuro.ok("kill", open_job)
