@@ -84,7 +84,7 @@ _neuro_spec() {
         args="jobs -*"
         ;;
     "job run")
-        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --http-auth --http-port --life-span --name --no-http-auth --no-tty --no-wait-start --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
+        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --http-auth --http-port --life-span --name --no-http-auth --no-tty --no-wait-start --pass-config --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
         vopts="--description --detach-keys --entrypoint --env --env-file --http-port --life-span --name --port-forward --preset --restart --schedule-timeout --tag --volume --workdir -d -e -n -s -v -w"
         args="- -*"
         ;;
@@ -128,7 +128,7 @@ _neuro_spec() {
         vopts="--format --name --owner --since --status --tag --until -n -o -s -t"
         ;;
     "run")
-        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --http-auth --http-port --life-span --name --no-http-auth --no-tty --no-wait-start --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
+        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --http-auth --http-port --life-span --name --no-http-auth --no-tty --no-wait-start --pass-config --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
         vopts="--description --detach-keys --entrypoint --env --env-file --http-port --life-span --name --port-forward --preset --restart --schedule-timeout --tag --volume --workdir -d -e -n -s -v -w"
         args="- -*"
         ;;

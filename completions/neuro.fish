@@ -186,6 +186,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--http-port'\t'Serve the job\'s HTTP port at its own URL (see `neuro job browse`)' \
             '--http-auth'\t'Require your token (or a shared user\'s) for the HTTP URL' \
             '--no-http-auth'\t'Require your token (or a shared user\'s) for the HTTP URL' \
+            '--pass-config'\t'Let `neuro` and the SDK inside the job act as you (e.g' \
             '--privileged'\t'Run the container privileged (where the server allows it)' \
             '-t'\t'Allocate a TTY' \
             '-T'\t'Allocate a TTY' \
@@ -301,6 +302,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--http-port'\t'Serve the job\'s HTTP port at its own URL (see `neuro job browse`)' \
             '--http-auth'\t'Require your token (or a shared user\'s) for the HTTP URL' \
             '--no-http-auth'\t'Require your token (or a shared user\'s) for the HTTP URL' \
+            '--pass-config'\t'Let `neuro` and the SDK inside the job act as you (e.g' \
             '--privileged'\t'Run the container privileged (where the server allows it)' \
             '-t'\t'Allocate a TTY' \
             '-T'\t'Allocate a TTY' \

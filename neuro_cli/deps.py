@@ -36,7 +36,7 @@ class Deps:
         from . import embedded
 
         factory = Factory(embedded.config_dir())
-        if not factory.is_logged_in():
+        if not factory.is_logged_in() and factory.passed_config() is None:
             embedded.ensure_started()
         client = await factory.get()
         try:

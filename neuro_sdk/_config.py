@@ -13,7 +13,8 @@ Config dir: env ``NEURO_CONFIG`` or ``~/.neuro`` (mode 0700).  It holds
       {"url": "http://127.0.0.1:PORT/api/v1", "pid": 123,
        "token_file": "<path of a 0600 file holding the token>", "server_config": {...}}
 
-:meth:`Factory.get` prefers ``config.json``, then the embedded server, else raises
+:meth:`Factory.get` prefers a passed config (env ``NEURO_PASSED_CONFIG``, set in jobs started
+with ``pass_config``), then ``config.json``, then the embedded server, else raises
 :class:`ConfigError`.
 """
 
@@ -83,6 +84,21 @@ def _opt_dict(data: Mapping[str, Any], key: str, path: Path) -> dict[str, Any] |
     return value
 
 
+def _decode_passed(config_data: str) -> dict[str, Any]:
+    try:
+        padded = config_data.strip() + "=" * (-len(config_data.strip()) % 4)
+        raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+        data = json.loads(raw)
+    except (ValueError, binascii.Error, UnicodeError) as e:
+        raise ConfigError(f"The passed config is not base64-encoded JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError("The passed config is not a JSON object")
+    token, url = data.get("token"), data.get("url")
+    if not isinstance(token, str) or not isinstance(url, str) or not token or not url:
+        raise ConfigError("The passed config lacks 'token' or 'url'")
+    return data
+
+
 class Factory:
     """Creates :class:`Client` objects from the local configuration; logs in and out.
 
@@ -123,6 +139,13 @@ class Factory:
         session: aiohttp.ClientSession | None = None,
     ) -> Client:
         """A client for the logged-in server, else for the embedded local server."""
+        passed = self.passed_config()
+        if passed is not None:
+            # inside a job started with pass_config: act as its owner (first: on a host runtime
+            # the job may share a home, and a config, with other logins of its owner)
+            return Client(passed["url"], passed["token"], cluster_name=passed.get("cluster"),
+                          org_name=passed.get("org_name"), project_name=passed.get("project_name"),
+                          timeout=timeout, session=session)
         if self.config_file.exists():
             return self._client_from_login_config(timeout=timeout, session=session)
         if self.server_info_file.exists():
@@ -189,6 +212,16 @@ class Factory:
         """Check *token* against ``GET {url}/config`` and write ``config.json``."""
         await self._login(token, URL(url), timeout=timeout)
 
+    @staticmethod
+    def passed_config() -> dict[str, Any] | None:
+        """The config a job started with ``pass_config`` gets (env ``NEURO_PASSED_CONFIG``),
+        decoded; None when there is none.  A malformed one raises :class:`ConfigError`."""
+        for name in PASSED_CONFIG_ENVS:
+            value = os.environ.get(name)
+            if value:
+                return _decode_passed(value)
+        return None
+
     async def login_with_passed_config(
         self,
         config_data: str | None = None,
@@ -210,17 +243,8 @@ class Factory:
                     f"No passed config: set {' or '.join(PASSED_CONFIG_ENVS)} "
                     "(jobs started with pass_config get it)"
                 )
-        try:
-            padded = config_data.strip() + "=" * (-len(config_data.strip()) % 4)
-            raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
-            data = json.loads(raw)
-        except (ValueError, binascii.Error, UnicodeError) as e:
-            raise ConfigError(f"The passed config is not base64-encoded JSON: {e}") from e
-        if not isinstance(data, dict):
-            raise ConfigError("The passed config is not a JSON object")
-        token, url = data.get("token"), data.get("url")
-        if not isinstance(token, str) or not isinstance(url, str) or not token or not url:
-            raise ConfigError("The passed config lacks 'token' or 'url'")
+        data = _decode_passed(config_data)
+        token, url = data["token"], data["url"]
         await self._login(
             token,
             URL(url),

@@ -110,6 +110,7 @@ def make_app(config: ServerConfig, store: Store, runtime: Runtime,
     scheduler = Scheduler(config, store, runtime)
     auth = Authenticator(store, load_secret(config.data_dir))
     app[STATE] = State(config, store, runtime, scheduler, auth, runtime_reason=runtime_reason)
+    scheduler.issue_token = auth.issue
     r = app.router
     r.add_get("/ping", ping)
     r.add_get("/api/v1/ping", ping)

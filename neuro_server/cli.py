@@ -128,6 +128,7 @@ async def _serve(config: ServerConfig) -> None:
     port = sockets[0].getsockname()[1] if sockets else config.port
     host = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
     base = f"http://{host}:{port}"
+    app[STATE].scheduler.api_url = f"{base}/api/v1"  # what pass_config jobs reach
     if config.embedded:
         port_file.write_text(str(port))
     from .ingress import Ingress

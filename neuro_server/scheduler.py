@@ -60,6 +60,10 @@ class Scheduler:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._restart_at: dict[str, float] = {}  # job id -> loop time of its next start
         self._run_started: dict[str, Any] = {}  # job id -> when its current run started
+        # for pass_config: the API URL jobs reach the server at, and a token issuer (set by
+        # whoever serves the app)
+        self.api_url: str | None = None
+        self.issue_token: Any = None
 
     # -- lifecycle of the scheduler itself -------------------------------------------------
     async def start(self) -> None:
@@ -309,6 +313,20 @@ class Scheduler:
             self._starting.discard(job.id)
             self._wake.set()
 
+    def _passed_config(self, job: JobRecord) -> str:
+        """protocol.md 3.3: base64 JSON with which `neuro` and the SDK in the job act as its
+        owner (a token of their own, revocable like any other)."""
+        import base64
+        import json
+
+        if self.api_url is None or self.issue_token is None:
+            raise RuntimeError_("pass_config: this server does not know the URL jobs reach it at",
+                                reason="ContainerCannotRun")
+        data = {"token": self.issue_token(job.owner), "cluster": self.config.cluster_name,
+                "url": self.api_url, "org_name": job.spec.get("org_name"),
+                "project_name": job.spec.get("project_name")}
+        return base64.b64encode(json.dumps(data).encode()).decode("ascii")
+
     def _taken_devices(self) -> set[int]:
         taken: set[int] = set()
         for job in self.store.jobs_with_status(("running",)):
@@ -343,6 +361,8 @@ class Scheduler:
 
         for var, key in (job.spec.get("secret_env") or {}).items():
             env[var] = value(key).decode("utf-8", "replace")
+        if job.spec.get("pass_config"):
+            env["NEURO_PASSED_CONFIG"] = self._passed_config(job)
         for f in job.spec.get("secret_files") or ():
             files.append((f["path"], value(f["key"])))
         return env, files

@@ -178,6 +178,8 @@ def run_command(job: "JobDescription") -> str:
         words += ["--http-port", str(c.http.port)]
         if not c.http.requires_auth:
             words.append("--no-http-auth")
+    if job.pass_config:
+        words.append("--pass-config")
     if job.privileged:
         words.append("--privileged")
     if c.tty:

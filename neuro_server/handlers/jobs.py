@@ -40,6 +40,10 @@ async def create_job(request: web.Request) -> web.Response:
     if new.spec["secret_files"] and not st.runtime.info().image_used:
         fail(web.HTTPBadRequest, "secret files need the docker runtime: the process runtime "
                                  "cannot place files in a job's filesystem; use -e VAR=secret:KEY")
+    if new.spec.get("pass_config") and st.runtime.info().image_used and \
+            st.config.host in ("127.0.0.1", "localhost", "::1"):
+        fail(web.HTTPBadRequest, "pass_config needs a server that containers can reach: this "
+                                 "one listens on the loopback only (serve it with --host)")
     if new.spec.get("privileged") and not st.runtime.info().image_used:
         fail(web.HTTPBadRequest, "privileged jobs need the docker runtime: the process runtime "
                                  "runs jobs as the server's user on the host")
