@@ -8,7 +8,7 @@ _neuro_spec() {
     cmds="" opts="" vopts="" args=""
     case "$1" in
     "")
-        cmds="attach capacity completion config exec job kill login logout logs port-forward ps run secret server share status top"
+        cmds="attach capacity completion config exec job kill login logout logs port-forward ps run secret server share status storage top"
         opts="--color --help --show-traceback --verbose --version -h -v"
         vopts="--color"
         ;;
@@ -167,6 +167,26 @@ _neuro_spec() {
     "status")
         opts="--help --json -h"
         args="jobs"
+        ;;
+    "storage")
+        cmds="cp ls mkdir rm"
+        opts="--help -h"
+        ;;
+    "storage cp")
+        opts="--help --recursive -h -r"
+        args="- -"
+        ;;
+    "storage ls")
+        opts="--help --json -h -l"
+        args="-"
+        ;;
+    "storage mkdir")
+        opts="--help -h"
+        args="-*"
+        ;;
+    "storage rm")
+        opts="--help --recursive -h -r"
+        args="-*"
         ;;
     "top")
         opts="--help --json --name --no-stream --owner --since --sort --tag --timeout --until -h -n -o -t"

@@ -25,6 +25,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             'server'\t'Manage the embedded local server' \
             'share'\t'Share a job with another user' \
             'status'\t'Show the status of a job' \
+            'storage'\t'Manage files in your storage' \
             'top'\t'Show live CPU, memory and GPU use of jobs'
             set -g __neuro_opts '--version'\t'Show the version and exit' \
             '-v'\t'More output; also shows tracebacks' \
@@ -169,8 +170,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '-e'\t'Environment variable (repeatable); VAR alone copies the local value' \
             '--env'\t'Environment variable (repeatable); VAR alone copies the local value' \
             '--env-file'\t'File of VAR=VAL lines (repeatable); -e wins over it' \
-            '-v'\t'Mount a secret as a file: secret:KEY:/path (repeatable)' \
-            '--volume'\t'Mount a secret as a file: secret:KEY:/path (repeatable)' \
+            '-v'\t'Mount storage:PATH:/path or a secret file secret:KEY:/path (repeatable)' \
+            '--volume'\t'Mount storage:PATH:/path or a secret file secret:KEY:/path (repeatable)' \
             '-w'\t'Working directory of the command' \
             '--workdir'\t'Working directory of the command' \
             '--entrypoint'\t'Override the image\'s entrypoint' \
@@ -285,8 +286,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '-e'\t'Environment variable (repeatable); VAR alone copies the local value' \
             '--env'\t'Environment variable (repeatable); VAR alone copies the local value' \
             '--env-file'\t'File of VAR=VAL lines (repeatable); -e wins over it' \
-            '-v'\t'Mount a secret as a file: secret:KEY:/path (repeatable)' \
-            '--volume'\t'Mount a secret as a file: secret:KEY:/path (repeatable)' \
+            '-v'\t'Mount storage:PATH:/path or a secret file secret:KEY:/path (repeatable)' \
+            '--volume'\t'Mount storage:PATH:/path or a secret file secret:KEY:/path (repeatable)' \
             '-w'\t'Working directory of the command' \
             '--workdir'\t'Working directory of the command' \
             '--entrypoint'\t'Override the image\'s entrypoint' \
@@ -357,6 +358,35 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
             set -g __neuro_args 'jobs'
+        case 'storage'
+            set -g __neuro_cmds 'cp'\t'Copy files to or from storage' \
+            'ls'\t'List a storage directory' \
+            'mkdir'\t'Make storage directories' \
+            'rm'\t'Remove files from storage'
+            set -g __neuro_opts '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+        case 'storage cp'
+            set -g __neuro_opts '-r'\t'Copy directories and their contents' \
+            '--recursive'\t'Copy directories and their contents' \
+            '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+            set -g __neuro_args '-' '-'
+        case 'storage ls'
+            set -g __neuro_opts '-l'\t'Also show sizes and times' \
+            '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
+            '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+            set -g __neuro_args '-'
+        case 'storage mkdir'
+            set -g __neuro_opts '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+            set -g __neuro_args '-*'
+        case 'storage rm'
+            set -g __neuro_opts '-r'\t'Remove directories and their contents' \
+            '--recursive'\t'Remove directories and their contents' \
+            '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+            set -g __neuro_args '-*'
         case 'top'
             set -g __neuro_opts '-n'\t'Only jobs with this name' \
             '--name'\t'Only jobs with this name' \

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "completion": "neuro_cli.commands.completion:command",
     "secret": "neuro_cli.commands.secret:group",
     "share": "neuro_cli.commands.share:command",
+    "storage": "neuro_cli.commands.storage:group",
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -52,6 +53,7 @@ SHORT_HELP: dict[str, str] = {
     "completion": "Print a shell completion script",
     "secret": "Manage secrets",
     "share": "Share a job with another user",
+    "storage": "Manage files in your storage",
 }
 
 

@@ -90,15 +90,22 @@ def format_timedelta(seconds: float) -> str:
     return out or "0s"
 
 
-def parse_secret_volume(spec: str) -> tuple[str, str]:
-    """``secret:KEY:/path/in/job`` -> (KEY, path).  Storage and disk mounts are not served yet."""
+def parse_volume(spec: str) -> tuple[str, str, str, bool]:
+    """``-v`` of `neuro run`: ``secret:KEY:/path`` or ``storage:PATH:/path[:ro|:rw]`` ->
+    (kind, what, path in the job, read-only)."""
     scheme, _, rest = spec.partition(":")
-    if scheme in ("storage", "disk"):
-        raise CLIError(f"-v {spec}: {scheme} volumes are not supported by this server yet",
+    if scheme == "disk":
+        raise CLIError(f"-v {spec}: disk volumes are not supported by this server yet",
                        ExitCode.USAGE)
-    if scheme != "secret":
-        raise CLIError(f"invalid -v {spec!r}: use secret:KEY:/path", ExitCode.USAGE)
-    key, _, path = rest.partition(":")
-    if not key or not path.startswith("/"):
-        raise CLIError(f"invalid -v {spec!r}: use secret:KEY:/absolute/path", ExitCode.USAGE)
-    return key, path
+    if scheme not in ("secret", "storage"):
+        raise CLIError(f"invalid -v {spec!r}: use storage:PATH:/path[:ro] or secret:KEY:/path",
+                       ExitCode.USAGE)
+    read_only = scheme == "secret"
+    if scheme == "storage" and (rest.endswith(":ro") or rest.endswith(":rw")):
+        read_only = rest.endswith(":ro")
+        rest = rest[:-3]
+    what, sep, path = rest.rpartition(":")
+    if not sep or not path.startswith("/") or (scheme == "secret" and not what):
+        example = "secret:KEY:/absolute/path" if scheme == "secret" else "storage:PATH:/absolute/path[:ro]"
+        raise CLIError(f"invalid -v {spec!r}: use {example}", ExitCode.USAGE)
+    return scheme, what, path, read_only

@@ -49,6 +49,7 @@ from ._models import (
 )
 from ._secrets import Secret, Secrets
 from ._server_config import Cluster, Preset, Project, ServerConfig
+from ._storage import FileStatus, Storage
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "DiskVolume",
     "ExecInspect",
     "Factory",
+    "FileStatus",
     "HTTPPort",
     "IllegalArgumentError",
     "JobDescription",
@@ -92,6 +94,7 @@ __all__ = [
     "ServerNotAvailable",
     "ServerUnreachable",
     "StdStream",
+    "Storage",
     "Volume",
     "get",
 ]

@@ -21,6 +21,7 @@ from ._errors import (
 )
 from ._jobs import Jobs
 from ._secrets import Secrets
+from ._storage import Storage
 from ._server_config import Cluster, ServerConfig, parse_server_config
 from ._utils import username_from_token
 from ._version import __version__
@@ -80,6 +81,7 @@ class Client:
         self._closed = False
         self._jobs = Jobs(self)
         self._secrets = Secrets(self)
+        self._storage = Storage(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -117,6 +119,11 @@ class Client:
     def secrets(self) -> Secrets:
         """The :class:`Secrets` subsystem (extension)."""
         return self._secrets
+
+    @property
+    def storage(self) -> Storage:
+        """The :class:`Storage` subsystem (extension)."""
+        return self._storage
 
     @property
     def token(self) -> str:
@@ -235,6 +242,7 @@ class Client:
         *,
         params: Query = None,
         json: Any = None,
+        data: Any = None,
         headers: Mapping[str, str] | None = None,
         timeout: aiohttp.ClientTimeout | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
@@ -246,6 +254,7 @@ class Client:
                 url,
                 params=params,
                 json=json,
+                data=data,
                 headers=self._headers(headers),
                 timeout=timeout if timeout is not None else self._timeout,
             )

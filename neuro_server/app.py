@@ -11,7 +11,7 @@ from aiohttp import web
 
 from .auth import AuthError, Authenticator, load_secret
 from .config import ServerConfig
-from .handlers import interactive, jobs, monitoring, secrets, shares
+from .handlers import interactive, jobs, monitoring, secrets, shares, storage
 from .handlers.common import STATE, USER, error_response
 from .runtime.base import Runtime
 from .scheduler import Scheduler
@@ -118,6 +118,10 @@ def make_app(config: ServerConfig, store: Store, runtime: Runtime,
     r.add_get("/api/v1/tags", jobs.tags)
     r.add_post("/api/v1/users/{user}/permissions", shares.grant)
     r.add_delete("/api/v1/users/{user}/permissions", shares.revoke)
+    for prefix in ("/api/v1/storage", "/api/v1/storage/{path:.*}"):
+        r.add_get(prefix, storage.get)
+        r.add_put(prefix, storage.put)
+        r.add_delete(prefix, storage.delete)
     r.add_get("/api/v1/secrets", secrets.list_secrets)
     r.add_post("/api/v1/secrets", secrets.add_secret)
     r.add_get("/api/v1/secrets/{key}", secrets.get_secret)

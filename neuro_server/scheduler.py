@@ -293,7 +293,7 @@ class Scheduler:
                     command=spec.get("command"), shm=bool(spec["resources"].get("shm")),
                     gpus=int(spec["resources"].get("nvidia_gpu", 0)), gpu_ids=job.devices,
                     privileged=bool(spec.get("privileged")),
-                    files=files,
+                    files=files, mounts=self._mounts(job),
                 ))
             except RuntimeError_ as e:
                 self._set(job.id, "failed", e.reason, str(e))
@@ -312,6 +312,21 @@ class Scheduler:
         finally:
             self._starting.discard(job.id)
             self._wake.set()
+
+    def _mounts(self, job: JobRecord) -> list[tuple[str, str, bool]]:
+        """The job's storage volumes as host directories (checked again: a job may have
+        replaced a directory of its tree by a link since)."""
+        from . import storage
+
+        root = storage.user_root(self.config.data_dir, job.owner)
+        out = []
+        for v in job.spec.get("storage_volumes") or ():
+            try:
+                path = storage.resolve(root, v["path"], must_exist=True)
+            except storage.StorageError as e:
+                raise RuntimeError_(f"volume {v['uri']}: {e}", reason="ContainerCannotRun") from None
+            out.append((str(path), v["dst"], bool(v["read_only"])))
+        return out
 
     def _passed_config(self, job: JobRecord) -> str:
         """protocol.md 3.3: base64 JSON with which `neuro` and the SDK in the job act as its

@@ -27,7 +27,8 @@ def job_json(job: JobRecord, transitions: list[Transition] | None, config: Serve
         "image": spec["image"],
         "resources": resources,
         "env": spec["env"],
-        "volumes": [],
+        "volumes": [{"src_storage_uri": v["uri"], "dst_path": v["dst"], "read_only": v["read_only"]}
+                    for v in spec.get("storage_volumes") or ()],
     }
     for key in ("entrypoint", "command", "working_dir"):
         if spec.get(key):

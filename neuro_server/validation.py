@@ -152,14 +152,27 @@ def _container_fields(body: dict[str, Any], prefix: str = "", *,
             raise ValidationError("'http.port' must be an integer between 1 and 65535")
         http = {"port": port, "requires_auth": _bool(http, "requires_auth", "http."),
                 "health_check_path": _str(http, "health_check_path", prefix="http.") or "/"}
-    for key, what in (("volumes", "storage volumes"), ("disk_volumes", "disk volumes")):
-        value = body.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, list):
-            raise ValidationError(f"'{prefix}{key}' must be a list")
-        if value:
-            raise ValidationError(f"{what} are not supported by this server yet")
+    disks = body.get("disk_volumes")
+    if disks is not None:
+        if not isinstance(disks, list):
+            raise ValidationError(f"'{prefix}disk_volumes' must be a list")
+        if disks:
+            raise ValidationError("disk volumes are not supported by this server yet")
+    raw_volumes = body.get("volumes") or []
+    if not isinstance(raw_volumes, list):
+        raise ValidationError(f"'{prefix}volumes' must be a list")
+    storage_volumes: list[dict[str, Any]] = []
+    for i, v in enumerate(raw_volumes):
+        if not isinstance(v, dict):
+            raise ValidationError(f"'{prefix}volumes[{i}]' must be an object")
+        uri = v.get("src_storage_uri")
+        if not isinstance(uri, str) or not uri.startswith("storage:"):
+            raise ValidationError(f"volumes[{i}]: not a storage URI (storage:PATH): {uri!r}")
+        dst = _container_path(v.get("dst_path"), f"volumes[{i}].dst_path")
+        ro = v.get("read_only", False)
+        if not isinstance(ro, bool):
+            raise ValidationError(f"volumes[{i}].read_only must be a boolean")
+        storage_volumes.append({"uri": uri, "dst": dst, "read_only": ro})
     secret_env_uris = body.get("secret_env") or {}
     if not isinstance(secret_env_uris, dict):
         raise ValidationError(f"'{prefix}secret_env' must be an object")
@@ -180,6 +193,9 @@ def _container_fields(body: dict[str, Any], prefix: str = "", *,
         secret_files.append({"key": key, "path": path, "uri": str(v["src_secret_uri"])})
     if len({f["path"] for f in secret_files}) != len(secret_files):
         raise ValidationError("two secret files at the same path")
+    dsts = [v.get("dst_path") for v in raw_volumes if isinstance(v, dict)] + [f["path"] for f in secret_files]
+    if len(set(dsts)) != len(dsts):
+        raise ValidationError("two volumes at the same path in the job")
     return {
         "image": image,
         "entrypoint": entrypoint,
@@ -192,6 +208,7 @@ def _container_fields(body: dict[str, Any], prefix: str = "", *,
         "secret_env": secret_env,  # VAR -> key (the values are looked up when the job starts)
         "secret_env_uris": {k: str(v) for k, v in secret_env_uris.items()},
         "secret_files": secret_files,
+        "storage_volumes": storage_volumes,  # "path" (in the owner's tree) added on creation
     }
 
 

@@ -12,7 +12,7 @@ import click
 from ..completion.types import PRESET
 from ..deps import Deps
 from ..errors import CLIError, ExitCode
-from ..parse import parse_env, parse_life_span, parse_secret_volume
+from ..parse import parse_env, parse_life_span, parse_volume
 from ._attach import attach_loop, interruptible
 from ._jobs_common import (
     Progress,
@@ -85,7 +85,7 @@ def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--env-file", "env_files", multiple=True, type=click.Path(dir_okay=False),
               help="File of VAR=VAL lines (repeatable); -e wins over it.")
 @click.option("-v", "--volume", "volumes", multiple=True, metavar="MOUNT",
-              help="Mount a secret as a file: secret:KEY:/path (repeatable).")
+              help="Mount storage:PATH:/path[:ro] or a secret file secret:KEY:/path (repeatable).")
 @click.option("-w", "--workdir", help="Working directory of the command.")
 @click.option("--entrypoint", help="Override the image's entrypoint.")
 @click.option("--life-span", callback=_life_span, metavar="TIMEDELTA",
@@ -179,13 +179,16 @@ def _command_string(cmd: tuple[str, ...]) -> str | None:
 
 
 async def run(opts: Options, deps: Deps) -> int:
-    from neuro_sdk import HTTPPort, JobRestartPolicy, RemoteImage, SecretFile
+    from neuro_sdk import HTTPPort, JobRestartPolicy, RemoteImage, SecretFile, Volume
+    from yarl import URL
 
     env = parse_env(opts.env, opts.env_files, dict(os.environ))
     secret_keys = {k: v[len("secret:"):] for k, v in env.items() if v.startswith("secret:")}
     for k in secret_keys:
         del env[k]
-    secret_paths = [parse_secret_volume(v) for v in opts.volumes]
+    mounts = [parse_volume(v) for v in opts.volumes]
+    secret_paths = [(what, path) for kind, what, path, _ro in mounts if kind == "secret"]
+    storage_mounts = [(what, path, ro) for kind, what, path, ro in mounts if kind == "storage"]
     io = deps.io
     tty = opts.tty
     if tty is None:
@@ -224,6 +227,7 @@ async def run(opts: Options, deps: Deps) -> int:
             wait_for_jobs_quota=opts.wait_for_seat,
             secret_env={k: _secret_uri(client, key) for k, key in secret_keys.items()} or None,
             secret_files=[SecretFile(_secret_uri(client, key), path) for key, path in secret_paths],
+            volumes=[Volume(URL("storage:" + what), path, ro) for what, path, ro in storage_mounts],
             schedule_timeout=opts.schedule_timeout,
         )
         if opts.quiet:

@@ -74,6 +74,10 @@ def status_rows(job: "JobDescription", now: datetime, tty: bool) -> list[tuple[s
     if secret_env:
         rows.append(("Secret environment",
                      "\n".join(f"{k}={v}" for k, v in sorted(secret_env.items()))))
+    if c.volumes:
+        rows.append(("Volumes", "\n".join(
+            f"{v.container_path} <- {v.storage_uri}" + (" (read-only)" if v.read_only else "")
+            for v in c.volumes)))
     secret_files = getattr(c, "secret_files", None)
     if secret_files:
         rows.append(("Secret files", "\n".join(f"{f.container_path} <- {f.secret_uri}"
@@ -163,6 +167,8 @@ def run_command(job: "JobDescription") -> str:
         words += ["-e", f"{k}={uri}"]
     for f in getattr(c, "secret_files", None) or ():
         words += ["-v", f"{f.secret_uri}:{f.container_path}"]
+    for v in c.volumes:
+        words += ["-v", f"{v.storage_uri}:{v.container_path}" + (":ro" if v.read_only else "")]
     if c.working_dir:
         words += ["-w", c.working_dir]
     if c.entrypoint:

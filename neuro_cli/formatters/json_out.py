@@ -41,6 +41,7 @@ JOB_FIELDS: dict[str, tuple[str, str]] = {
     "env": ("object", "environment variables"),
     "secret_env": ("object", "environment variables from secrets: VAR -> secret URI (no values)"),
     "secret_files": ("array", "secret files: objects with path and uri (no values)"),
+    "volumes": ("array", "storage volumes: objects with path, uri and read_only"),
     "tty": ("boolean", "the job has a terminal"),
     "preset": ("string?", "resource preset"),
     "resources": ("object", "cpu (cores), memory (bytes), nvidia_gpu (count), shm (boolean)"),
@@ -130,6 +131,8 @@ def job_dict(job: "JobDescription", *, transitions: bool = False) -> dict[str, A
         "secret_env": {k: str(v) for k, v in (c.secret_env or {}).items()},
         "secret_files": [{"path": f.container_path, "uri": str(f.secret_uri)}
                          for f in c.secret_files],
+        "volumes": [{"path": v.container_path, "uri": str(v.storage_uri),
+                     "read_only": bool(v.read_only)} for v in c.volumes],
         "tty": bool(c.tty),
         "preset": job.preset_name,
         "resources": {"cpu": r.cpu, "memory": int(r.memory_mb) * 1024 * 1024,

@@ -37,9 +37,10 @@ async def create_job(request: web.Request) -> web.Response:
     if missing:
         fail(web.HTTPBadRequest, f"no secret {missing[0]!r}: add it with "
                                  f"`neuro secret add {missing[0]} VALUE`")
-    if new.spec["secret_files"] and not st.runtime.info().image_used:
-        fail(web.HTTPBadRequest, "secret files need the docker runtime: the process runtime "
-                                 "cannot place files in a job's filesystem; use -e VAR=secret:KEY")
+    _storage_paths(request, new.spec)
+    if (new.spec["secret_files"] or new.spec["storage_volumes"]) and not st.runtime.info().image_used:
+        fail(web.HTTPBadRequest, "secret files and storage volumes need the docker runtime: "
+                                 "the process runtime cannot mount into a job's filesystem")
     if new.spec.get("pass_config") and st.runtime.info().image_used and \
             st.config.host in ("127.0.0.1", "localhost", "::1"):
         fail(web.HTTPBadRequest, "pass_config needs a server that containers can reach: this "
@@ -219,3 +220,23 @@ async def browse(request: web.Request) -> web.Response:
         fail(web.HTTPBadRequest, "this server does not serve jobs over HTTP")
     return web.json_response({"url": st.ingress.url(job),
                               "login_url": st.ingress.login_url(job, caller(request))})
+
+
+def _storage_paths(request: web.Request, spec: dict) -> None:  # type: ignore[type-arg]
+    """Resolve each storage volume in the caller's tree (a read-write one is created when
+    missing; a read-only one must exist)."""
+    from .. import storage
+
+    st = app_state(request)
+    me = caller(request)
+    root = storage.user_root(st.config.data_dir, me)
+    for v in spec["storage_volumes"]:
+        try:
+            rel = storage.uri_path(v["uri"], st.config.cluster_name, me)
+            path = storage.resolve(root, rel, must_exist=v["read_only"])
+        except storage.StorageError as e:
+            fail(web.HTTPBadRequest if e.status != 403 else web.HTTPForbidden,
+                 f"volume {v['uri']}: {e}")
+        if not path.exists():
+            path.mkdir(parents=True)
+        v["path"] = path.relative_to(root).as_posix()

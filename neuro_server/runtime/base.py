@@ -37,6 +37,8 @@ class JobSpec:
     privileged: bool = False  # only where the server allows it, on a runtime with containers
     # (path in the job's filesystem, content): secret files, read-only (runtimes with images)
     files: Sequence[tuple[str, bytes]] = ()
+    # (host directory, path in the job, read-only): storage volumes (runtimes with images)
+    mounts: Sequence[tuple[str, str, bool]] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -343,7 +343,9 @@ class DockerRuntime:
             await self._ensure_image(job_id, spec.image)
             self._set_phase(job_id, "ContainerCreating", "Creating the job's container")
             await self._remove_old_container(job_id)
-            config = self._container_config(spec, self._secret_files(d, spec))
+            binds = self._secret_files(d, spec) + [
+                f"{host}:{path}:{'ro' if ro else 'rw'}" for host, path, ro in spec.mounts]
+            config = self._container_config(spec, binds)
             docker = await self.client()
             try:
                 container = await docker.containers.create(config, name=self.container_name(job_id))

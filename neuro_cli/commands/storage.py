@@ -1,0 +1,186 @@
+"""neuro storage: your file tree on the server, which jobs mount with -v storage:PATH:/path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..deps import Deps
+from ..errors import CLIError, ExitCode
+from ._jobs_common import run_async
+from ._options import json_option
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             short_help="Manage files in your storage")
+def group() -> None:
+    """Manage files in your storage: a tree on the server that jobs mount with
+    -v storage:PATH:/path[:ro]. Remote paths are written storage:PATH.
+
+    \b
+    Examples:
+      neuro storage cp -r ./data storage:datasets/mnist
+      neuro run -v storage:datasets/mnist:/data:ro IMAGE -- python train.py /data
+      neuro storage ls storage:datasets
+    """
+
+
+def _is_remote(p: str) -> bool:
+    return p.startswith("storage:")
+
+
+@group.command(short_help="List a storage directory")
+@click.argument("path", default="storage:")
+@click.option("-l", "long", is_flag=True, help="Also show sizes and times.")
+@json_option
+@click.pass_context
+def ls(ctx: click.Context, path: str, long: bool, as_json: bool) -> None:
+    """List a directory of your storage (the top by default).
+
+    \b
+    Examples:
+      neuro storage ls
+      neuro storage ls -l storage:datasets
+    """
+
+    async def run(deps: Deps) -> int:
+        from ..formatters.common import iso
+
+        async with deps.client() as client:
+            entries = await client.storage.ls(path)
+        if as_json:
+            from ..formatters.json_out import dumps
+
+            deps.io.out(dumps([{"name": e.name, "type": "directory" if e.is_dir else "file",
+                                "size": e.size, "modified": iso(e.modified)} for e in entries]))
+            return 0
+        for e in entries:
+            name = e.name + ("/" if e.is_dir else "")
+            deps.io.out(f"{e.size}\t{iso(e.modified)}\t{name}" if long else name)
+        return 0
+
+    run_async(ctx, run)
+
+
+@group.command(short_help="Make storage directories")
+@click.argument("paths", nargs=-1, required=True)
+@click.pass_context
+def mkdir(ctx: click.Context, paths: tuple[str, ...]) -> None:
+    """Make directories in your storage, with their parents.
+
+    \b
+    Examples:
+      neuro storage mkdir storage:datasets/raw
+    """
+
+    async def run(deps: Deps) -> int:
+        async with deps.client() as client:
+            for p in paths:
+                await client.storage.mkdir(p)
+        return 0
+
+    run_async(ctx, run)
+
+
+@group.command(short_help="Remove files from storage")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-r", "--recursive", is_flag=True, help="Remove directories and their contents.")
+@click.pass_context
+def rm(ctx: click.Context, paths: tuple[str, ...], recursive: bool) -> None:
+    """Remove files (and with -r, directories) from your storage.
+
+    \b
+    Examples:
+      neuro storage rm storage:old.csv
+      neuro storage rm -r storage:runs/2024
+    """
+
+    async def run(deps: Deps) -> int:
+        async with deps.client() as client:
+            for p in paths:
+                await client.storage.rm(p, recursive=recursive)
+        return 0
+
+    run_async(ctx, run)
+
+
+@group.command(short_help="Copy files to or from storage")
+@click.argument("src")
+@click.argument("dst")
+@click.option("-r", "--recursive", is_flag=True, help="Copy directories and their contents.")
+@click.pass_context
+def cp(ctx: click.Context, src: str, dst: str, recursive: bool) -> None:
+    """Copy SRC to DST: one of them local, the other storage:PATH. A DST ending in / (or an
+    existing directory) receives SRC under its own name.
+
+    \b
+    Examples:
+      neuro storage cp model.pt storage:models/
+      neuro storage cp storage:results/metrics.json .
+      neuro storage cp -r ./data storage:datasets/mnist
+    """
+    if _is_remote(src) == _is_remote(dst):
+        raise click.UsageError("one of SRC and DST must be storage:PATH, the other local")
+
+    async def run(deps: Deps) -> int:
+        async with deps.client() as client:
+            n = await (_upload(client, Path(src), dst, recursive) if _is_remote(dst)
+                       else _download(client, src, Path(dst), recursive))
+        deps.io.err(f"Copied {n} file{'s' if n != 1 else ''}")
+        return 0
+
+    run_async(ctx, run)
+
+
+async def _upload(client, local: Path, dst: str, recursive: bool) -> int:  # type: ignore[no-untyped-def]
+    if not local.exists():
+        raise CLIError(f"no such file or directory: {local}", ExitCode.BAD_INPUT)
+    from neuro_sdk import ResourceNotFound
+
+    target = dst.rstrip("/")
+    if dst.endswith("/") or dst.endswith(":"):
+        target = f"{target}/{local.name}" if not target.endswith(":") else f"{target}{local.name}"
+    else:
+        try:
+            if (await client.storage.stat(dst)).is_dir:
+                target = f"{target}/{local.name}"
+        except ResourceNotFound:
+            pass
+    if local.is_dir():
+        if not recursive:
+            raise CLIError(f"{local} is a directory: use -r", ExitCode.BAD_INPUT)
+        count = 0
+        await client.storage.mkdir(target)
+        for p in sorted(local.rglob("*")):
+            rel = p.relative_to(local).as_posix()
+            if p.is_dir():
+                await client.storage.mkdir(f"{target}/{rel}")
+            elif p.is_file():
+                await client.storage.upload(p, f"{target}/{rel}")
+                count += 1
+        return count
+    await client.storage.upload(local, target)
+    return 1
+
+
+async def _download(client, src: str, local: Path, recursive: bool,  # type: ignore[no-untyped-def]
+                    exact: bool = False) -> int:
+    status = await client.storage.stat(src)
+    name = src.rstrip("/").rsplit("/", 1)[-1].removeprefix("storage:")
+    target = local / name if local.is_dir() and not exact else local
+    if not status.is_dir:
+        await client.storage.download(src, target)
+        return 1
+    if not recursive:
+        raise CLIError(f"{src} is a directory: use -r", ExitCode.BAD_INPUT)
+    count = 0
+    target.mkdir(parents=True, exist_ok=True)
+    for e in await client.storage.ls(src):
+        child = f"{src.rstrip('/')}/{e.name}"
+        if e.is_dir:
+            count += await _download(client, child, target / e.name, True, exact=True)
+        else:
+            await client.storage.download(child, target / e.name)
+            count += 1
+    return count
