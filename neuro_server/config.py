@@ -116,6 +116,7 @@ class ServerConfig:
     kill_grace_seconds: float = 10.0
     allow_privileged: bool = False
     max_running_jobs: int = 0  # per user, 0: no limit
+    round_robin_seconds: float = 60.0  # preemptible jobs' turn before another may take it
     http_port: int = 0  # the jobs' HTTP ingress (0: any free port; the embedded server reuses it)
     http_domain: str = "jobs.localhost"  # job hosts: JOB_ID.<domain>, NAME--OWNER.<domain>
     max_body_bytes: int = 1 << 20
@@ -181,8 +182,9 @@ def load_config(data_dir: Path, config_file: Path | None = None, **overrides: An
     for key in ("port", "max_running_jobs", "http_port"):
         if key in server:
             kw[key] = int(server[key])
-    if "kill_grace_seconds" in server:
-        kw["kill_grace_seconds"] = float(server["kill_grace_seconds"])
+    for key in ("kill_grace_seconds", "round_robin_seconds"):
+        if key in server:
+            kw[key] = float(server[key])
     if "allow_privileged" in server:
         kw["allow_privileged"] = bool(server["allow_privileged"])
     res = raw.get("resources", {})

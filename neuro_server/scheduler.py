@@ -12,6 +12,13 @@ pending --(fits in free resources, oldest first)--> running --> succeeded | fail
   ending, the job goes back to pending/Restarting, ``restarts`` counts it, and it starts again
   after a backoff (1, 2, 4... 30 s; back to 1 s after a run of 10 minutes).  Never after a kill,
   the end of its life span, or a command that cannot run.  Its output continues in the same log.
+- Jobs on presets with ``scheduler_enabled`` are preemptible: when a pending job does not fit,
+  running preemptible jobs (the longest-running first) are suspended (status suspended, their
+  processes frozen, not killed: they keep their memory and GPUs, give back their CPU) if that
+  makes it fit, and resumed (oldest suspension first) when CPU is free again.  Among
+  preemptible jobs this is round robin: a suspended or pending one may take the place of one
+  that has run for ``round_robin_seconds`` since it last (re)started.  Each suspension counts
+  in ``restarts``.
 - On start, ``reconcile`` brings every active job up to date with what the runtime knows, so
   jobs that ran or ended while the server was down are neither lost nor restarted.
 """
@@ -33,6 +40,7 @@ from .validation import NewJob
 log = logging.getLogger(__name__)
 
 GiB = 1 << 30
+HOLDS = 1e18  # "plenty": a resource a suspended job keeps while frozen
 
 
 def _fmt_mem(n: float) -> str:
@@ -60,6 +68,9 @@ class Scheduler:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._restart_at: dict[str, float] = {}  # job id -> loop time of its next start
         self._run_started: dict[str, Any] = {}  # job id -> when its current run started
+        self._running_since: dict[str, float] = {}  # loop time of its last start or resume
+        self._suspending: set[str] = set()  # suspensions and resumptions in flight
+        self._resuming: set[str] = set()
         # for pass_config: the API URL jobs reach the server at, and a token issuer (set by
         # whoever serves the app)
         self.api_url: str | None = None
@@ -142,6 +153,11 @@ class Scheduler:
         self.store.set_kill_reason(job.id, reason)
         if job.status == "pending" and job.id not in self._starting:
             return self._set(job.id, "cancelled", reason, _kill_text(reason))
+        if job.status == "suspended":  # frozen processes cannot handle SIGTERM: thaw them
+            try:
+                await self.runtime.resume(job.id)
+            except Exception as e:  # noqa: BLE001
+                log.warning("resume %s to kill it: %s", job.id, e)
         try:
             await self.runtime.stop(job.id, grace=self.config.kill_grace_seconds)
         except Exception as e:  # the watcher still decides the final status
@@ -163,9 +179,14 @@ class Scheduler:
     # -- resources -------------------------------------------------------------------------
     def _used(self) -> dict[str, float]:
         used = {"cpu": 0.0, "memory": 0.0, "nvidia_gpu": 0.0}
-        for job in self.store.jobs_with_status(("running",)):
+        for job in self.store.jobs_with_status(("running", "suspended")):
             res = job.spec["resources"]
-            used["cpu"] += res["cpu"]
+            # a frozen job keeps its memory and GPUs; its CPU is free (also while it is
+            # being suspended, not while it is being resumed)
+            frozen = (job.status == "suspended" and job.id not in self._resuming) or \
+                job.id in self._suspending
+            if not frozen:
+                used["cpu"] += res["cpu"]
             used["memory"] += res["memory"]
             used["nvidia_gpu"] += res.get("nvidia_gpu", 0)
         for job_id in self._starting:
@@ -253,6 +274,8 @@ class Scheduler:
                               f"needs {what}")
                     continue
                 next_check = min(next_check, left)
+            if n < 1 and self._preempt(job, free, clock):
+                continue  # it starts once the suspensions are done
             if n >= 1:
                 self._restart_at.pop(job.id, None)
                 seats[job.owner] = seats.get(job.owner, 0) + 1
@@ -267,6 +290,7 @@ class Scheduler:
                 self._spawn(self._start_job(job))
             else:
                 self._set(job.id, "pending", "Scheduling", f"Waiting for resources: needs {what}")
+        next_check = min(next_check, self._resume_suspended(free, clock))
         for job in self.store.jobs_with_status(("running",)):
             if job.life_span is None or job.kill_reason:
                 continue
@@ -304,6 +328,7 @@ class Scheduler:
                 return
             current = self.store.get_job(job.id)
             self._run_started[job.id] = info.started_at
+            self._running_since[job.id] = asyncio.get_running_loop().time()
             self._set(job.id, "running", "", "", at=info.started_at, limits=info.limits)
             if current is not None and current.kill_reason:
                 # killed while starting: stop it now
@@ -398,6 +423,91 @@ class Scheduler:
             self._set(job_id, "failed", "Error", f"lost track of the job: {e}")
         finally:
             self._watchers.pop(job_id, None)
+            self._wake.set()
+
+    # -- preemption (presets with scheduler_enabled) ------------------------------------------
+    def _victims(self, job: JobRecord, free: dict[str, float], clock: float) -> list[JobRecord] | None:
+        """Running preemptible jobs whose CPU, once frozen, lets ``job`` fit (the longest-
+        running first); None when no such set exists.  A preemptible ``job`` (round robin)
+        may only take the place of jobs that have run for the round-robin time."""
+        quantum = self.config.round_robin_seconds
+        candidates = []
+        for r in self.store.jobs_with_status(("running",)):
+            if (r.id == job.id or not r.spec.get("scheduler_enabled") or r.kill_reason
+                    or r.id in self._suspending or r.id in self._resuming):
+                continue
+            since = self._running_since.get(r.id, 0.0)
+            if job.spec.get("scheduler_enabled") and clock - since < quantum:
+                continue
+            candidates.append((since, r))
+        candidates.sort(key=lambda c: c[0])
+        trial = dict(free)
+        chosen: list[JobRecord] = []
+        for _since, r in candidates:
+            if self._fits(job.spec["resources"], trial, self.config)[0] >= 1:
+                break
+            trial["cpu"] += r.spec["resources"]["cpu"]
+            chosen.append(r)
+        if chosen and self._fits(job.spec["resources"], trial, self.config)[0] >= 1:
+            return chosen
+        return None
+
+    def _preempt(self, job: JobRecord, free: dict[str, float], clock: float) -> bool:
+        victims = self._victims(job, free, clock)
+        if not victims:
+            return False
+        for v in victims:
+            self._suspending.add(v.id)
+            free["cpu"] += v.spec["resources"]["cpu"]
+            self._spawn(self._suspend(v, job))
+        # (this job starts on a later step: its free CPU must not go to a younger one now)
+        free["cpu"] -= job.spec["resources"]["cpu"]
+        return True
+
+    async def _suspend(self, victim: JobRecord, for_job: JobRecord) -> None:
+        try:
+            await self.runtime.suspend(victim.id)
+            self.store.count_restart(victim.id)
+            why = "round robin" if for_job.spec.get("scheduler_enabled") else "preempted"
+            self._set(victim.id, "suspended", "Suspended",
+                      f"Suspended to let {for_job.name or for_job.id} run ({why}); its "
+                      "processes are frozen and go on when resources are free")
+        except Exception as e:  # noqa: BLE001 - it goes on running; the other job waits
+            log.warning("suspend %s: %s", victim.id, e)
+        finally:
+            self._suspending.discard(victim.id)
+            self._wake.set()
+
+    def _resume_suspended(self, free: dict[str, float], clock: float) -> float:
+        """Resume suspended jobs (oldest suspension first) whose CPU is free, or take the place
+        of preemptible jobs past their round-robin time; seconds until that is worth a check."""
+        next_check = 5.0
+        waiting = [j for j in self.store.jobs_with_status(("suspended",))
+                   if j.id not in self._resuming and not j.kill_reason]
+        for job in sorted(waiting, key=lambda j: self._running_since.get(j.id, 0.0)):
+            # it holds its memory and GPUs already: only its CPU must be free
+            holds = {**free, "memory": HOLDS, "nvidia_gpu": HOLDS}
+            if self._fits(job.spec["resources"], holds, self.config)[0] >= 1:
+                free["cpu"] -= job.spec["resources"]["cpu"]
+                self._resuming.add(job.id)
+                self._spawn(self._resume(job))
+            else:
+                relaxed = {**free, "memory": HOLDS, "nvidia_gpu": HOLDS}
+                if self._preempt(job, relaxed, clock):
+                    free["cpu"] = relaxed["cpu"]
+                else:
+                    next_check = min(next_check, max(0.05, self.config.round_robin_seconds / 4))
+        return next_check
+
+    async def _resume(self, job: JobRecord) -> None:
+        try:
+            await self.runtime.resume(job.id)
+            self._running_since[job.id] = asyncio.get_running_loop().time()
+            self._set(job.id, "running", "Resumed", "")
+        except Exception as e:  # noqa: BLE001
+            log.warning("resume %s: %s", job.id, e)
+        finally:
+            self._resuming.discard(job.id)
             self._wake.set()
 
     def _restart(self, job: JobRecord, ex: ExitInfo) -> bool:

@@ -158,6 +158,12 @@ class Runtime(Protocol):
     async def signal(self, job_id: str, signum: int) -> None:
         """Send a signal to the job's processes."""
 
+    async def suspend(self, job_id: str) -> None:
+        """Freeze the job's processes (they keep their memory, use no CPU)."""
+
+    async def resume(self, job_id: str) -> None:
+        """Let frozen processes go on."""
+
     def inspect(self, job_id: str) -> JobState:
         """Cheap, synchronous: what the runtime knows now (used to reconcile after a restart)."""
 

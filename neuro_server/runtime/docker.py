@@ -610,6 +610,24 @@ class DockerRuntime:
         if pump is not None:
             pump.kill_at(deadline)
 
+    async def suspend(self, job_id: str) -> None:
+        """Pause the container (the engine's freezer): memory kept, no CPU."""
+        await self._pause(job_id, "pause")
+
+    async def resume(self, job_id: str) -> None:
+        await self._pause(job_id, "unpause")
+
+    async def _pause(self, job_id: str, what: str) -> None:
+        self.job_dir(job_id)
+        cid = self._container_id(job_id)
+        if cid is None or self.inspect(job_id).state is not State.RUNNING:
+            return
+        docker = await self.client()
+        try:
+            await getattr(docker.containers.container(cid), what)()
+        except DockerError as e:
+            raise RuntimeError_(f"job {job_id}: cannot {what} it: {e.message}") from e
+
     async def signal(self, job_id: str, signum: int) -> None:
         """Signal the job's processes (through the container's init); nothing happens when
         the job does not run."""

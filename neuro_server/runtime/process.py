@@ -203,6 +203,13 @@ class ProcessRuntime:
         if sup is not None:
             _signal_supervisor(sup, signal.SIGTERM)
 
+    async def suspend(self, job_id: str) -> None:
+        """SIGSTOP to the job's process group: frozen, memory kept, no CPU."""
+        await self.signal(job_id, signal.SIGSTOP)
+
+    async def resume(self, job_id: str) -> None:
+        await self.signal(job_id, signal.SIGCONT)
+
     async def signal(self, job_id: str, signum: int) -> None:
         """Signal the job's process group (through its supervisor, which knows its child is
         alive); nothing happens when the job does not run."""

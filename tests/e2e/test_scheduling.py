@@ -40,3 +40,61 @@ def test_schedule_timeout(neuro: Neuro) -> None:
     job = r.stderr.split("Job ID: ")[1].split()[0]
     st = neuro.ok("status", job)
     assert "Not scheduled within its schedule timeout of 2s: needs cpu 64" in st
+
+
+PREEMPT_PRESETS = (
+    '[[presets]]\nname = "rr"\ncpu = 1\nmemory = "256MiB"\nscheduler_enabled = true\n'
+    '[[presets]]\nname = "solid"\ncpu = 1\nmemory = "256MiB"\n'
+)
+TICKS = "i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.1; done"
+
+
+def _one_cpu(neuro: Neuro, round_robin: str = "60") -> None:
+    text = server_toml(neuro.runtime, PREEMPT_PRESETS,
+                       server=f"round_robin_seconds = {round_robin}\n")
+    neuro.write_server_config(text.replace("cpu = 32", "cpu = 1"))
+
+
+def _wait(pred, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "condition not met"
+        time.sleep(0.1)
+
+
+def test_preemptible_job_is_suspended_and_resumed(neuro: Neuro) -> None:
+    _one_cpu(neuro)
+    victim = neuro.ok("run", "-q", "--detach", "--preset", "rr", neuro.image, "--", "sh", "-c", TICKS).strip()
+    _wait(lambda: "tick-3" in neuro.job_output(victim))
+    urgent = neuro.ok("run", "-q", "--detach", "--preset", "solid", neuro.image, "--", "sh", "-c",
+                      "sleep 2; echo urgent-done").strip()
+    _wait(lambda: _status(neuro, victim).startswith("Status: suspended"))
+    st = neuro.ok("status", victim)
+    assert "Restarts: 1" in st and "preempted" in st
+    # frozen: no output while it stays suspended (the urgent job holds the CPU for 2 s)
+    frozen_at = len(neuro.job_output(victim))
+    checks = 0
+    while _status(neuro, victim).startswith("Status: suspended"):
+        assert len(neuro.job_output(victim)) <= frozen_at + len("tick-000\n")  # (one in flight)
+        checks += 1
+        time.sleep(0.1)
+    assert checks >= 3
+    neuro.wait_status(urgent, {"succeeded"})
+    # resumed once the CPU is free, and it goes on where it was
+    _wait(lambda: _status(neuro, victim).startswith("Status: running"))
+    _wait(lambda: len(neuro.job_output(victim)) > frozen_at + 20)
+    lines = neuro.job_output(victim).split()
+    assert lines == [f"tick-{i}" for i in range(len(lines))]  # nothing lost, nothing repeated
+    assert "Status: cancelled" in neuro.ok("status", neuro.ok("kill", victim).strip())
+
+
+def test_round_robin_between_preemptible_jobs(neuro: Neuro) -> None:
+    _one_cpu(neuro, round_robin="1.5")
+    a = neuro.ok("run", "-q", "--detach", "--preset", "rr", neuro.image, "--", "sh", "-c", TICKS).strip()
+    b = neuro.ok("run", "-q", "--detach", "--preset", "rr", neuro.image, "--", "sh", "-c", TICKS).strip()
+    # b waits, then takes a's turn; a then takes b's: both make progress, both were suspended
+    _wait(lambda: "tick-5" in neuro.job_output(b), timeout=30)
+    _wait(lambda: "Restarts: 1" in neuro.ok("status", b), timeout=30)
+    _wait(lambda: "Restarts: 2" in neuro.ok("status", a), timeout=30)
+    for job in (a, b):
+        assert "Status: cancelled" in neuro.ok("status", neuro.ok("kill", job).strip())

@@ -142,3 +142,29 @@ async def test_status_long_poll_answers_at_the_change(client: Client, api: Api) 
     async with api.session.get(url, headers={**api.headers("bob"), "If-None-Match": etag,
                                              "Prefer": "wait=5"}) as r:
         assert r.status == 403
+
+
+async def test_more_jobs_than_fit_all_run_oldest_first(client: Client) -> None:
+    """cpu-large takes 4 of 8 CPUs: 2 at a time.  Every job runs, in the order they came, and
+    the capacity reported never promises more than what is free."""
+    jobs = [await client.jobs.start(image=UBUNTU, preset_name="cpu-large", command="sleep 0.4")
+            for _ in range(6)]
+    ids = [j.id for j in jobs]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while True:
+        cap = (await client.jobs.get_capacity())["cpu-large"]
+        states = [await client.jobs.status(i) for i in ids]
+        running = sum(s.status == JobStatus.RUNNING for s in states)
+        assert cap + running <= 2, (cap, running)
+        if all(s.status == JobStatus.SUCCEEDED for s in states):
+            break
+        assert loop.time() < deadline, [s.status for s in states]
+        await asyncio.sleep(0.05)
+    started = [s.history.started_at for s in states]
+    assert all(t is not None for t in started)
+    # oldest first: none overtaken (two dispatched together may start in either order)
+    for i, t in enumerate(started):
+        for later in started[i + 1:]:
+            assert (t - later).total_seconds() < 0.1, started
+    assert await client.jobs.get_capacity() == {"cpu-small": 16, "cpu-large": 2, "gpu-small": 0}
