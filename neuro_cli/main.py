@@ -142,7 +142,10 @@ def main(argv: list[str] | None = None, *, fast_exit: bool = True) -> None:
         from ._fast_tls import install
 
         install()  # CA certificates load at the first TLS handshake, not at import
-    show_tb = "--show-traceback" in args or any(a in ("-v", "--verbose") or a.startswith("-vv") for a in args)
+    # -v/--verbose are global options: before the command (a command's own -v is its own)
+    globals_ = args[:_command_index(args)]
+    show_tb = "--show-traceback" in globals_ or any(
+        a in ("-v", "--verbose") or a.startswith("-vv") for a in globals_)
     try:
         if (word := _command_word(args)) is not None and word not in COMMANDS:
             from .user_config import expand_alias  # an alias? (the user config is read only now)
@@ -184,11 +187,17 @@ def main(argv: list[str] | None = None, *, fast_exit: bool = True) -> None:
     _exit(code, fast_exit)
 
 
-def _command_word(args: list[str]) -> str | None:
-    """The command's name in ``neuro [GLOBAL OPTIONS] COMMAND ...`` (None without one)."""
+def _command_index(args: list[str]) -> int:
+    """Where the command's name is in ``neuro [GLOBAL OPTIONS] COMMAND ...``."""
     i = 0
     while i < len(args) and args[i].startswith("-"):
         i += 2 if args[i] == "--color" else 1  # the one global option that takes a value
+    return i
+
+
+def _command_word(args: list[str]) -> str | None:
+    """The command's name in ``neuro [GLOBAL OPTIONS] COMMAND ...`` (None without one)."""
+    i = _command_index(args)
     return args[i] if i < len(args) else None
 
 

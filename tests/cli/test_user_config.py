@@ -49,3 +49,13 @@ def test_bad_user_config_is_one_line(neuro: Neuro) -> None:
     assert r.returncode == 2 and "at most two" in r.stderr
     path.write_text('[alias]\nps = "kill"\n')  # an alias never shadows a command
     assert neuro.ok("ps").startswith("ID")
+
+
+def test_traceback_only_when_asked_globally(neuro: Neuro) -> None:
+    missing = "job-00000000-0000-0000-0000-000000000000"
+    r = neuro("status", missing)
+    assert r.returncode == 72 and "Traceback" not in r.stderr
+    r = neuro("-v", "status", missing)
+    assert r.returncode == 72 and "Traceback (most recent call last)" in r.stderr
+    r = neuro("run", "-v", "bad-volume", "ubuntu", "--", "true")  # run's -v is a volume
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "invalid -v" in r.stderr
