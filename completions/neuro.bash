@@ -8,7 +8,7 @@ _neuro_spec() {
     cmds="" opts="" vopts="" args=""
     case "$1" in
     "")
-        cmds="attach capacity completion config exec job kill login logout logs port-forward ps run secret server share status storage top"
+        cmds="attach capacity completion config disk exec job kill login logout logs port-forward ps run secret server share status storage top"
         opts="--color --help --show-traceback --verbose --version -h -v"
         vopts="--color"
         ;;
@@ -33,6 +33,22 @@ _neuro_spec() {
         ;;
     "config show-token")
         opts="--help -h"
+        ;;
+    "disk")
+        cmds="create ls rm"
+        opts="--help -h"
+        ;;
+    "disk create")
+        opts="--help --name -h"
+        vopts="--name"
+        args="-"
+        ;;
+    "disk ls")
+        opts="--help --json -h"
+        ;;
+    "disk rm")
+        opts="--help -h"
+        args="-*"
         ;;
     "exec")
         opts="--detach-keys --help --no-tty --tty -T -h -t"

@@ -12,6 +12,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             'capacity'\t'Show how many jobs of each preset fit now' \
             'completion'\t'Print a shell completion script' \
             'config'\t'Show the client configuration' \
+            'disk'\t'Manage persistent disks' \
             'exec'\t'Run a command in a running job' \
             'job'\t'Manage jobs' \
             'kill'\t'Kill jobs' \
@@ -62,6 +63,26 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
         case 'config show-token'
             set -g __neuro_opts '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
+        case 'disk'
+            set -g __neuro_cmds 'create'\t'Create a disk' \
+            'ls'\t'List your disks' \
+            'rm'\t'Remove disks'
+            set -g __neuro_opts '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+        case 'disk create'
+            set -g __neuro_opts '--name'\t'A name to use instead of its id (3-40 letters, digits, dashes)' \
+            '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+            set -g __neuro_vopts '--name'
+            set -g __neuro_args '-'
+        case 'disk ls'
+            set -g __neuro_opts '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
+            '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+        case 'disk rm'
+            set -g __neuro_opts '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+            set -g __neuro_args '-*'
         case 'exec'
             set -g __neuro_opts '-t'\t'Allocate a TTY' \
             '-T'\t'Allocate a TTY' \
@@ -170,8 +191,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '-e'\t'Environment variable (repeatable); VAR alone copies the local value' \
             '--env'\t'Environment variable (repeatable); VAR alone copies the local value' \
             '--env-file'\t'File of VAR=VAL lines (repeatable); -e wins over it' \
-            '-v'\t'Mount storage:PATH:/path or a secret file secret:KEY:/path (repeatable)' \
-            '--volume'\t'Mount storage:PATH:/path or a secret file secret:KEY:/path (repeatable)' \
+            '-v'\t'Mount storage:PATH:/path, disk:NAME:/path or secret:KEY:/path (repeatable)' \
+            '--volume'\t'Mount storage:PATH:/path, disk:NAME:/path or secret:KEY:/path (repeatable)' \
             '-w'\t'Working directory of the command' \
             '--workdir'\t'Working directory of the command' \
             '--entrypoint'\t'Override the image\'s entrypoint' \
@@ -286,8 +307,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '-e'\t'Environment variable (repeatable); VAR alone copies the local value' \
             '--env'\t'Environment variable (repeatable); VAR alone copies the local value' \
             '--env-file'\t'File of VAR=VAL lines (repeatable); -e wins over it' \
-            '-v'\t'Mount storage:PATH:/path or a secret file secret:KEY:/path (repeatable)' \
-            '--volume'\t'Mount storage:PATH:/path or a secret file secret:KEY:/path (repeatable)' \
+            '-v'\t'Mount storage:PATH:/path, disk:NAME:/path or secret:KEY:/path (repeatable)' \
+            '--volume'\t'Mount storage:PATH:/path, disk:NAME:/path or secret:KEY:/path (repeatable)' \
             '-w'\t'Working directory of the command' \
             '--workdir'\t'Working directory of the command' \
             '--entrypoint'\t'Override the image\'s entrypoint' \

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "secret": "neuro_cli.commands.secret:group",
     "share": "neuro_cli.commands.share:command",
     "storage": "neuro_cli.commands.storage:group",
+    "disk": "neuro_cli.commands.disk:group",
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -54,6 +55,7 @@ SHORT_HELP: dict[str, str] = {
     "secret": "Manage secrets",
     "share": "Share a job with another user",
     "storage": "Manage files in your storage",
+    "disk": "Manage persistent disks",
 }
 
 

@@ -91,21 +91,20 @@ def format_timedelta(seconds: float) -> str:
 
 
 def parse_volume(spec: str) -> tuple[str, str, str, bool]:
-    """``-v`` of `neuro run`: ``secret:KEY:/path`` or ``storage:PATH:/path[:ro|:rw]`` ->
+    """``-v`` of `neuro run`: ``secret:KEY:/path``, ``storage:PATH:/path[:ro|:rw]`` or
+    ``disk:NAME:/path[:ro|:rw]`` ->
     (kind, what, path in the job, read-only)."""
     scheme, _, rest = spec.partition(":")
-    if scheme == "disk":
-        raise CLIError(f"-v {spec}: disk volumes are not supported by this server yet",
-                       ExitCode.USAGE)
-    if scheme not in ("secret", "storage"):
-        raise CLIError(f"invalid -v {spec!r}: use storage:PATH:/path[:ro] or secret:KEY:/path",
-                       ExitCode.USAGE)
+    if scheme not in ("secret", "storage", "disk"):
+        raise CLIError(f"invalid -v {spec!r}: use storage:PATH:/path[:ro], disk:NAME:/path[:ro]"
+                       " or secret:KEY:/path", ExitCode.USAGE)
     read_only = scheme == "secret"
-    if scheme == "storage" and (rest.endswith(":ro") or rest.endswith(":rw")):
+    if scheme != "secret" and (rest.endswith(":ro") or rest.endswith(":rw")):
         read_only = rest.endswith(":ro")
         rest = rest[:-3]
     what, sep, path = rest.rpartition(":")
-    if not sep or not path.startswith("/") or (scheme == "secret" and not what):
-        example = "secret:KEY:/absolute/path" if scheme == "secret" else "storage:PATH:/absolute/path[:ro]"
+    if not sep or not path.startswith("/") or (scheme != "storage" and not what):
+        example = {"secret": "secret:KEY:/absolute/path", "disk": "disk:NAME:/absolute/path[:ro]",
+                   "storage": "storage:PATH:/absolute/path[:ro]"}[scheme]
         raise CLIError(f"invalid -v {spec!r}: use {example}", ExitCode.USAGE)
     return scheme, what, path, read_only

@@ -11,6 +11,7 @@ Example::
 
 from ._client import Client
 from ._config import Factory, get
+from ._disks import Disk, Disks
 from ._errors import (
     AuthenticationError,
     AuthError,
@@ -62,7 +63,9 @@ __all__ = [
     "Cluster",
     "ConfigError",
     "Container",
+    "Disk",
     "DiskVolume",
+    "Disks",
     "ExecInspect",
     "Factory",
     "FileStatus",

@@ -19,6 +19,7 @@ from ._errors import (
     error_from_status,
     error_message_from_text,
 )
+from ._disks import Disks
 from ._jobs import Jobs
 from ._secrets import Secrets
 from ._storage import Storage
@@ -82,6 +83,7 @@ class Client:
         self._jobs = Jobs(self)
         self._secrets = Secrets(self)
         self._storage = Storage(self)
+        self._disks = Disks(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -124,6 +126,11 @@ class Client:
     def storage(self) -> Storage:
         """The :class:`Storage` subsystem (extension)."""
         return self._storage
+
+    @property
+    def disks(self) -> Disks:
+        """The :class:`Disks` subsystem (extension)."""
+        return self._disks
 
     @property
     def token(self) -> str:

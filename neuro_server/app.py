@@ -11,7 +11,7 @@ from aiohttp import web
 
 from .auth import AuthError, Authenticator, load_secret
 from .config import ServerConfig
-from .handlers import interactive, jobs, monitoring, secrets, shares, storage
+from .handlers import disks, interactive, jobs, monitoring, secrets, shares, storage
 from .handlers.common import STATE, USER, error_response
 from .runtime.base import Runtime
 from .scheduler import Scheduler
@@ -122,6 +122,10 @@ def make_app(config: ServerConfig, store: Store, runtime: Runtime,
         r.add_get(prefix, storage.get)
         r.add_put(prefix, storage.put)
         r.add_delete(prefix, storage.delete)
+    r.add_post("/api/v1/disk", disks.create)
+    r.add_get("/api/v1/disk", disks.list_disks)
+    r.add_get("/api/v1/disk/{disk}", disks.get_disk)
+    r.add_delete("/api/v1/disk/{disk}", disks.delete)
     r.add_get("/api/v1/secrets", secrets.list_secrets)
     r.add_post("/api/v1/secrets", secrets.add_secret)
     r.add_get("/api/v1/secrets/{key}", secrets.get_secret)

@@ -263,6 +263,10 @@ class Scheduler:
                 self._set(job.id, "pending", "Scheduling",
                           f"Waiting for a seat: {seats[job.owner]} of your {limit} jobs are running")
                 continue
+            busy = self._disk_conflict(job)
+            if busy:
+                self._set(job.id, "pending", "DiskUnavailable", busy)
+                continue
             res = job.spec["resources"]
             n, what = self._fits(res, free, self.config)
             timeout = job.spec.get("schedule_timeout")
@@ -317,7 +321,7 @@ class Scheduler:
                     command=spec.get("command"), shm=bool(spec["resources"].get("shm")),
                     gpus=int(spec["resources"].get("nvidia_gpu", 0)), gpu_ids=job.devices,
                     privileged=bool(spec.get("privileged")),
-                    files=files, mounts=self._mounts(job),
+                    files=files, mounts=self._mounts(job) + await self._disk_mounts(job),
                 ))
             except RuntimeError_ as e:
                 self._set(job.id, "failed", e.reason, str(e))
@@ -352,6 +356,53 @@ class Scheduler:
                 raise RuntimeError_(f"volume {v['uri']}: {e}", reason="ContainerCannotRun") from None
             out.append((str(path), v["dst"], bool(v["read_only"])))
         return out
+
+    # -- disks: one writer at a time ------------------------------------------------------------
+    def _disk_conflict(self, job: JobRecord) -> str | None:
+        """Why ``job`` cannot have its disks now: another active job writes to one (or, for a
+        writer, uses it at all); None when it can."""
+        wanted = {d["id"]: d["read_only"] for d in job.spec.get("disk_volumes") or ()}
+        if not wanted:
+            return None
+        holders = [j for j in self.store.jobs_with_status(("running", "suspended"))
+                   if j.id != job.id] + [
+            j for i in self._starting if i != job.id and (j := self.store.get_job(i)) is not None]
+        for other in holders:
+            for d in other.spec.get("disk_volumes") or ():
+                if d["id"] in wanted and not (wanted[d["id"]] and d["read_only"]):
+                    return (f"Waiting for job {other.name or other.id} to release disk "
+                            f"{d['ref']} (one writer at a time)")
+        return None
+
+    async def _disk_mounts(self, job: JobRecord) -> list[tuple[str, str, bool]]:
+        from . import disks
+
+        out = []
+        for d in job.spec.get("disk_volumes") or ():
+            try:
+                mnt = await disks.mount(self.config.data_dir, d["id"])
+            except disks.DiskError as e:
+                raise RuntimeError_(str(e), reason="ContainerCannotRun") from None
+            self.store.touch_disk(d["id"])
+            out.append((str(mnt), d["dst"], bool(d["read_only"])))
+        return out
+
+    async def _release_disks(self, job_id: str) -> None:
+        """Unmount the disks of a job that ended, unless another active job uses them."""
+        from . import disks
+
+        job = self.store.get_job(job_id)
+        if job is None or not job.spec.get("disk_volumes"):
+            return
+        in_use = {d["id"] for j in self.store.jobs_with_status(("running", "suspended"))
+                  if j.id != job_id for d in j.spec.get("disk_volumes") or ()}
+        for d in job.spec["disk_volumes"]:
+            if d["id"] not in in_use and d["id"] not in self._starting_disks():
+                await disks.unmount(self.config.data_dir, d["id"])
+
+    def _starting_disks(self) -> set[str]:
+        return {d["id"] for i in self._starting if (j := self.store.get_job(i)) is not None
+                for d in j.spec.get("disk_volumes") or ()}
 
     def _passed_config(self, job: JobRecord) -> str:
         """protocol.md 3.3: base64 JSON with which `neuro` and the SDK in the job act as its
@@ -416,6 +467,7 @@ class Scheduler:
             exit_info = await self.runtime.wait(job_id)
             self._finish(job_id, exit_info)
             await self.runtime.cleanup(job_id)
+            await self._release_disks(job_id)
         except asyncio.CancelledError:
             raise
         except Exception as e:

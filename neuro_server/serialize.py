@@ -39,6 +39,11 @@ def job_json(job: JobRecord, transitions: list[Transition] | None, config: Serve
         container["http"] = spec["http"]
     if spec.get("secret_env_uris"):
         container["secret_env"] = dict(spec["secret_env_uris"])  # URIs only, never values
+    if spec.get("disk_volumes"):
+        container["disk_volumes"] = [{"src_disk_uri": f"disk://{config.cluster_name}/"
+                                                      f"{spec['org_name']}/{spec['project_name']}/{d['id']}",
+                                      "dst_path": d["dst"], "read_only": d["read_only"]}
+                                     for d in spec["disk_volumes"]]
     if spec.get("secret_files"):
         container["secret_volumes"] = [{"src_secret_uri": f["uri"], "dst_path": f["path"]}
                                        for f in spec["secret_files"]]

@@ -28,6 +28,15 @@ CREATE TABLE IF NOT EXISTS shares (
     action TEXT NOT NULL,
     PRIMARY KEY (job_id, user)
 );
+CREATE TABLE IF NOT EXISTS disks (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT,
+    size INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    last_usage TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS disks_owner_name ON disks(owner, name);
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
     created_at TEXT NOT NULL
@@ -301,6 +310,36 @@ class Store:
         self._db.execute(
             "UPDATE jobs SET kill_reason=? WHERE id=? AND kill_reason IS NULL", (reason, job_id)
         )
+
+    # -- disks --------------------------------------------------------------------------------
+    def add_disk(self, disk_id: str, owner: str, name: str | None, size: int) -> bool:
+        """False when the owner already has a disk with that name."""
+        try:
+            with self._tx():
+                self._db.execute(
+                    "INSERT INTO disks(id, owner, name, size, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (disk_id, owner, name, size, ts(now())))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def disks(self, owner: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._db.execute(
+            "SELECT * FROM disks WHERE owner=? ORDER BY created_at", (owner,))]
+
+    def disk(self, owner: str, ref: str) -> dict[str, Any] | None:
+        """The owner's disk with this id or name."""
+        row = self._db.execute("SELECT * FROM disks WHERE owner=? AND (id=? OR name=?)",
+                               (owner, ref, ref)).fetchone()
+        return None if row is None else dict(row)
+
+    def touch_disk(self, disk_id: str) -> None:
+        with self._tx():
+            self._db.execute("UPDATE disks SET last_usage=? WHERE id=?", (ts(now()), disk_id))
+
+    def delete_disk(self, disk_id: str) -> None:
+        with self._tx():
+            self._db.execute("DELETE FROM disks WHERE id=?", (disk_id,))
 
     # -- sharing: another user's access to a job (read < write < manage) ------------------
     def share(self, job_id: str, user: str, action: str) -> None:

@@ -152,12 +152,29 @@ def _container_fields(body: dict[str, Any], prefix: str = "", *,
             raise ValidationError("'http.port' must be an integer between 1 and 65535")
         http = {"port": port, "requires_auth": _bool(http, "requires_auth", "http."),
                 "health_check_path": _str(http, "health_check_path", prefix="http.") or "/"}
-    disks = body.get("disk_volumes")
-    if disks is not None:
-        if not isinstance(disks, list):
-            raise ValidationError(f"'{prefix}disk_volumes' must be a list")
-        if disks:
-            raise ValidationError("disk volumes are not supported by this server yet")
+    raw_disks = body.get("disk_volumes") or []
+    if not isinstance(raw_disks, list):
+        raise ValidationError(f"'{prefix}disk_volumes' must be a list")
+    disk_volumes: list[dict[str, Any]] = []
+    for i, v in enumerate(raw_disks):
+        if not isinstance(v, dict):
+            raise ValidationError(f"'{prefix}disk_volumes[{i}]' must be an object")
+        uri = v.get("src_disk_uri")
+        if not isinstance(uri, str) or not uri.startswith("disk:"):
+            raise ValidationError(f"disk_volumes[{i}]: not a disk URI (disk:NAME): {uri!r}")
+        rest = uri[len("disk:"):]
+        if rest.startswith("//"):
+            parts = rest[2:].split("/")
+            if parts[0] != cluster:
+                raise ValidationError(f"disk_volumes[{i}]: {uri!r} is not on cluster {cluster!r}")
+            rest = parts[-1]
+        if not rest:
+            raise ValidationError(f"disk_volumes[{i}]: {uri!r} names no disk")
+        dst = _container_path(v.get("dst_path"), f"disk_volumes[{i}].dst_path")
+        ro = v.get("read_only", False)
+        if not isinstance(ro, bool):
+            raise ValidationError(f"disk_volumes[{i}].read_only must be a boolean")
+        disk_volumes.append({"ref": rest, "uri": uri, "dst": dst, "read_only": ro})
     raw_volumes = body.get("volumes") or []
     if not isinstance(raw_volumes, list):
         raise ValidationError(f"'{prefix}volumes' must be a list")
@@ -193,7 +210,8 @@ def _container_fields(body: dict[str, Any], prefix: str = "", *,
         secret_files.append({"key": key, "path": path, "uri": str(v["src_secret_uri"])})
     if len({f["path"] for f in secret_files}) != len(secret_files):
         raise ValidationError("two secret files at the same path")
-    dsts = [v.get("dst_path") for v in raw_volumes if isinstance(v, dict)] + [f["path"] for f in secret_files]
+    dsts = ([v.get("dst_path") for v in raw_volumes if isinstance(v, dict)]
+            + [f["path"] for f in secret_files] + [d["dst"] for d in disk_volumes])
     if len(set(dsts)) != len(dsts):
         raise ValidationError("two volumes at the same path in the job")
     return {
@@ -209,6 +227,7 @@ def _container_fields(body: dict[str, Any], prefix: str = "", *,
         "secret_env_uris": {k: str(v) for k, v in secret_env_uris.items()},
         "secret_files": secret_files,
         "storage_volumes": storage_volumes,  # "path" (in the owner's tree) added on creation
+        "disk_volumes": disk_volumes,  # "id" (the owner's disk) added on creation
     }
 
 

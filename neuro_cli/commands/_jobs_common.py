@@ -162,7 +162,7 @@ async def _wait_started(client: "Client", job: "JobDescription", progress: Progr
             progress.show(_status_line(job))
         if not job.status.is_pending:
             return job
-        if stop_when_queued and job.history.reason == "Scheduling":
+        if stop_when_queued and job.history.reason in ("Scheduling", "DiskUnavailable"):
             return job
         # a server that long-polls answers as soon as the job changes (and at least every
         # second); others are polled with a growing delay

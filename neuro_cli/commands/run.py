@@ -85,7 +85,7 @@ def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--env-file", "env_files", multiple=True, type=click.Path(dir_okay=False),
               help="File of VAR=VAL lines (repeatable); -e wins over it.")
 @click.option("-v", "--volume", "volumes", multiple=True, metavar="MOUNT",
-              help="Mount storage:PATH:/path[:ro] or a secret file secret:KEY:/path (repeatable).")
+              help="Mount storage:PATH:/path[:ro], disk:NAME:/path[:ro] or secret:KEY:/path (repeatable).")
 @click.option("-w", "--workdir", help="Working directory of the command.")
 @click.option("--entrypoint", help="Override the image's entrypoint.")
 @click.option("--life-span", callback=_life_span, metavar="TIMEDELTA",
@@ -179,7 +179,7 @@ def _command_string(cmd: tuple[str, ...]) -> str | None:
 
 
 async def run(opts: Options, deps: Deps) -> int:
-    from neuro_sdk import HTTPPort, JobRestartPolicy, RemoteImage, SecretFile, Volume
+    from neuro_sdk import DiskVolume, HTTPPort, JobRestartPolicy, RemoteImage, SecretFile, Volume
     from yarl import URL
 
     env = parse_env(opts.env, opts.env_files, dict(os.environ))
@@ -189,6 +189,7 @@ async def run(opts: Options, deps: Deps) -> int:
     mounts = [parse_volume(v) for v in opts.volumes]
     secret_paths = [(what, path) for kind, what, path, _ro in mounts if kind == "secret"]
     storage_mounts = [(what, path, ro) for kind, what, path, ro in mounts if kind == "storage"]
+    disk_mounts = [(what, path, ro) for kind, what, path, ro in mounts if kind == "disk"]
     io = deps.io
     tty = opts.tty
     if tty is None:
@@ -228,6 +229,7 @@ async def run(opts: Options, deps: Deps) -> int:
             secret_env={k: _secret_uri(client, key) for k, key in secret_keys.items()} or None,
             secret_files=[SecretFile(_secret_uri(client, key), path) for key, path in secret_paths],
             volumes=[Volume(URL("storage:" + what), path, ro) for what, path, ro in storage_mounts],
+            disk_volumes=[DiskVolume(URL("disk:" + what), path, ro) for what, path, ro in disk_mounts],
             schedule_timeout=opts.schedule_timeout,
         )
         if opts.quiet:

@@ -74,6 +74,11 @@ def status_rows(job: "JobDescription", now: datetime, tty: bool) -> list[tuple[s
     if secret_env:
         rows.append(("Secret environment",
                      "\n".join(f"{k}={v}" for k, v in sorted(secret_env.items()))))
+    disk_volumes = getattr(c, "disk_volumes", None)
+    if disk_volumes:
+        rows.append(("Disk volumes", "\n".join(
+            f"{v.container_path} <- {v.disk_uri}" + (" (read-only)" if v.read_only else "")
+            for v in disk_volumes)))
     if c.volumes:
         rows.append(("Volumes", "\n".join(
             f"{v.container_path} <- {v.storage_uri}" + (" (read-only)" if v.read_only else "")
@@ -169,6 +174,8 @@ def run_command(job: "JobDescription") -> str:
         words += ["-v", f"{f.secret_uri}:{f.container_path}"]
     for v in c.volumes:
         words += ["-v", f"{v.storage_uri}:{v.container_path}" + (":ro" if v.read_only else "")]
+    for d in getattr(c, "disk_volumes", None) or ():
+        words += ["-v", f"{d.disk_uri}:{d.container_path}" + (":ro" if d.read_only else "")]
     if c.working_dir:
         words += ["-w", c.working_dir]
     if c.entrypoint:

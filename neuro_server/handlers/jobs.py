@@ -38,9 +38,15 @@ async def create_job(request: web.Request) -> web.Response:
         fail(web.HTTPBadRequest, f"no secret {missing[0]!r}: add it with "
                                  f"`neuro secret add {missing[0]} VALUE`")
     _storage_paths(request, new.spec)
-    if (new.spec["secret_files"] or new.spec["storage_volumes"]) and not st.runtime.info().image_used:
-        fail(web.HTTPBadRequest, "secret files and storage volumes need the docker runtime: "
-                                 "the process runtime cannot mount into a job's filesystem")
+    for v in new.spec["disk_volumes"]:
+        d = st.store.disk(caller(request), v["ref"])
+        if d is None:
+            fail(web.HTTPBadRequest, f"no disk {v['ref']!r}: create it with `neuro disk create SIZE`")
+        v["id"] = d["id"]
+    if (new.spec["secret_files"] or new.spec["storage_volumes"] or new.spec["disk_volumes"]) \
+            and not st.runtime.info().image_used:
+        fail(web.HTTPBadRequest, "secret files, storage and disk volumes need the docker "
+                                 "runtime: the process runtime cannot mount into a job's filesystem")
     if new.spec.get("pass_config") and st.runtime.info().image_used and \
             st.config.host in ("127.0.0.1", "localhost", "::1"):
         fail(web.HTTPBadRequest, "pass_config needs a server that containers can reach: this "

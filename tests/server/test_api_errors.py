@@ -53,7 +53,7 @@ BAD_BODIES = [
     ({**GOOD, "volumes": [{"src_storage_uri": "s3:x", "dst_path": "/x"}]}, "not a storage URI"),
     ({**GOOD, "volumes": [{"src_storage_uri": "storage:x", "dst_path": "x"}]}, "absolute path"),
     ({**GOOD, "volumes": [{"src_storage_uri": "storage:x", "dst_path": "/x", "read_only": "y"}]}, "boolean"),
-    ({**GOOD, "disk_volumes": [{"src_disk_uri": "disk:d", "dst_path": "/x"}]}, "not supported"),
+    ({**GOOD, "disk_volumes": [{"src_disk_uri": "disk:d", "dst_path": "/x"}]}, "no disk 'd'"),
     ({"command": "true"}, "'image' is required"),
     ([1, 2], "must be a JSON object"),
     ("text", "must be a JSON object"),
