@@ -65,6 +65,18 @@ def neuro(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Neuro]:
         kill_tree_of(n.server_dir)
         if runtime == "docker":
             remove_containers_of(n)
+        unmount_under(n.server_dir)
+
+
+def unmount_under(path: Path) -> None:
+    """Disks a failed test left mounted (their loop devices are few)."""
+    import subprocess
+
+    root = str(path.resolve())
+    with open("/proc/self/mounts") as f:
+        targets = [line.split()[1] for line in f if line.split()[1].startswith(root + "/")]
+    for t in sorted(targets, reverse=True):
+        subprocess.run(["umount", "-l", t], capture_output=True, check=False)
 
 
 def remove_containers_of(n: Neuro) -> None:
