@@ -56,7 +56,7 @@ _neuro_spec() {
         args="jobs -*"
         ;;
     "job")
-        cmds="attach browse bump-life-span exec generate-run-command kill logs ls port-forward run send-signal status top"
+        cmds="attach browse bump-life-span exec generate-run-command kill logs ls port-forward run send-signal status tags top"
         opts="--help -h"
         ;;
     "job attach")
@@ -100,7 +100,7 @@ _neuro_spec() {
         args="jobs -*"
         ;;
     "job run")
-        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --http-auth --http-port --life-span --name --no-http-auth --no-tty --no-wait-start --pass-config --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
+        opts="--description --detach --detach-keys --entrypoint --env --env-file --extshm --help --http-auth --http-port --life-span --name --no-extshm --no-http-auth --no-tty --no-wait-start --pass-config --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
         vopts="--description --detach-keys --entrypoint --env --env-file --http-port --life-span --name --port-forward --preset --restart --schedule-timeout --tag --volume --workdir -d -e -n -s -v -w"
         args="- -*"
         ;;
@@ -111,6 +111,9 @@ _neuro_spec() {
     "job status")
         opts="--help --json -h"
         args="jobs"
+        ;;
+    "job tags")
+        opts="--help -h"
         ;;
     "job top")
         opts="--help --json --name --no-stream --owner --since --sort --tag --timeout --until -h -n -o -t"
@@ -144,7 +147,7 @@ _neuro_spec() {
         vopts="--format --name --owner --since --status --tag --until -n -o -s -t"
         ;;
     "run")
-        opts="--description --detach --detach-keys --entrypoint --env --env-file --help --http-auth --http-port --life-span --name --no-http-auth --no-tty --no-wait-start --pass-config --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
+        opts="--description --detach --detach-keys --entrypoint --env --env-file --extshm --help --http-auth --http-port --life-span --name --no-extshm --no-http-auth --no-tty --no-wait-start --pass-config --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
         vopts="--description --detach-keys --entrypoint --env --env-file --http-port --life-span --name --port-forward --preset --restart --schedule-timeout --tag --volume --workdir -d -e -n -s -v -w"
         args="- -*"
         ;;

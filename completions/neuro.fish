@@ -106,6 +106,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             'run'\t'Run a job' \
             'send-signal'\t'Send a signal to a job' \
             'status'\t'Show the status of a job' \
+            'tags'\t'List the tags of your jobs' \
             'top'\t'Show live CPU, memory and GPU use of jobs'
             set -g __neuro_opts '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
@@ -208,6 +209,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--http-port'\t'Serve the job\'s HTTP port at its own URL (see `neuro job browse`)' \
             '--http-auth'\t'Require your token (or a shared user\'s) for the HTTP URL' \
             '--no-http-auth'\t'Require your token (or a shared user\'s) for the HTTP URL' \
+            '--extshm'\t'Give the job a large /dev/shm (containers; e.g' \
+            '--no-extshm'\t'Give the job a large /dev/shm (containers; e.g' \
             '--pass-config'\t'Let `neuro` and the SDK inside the job act as you (e.g' \
             '--privileged'\t'Run the container privileged (where the server allows it)' \
             '-t'\t'Allocate a TTY' \
@@ -229,6 +232,9 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
             set -g __neuro_args 'jobs'
+        case 'job tags'
+            set -g __neuro_opts '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
         case 'job top'
             set -g __neuro_opts '-n'\t'Only jobs with this name' \
             '--name'\t'Only jobs with this name' \
@@ -324,6 +330,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--http-port'\t'Serve the job\'s HTTP port at its own URL (see `neuro job browse`)' \
             '--http-auth'\t'Require your token (or a shared user\'s) for the HTTP URL' \
             '--no-http-auth'\t'Require your token (or a shared user\'s) for the HTTP URL' \
+            '--extshm'\t'Give the job a large /dev/shm (containers; e.g' \
+            '--no-extshm'\t'Give the job a large /dev/shm (containers; e.g' \
             '--pass-config'\t'Let `neuro` and the SDK inside the job act as you (e.g' \
             '--privileged'\t'Run the container privileged (where the server allows it)' \
             '-t'\t'Allocate a TTY' \

@@ -20,6 +20,7 @@ group = LazyGroup(
         "send-signal": "neuro_cli.commands.send_signal:command",
         "generate-run-command": "neuro_cli.commands.generate_run_command:command",
         "browse": "neuro_cli.commands.browse:command",
+        "tags": "neuro_cli.commands.tags:command",
     },
     short={
         "run": "Run a job",
@@ -35,6 +36,7 @@ group = LazyGroup(
         "send-signal": "Send a signal to a job",
         "generate-run-command": "Print the run command of a job",
         "browse": "Open a job's HTTP URL in a browser",
+        "tags": "List the tags of your jobs",
     },
     short_help="Manage jobs",
     help=(

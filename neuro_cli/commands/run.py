@@ -59,6 +59,7 @@ class Options:
     http_port: int | None = None
     http_auth: bool = True
     pass_config: bool = False
+    extshm: bool = True
 
 
 def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -104,6 +105,8 @@ def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) ->
               help="Serve the job's HTTP port at its own URL (see `neuro job browse`).")
 @click.option("--http-auth/--no-http-auth", default=True, show_default=True,
               help="Require your token (or a shared user's) for the HTTP URL.")
+@click.option("--extshm/--no-extshm", default=True, show_default=True,
+              help="Give the job a large /dev/shm (containers; e.g. PyTorch data loaders).")
 @click.option("--pass-config", is_flag=True,
               help="Let `neuro` and the SDK inside the job act as you (e.g. start jobs).")
 @click.option("--privileged", is_flag=True,
@@ -118,7 +121,8 @@ def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | 
             workdir: str | None,
             entrypoint: str | None, life_span: float | None, detach: bool, wait_start: bool,
             quiet: bool, restart: str, wait_for_seat: bool, schedule_timeout: float | None,
-            http_port: int | None, http_auth: bool, pass_config: bool, privileged: bool, tty: bool | None, detach_keys: bytes,
+            http_port: int | None, http_auth: bool, extshm: bool, pass_config: bool,
+            privileged: bool, tty: bool | None, detach_keys: bytes,
             port_forwards: tuple[tuple[int, int], ...]) -> None:
     """Run a job: start IMAGE with CMD on a resource preset.
 
@@ -139,7 +143,7 @@ def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | 
     opts = Options(image, cmd, preset, name, tags, description, env, env_files, workdir,
                    entrypoint, life_span, detach or not wait_start, wait_start, quiet, tty,
                    detach_keys, port_forwards, privileged, restart, wait_for_seat,
-                   schedule_timeout, volumes, http_port, http_auth, pass_config)
+                   schedule_timeout, volumes, http_port, http_auth, pass_config, extshm)
     run_async(ctx, lambda deps: run(opts, deps))
 
 
@@ -223,6 +227,7 @@ async def run(opts: Options, deps: Deps) -> int:
             tty=tty,
             privileged=opts.privileged,
             pass_config=opts.pass_config,
+            shm=opts.extshm,
             http=HTTPPort(opts.http_port, opts.http_auth) if opts.http_port else None,
             restart_policy=JobRestartPolicy(opts.restart),
             wait_for_jobs_quota=opts.wait_for_seat,

@@ -144,3 +144,14 @@ def test_privileged_only_where_allowed(neuro: Neuro) -> None:
     plain = int(neuro.ok("run", neuro.image, "--", *caps).split()[1], 16)
     assert full & ~plain, (hex(full), hex(plain))  # more capabilities than a plain container
     assert full & (1 << 21)  # CAP_SYS_ADMIN
+
+
+def test_job_tags_and_extshm(neuro: Neuro) -> None:
+    neuro.ok("run", "-q", "--detach", "--tag", "nightly", "--tag", "exp:3", neuro.image, "--", "true")
+    neuro.ok("run", "-q", "--detach", "--tag", "adhoc", neuro.image, "--", "true")
+    assert neuro.ok("job", "tags").split() == ["adhoc", "exp:3", "nightly"]
+    shm = "df -m /dev/shm | tail -1 | awk '{print $2}'"
+    if neuro.runtime == "docker":  # a container's /dev/shm: large by default, 64 MiB without
+        big = int(neuro.ok("run", neuro.image, "--", "sh", "-c", shm).strip())
+        small = int(neuro.ok("run", "--no-extshm", neuro.image, "--", "sh", "-c", shm).strip())
+        assert small <= 64 < big, (small, big)
