@@ -63,6 +63,22 @@ class IOStreams:
             kw["width"] = self.width or 2048
         return Console(**kw)
 
+    def page(self, renderable: Any) -> None:
+        """Print to stdout; on a terminal, through a pager ($PAGER, else ``less -FRX``) when
+        it is longer than 2/3 of the screen (as the official client).  NEURO_PAGER=0 or
+        PAGER=cat turns it off."""
+        console = self.console()
+        if not self.stdout_tty or os.environ.get("NEURO_PAGER") == "0":
+            console.print(renderable)
+            return
+        lines = console.render_lines(renderable, console.options, pad=False)
+        if len(lines) <= console.size.height * 2 // 3:
+            console.print(renderable)
+            return
+        os.environ.setdefault("LESS", "-FRX")  # colours pass; a short text does not wait
+        with console.pager(styles=self.color):
+            console.print(renderable)
+
     def write_bytes(self, data: bytes) -> None:
         buf = getattr(self.stdout, "buffer", None)
         if buf is not None:

@@ -166,7 +166,7 @@ async def run(opts: Options, deps: Deps) -> int:
                 io.out(line(job, columns, now))
             return 0
         jobs = [job async for job in it]
-    io.console().print(render_table(jobs, columns, now))
+    io.page(render_table(jobs, columns, now))
     return 0
 
 

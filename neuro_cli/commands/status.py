@@ -41,7 +41,7 @@ async def run(ref: str, deps: Deps, as_json: bool = False) -> int:
         return 0
     now = deps.now()
     if deps.io.stdout_tty:
-        deps.io.console().print(status_renderable(job, now))
+        deps.io.page(status_renderable(job, now))
     else:
         for line in status_plain(job, now):
             deps.io.out(line)

@@ -55,6 +55,8 @@ def status_rows(job: "JobDescription", now: datetime, tty: bool) -> list[tuple[s
     if r.shm:
         res += ", extended /dev/shm"
     rows.append(("Resources", res))
+    if job.scheduler_enabled:
+        rows.append(("Round robin", "yes: may be suspended to let other jobs run"))
     if job.restart_policy and str(getattr(job.restart_policy, "value", job.restart_policy)) != "never":
         rows.append(("Restart policy", str(getattr(job.restart_policy, "value", job.restart_policy))))
     if h.restarts:

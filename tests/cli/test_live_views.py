@@ -113,3 +113,28 @@ def test_ps_watch_piped_prints_changes(neuro: Neuro) -> None:
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=20)
     assert p.returncode == 0 and out == "" and "Traceback" not in err
+
+
+def test_long_ps_goes_through_the_pager(neuro: Neuro, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    for i in range(12):  # 2 lines each on a 20-row terminal: longer than 2/3 of it
+        neuro.ok("run", "-q", "--detach", "-n", f"many-{i}", "ubuntu", "--", "true")
+    pager = tmp_path / "pager.sh"
+    pager.write_text("#!/bin/sh\necho PAGER-STARTED\ncat\n")
+    pager.chmod(0o755)
+    env = {**neuro.env, "PAGER": str(pager)}
+
+    def run_ps(extra_env: dict[str, str]) -> str:
+        child = pexpect.spawn(sys.executable, ["-m", "neuro_cli", "ps", "-a"],
+                              env={**env, **extra_env}, cwd=str(neuro.home), timeout=20,
+                              dimensions=(20, 140), encoding="utf-8")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+        return child.before
+
+    out = run_ps({})
+    assert "PAGER-STARTED" in out and "many-11" in out
+    out = run_ps({"NEURO_PAGER": "0"})
+    assert "PAGER-STARTED" not in out and "many-11" in out
+    piped = neuro.ok("ps", "-a")  # never in a pipe
+    assert "PAGER-STARTED" not in piped and len(piped.splitlines()) == 13
