@@ -151,7 +151,14 @@ def main() -> None:
             "python -c pass": ([PY, "-c", "pass"], False),
             "python -c 'import click'": ([PY, "-c", "import click"], False),
             "neuro --help": ([*neuro, "--help"], False),
+            "apolo --help": ([*apolo, "--help"], False),
             "neuro ps --help": ([*neuro, "ps", "--help"], False),
+            "apolo ps --help": ([*apolo, "ps", "--help"], False),
+            # what one TAB after `status ` runs: ours answers job ids from the local cache;
+            # the official client's click completion imports the whole CLI and asks the server
+            "neuro TAB (job ids)": ([*neuro, "__complete", "jobs"], False),
+            "apolo TAB (job ids)": (["env", "_APOLO_COMPLETE=bash_complete",
+                                     "COMP_WORDS=apolo status ", "COMP_CWORD=2", *apolo], False),
             "neuro ps": ([*neuro, "ps"], False),
             "apolo ps": ([*apolo, "ps"], False),
             "neuro ps -a": ([*neuro, "ps", "-a"], False),
@@ -189,6 +196,9 @@ def analyse(timings: dict, imports: dict, inproc: dict) -> tuple[dict, dict]:
     ratios = {f"{a} / {b}": {"value": med[a] / med[b], "target": target} for a, b, target in (
         ("neuro --help", "python -c 'import click'", "<= 1.5"),
         ("neuro ps --help", "python -c 'import click'", None),
+        ("apolo --help", "neuro --help", None),
+        ("apolo ps --help", "neuro ps --help", None),
+        ("apolo TAB (job ids)", "neuro TAB (job ids)", None),
         ("apolo ps", "neuro ps", ">= 2.5"),
         ("apolo ps -a", "neuro ps -a", ">= 2.5"),
         ("apolo ps (tty)", "neuro ps (tty)", ">= 2.5"))}
