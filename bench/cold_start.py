@@ -31,8 +31,9 @@ from _util import (PY, apolo_command, call, import_summary, importtime, machine,
 RESULTS = Path(__file__).resolve().parent / "results" / "cold_start.json"
 PACKAGES = ("click", "neuro_cli", "neuro_sdk", "aiohttp", "yarl", "multidict", "rich", "asyncio")
 # the modules that `neuro ps` (piped) imports, imported and nothing else
-PS_IMPORTS = ("import neuro_cli.main, neuro_cli.commands.ps, neuro_cli.embedded,"
-              " neuro_cli.formatters.jobs, neuro_sdk")
+PS_IMPORTS = ("import neuro_cli._fast_tls as t; t.install();"  # as `neuro` does before a command
+              " import neuro_cli.main, neuro_cli.commands.ps, neuro_cli.embedded,"
+              " neuro_cli.formatters.columns, neuro_sdk")
 IMPORTS_ONLY = "python -c '<ps imports>'"
 IMPORTS_EXIT = "python -c '<ps imports>; os._exit(0)'"  # skips the interpreter's teardown
 

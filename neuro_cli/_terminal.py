@@ -23,33 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from neuro_sdk import StdStream
 
-DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
-
-
-def parse_detach_keys(spec: str) -> bytes:
-    """docker's syntax: comma-separated keys, each a single character or ``ctrl-X``
-    (``ctrl-@``, ``ctrl-a``..``ctrl-z``, ``ctrl-[``, ``ctrl-\\``, ``ctrl-]``, ``ctrl-^``,
-    ``ctrl-_``).  An empty spec disables detaching."""
-    if spec == "":
-        return b""
-    out = bytearray()
-    for part in spec.split(","):
-        key = part.strip()
-        if len(key) == 1:
-            out.append(ord(key))
-            continue
-        if key.lower().startswith("ctrl-") and len(key) == 6:
-            ch = key[5].lower()
-            if "a" <= ch <= "z":
-                out.append(ord(ch) - ord("a") + 1)
-                continue
-            specials = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
-            if ch in specials:
-                out.append(specials[ch])
-                continue
-        raise ValueError(f"invalid detach key {key!r}: use a character or ctrl-<letter>, "
-                         "comma-separated (e.g. ctrl-p,ctrl-q)")
-    return bytes(out)
+from .parse import DEFAULT_DETACH_KEYS, parse_detach_keys  # noqa: E402,F401  (re-exported)
 
 
 class DetachMatcher:

@@ -3,7 +3,6 @@ arguments, waiting for a job to start and following its output across reconnects
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import re
 import signal
@@ -16,6 +15,8 @@ from ..deps import Deps
 from ..errors import CLIError, ExitCode, JobExit
 
 if TYPE_CHECKING:
+    import asyncio
+
     from neuro_sdk import Client, JobDescription
 
 JOB_ID_RE = re.compile(r"^job-[0-9a-z]{8}-[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{12}$")
@@ -23,6 +24,8 @@ JOB_ID_RE = re.compile(r"^job-[0-9a-z]{8}-[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{4}-[0
 
 def run_async(ctx: click.Context, fn: Callable[[Deps], Awaitable[int | None]]) -> None:
     """Run a command body on a fresh event loop; a non-zero result becomes the exit code."""
+    import asyncio
+
     deps: Deps = ctx.find_root().obj
 
     async def main() -> int | None:
@@ -95,6 +98,8 @@ class ProgressLine:
     as a record); piped, one plain line per new reason."""
 
     def __init__(self, deps: Deps, *, live: bool) -> None:
+        import asyncio
+
         self.io = deps.io
         self.live = live
         self.loop = asyncio.get_running_loop()
@@ -107,6 +112,8 @@ class ProgressLine:
         return f"  [{elapsed:.1f}s]" if elapsed >= 0.05 else ""
 
     def show(self, text: str) -> None:
+        import asyncio
+
         if text == self.text:
             return
         if not self.live:
@@ -125,6 +132,8 @@ class ProgressLine:
         self.io.stderr.flush()
 
     async def _tick(self) -> None:
+        import asyncio
+
         while True:
             await asyncio.sleep(0.1)
             self._draw()
@@ -155,6 +164,8 @@ async def wait_started(client: "Client", job: "JobDescription", deps: Deps, *, q
 
 async def _wait_started(client: "Client", job: "JobDescription", progress: ProgressLine | None,
                         stop_when_queued: bool) -> "JobDescription":
+    import asyncio
+
     delay = 0.02
     fetched = False
     while True:
@@ -204,6 +215,8 @@ async def follow_output(deps: Deps, job_id: str, *, since: Any = None, timestamp
     A dropped connection (the server restarted, for example) is retried with backoff, and the
     output resumes where it stopped: the job's log is append-only, so the bytes already
     written (``progress.seen``) are skipped instead of printed twice."""
+    import asyncio
+
     progress = progress or Progress()
     delay = 0.1
     loop = asyncio.get_running_loop()
@@ -233,6 +246,8 @@ async def follow_output(deps: Deps, job_id: str, *, since: Any = None, timestamp
 
 async def final_status(deps: Deps, job_id: str, timeout: float = 30.0) -> "JobDescription":
     """The job's status once it is finished (the output can end a moment before the record)."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     delay = 0.02

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .._terminal import DEFAULT_DETACH_KEYS, parse_detach_keys
+from ..parse import DEFAULT_DETACH_KEYS, parse_detach_keys
 
 
 def parse_port_pair(value: str) -> tuple[int, int]:

@@ -54,6 +54,8 @@ def test_startup_help_imports_nothing_heavy(args: list[str], tmp_path: Path) -> 
     out, modules = probe(args, tmp_path)
     assert "Usage: neuro" in out
     assert heavy(modules) == []
+    if args != ["run", "--help"]:  # (run imports the terminal code of its -t option)
+        assert "asyncio" not in modules  # ~17 ms: only commands that run import it
 
 
 @pytest.mark.parametrize("kind", ["jobs", "presets"])
