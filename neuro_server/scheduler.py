@@ -332,6 +332,7 @@ class Scheduler:
                 return
             current = self.store.get_job(job.id)
             self._run_started[job.id] = info.started_at
+            self.store.set_address(job.id, info.address)
             self._running_since[job.id] = asyncio.get_running_loop().time()
             self._set(job.id, "running", "", "", at=info.started_at, limits=info.limits)
             if current is not None and current.kill_reason:

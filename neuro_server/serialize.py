@@ -83,6 +83,8 @@ def job_json(job: JobRecord, transitions: list[Transition] | None, config: Serve
         "total_price_credits": "0",
         "price_credits_per_hour": "0",
         "restart_policy": spec["restart_policy"],
+        **({"internal_hostname": job.address} if job.address and job.status in ("running", "suspended")
+           else {}),
         **({"http_url": ingress.url(job)} if ingress is not None and ingress.url(job) else {}),
         **({"http_url_named": ingress.named_url(job)}
            if ingress is not None and ingress.named_url(job) else {}),

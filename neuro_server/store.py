@@ -63,7 +63,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     kill_reason TEXT,
     limits TEXT NOT NULL DEFAULT '',
     spec TEXT NOT NULL,
-    devices TEXT NOT NULL DEFAULT ''
+    devices TEXT NOT NULL DEFAULT '',
+    address TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_owner_created ON jobs(owner, created_at);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
@@ -131,6 +132,7 @@ class JobRecord:
     spec: dict[str, Any]  # the validated request: image, command, env, preset, resources...
     tags: tuple[str, ...]
     devices: tuple[int, ...] = ()  # the GPUs assigned to it (NVML indices)
+    address: str = ""  # where other jobs reach it while it runs
 
     @property
     def is_finished(self) -> bool:
@@ -156,6 +158,8 @@ class Store:
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
         if "devices" not in columns:  # a database from before GPU assignment
             self._db.execute("ALTER TABLE jobs ADD COLUMN devices TEXT NOT NULL DEFAULT ''")
+        if "address" not in columns:  # ... and from before internal host names
+            self._db.execute("ALTER TABLE jobs ADD COLUMN address TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self._db.close()
@@ -365,6 +369,10 @@ class Store:
         return [(r[0], r[1]) for r in self._db.execute(
             "SELECT user, action FROM shares WHERE job_id=? ORDER BY user", (job_id,))]
 
+    def set_address(self, job_id: str, address: str) -> None:
+        with self._tx():
+            self._db.execute("UPDATE jobs SET address=? WHERE id=?", (address, job_id))
+
     def set_devices(self, job_id: str, devices: tuple[int, ...]) -> None:
         with self._tx():
             self._db.execute("UPDATE jobs SET devices=? WHERE id=?",
@@ -414,6 +422,7 @@ class Store:
             restarts=row["restarts"], life_span=row["life_span"], kill_reason=row["kill_reason"],
             limits=row["limits"], spec=json.loads(row["spec"]), tags=tags,
             devices=tuple(int(d) for d in row["devices"].split(",") if d),
+            address=row["address"],
         )
 
     def jobs_with_status(self, statuses: Sequence[str]) -> list[JobRecord]:

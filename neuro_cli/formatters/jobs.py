@@ -64,6 +64,8 @@ def status_rows(job: "JobDescription", now: datetime, tty: bool) -> list[tuple[s
     rows.append(("Life span", duration(job.life_span) if job.life_span else "no limit"))
     if c.tty:
         rows.append(("TTY", "yes"))
+    if job.internal_hostname:
+        rows.append(("Internal hostname", job.internal_hostname))
     if c.http is not None:
         url = str(job.http_url) if str(job.http_url or "") else ""
         if url:

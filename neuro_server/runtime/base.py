@@ -55,6 +55,7 @@ class RuntimeInfo:
 class StartInfo:
     started_at: datetime
     limits: str  # what was actually enforced for this job, e.g. "memory 1.0 GiB, cpu 0.5 (cgroup v1)"
+    address: str = "localhost"  # where other jobs reach it (a container's IP; the host's jobs: localhost)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -401,7 +401,9 @@ class DockerRuntime:
             stop = read_json(str(d / STOP))
             if stop is not None:  # stopped while starting
                 await self._stop_now(job_id, cid, float(stop.get("grace", 0)))
-            return StartInfo(started_at=datetime.fromtimestamp(started_at, UTC), limits=limits)
+            hosts = _addresses(info)
+            return StartInfo(started_at=datetime.fromtimestamp(started_at, UTC), limits=limits,
+                             address=hosts[0] if hosts else "")
         except RuntimeError_:
             raise
         except (api.EngineError, DockerError) as e:

@@ -93,3 +93,28 @@ def test_http_ingress_auth_browse_and_sharing(neuro: Neuro, tmp_path: Path) -> N
     open_url = json.loads(neuro.ok("status", "--json", open_job))["http_url"]
     assert _wait_ok(open_url, {}) == b"open to all\n"
     neuro.ok("kill", open_job)
+
+
+def test_jobs_reach_each_other_at_their_internal_hostname(neuro: Neuro, tmp_path: Path) -> None:
+    import sys
+
+    port = _free_port()
+    server, _ = http_server_job(neuro, port, "from the other job\n", tmp_path / "www")
+    host = json.loads(neuro.ok("status", "--json", server))["internal_hostname"]
+    assert host and f"Internal hostname: {host}" in neuro.ok("status", server)
+    url = f"http://{host}:{port}/index.html"
+    if neuro.runtime == "process":
+        fetch = [sys.executable, "-c", f"import urllib.request as u; print(u.urlopen('{url}').read().decode(), end='')"]
+    else:
+        fetch = ["wget", "-qO-", url]
+    import time
+
+    deadline = time.monotonic() + 20
+    while True:
+        r = neuro("run", neuro.image, "--", *fetch)
+        if r.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert r.returncode == 0 and r.stdout == "from the other job\n", (r.stdout, r.stderr)
+    neuro.ok("kill", server)
+    assert json.loads(neuro.ok("status", "--json", server))["internal_hostname"] is None  # ended
