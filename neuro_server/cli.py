@@ -85,6 +85,7 @@ async def _serve(config: ServerConfig) -> None:
 
     from .app import make_app
     from .handlers.common import STATE
+    from .ingress import Ingress
     from .runtime.process import ProcessRuntime
     from .runtime.select import choose
     from .serialize import server_config_json
@@ -107,50 +108,31 @@ async def _serve(config: ServerConfig) -> None:
     app = make_app(config, store, runtime, runtime_reason=choice.reason)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
+    # the embedded server comes back on the same ports, so that clients holding the old URLs
+    # (a port-forward that outlived a restart, a job's http_url) reconnect
     port_file = config.data_dir / "port"
-    port = config.port
-    if config.embedded and port == 0:
-        # come back on the same port, so that clients holding the old URL (a port-forward
-        # that outlived a restart) reconnect
-        try:
-            port = int(port_file.read_text())
-        except (OSError, ValueError):
-            port = 0
-    site = web.TCPSite(runner, config.host, port)
-    try:
+
+    async def start_site(port: int) -> int:
+        site = web.TCPSite(runner, config.host, port)
         await site.start()
-    except OSError:
-        if port == config.port:
-            raise
-        site = web.TCPSite(runner, config.host, config.port)
-        await site.start()
-    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-    port = sockets[0].getsockname()[1] if sockets else config.port
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        return int(sockets[0].getsockname()[1]) if sockets else port
+
+    port = await _on_last_port(start_site, config.port, port_file if config.embedded else None)
     host = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
     base = f"http://{host}:{port}"
     app[STATE].scheduler.api_url = f"{base}/api/v1"  # what pass_config jobs reach
-    if config.embedded:
-        port_file.write_text(str(port))
-    from .ingress import Ingress
+    ingress: Ingress | None = None
 
-    http_port_file = config.data_dir / "http_port"
-    http_port = config.http_port
-    if config.embedded and http_port == 0:
-        try:
-            http_port = int(http_port_file.read_text())
-        except (OSError, ValueError):
-            http_port = 0
-    ingress = Ingress(app[STATE], config.host, http_port, config.http_domain)
-    try:
-        await ingress.start()
-    except OSError:
-        if http_port == config.http_port:
-            raise
-        ingress = Ingress(app[STATE], config.host, config.http_port, config.http_domain)
-        await ingress.start()
+    async def start_ingress(port: int) -> int:
+        nonlocal ingress
+        ingress = Ingress(app[STATE], config.host, port, config.http_domain)
+        return await ingress.start()
+
+    await _on_last_port(start_ingress, config.http_port,
+                        config.data_dir / "http_port" if config.embedded else None)
+    assert ingress is not None
     app[STATE].ingress = ingress
-    if config.embedded:
-        http_port_file.write_text(str(ingress.port))
     logging.info("listening on %s (runtime %s: %s)", base, runtime.info().name, choice.reason)
     info_path = config.data_dir / "server.json"
     if config.embedded:
@@ -193,6 +175,27 @@ async def _serve(config: ServerConfig) -> None:
         if close is not None:
             await close()
         os.close(lock_fd)
+
+
+async def _on_last_port(start: Any, configured: int, remember: Path | None) -> int:
+    """``start(port)`` on the port in ``remember`` (the last one used) when the configured port
+    is 0 (any), falling back to ``configured`` when that one is taken; the port it got is
+    remembered for the next time."""
+    port = configured
+    if remember is not None and configured == 0:
+        try:
+            port = int(remember.read_text())
+        except (OSError, ValueError):
+            port = 0
+    try:
+        bound = await start(port)
+    except OSError:
+        if port == configured:
+            raise
+        bound = await start(configured)
+    if remember is not None:
+        remember.write_text(str(bound))
+    return int(bound)
 
 
 @main.command("add-user")

@@ -3,7 +3,6 @@ image fails the job.  The rest of the end-to-end suite runs on both runtimes (co
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,22 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Neuro, kill_tree_of
+from tests.e2e.conftest import IMAGE, remove_containers_of, server_toml, why_no_engine
 
-ENGINE = os.environ.get("NEURO_DOCKER_HOST") or "unix:///run/neuro-podman.sock"
-IMAGE = os.environ.get("NEURO_DOCKER_TEST_IMAGE") or "localhost/busybox:latest"
-
-
-def _why_not() -> str | None:
-    import shutil
-
-    from tests.server.runtime_docker.conftest import WHY_NO_ENGINE
-
-    if WHY_NO_ENGINE and shutil.which("podman") is None and shutil.which("docker") is None:
-        return "podman not installed: run .ci/podman-setup.sh"
-    return WHY_NO_ENGINE
-
-
-pytestmark = pytest.mark.skipif(bool(_why_not()), reason=_why_not() or "")
+pytestmark = pytest.mark.skipif(bool(why_no_engine()), reason=why_no_engine() or "")
 
 
 @pytest.fixture
@@ -34,10 +20,8 @@ def dneuro(tmp_path: Path) -> Iterator[Neuro]:
     home = tmp_path / "home"
     home.mkdir()
     n = Neuro(home)
-    n.write_server_config(
-        f'[server]\nkill_grace_seconds = 3\nruntime = "docker"\ndocker_host = "{ENGINE}"\n'
-        '[resources]\ncpu = 32\nmemory = "64GiB"\n'
-    )
+    n.runtime, n.image = "docker", IMAGE
+    n.write_server_config(server_toml("docker"))
     try:
         yield n
     finally:
@@ -45,6 +29,7 @@ def dneuro(tmp_path: Path) -> Iterator[Neuro]:
             n("kill", job, timeout=30)
         n("server", "stop", timeout=30)
         kill_tree_of(n.server_dir)
+        remove_containers_of(n)
 
 
 def test_run_in_the_image(dneuro: Neuro) -> None:
