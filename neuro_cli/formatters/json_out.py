@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from neuro_sdk import JobDescription, JobTelemetry
 
 USER_DOC = """\
-`ps`, `status`, `top`, `capacity` and `config show` print JSON with `--json`: times are
+`ps`, `status`, `top`, `capacity`, `config show`, `secret ls`, `disk ls` and `storage ls`
+print JSON with `--json`: times are
 ISO-8601 UTC strings (null when unset), sizes are bytes, durations are seconds. `ps` streams
 its array one job per line as the jobs arrive; `top --json` prints one array per refresh, one
 per line (JSON Lines), and `top --no-stream --json` a single array. Fields may be added in
@@ -80,6 +81,25 @@ CONFIG_FIELDS: dict[str, tuple[str, str]] = {
                          "available (how many more jobs fit now)"),
 }
 
+SECRET_FIELDS: dict[str, tuple[str, str]] = {
+    "key": ("string", "the secret's key"),
+    "uri": ("string", "its URI, as jobs name it (secret://CLUSTER/ORG/PROJECT/KEY)"),
+}
+DISK_FIELDS: dict[str, tuple[str, str]] = {
+    "id": ("string", "disk id"),
+    "name": ("string?", "disk name"),
+    "storage": ("integer", "size, bytes"),
+    "used_bytes": ("integer", "bytes in use"),
+    "created_at": ("string", "ISO-8601 UTC"),
+    "last_usage": ("string?", "when a job last mounted it, ISO-8601 UTC"),
+}
+STORAGE_FIELDS: dict[str, tuple[str, str]] = {
+    "name": ("string", "file or directory name"),
+    "type": ("string", "file or directory"),
+    "size": ("integer", "bytes (0 for a directory)"),
+    "modified": ("string", "ISO-8601 UTC"),
+}
+
 # command -> (shape, fields)
 SCHEMAS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
     "ps": ("array of objects", JOB_FIELDS),
@@ -87,6 +107,9 @@ SCHEMAS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
     "top": ("array of objects (one array per line while streaming)", TOP_FIELDS),
     "capacity": ("object", CAPACITY_FIELDS),
     "config show": ("object", CONFIG_FIELDS),
+    "secret ls": ("array of objects", SECRET_FIELDS),
+    "disk ls": ("array of objects", DISK_FIELDS),
+    "storage ls": ("array of objects", STORAGE_FIELDS),
 }
 
 

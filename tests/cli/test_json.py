@@ -61,3 +61,27 @@ def test_check_finds_problems() -> None:
     fields = SCHEMAS["top"][1]
     assert check({"id": 1}, fields)  # wrong type and missing fields
     assert any("undocumented" in p for p in check({**{k: None for k in fields}, "x": 1}, fields))
+
+
+def test_json_of_secret_storage_and_disk_lists(neuro: Neuro, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    neuro.ok("secret", "add", "k1", "v")
+    secrets = _json(neuro, "secret", "ls", "--json")
+    assert [s["key"] for s in secrets] == ["k1"] and "v" not in json.dumps(secrets)
+    for s in secrets:
+        assert check(s, SCHEMAS["secret ls"][1]) == []
+    f = tmp_path / "f.txt"
+    f.write_text("abc")
+    neuro.ok("storage", "cp", str(f), "storage:")
+    entries = _json(neuro, "storage", "ls", "--json")
+    assert [(e["name"], e["type"], e["size"]) for e in entries] == [("f.txt", "file", 3)]
+    for e in entries:
+        assert check(e, SCHEMAS["storage ls"][1]) == []
+    if shutil.which("mkfs.ext4"):
+        neuro.ok("disk", "create", "16M", "--name", "disk-one")
+        disks = _json(neuro, "disk", "ls", "--json")
+        assert [d["name"] for d in disks] == ["disk-one"]
+        for d in disks:
+            assert check(d, SCHEMAS["disk ls"][1]) == []
+        neuro.ok("disk", "rm", "disk-one")
