@@ -20,7 +20,7 @@ def test_json_of_every_command(neuro: Neuro) -> None:
     assert _json(neuro, "ps", "--json") == []
     busy = neuro.ok("run", "-q", "--detach", "-n", "busy", "--tag", "x", "-e", "A=1", "ubuntu",
                     "--", "sh", "-c", "while :; do :; done").strip()
-    done = neuro.ok("run", "-q", "--detach", "ubuntu", "--", "sh", "-c", "exit 3").strip()
+    done = neuro.ok("run", "-q", "--detach", "ubuntu", "--", "sh", "-c", "sleep 1; exit 3").strip()
     neuro.wait_status(done, {"failed"})
 
     jobs = _json(neuro, "ps", "-a", "--json")
