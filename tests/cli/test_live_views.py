@@ -98,7 +98,8 @@ def test_run_progress_is_one_line_per_reason(neuro: Neuro) -> None:
     s.pump()
     lines = [line for line in s.lines() if line]
     statuses = [line for line in lines if line.startswith("Status: ")]
-    assert statuses and statuses[-1].startswith("Status: running")
+    # (the job may end before its start is seen: then the last line says so)
+    assert statuses and statuses[-1].startswith(("Status: running", "Status: succeeded"))
     assert len(statuses) == len({line.split("  [")[0] for line in statuses})  # no repeats
 
 
