@@ -189,8 +189,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--tag'\t'Tag the job (repeatable)' \
             '-d'\t'A free-text description' \
             '--description'\t'A free-text description' \
-            '-e'\t'Environment variable (repeatable); VAR alone copies the local value' \
-            '--env'\t'Environment variable (repeatable); VAR alone copies the local value' \
+            '-e'\t'Environment variable (repeatable); VAR alone copies the local value; VAR=secret:KEY takes a secret' \
+            '--env'\t'Environment variable (repeatable); VAR alone copies the local value; VAR=secret:KEY takes a secret' \
             '--env-file'\t'File of VAR=VAL lines (repeatable); -e wins over it' \
             '-v'\t'Mount storage:PATH:/path, disk:NAME:/path or secret:KEY:/path (repeatable)' \
             '--volume'\t'Mount storage:PATH:/path, disk:NAME:/path or secret:KEY:/path (repeatable)' \
@@ -310,8 +310,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--tag'\t'Tag the job (repeatable)' \
             '-d'\t'A free-text description' \
             '--description'\t'A free-text description' \
-            '-e'\t'Environment variable (repeatable); VAR alone copies the local value' \
-            '--env'\t'Environment variable (repeatable); VAR alone copies the local value' \
+            '-e'\t'Environment variable (repeatable); VAR alone copies the local value; VAR=secret:KEY takes a secret' \
+            '--env'\t'Environment variable (repeatable); VAR alone copies the local value; VAR=secret:KEY takes a secret' \
             '--env-file'\t'File of VAR=VAL lines (repeatable); -e wins over it' \
             '-v'\t'Mount storage:PATH:/path, disk:NAME:/path or secret:KEY:/path (repeatable)' \
             '--volume'\t'Mount storage:PATH:/path, disk:NAME:/path or secret:KEY:/path (repeatable)' \

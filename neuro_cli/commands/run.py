@@ -82,7 +82,8 @@ def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--tag", "tags", multiple=True, help="Tag the job (repeatable).")
 @click.option("-d", "--description", help="A free-text description.")
 @click.option("-e", "--env", multiple=True, metavar="VAR=VAL",
-              help="Environment variable (repeatable); VAR alone copies the local value.")
+              help="Environment variable (repeatable); VAR alone copies the local value; "
+                   "VAR=secret:KEY takes a secret.")
 @click.option("--env-file", "env_files", multiple=True, type=click.Path(dir_okay=False),
               help="File of VAR=VAL lines (repeatable); -e wins over it.")
 @click.option("-v", "--volume", "volumes", multiple=True, metavar="MOUNT",

@@ -5,6 +5,7 @@ refuses to mount with a clear error."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 
@@ -18,6 +19,7 @@ def _status(neuro: Neuro, job: str) -> str:
 
 
 @pytest.mark.skipif(shutil.which("mkfs.ext4") is None, reason="mkfs.ext4 (e2fsprogs) not installed")
+@pytest.mark.skipif(os.geteuid() != 0, reason="loop mounts need root (the disks' mount tool)")
 def test_disk_persists_one_writer_and_size(neuro: Neuro) -> None:
     disk_id = neuro.ok("disk", "create", "32M", "--name", "cache").strip()
     assert disk_id.startswith("disk-")
