@@ -64,7 +64,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     limits TEXT NOT NULL DEFAULT '',
     spec TEXT NOT NULL,
     devices TEXT NOT NULL DEFAULT '',
-    address TEXT NOT NULL DEFAULT ''
+    address TEXT NOT NULL DEFAULT '',
+    run_seconds REAL NOT NULL DEFAULT 0,  -- run time of the runs (segments) that ended
+    running_since TEXT  -- start of the current run segment; NULL while not running
 );
 CREATE INDEX IF NOT EXISTS jobs_owner_created ON jobs(owner, created_at);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
@@ -133,16 +135,20 @@ class JobRecord:
     tags: tuple[str, ...]
     devices: tuple[int, ...] = ()  # the GPUs assigned to it (NVML indices)
     address: str = ""  # where other jobs reach it while it runs
+    run_seconds: float = 0.0  # run time of the segments that ended (not suspended, not between restarts)
+    running_since: datetime | None = None  # start of the current segment
 
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED
 
     def run_time(self, at: datetime | None = None) -> float:
-        if self.started_at is None:
-            return 0.0
+        """Seconds it has run: not while pending, suspended or waiting to restart (the life
+        span counts this, as the platform does)."""
+        if self.running_since is None:
+            return self.run_seconds
         end = self.finished_at or at or now()
-        return max(0.0, (end - self.started_at).total_seconds())
+        return self.run_seconds + max(0.0, (end - self.running_since).total_seconds())
 
 
 class Store:
@@ -160,6 +166,10 @@ class Store:
             self._db.execute("ALTER TABLE jobs ADD COLUMN devices TEXT NOT NULL DEFAULT ''")
         if "address" not in columns:  # ... and from before internal host names
             self._db.execute("ALTER TABLE jobs ADD COLUMN address TEXT NOT NULL DEFAULT ''")
+        if "run_seconds" not in columns:  # ... and from before run time was counted by segment
+            self._db.execute("ALTER TABLE jobs ADD COLUMN run_seconds REAL NOT NULL DEFAULT 0")
+            self._db.execute("ALTER TABLE jobs ADD COLUMN running_since TEXT")
+            self._db.execute("UPDATE jobs SET running_since=started_at WHERE status='running'")
 
     def close(self) -> None:
         self._db.close()
@@ -283,8 +293,8 @@ class Store:
         t = at or now()
         with self._tx():
             row = self._db.execute(
-                "SELECT status, reason, description, started_at FROM jobs WHERE id=?", (job_id,)
-            ).fetchone()
+                "SELECT status, reason, description, started_at, running_since FROM jobs WHERE id=?",
+                (job_id,)).fetchone()
             if row is None:
                 raise KeyError(job_id)
             changed = (row["status"], row["reason"], row["description"]) != (status, reason, description)
@@ -304,6 +314,14 @@ class Store:
                 if limits is not None:
                     sets.append("limits=?")
                     args.append(limits)
+                # run time by segment: a segment starts when it runs, ends when it stops running
+                if status == "running" and row["running_since"] is None:
+                    sets.append("running_since=?")
+                    args.append(ts(t))
+                elif status != "running" and row["running_since"] is not None:
+                    seg = max(0.0, (t - datetime.fromisoformat(row["running_since"])).total_seconds())
+                    sets += ["run_seconds=run_seconds+?", "running_since=NULL"]
+                    args.append(seg)
                 self._db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id=?", (*args, job_id))
                 self._add_transition(job_id, status, reason, description, exit_code, t)
         job = self.get_job(job_id)
@@ -422,7 +440,8 @@ class Store:
             restarts=row["restarts"], life_span=row["life_span"], kill_reason=row["kill_reason"],
             limits=row["limits"], spec=json.loads(row["spec"]), tags=tags,
             devices=tuple(int(d) for d in row["devices"].split(",") if d),
-            address=row["address"],
+            address=row["address"], run_seconds=row["run_seconds"] or 0.0,
+            running_since=parse_ts(row["running_since"]),
         )
 
     def jobs_with_status(self, statuses: Sequence[str]) -> list[JobRecord]:

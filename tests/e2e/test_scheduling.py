@@ -98,3 +98,22 @@ def test_round_robin_between_preemptible_jobs(neuro: Neuro) -> None:
     _wait(lambda: "Restarts: 2" in neuro.ok("status", a), timeout=30)
     for job in (a, b):
         assert "Status: cancelled" in neuro.ok("status", neuro.ok("kill", job).strip())
+
+
+def test_life_span_counts_run_time_not_suspension(neuro: Neuro) -> None:
+    import json
+    from datetime import datetime
+
+    _one_cpu(neuro)
+    job = neuro.ok("run", "-q", "--detach", "--preset", "rr", "--life-span", "4s", neuro.image,
+                   "--", "sh", "-c", TICKS).strip()
+    _wait(lambda: "tick-3" in neuro.job_output(job))
+    urgent = neuro.ok("run", "-q", "--detach", "--preset", "solid", neuro.image, "--",
+                      "sleep", "2").strip()
+    neuro.wait_status(urgent, {"succeeded"})
+    neuro.wait_status(job, {"cancelled"}, timeout=30)
+    st = json.loads(neuro.ok("status", "--json", job))
+    assert st["reason"] == "LifeSpanEnded"
+    wall = (datetime.fromisoformat(st["finished_at"].replace("Z", "+00:00"))
+            - datetime.fromisoformat(st["started_at"].replace("Z", "+00:00"))).total_seconds()
+    assert wall >= 5.5, wall  # 4 s of run time plus the ~2 s it spent suspended
