@@ -101,7 +101,8 @@ async def _serve(config: ServerConfig) -> None:
     if choice.kind == "docker":
         from .runtime.docker import DockerRuntime
 
-        runtime: Any = DockerRuntime(choice.url or "", root=config.jobs_dir)
+        runtime: Any = DockerRuntime(choice.url or "", root=config.jobs_dir,
+                                     port_connect=config.port_connect)
     else:
         runtime = ProcessRuntime(config.jobs_dir)
     store = Store(config.db_path)

@@ -13,6 +13,7 @@ Read from a TOML file (``<data_dir>/server.toml`` by default); every key is opti
     max_running_jobs = 0 # per user; 0: no limit (over it: refused, or queued on request)
     http_port = 0        # jobs' HTTP ingress: http://JOB_ID.<http_domain>:<http_port>/
     http_domain = "jobs.localhost"
+    port_connect = "auto" # docker: a container's address, else a relay exec'd in it (rootless)
 
     [resources]          # what jobs may use on this machine (default: all of it)
     cpu = 2
@@ -122,6 +123,7 @@ class ServerConfig:
     max_body_bytes: int = 1 << 20
     runtime: str = "auto"  # auto | process | docker
     docker_host: str | None = None
+    port_connect: str = "auto"  # docker runtime: auto | address | exec (a relay in the container)
     embedded: bool = False
 
     @property
@@ -176,7 +178,7 @@ def load_config(data_dir: Path, config_file: Path | None = None, **overrides: An
     kw: dict[str, Any] = {"data_dir": data_dir}
     server = raw.get("server", {})
     for key in ("host", "cluster_name", "org_name", "project_name", "runtime", "docker_host",
-                "http_domain"):
+                "http_domain", "port_connect"):
         if key in server:
             kw[key] = str(server[key])
     for key in ("port", "max_running_jobs", "http_port"):
@@ -205,4 +207,6 @@ def load_config(data_dir: Path, config_file: Path | None = None, **overrides: An
     kw.update({k: v for k, v in overrides.items() if v is not None})
     if kw.get("runtime", "auto") not in ("auto", "process", "docker"):
         raise ConfigError(f"unknown runtime {kw['runtime']!r}: auto, process or docker")
+    if kw.get("port_connect", "auto") not in ("auto", "address", "exec"):
+        raise ConfigError(f"unknown port_connect {kw['port_connect']!r}: auto, address or exec")
     return ServerConfig(**kw)

@@ -64,6 +64,7 @@ from aiodocker.exceptions import DockerError
 
 from . import cgroups, telemetry
 from . import docker_api as api
+from . import docker_relay
 from .base import (
     ExitInfo,
     JobSpec,
@@ -115,6 +116,7 @@ class DockerRuntime:
         stats_interval: float = 0.25,
         nvml: Any = None,
         on_progress: ProgressCallback | None = None,
+        port_connect: str = "auto",
     ) -> None:
         """``url``: the engine (``unix:///path`` or ``tcp://host:port``).  ``root``: the job
         directories (their output, exit records).  ``instance``: this server's label value
@@ -136,6 +138,9 @@ class DockerRuntime:
         self.cgroup_parent = cgroup_parent
         self.network = network
         self.init = init
+        if port_connect not in ("auto", "address", "exec"):
+            raise ValueError(f"port_connect must be auto, address or exec, not {port_connect!r}")
+        self.port_connect = port_connect
         self.start_timeout = start_timeout
         self.poll_interval = poll_interval
         self.stats_interval = stats_interval
@@ -966,17 +971,17 @@ class DockerRuntime:
             raise self.runtime_error(job_id, e) from e
 
     async def connect_port(self, job_id: str, port: int) -> tuple[Any, Any]:
-        """A TCP connection to ``port`` at the container's address on its network (no port
-        is published on the host).  A container on the host's network: loopback."""
+        """A TCP connection to ``port`` in the job's container, without publishing it on the
+        host: to the container's address on its network; where that cannot be reached (a
+        rootless engine; ``port_connect = "auto"``), or always with ``"exec"``, through a relay
+        command exec'd in the container (docker_relay.py)."""
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise RuntimeError_(f"bad port {port!r}: ports are 1-65535", reason="BadRequest")
         _d, cid = await self._running(job_id)
+        if self.port_connect == "exec":
+            return await docker_relay.connect(self, job_id, port)
         info = await self.container_info(cid) or {}
         hosts = _addresses(info)
-        if not hosts:
-            raise RuntimeError_(
-                f"job {job_id} has no network address to connect to", reason="PortNotListening"
-            )
         error: BaseException | None = None
         for host in hosts:
             try:
@@ -984,9 +989,13 @@ class DockerRuntime:
             except (OSError, TimeoutError) as e:
                 error = error or e
                 if isinstance(e, OSError) and e.errno == errno.ECONNREFUSED:
-                    break
+                    raise RuntimeError_(
+                        f"nothing listens on port {port} in job {job_id} ({e})",
+                        reason="PortNotListening") from None
+        if self.port_connect == "auto":  # no address, or one this host cannot reach
+            return await docker_relay.connect(self, job_id, port)
         raise RuntimeError_(
-            f"nothing listens on port {port} in job {job_id} ({error or 'unreachable'})",
+            f"nothing listens on port {port} in job {job_id} ({error or 'no address'})",
             reason="PortNotListening",
         )
 

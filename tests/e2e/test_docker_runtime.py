@@ -49,3 +49,41 @@ def test_missing_command_and_missing_image(dneuro: Neuro) -> None:
     r = dneuro("run", "localhost/no-such-image:1", "--", "true")
     assert r.returncode == 125
     assert "ErrImagePull" in r.stderr
+
+
+def test_port_forward_through_an_exec_relay(dneuro: Neuro, tmp_path: Path) -> None:
+    """Where the engine's containers cannot be reached from its host (rootless), ports are
+    reached through a relay exec'd in the container; forced here with port_connect = "exec"."""
+    import hashlib
+    import socket
+    import time
+    import urllib.request
+
+    from tests.e2e.conftest import http_server_job
+
+    dneuro.write_server_config(server_toml("docker", server='port_connect = "exec"\n'))
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    job_port, local = free_port(), free_port()
+    job, blob_sha = http_server_job(dneuro, job_port, "relayed\n", tmp_path / "www", blob_mib=8)
+    fwd = dneuro.popen("port-forward", job, f"{local}:{job_port}")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{local}/index.html", timeout=5).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the forward never answered"
+                time.sleep(0.2)
+        assert body == b"relayed\n"
+        data = urllib.request.urlopen(f"http://127.0.0.1:{local}/blob", timeout=60).read()
+        assert hashlib.sha256(data).hexdigest() == blob_sha
+    finally:
+        fwd.kill()
+        fwd.communicate(timeout=30)
+    dneuro.ok("kill", job)

@@ -368,7 +368,9 @@ async def test_exec_ends_with_the_job(runtime: DockerRuntime, sessions: list[Std
 # -- ports ---------------------------------------------------------------------------------
 
 
-async def test_connect_port_to_an_http_server(runtime: DockerRuntime) -> None:
+@pytest.mark.parametrize("mode", ["auto", "exec"])
+async def test_connect_port_to_an_http_server(runtime: DockerRuntime, mode: str) -> None:
+    runtime.port_connect = mode  # exec: through a relay in the container (rootless engines)
     await runtime.start(spec("web", ["httpd", "-f", "-p", "8080", "-h", "/www"]))
 
     async def connected() -> tuple[Any, Any]:
@@ -393,7 +395,9 @@ async def test_connect_port_to_an_http_server(runtime: DockerRuntime) -> None:
     await runtime.wait("web")
 
 
-async def test_connect_port_refusals(runtime: DockerRuntime) -> None:
+@pytest.mark.parametrize("mode", ["auto", "exec"])
+async def test_connect_port_refusals(runtime: DockerRuntime, mode: str) -> None:
+    runtime.port_connect = mode
     await runtime.start(spec("quiet", ["sleep", "60"]))
     with pytest.raises(RuntimeError_, match="nothing listens on port 8081 in job quiet") as e:
         await runtime.connect_port("quiet", 8081)

@@ -1,0 +1,111 @@
+"""Reaching a port inside a container when its address cannot be reached from the engine's
+host (rootless Podman and Docker put containers in a network namespace of their own): a relay
+command exec'd in the container connects to 127.0.0.1:PORT there and carries the bytes over the
+exec's stdin and stdout.  The first of socat, nc (busybox's too) and python3 that the image has
+is used.  Exposed as an (asyncio-like) reader and writer pair, as ``connect_port`` returns."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from .base import RuntimeError_
+
+if TYPE_CHECKING:
+    from .docker import DockerRuntime
+
+PY_RELAY = r"""
+import os, socket, sys, threading
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+def up():
+    while True:
+        d = os.read(0, 65536)
+        if not d:
+            s.shutdown(socket.SHUT_WR); return
+        s.sendall(d)
+threading.Thread(target=up, daemon=True).start()
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    os.write(1, d)
+"""
+
+SETTLE = 0.3  # how long a relay that could not connect takes to say so
+
+
+def commands(port: int) -> list[list[str]]:
+    return [["socat", "-", f"TCP:127.0.0.1:{port}"], ["nc", "127.0.0.1", str(port)],
+            ["busybox", "nc", "127.0.0.1", str(port)], ["python3", "-c", PY_RELAY, str(port)]]
+
+
+async def connect(rt: DockerRuntime, job_id: str, port: int) -> tuple[Any, Any]:
+    tried = []
+    for argv in commands(port):
+        session = await rt.exec(job_id, argv, tty=False, stdin=True)
+        try:
+            code = await asyncio.wait_for(session.wait(), SETTLE)
+        except asyncio.TimeoutError:
+            return RelayReader(session), RelayWriter(session)  # connected: it runs on
+        await session.close()
+        if code in (126, 127):  # not in this image: the next one
+            tried.append(argv[0])
+            continue
+        raise RuntimeError_(f"nothing listens on port {port} in job {job_id}",
+                            reason="PortNotListening")
+    raise RuntimeError_(
+        f"cannot reach port {port} in job {job_id}: the engine's containers are not reachable "
+        f"from its host, and the image has none of {', '.join(dict.fromkeys(tried))} to relay",
+        reason="PortNotListening")
+
+
+class RelayReader:
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    async def read(self, n: int = -1) -> bytes:
+        while True:
+            item = await self._session.read()
+            if item is None:
+                return b""
+            stream, data = item
+            if stream == 1 and data:
+                return data  # (stderr: the relay's own complaints, not the port's bytes)
+
+
+class RelayWriter:
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self._pending: list[bytes] = []
+        self._closing: asyncio.Task[None] | None = None
+
+    def write(self, data: bytes) -> None:
+        self._pending.append(bytes(data))
+
+    async def drain(self) -> None:
+        while self._pending:
+            await self._session.write(self._pending.pop(0))
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        async def eof() -> None:
+            await self.drain()
+            await self._session.close_stdin()
+
+        self._closing = asyncio.ensure_future(eof())
+
+    def close(self) -> None:
+        async def close() -> None:
+            with contextlib.suppress(Exception):
+                await self.drain()
+            await self._session.close()
+
+        self._closing = asyncio.ensure_future(close())
+
+    async def wait_closed(self) -> None:
+        if self._closing is not None:
+            with contextlib.suppress(Exception):
+                await self._closing
