@@ -48,9 +48,11 @@ async def create_job(request: web.Request) -> web.Response:
         fail(web.HTTPBadRequest, "secret files, storage and disk volumes need the docker "
                                  "runtime: the process runtime cannot mount into a job's filesystem")
     if new.spec.get("pass_config") and st.runtime.info().image_used and \
-            st.config.host in ("127.0.0.1", "localhost", "::1"):
-        fail(web.HTTPBadRequest, "pass_config needs a server that containers can reach: this "
-                                 "one listens on the loopback only (serve it with --host)")
+            st.config.host in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::", ""):
+        # (the URL given to the job must name an address containers reach the server at)
+        fail(web.HTTPBadRequest, "pass_config needs a server that containers can reach at a "
+                                 "known address: serve it with --host ADDRESS (not loopback, "
+                                 "not 0.0.0.0)")
     if new.spec.get("privileged") and not st.runtime.info().image_used:
         fail(web.HTTPBadRequest, "privileged jobs need the docker runtime: the process runtime "
                                  "runs jobs as the server's user on the host")

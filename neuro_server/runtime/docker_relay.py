@@ -61,17 +61,36 @@ async def connect(rt: DockerRuntime, job_id: str, port: int) -> tuple[Any, Any]:
 
 
 class RelayReader:
+    """``read(n)`` as asyncio's StreamReader: up to n bytes (b"" at the end); n < 0: all, to
+    the end."""
+
     def __init__(self, session: Any) -> None:
         self._session = session
+        self._buffer = b""
+        self._eof = False
 
-    async def read(self, n: int = -1) -> bytes:
-        while True:
+    async def _chunk(self) -> bytes:
+        while not self._eof:
             item = await self._session.read()
             if item is None:
-                return b""
+                self._eof = True
+                break
             stream, data = item
             if stream == 1 and data:
                 return data  # (stderr: the relay's own complaints, not the port's bytes)
+        return b""
+
+    async def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            parts = [self._buffer]
+            self._buffer = b""
+            while chunk := await self._chunk():
+                parts.append(chunk)
+            return b"".join(parts)
+        if not self._buffer:
+            self._buffer = await self._chunk()
+        out, self._buffer = self._buffer[:n], self._buffer[n:]
+        return out
 
 
 class RelayWriter:

@@ -87,3 +87,8 @@ def test_port_forward_through_an_exec_relay(dneuro: Neuro, tmp_path: Path) -> No
         fwd.kill()
         fwd.communicate(timeout=30)
     dneuro.ok("kill", job)
+
+
+def test_pass_config_needs_a_reachable_server(dneuro: Neuro) -> None:
+    r = dneuro("run", "--pass-config", IMAGE, "--", "true")
+    assert r.returncode == 65 and "containers can reach" in r.stderr and "Traceback" not in r.stderr
