@@ -111,6 +111,9 @@ class Ingress:
             await _reply(writer, 404, f"No job serves HTTP at {host or 'this address'}")
             return
         http = job.spec.get("http") or {}
+        if not http:
+            await _reply(writer, 404, f"Job {job.id} serves no HTTP port (run it with --http-port)")
+            return
         path = urlsplit(target).path
         if path == LOGIN_PATH:
             await self._login(writer, job, target)

@@ -83,6 +83,10 @@ def test_http_ingress_auth_browse_and_sharing(neuro: Neuro, tmp_path: Path) -> N
     assert _get(url, headers={"Authorization": f"Bearer {bob_token}"})[0] == 200
     assert _get(url, headers={"Authorization": "Bearer not-a-token"})[0] == 401
     assert _get(f"http://job-nope.jobs.localhost:{urlsplit(url).port}/")[0] == 404
+    plain = neuro.ok("run", "-q", "--detach", neuro.image, "--", "sleep", "30").strip()
+    status, _, body = _get(f"http://{plain}.jobs.localhost:{urlsplit(url).port}/")
+    assert status == 404 and b"serves no HTTP port" in body
+    neuro.ok("kill", plain)
     neuro.ok("kill", job)
     assert _get(url, headers={"Authorization": f"Bearer {token}"})[0] == 502
 
