@@ -380,19 +380,12 @@ class DockerRuntime:
             try:
                 await container.start()
             except DockerError as e:
-                code, error = _cannot_run(str(e.message))
-                if not code:
-                    await pump.close()
-                    self._pumps.pop(job_id, None)
-                    await self._remove_container(cid)
-                    raise RuntimeError_(f"the job's container could not start: {e.message}") from e
-                # the command cannot run: the job "ran" and failed, as on a host (127/126);
-                # what the attach stream brought meanwhile is the engine's error, not output
-                await pump.close()
-                self._pumps.pop(job_id, None)
-                _record_cannot_run(d, cid, pump.base, code, error)
-                started = True
-                return StartInfo(started_at=datetime.now(UTC), limits=limits)
+                # it may have started, and ended, before the engine answered the start (a race
+                # in Podman with commands that exit at once): then it is a run like any other
+                if not await self._ran_anyway(cid):
+                    await self._start_failed(job_id, d, cid, pump, e)
+                    started = True
+                    return StartInfo(started_at=datetime.now(UTC), limits=limits)
             started = True
             info = await self.container_info(cid) or {}
             started_at = api.parse_time((info.get("State") or {}).get("StartedAt")) or time.time()
@@ -421,6 +414,26 @@ class DockerRuntime:
                 self._abandon(job_id)
             self._starting.discard(job_id)
             self._phase.pop(job_id, None)
+
+    async def _ran_anyway(self, cid: str) -> bool:
+        """Whether a container whose start the engine refused has in fact run its command."""
+        info = await self.container_info(cid) or {}
+        state = info.get("State") or {}
+        return (api.parse_time(state.get("StartedAt")) is not None and not state.get("Error")
+                and str(state.get("Status", "")).lower() in ("running", "exited", "stopped"))
+
+    async def _start_failed(self, job_id: str, d: Path, cid: str, pump: Pump,
+                            e: DockerError) -> None:
+        """A refused start: the command cannot run (it "ran" and failed with 127/126, as on a
+        host; what the attach brought meanwhile is the engine's error, not output), else
+        RuntimeError_."""
+        code, error = _cannot_run(str(e.message))
+        await pump.close()
+        self._pumps.pop(job_id, None)
+        if not code:
+            await self._remove_container(cid)
+            raise RuntimeError_(f"the job's container could not start: {e.message}") from e
+        _record_cannot_run(d, cid, pump.base, code, error)
 
     def _abandon(self, job_id: str) -> None:
         """A start that failed or was cancelled half way: its pump and container go (in the
