@@ -180,7 +180,7 @@ _neuro_spec() {
         opts="--help -h"
         ;;
     "share")
-        opts="--help --revoke -h"
+        opts="--help --list --revoke -h -l"
         args="jobs - =read,write,manage"
         ;;
     "status")

@@ -379,6 +379,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--help'\t'Show this message and exit'
         case 'share'
             set -g __neuro_opts '--revoke'\t'Take the access back instead' \
+            '-l'\t'List who the job is shared with' \
+            '--list'\t'List who the job is shared with' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
             set -g __neuro_args 'jobs' '-' '=read,write,manage'

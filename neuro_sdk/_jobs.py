@@ -538,6 +538,14 @@ class Jobs:
                                          json=body):
             pass
 
+    async def shares(self, id: str) -> builtins.list[tuple[str, str]]:
+        """Extension: who else may use the job, and how: (user, read|write|manage) pairs
+        (``GET /jobs/{id}/shares``; its owner or a manager may ask)."""
+        body = await self._client._fetch_json("GET", self._client.url / "jobs" / id / "shares")
+        if not isinstance(body, builtins.list):
+            raise ProtocolError("GET /jobs/{id}/shares: expected a list")
+        return [(str(x["user"]), str(x["action"])) for x in body if isinstance(x, dict)]
+
     async def unshare(self, id: str, user: str) -> None:
         """Extension: take back what :meth:`share` gave ``user``."""
         url = self._client.url / "users" / user / "permissions"

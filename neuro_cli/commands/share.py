@@ -12,11 +12,13 @@ from ._jobs_common import resolve_job, run_async
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},
                short_help="Share a job with another user")
 @click.argument("job", type=JOB)
-@click.argument("user")
+@click.argument("user", required=False)
 @click.argument("action", type=click.Choice(["read", "write", "manage"]), default="read")
 @click.option("--revoke", is_flag=True, help="Take the access back instead.")
+@click.option("-l", "--list", "list_", is_flag=True, help="List who the job is shared with.")
 @click.pass_context
-def command(ctx: click.Context, job: str, user: str, action: str, revoke: bool) -> None:
+def command(ctx: click.Context, job: str, user: str | None, action: str, revoke: bool,
+            list_: bool) -> None:
     """Share JOB with USER: read (see it, its logs and telemetry; `neuro ps -o OWNER` lists
     it), write (also attach, exec, port-forward, signal and kill it), or manage (also share it).
 
@@ -27,13 +29,23 @@ def command(ctx: click.Context, job: str, user: str, action: str, revoke: bool) 
       neuro share train bob
       neuro share job-0123abcd-... alice write
       neuro share --revoke train bob
+      neuro share --list train
     """
-    run_async(ctx, lambda deps: run(job, user, action, revoke, deps))
+    if list_ == bool(user):
+        raise click.UsageError("give JOB USER [ACTION] to share, or JOB with --list")
+    run_async(ctx, lambda deps: run(job, user, action, revoke, list_, deps))
 
 
-async def run(ref: str, user: str, action: str, revoke: bool, deps: Deps) -> int:
+async def run(ref: str, user: str | None, action: str, revoke: bool, list_: bool,
+              deps: Deps) -> int:
     async with deps.client() as client:
         job_id = await resolve_job(client, ref)
+        if list_:
+            deps.io.out("USER\tACCESS")
+            for who, how in await client.jobs.shares(job_id):
+                deps.io.out(f"{who}\t{how}")
+            return 0
+        assert user is not None
         if revoke:
             await client.jobs.unshare(job_id, user)
             deps.io.err(f"Job {job_id} is no longer shared with {user}")

@@ -45,6 +45,11 @@ def test_share_read_write_revoke(neuro: Neuro, tmp_path: Path) -> None:
     assert r.returncode != 0
 
     neuro.ok("share", job, "bob", "write")
+    assert neuro.ok("share", "--list", job).splitlines() == ["USER\tACCESS", "bob\twrite"]
+    r = bob("share", "--list", job)  # (write does not show who else has access)
+    assert r.returncode == 77
+    r = neuro("share", job)
+    assert r.returncode == 2 and "--list" in r.stderr
     r = bob("exec", "-T", job, "--", "sh", "-c", "echo in-job")
     assert r.returncode == 0 and r.stdout == "in-job\n"
     assert bob.ok("kill", job).split() == [job]
