@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
-NAME_RE = re.compile(r"[a-z](?:-?[a-z0-9])*")
 MIN_SIZE = 16 << 20
 MAX_SIZE = 16 << 40
 

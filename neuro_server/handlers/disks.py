@@ -17,6 +17,7 @@ from aiohttp import web
 
 from .. import disks
 from ..store import ACTIVE
+from ..validation import NAME_RE
 from .common import app_state, caller, fail, read_json
 
 
@@ -48,7 +49,7 @@ async def create(request: web.Request) -> web.Response:
                                  f"{disks.MIN_SIZE >> 20} MiB and {disks.MAX_SIZE >> 40} TiB")
     name = body.get("name")
     if name is not None and (not isinstance(name, str) or not 3 <= len(name) <= 40
-                             or not disks.NAME_RE.fullmatch(name)):
+                             or not NAME_RE.match(name)):
         fail(web.HTTPBadRequest, f"invalid disk name {name!r}: 3-40 lower-case letters, digits, dashes")
     why = disks.why_unsupported()
     if why:

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 
 from aiohttp import web
 
+from ..validation import SECRET_KEY_RE
 from .common import app_state, caller, fail, read_json
 
-KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,252}")
 MAX_VALUE = 1 << 20
 
 
 def _key(value: object) -> str:
-    if not isinstance(value, str) or not KEY_RE.fullmatch(value):
+    if not isinstance(value, str) or not SECRET_KEY_RE.fullmatch(value):
         fail(web.HTTPBadRequest, "invalid secret key: use letters, digits, '_', '-' and '.', "
                                  "starting with a letter or '_' (at most 253)")
     return value  # type: ignore[return-value]
