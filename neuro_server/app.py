@@ -42,8 +42,11 @@ class State:
     def runtime_info(self) -> dict[str, Any]:
         """Which runtime serves the jobs and why (our extension of /config)."""
         info = self.runtime.info()
+        volumes = (f"unavailable: {info.no_mounts}" if info.no_mounts else
+                   "bound into the job's container" if info.image_used else
+                   "placed in a mount namespace of the job's own")
         return {"name": info.name, "image_used": info.image_used, "limits": info.limits,
-                "note": info.note, "reason": self.runtime_reason}
+                "note": info.note, "reason": self.runtime_reason, "volumes": volumes}
 
 
 def _bearer(request: web.Request) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import posixpath
 import re
 import shlex
 from typing import Any
@@ -210,8 +211,9 @@ def _container_fields(body: dict[str, Any], prefix: str = "", *,
         secret_files.append({"key": key, "path": path, "uri": str(v["src_secret_uri"])})
     if len({f["path"] for f in secret_files}) != len(secret_files):
         raise ValidationError("two secret files at the same path")
-    dsts = ([v.get("dst_path") for v in raw_volumes if isinstance(v, dict)]
-            + [f["path"] for f in secret_files] + [d["dst"] for d in disk_volumes])
+    dsts = [posixpath.normpath(p) for p in (
+        [v["dst"] for v in storage_volumes] + [f["path"] for f in secret_files]
+        + [d["dst"] for d in disk_volumes])]
     if len(set(dsts)) != len(dsts):
         raise ValidationError("two volumes at the same path in the job")
     return {

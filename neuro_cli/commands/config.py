@@ -70,9 +70,11 @@ async def _show(deps: Deps, as_json: bool = False) -> int:
     if rt:
         io.out(f"Runtime: {rt.get('name')}" + (f" ({rt['reason']})" if rt.get("reason") else ""))
         if not rt.get("image_used", True):
-            io.out(f"  the image is not used: {rt.get('note', '')}")
+            io.out(f"  {rt.get('note') or 'the image is not used'}")
         if rt.get("limits"):
             io.out(f"  limits: {rt['limits']}")
+        if rt.get("volumes"):
+            io.out(f"  volumes and secret files: {rt['volumes']}")
     io.out("Presets:")
     io.out("  NAME\tCPU\tMEMORY\tGPU\tJOBS AVAILABLE")
     for p in presets:

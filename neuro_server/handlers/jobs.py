@@ -44,9 +44,8 @@ async def create_job(request: web.Request) -> web.Response:
             fail(web.HTTPBadRequest, f"no disk {v['ref']!r}: create it with `neuro disk create SIZE`")
         v["id"] = d["id"]
     if (new.spec["secret_files"] or new.spec["storage_volumes"] or new.spec["disk_volumes"]) \
-            and not st.runtime.info().image_used:
-        fail(web.HTTPBadRequest, "secret files, storage and disk volumes need the docker "
-                                 "runtime: the process runtime cannot mount into a job's filesystem")
+            and (why := st.runtime.info().no_mounts):
+        fail(web.HTTPBadRequest, f"secret files, storage and disk volumes: {why}")
     if new.spec.get("pass_config") and st.runtime.info().image_used and \
             st.config.host in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::", ""):
         # (the URL given to the job must name an address containers reach the server at)

@@ -35,9 +35,9 @@ class JobSpec:
     gpus: int = 0
     gpu_ids: tuple[int, ...] = ()  # which GPUs (NVML indices), assigned by the scheduler
     privileged: bool = False  # only where the server allows it, on a runtime with containers
-    # (path in the job's filesystem, content): secret files, read-only (runtimes with images)
+    # (path in the job's filesystem, content): secret files, read-only
     files: Sequence[tuple[str, bytes]] = ()
-    # (host directory, path in the job, read-only): storage volumes (runtimes with images)
+    # (host directory, path in the job, read-only): storage volumes and disks
     mounts: Sequence[tuple[str, str, bool]] = ()
 
 
@@ -49,6 +49,7 @@ class RuntimeInfo:
     image_used: bool  # False for the process runtime: it runs on the host, not in the image
     limits: str  # how limits are enforced, e.g. "cgroup v1 (memory, cpu)" or "rlimit (memory only)"
     note: str = ""  # plain words for users, e.g. "the image is not used: jobs run on this host"
+    no_mounts: str = ""  # why volumes and secret files cannot be given to jobs ("": they can)
 
 
 @dataclasses.dataclass(frozen=True)

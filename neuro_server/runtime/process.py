@@ -25,6 +25,7 @@ or size), PortNotListening, ContainerCannotRun (anything else).
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 import signal
@@ -101,6 +102,7 @@ class ProcessRuntime:
         self.attach_max_lag = attach_max_lag
         self.gpus = telemetry.Nvml(nvml)
         self._cpu_samples: dict[str, tuple[Any, float, int]] = {}  # job -> (run, time, cpu ns)
+        self._no_mounts: str | None = None  # why jobs cannot have volumes here, once known
 
     def job_dir(self, job_id: str) -> Path:
         if not _JOB_ID.fullmatch(job_id):
@@ -114,7 +116,12 @@ class ProcessRuntime:
             by if "memory" in controllers else "rlimit (RLIMIT_DATA)",
             by if "cpu" in controllers else None,
         )
-        return RuntimeInfo(name="process", image_used=False, limits=limits, note=NOTE)
+        if self._no_mounts is None:
+            from . import mountns
+
+            self._no_mounts = mountns.why_unsupported() or ""
+        return RuntimeInfo(name="process", image_used=False, limits=limits, note=NOTE,
+                           no_mounts=self._no_mounts)
 
     # -- start -------------------------------------------------------------------------------
 
@@ -141,6 +148,9 @@ class ProcessRuntime:
                 "cgroup_parent": self.cgroup_parent,
                 "cgroup_root": self.cgroup_root,
                 "attach_max_lag": self.attach_max_lag,
+                # volumes and secret files, placed in the job's own mount namespace
+                "mounts": [[src, dst, ro] for src, dst, ro in spec.mounts],
+                "files": [[dst, base64.b64encode(data).decode()] for dst, data in spec.files],
                 "created_at": iso_now(),
             },
         )
@@ -184,6 +194,9 @@ class ProcessRuntime:
                 rc = await _reap(proc)
                 raise RuntimeError_(f"the job's supervisor failed (exit {rc}): {_tail(d)}")
             await _reap(proc)
+            record = read_json(str(d / EXIT))
+            if record is not None and record.get("started") is False:  # its volumes
+                raise RuntimeError_(str(record.get("error") or "the job could not start"))
             return started
         finally:
             os.close(ready_r)

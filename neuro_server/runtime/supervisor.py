@@ -26,6 +26,7 @@ Job directory layout (all JSON written atomically: tmp file, rename):
     output.log, output.idx   the job's output (see logfile.py)
     supervisor.log   this process's own stdout/stderr (tracebacks)
     work/            the job's working directory unless the spec names one
+    view/            empty on the host: where the job's own view of the files is built (mountns.py)
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ STOP = "stop.json"
 EXIT = "exit.json"
 SUPERVISOR_LOG = "supervisor.log"
 WORK = "work"
+VIEW = "view"  # an empty directory where a job's own view of the files is built (mountns.py)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_GRACE = 10.0
@@ -156,13 +158,19 @@ def spawn(
     cgroup: cgroups.JobCgroup | None,
     rlimit_data: int | None,
     tty: bool = False,
+    view: tuple[Any, ...] | None = None,
+    enter: list[tuple[int, int]] | None = None,
 ) -> int:
     """fork+exec the job in its own session, its cgroup joined before exec; returns its pid.
 
     ``stdio`` are the fds for the job's 0, 1, 2 (pipes, or a PTY's slave three times with
-    ``tty``: it becomes the session's controlling terminal).  A failure before exec comes back
-    through a close-on-exec pipe as SpawnError.
+    ``tty``: it becomes the session's controlling terminal).  ``view``: the arguments of
+    mountns.enter_view (the job's own mounts); ``enter``: the namespaces of a job to join
+    (exec beside a job with a view).  A failure before exec comes back through a close-on-exec
+    pipe as SpawnError.
     """
+    if view is not None or enter:
+        from . import mountns
     if tty:
         import fcntl
         import termios
@@ -190,6 +198,12 @@ def spawn(
                 _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
                 limit = rlimit_data if hard == resource.RLIM_INFINITY else min(rlimit_data, hard)
                 resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+            if view is not None:
+                stage = "mounts"
+                mountns.enter_view(*view)
+            if enter:
+                stage = "namespaces"
+                mountns.enter(enter)
             stage = "stdio"
             for target, fd in enumerate(stdio):
                 os.dup2(fd, target)
@@ -224,6 +238,8 @@ def spawn_failure(e: SpawnError, argv0: str, cwd: str) -> tuple[int, str]:
     if e.stage == "exec":
         code = 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126
         return code, f'cannot run "{argv0}": {e.text}'
+    if e.stage == "mounts":
+        return 125, f"cannot place the job's volumes: {e.text}"
     return 127, f'cannot run "{argv0}": {e.stage}: {e.text}'
 
 
@@ -287,6 +303,8 @@ class Supervisor:
         self.rlimit: int | None = None
         self.env: dict[str, str] = {}
         self.cwd = ""
+        self.view = bool(spec.get("mounts") or spec.get("files"))  # a mount namespace of its own
+        self.ns_fds: list[tuple[int, int]] = []  # its namespaces, for exec
         self.pid = 0  # the job's main process (and its process group)
         self.status: int | None = None
         self.kill_at: float | None = None
@@ -378,6 +396,7 @@ class Supervisor:
             if self.master >= 0:
                 os.close(self.master)
                 self.master = -1
+            self.close_namespaces()
             log.close()
             os.close(self.log_r)
             os.close(self.idx_r)
@@ -623,8 +642,12 @@ class Supervisor:
             else:
                 null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
                 stdio = (null, fds[0], fds[1])
+            if self.view and not self.ns_fds:
+                self.refuse(c, "the job's mount namespace is gone", end=True)
+                return
             try:
-                pid = spawn(argv, env, self.cwd, stdio, self.cgroup, self.rlimit, tty=tty)
+                pid = spawn(argv, env, self.cwd, stdio, self.cgroup, self.rlimit, tty=tty,
+                            enter=self.ns_fds)
             except SpawnError as e:
                 code, message = spawn_failure(e, argv[0], self.cwd)
                 try:
@@ -805,13 +828,24 @@ class Supervisor:
                 _set_pipe_size(fd)
             stdio = (null, out_w, err_w)
             child_ends = stdio
+        view = None
+        if self.view:  # volumes and secret files: placed in a mount namespace of the job's own
+            import base64
+
+            view = (
+                [(str(src), str(dst), bool(ro)) for src, dst, ro in spec.get("mounts") or ()],
+                [(str(dst), base64.b64decode(data)) for dst, data in spec.get("files") or ()],
+                self.path(VIEW),
+                os.geteuid() != 0,
+            )
         while True:
             self.rlimit = memory if memory > 0 and mem_by is None else None
             mem_how = mem_by or ("rlimit (RLIMIT_DATA)" if self.rlimit else None)
             self.limits = cgroups.describe(mem_how, cpu_by, memory, cpu)
             self.started_at = iso_now()
             try:
-                self.pid = spawn(argv, env, cwd, stdio, self.cgroup, self.rlimit, tty=self.tty)
+                self.pid = spawn(argv, env, cwd, stdio, self.cgroup, self.rlimit, tty=self.tty,
+                                 view=view)
                 break
             except SpawnError as e:
                 if e.stage == "cgroup" and self.cgroup is not None:
@@ -826,11 +860,19 @@ class Supervisor:
                 self.pipes.clear()
                 self.master = -1
                 self.close_slave()
-                log.write(f"neuro: {message}\n".encode(), STDERR)
-                self.write_exit(code, error=message)
+                if e.stage != "mounts":  # (that one fails the start: the job's status says it)
+                    log.write(f"neuro: {message}\n".encode(), STDERR)
+                self.write_exit(code, error=message, started=e.stage != "mounts")
                 return False
         for fd in child_ends:
             os.close(fd)
+        if view is not None:
+            from . import mountns
+
+            try:
+                self.ns_fds = mountns.namespace_fds(self.pid, userns=view[3])
+            except OSError as e:  # it ended already; exec is refused then
+                print(f"supervisor: the job's namespaces: {e}", file=sys.stderr)
         if os.path.exists(self.path(STOP)):  # asked to stop while starting
             self.signals.append(signal.SIGTERM)
         write_json(
@@ -864,6 +906,7 @@ class Supervisor:
                 if drain_until is None:
                     # the main process is gone: so goes the rest; then read the pipes to the end
                     self.kill_rest()
+                    self.close_namespaces()
                     self.close_slave()
                     drain_until = now + DRAIN_TIMEOUT
                 if not self.pipes:
@@ -958,6 +1001,13 @@ class Supervisor:
             time.sleep(0.001)
             self.reap()
 
+    def close_namespaces(self) -> None:
+        """Let the job's mount namespace go (with its hold on volumes and disks) once its
+        processes have."""
+        for fd, _ in self.ns_fds:
+            os.close(fd)
+        self.ns_fds = []
+
     def reap(self) -> None:
         while True:
             try:
@@ -984,10 +1034,14 @@ class Supervisor:
         self.write_exit(code, oom_killed=oom, error=error)
         return code
 
-    def write_exit(self, code: int, *, oom_killed: bool = False, error: str = "") -> None:
+    def write_exit(self, code: int, *, oom_killed: bool = False, error: str = "",
+                   started: bool = True) -> None:
+        """``started``: False when the job could not be set up at all (its volumes), which
+        the server reports as a failure to start rather than as the job's exit."""
         write_json(
             self.path(EXIT),
             {
+                "started": started,
                 "exit_code": code,
                 "oom_killed": oom_killed,
                 "finished_at": iso_now(),

@@ -1,6 +1,5 @@
 """Disks end to end, on both runtimes: created with `neuro disk`, persistent across jobs, one
-writer at a time (a second waits with DiskUnavailable), the size enforced; the process runtime
-refuses to mount with a clear error."""
+writer at a time (a second waits with DiskUnavailable), the size enforced."""
 
 from __future__ import annotations
 
@@ -29,10 +28,6 @@ def test_disk_persists_one_writer_and_size(neuro: Neuro) -> None:
     assert r.returncode != 0 and "already have a disk named 'cache'" in r.stderr
 
     r = neuro("run", "-v", "disk:cache:/cache", neuro.image, "--", "sh", "-c", "echo hi > /cache/f")
-    if neuro.runtime == "process":
-        assert r.returncode == 65 and "need the docker runtime" in r.stderr
-        neuro.ok("disk", "rm", "cache")
-        return
     assert r.returncode == 0, r.stderr
     # persistent: a later job reads what the first wrote
     r = neuro("run", "-v", "disk:cache:/cache:ro", neuro.image, "--", "cat", "/cache/f")

@@ -1,5 +1,5 @@
 """Secrets end to end, on both runtimes: added with `neuro secret`, delivered as environment
-variables (and, on the docker runtime, read-only files), never shown anywhere else, and
+variables and read-only files, never shown anywhere else, and
 nobody else's to use."""
 
 from __future__ import annotations
@@ -34,15 +34,11 @@ def test_secret_env_files_and_isolation(neuro: Neuro, tmp_path) -> None:  # type
     mount = ("-v", "secret:pem:/etc/app/key.pem")
     script = "cat /etc/app/key.pem; (echo x > /etc/app/key.pem) 2>/dev/null && echo WROTE || echo read-only"
     r = neuro("run", *mount, neuro.image, "--", "sh", "-c", script)
-    if neuro.runtime == "process":
-        assert r.returncode == 65 and "need the docker runtime" in r.stderr
-        assert "Traceback" not in r.stderr  # (-v is run's volume option, not --verbose)
-    else:
-        assert r.returncode == 0, r.stderr
-        assert r.stdout == FILE_VALUE + "read-only\n"
-        files_job = r.stderr.split("Job ID: ")[1].split()[0]
-        st = neuro.ok("status", files_job)
-        assert "/etc/app/key.pem <- secret://" in st and "zz-9b1e" not in st
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == FILE_VALUE + "read-only\n"
+    files_job = r.stderr.split("Job ID: ")[1].split()[0]
+    st = neuro.ok("status", files_job)
+    assert "/etc/app/key.pem <- secret://" in st and "zz-9b1e" not in st
 
     # the value appears in no response, no error and no server log line
     st = neuro.ok("status", job)
