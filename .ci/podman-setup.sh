@@ -7,7 +7,8 @@
 #   NEURO_DOCKER_HOST=unix://$(bash .ci/podman-setup.sh) python -m pytest tests/server/runtime_docker
 #
 # Needs root and apt (Debian 12).  What it does (see /work/shared/runtimes.md section 1):
-#  - apt-get install podman runc conmon + CNI plugins, busybox-static (no recommends);
+#  - apt-get install podman runc conmon + CNI plugins (dnsname: job names on their owner's
+#    network), busybox-static (no recommends);
 #  - /etc/containers/containers.conf: rlimits at the hard limits (no CAP_SYS_RESOURCE here: the
 #    default nofile/nproc of 1048576 make every container fail), OCI runtime runc;
 #  - localhost/busybox:latest, imported from busybox-static (there is no image registry here);
@@ -35,6 +36,7 @@ for cmd in podman runc conmon curl; do
 done
 [ -x /bin/busybox ] || need+=(busybox)
 [ -d /usr/lib/cni ] || need+=(cni)
+[ -x /usr/lib/cni/dnsname ] || need+=(dnsname)   # names of jobs on their owner's network
 if [ "${#need[@]}" -gt 0 ]; then
     say "installing podman (missing: ${need[*]})"
     export DEBIAN_FRONTEND=noninteractive
@@ -42,6 +44,7 @@ if [ "${#need[@]}" -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends \
         podman runc conmon containernetworking-plugins iptables catatonit uidmap \
         fuse-overlayfs slirp4netns golang-github-containers-common busybox-static curl \
+        golang-github-containernetworking-plugin-dnsname \
         ca-certificates >&2
 fi
 

@@ -138,6 +138,11 @@ def cleanup(neuro: list[str], env: dict[str, str], jobs: list[str], ctrs: list[s
     ctrs.extend(quiet(["podman", "ps", "-a", "--filter", f"label={BENCH_LABEL}", "-q"]).split())
     if ctrs:
         quiet(["podman", "rm", "-f", "-t", "0", *sorted(set(ctrs))])
+    # the jobs' networks (one per user) are labelled with the server's jobs directory
+    nets = quiet(["podman", "network", "ls", "-q", "--filter",
+                  f"label=neuro.data-dir={tmp / 'neuro' / 'server' / 'jobs'}"]).split()
+    if nets:
+        quiet(["podman", "network", "rm", "-f", *nets])
     quiet([*neuro, "server", "stop"])
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -101,8 +101,9 @@ async def _serve(config: ServerConfig) -> None:
     if choice.kind == "docker":
         from .runtime.docker import DockerRuntime
 
-        runtime: Any = DockerRuntime(choice.url or "", root=config.jobs_dir,
-                                     port_connect=config.port_connect)
+        runtime: Any = DockerRuntime(
+            choice.url or "", root=config.jobs_dir, port_connect=config.port_connect,
+            network=None if config.network == "default" else config.network)
     else:
         runtime = ProcessRuntime(config.jobs_dir)
     store = Store(config.db_path)

@@ -14,6 +14,9 @@ Read from a TOML file (``<data_dir>/server.toml`` by default); every key is opti
     http_port = 0        # jobs' HTTP ingress: http://JOB_ID.<http_domain>:<http_port>/
     http_domain = "jobs.localhost"
     port_connect = "auto" # docker: a container's address, else a relay exec'd in it (rootless)
+    network = "per-user"  # docker: a network per user (their jobs reach each other, by name
+                          # NAME--OWNER where it has DNS; others' cannot); "shared": one for
+                          # all; "default": the engine's; or a network's name
 
     [resources]          # what jobs may use on this machine (default: all of it)
     cpu = 2
@@ -124,6 +127,7 @@ class ServerConfig:
     runtime: str = "auto"  # auto | process | docker
     docker_host: str | None = None
     port_connect: str = "auto"  # docker runtime: auto | address | exec (a relay in the container)
+    network: str = "per-user"  # docker runtime: per-user | shared | default | NAME
     embedded: bool = False
 
     @property
@@ -178,7 +182,7 @@ def load_config(data_dir: Path, config_file: Path | None = None, **overrides: An
     kw: dict[str, Any] = {"data_dir": data_dir}
     server = raw.get("server", {})
     for key in ("host", "cluster_name", "org_name", "project_name", "runtime", "docker_host",
-                "http_domain", "port_connect"):
+                "http_domain", "port_connect", "network"):
         if key in server:
             kw[key] = str(server[key])
     for key in ("port", "max_running_jobs", "http_port"):
@@ -209,4 +213,6 @@ def load_config(data_dir: Path, config_file: Path | None = None, **overrides: An
         raise ConfigError(f"unknown runtime {kw['runtime']!r}: auto, process or docker")
     if kw.get("port_connect", "auto") not in ("auto", "address", "exec"):
         raise ConfigError(f"unknown port_connect {kw['port_connect']!r}: auto, address or exec")
+    if not str(kw.get("network", "per-user")).strip():
+        raise ConfigError("network must not be empty: per-user, shared, default or a name")
     return ServerConfig(**kw)

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .config import Preset, ServerConfig
-from .runtime.base import ExitInfo, JobSpec, Runtime, RuntimeError_, State
+from .runtime.base import ExitInfo, JobSpec, Runtime, RuntimeError_, State, job_hostname
 from .store import ACTIVE, JobRecord, Store, now
 from .validation import NewJob
 
@@ -322,6 +322,7 @@ class Scheduler:
                     gpus=int(spec["resources"].get("nvidia_gpu", 0)), gpu_ids=job.devices,
                     privileged=bool(spec.get("privileged")),
                     files=files, mounts=self._mounts(job) + await self._disk_mounts(job),
+                    hostname=job_hostname(job.name, job.owner) if job.name else "",
                 ))
             except RuntimeError_ as e:
                 self._set(job.id, "failed", e.reason, str(e))
@@ -332,7 +333,7 @@ class Scheduler:
                 return
             current = self.store.get_job(job.id)
             self._run_started[job.id] = info.started_at
-            self.store.set_address(job.id, info.address)
+            self.store.set_address(job.id, info.address, info.hostname)
             self._running_since[job.id] = asyncio.get_running_loop().time()
             self._set(job.id, "running", "", "", at=info.started_at, limits=info.limits)
             if current is not None and current.kill_reason:

@@ -85,6 +85,8 @@ def job_json(job: JobRecord, transitions: list[Transition] | None, config: Serve
         "restart_policy": spec["restart_policy"],
         **({"internal_hostname": job.address} if job.address and job.status in ("running", "suspended")
            else {}),
+        **({"internal_hostname_named": job.hostname}
+           if job.hostname and job.status in ("running", "suspended") else {}),
         **({"http_url": ingress.url(job)} if ingress is not None and ingress.url(job) else {}),
         **({"http_url_named": ingress.named_url(job)}
            if ingress is not None and ingress.named_url(job) else {}),

@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     spec TEXT NOT NULL,
     devices TEXT NOT NULL DEFAULT '',
     address TEXT NOT NULL DEFAULT '',
+    hostname TEXT NOT NULL DEFAULT '',  -- the name its owner's other jobs reach it by
     run_seconds REAL NOT NULL DEFAULT 0,  -- run time of the runs (segments) that ended
     running_since TEXT  -- start of the current run segment; NULL while not running
 );
@@ -135,6 +136,7 @@ class JobRecord:
     tags: tuple[str, ...]
     devices: tuple[int, ...] = ()  # the GPUs assigned to it (NVML indices)
     address: str = ""  # where other jobs reach it while it runs
+    hostname: str = ""  # ... and by which name (NAME--OWNER), where the runtime resolves names
     run_seconds: float = 0.0  # run time of the segments that ended (not suspended, not between restarts)
     running_since: datetime | None = None  # start of the current segment
 
@@ -166,6 +168,8 @@ class Store:
             self._db.execute("ALTER TABLE jobs ADD COLUMN devices TEXT NOT NULL DEFAULT ''")
         if "address" not in columns:  # ... and from before internal host names
             self._db.execute("ALTER TABLE jobs ADD COLUMN address TEXT NOT NULL DEFAULT ''")
+        if "hostname" not in columns:  # ... and from before named internal host names
+            self._db.execute("ALTER TABLE jobs ADD COLUMN hostname TEXT NOT NULL DEFAULT ''")
         if "run_seconds" not in columns:  # ... and from before run time was counted by segment
             self._db.execute("ALTER TABLE jobs ADD COLUMN run_seconds REAL NOT NULL DEFAULT 0")
             self._db.execute("ALTER TABLE jobs ADD COLUMN running_since TEXT")
@@ -387,9 +391,10 @@ class Store:
         return [(r[0], r[1]) for r in self._db.execute(
             "SELECT user, action FROM shares WHERE job_id=? ORDER BY user", (job_id,))]
 
-    def set_address(self, job_id: str, address: str) -> None:
+    def set_address(self, job_id: str, address: str, hostname: str = "") -> None:
         with self._tx():
-            self._db.execute("UPDATE jobs SET address=? WHERE id=?", (address, job_id))
+            self._db.execute("UPDATE jobs SET address=?, hostname=? WHERE id=?",
+                             (address, hostname, job_id))
 
     def set_devices(self, job_id: str, devices: tuple[int, ...]) -> None:
         with self._tx():
@@ -440,7 +445,7 @@ class Store:
             restarts=row["restarts"], life_span=row["life_span"], kill_reason=row["kill_reason"],
             limits=row["limits"], spec=json.loads(row["spec"]), tags=tags,
             devices=tuple(int(d) for d in row["devices"].split(",") if d),
-            address=row["address"], run_seconds=row["run_seconds"] or 0.0,
+            address=row["address"], hostname=row["hostname"], run_seconds=row["run_seconds"] or 0.0,
             running_since=parse_ts(row["running_since"]),
         )
 

@@ -66,6 +66,8 @@ def status_rows(job: "JobDescription", now: datetime, tty: bool) -> list[tuple[s
         rows.append(("TTY", "yes"))
     if job.internal_hostname:
         rows.append(("Internal hostname", job.internal_hostname))
+    if job.internal_hostname_named:
+        rows.append(("Internal hostname named", job.internal_hostname_named))
     if c.http is not None:
         url = str(job.http_url) if str(job.http_url or "") else ""
         if url:

@@ -53,6 +53,8 @@ JOB_FIELDS: dict[str, tuple[str, str]] = {
     "restarts": ("integer", "how many times the job was restarted"),
     "http_url": ("string?", "URL of the job's HTTP port"),
     "internal_hostname": ("string?", "host name of the job inside the cluster"),
+    "internal_hostname_named": ("string?", "the name its owner's other jobs reach it by "
+                                "(NAME--OWNER), where the runtime resolves names"),
     "privileged": ("boolean", "privileged container"),
 }
 TRANSITION_FIELDS: dict[str, tuple[str, str]] = {
@@ -168,6 +170,7 @@ def job_dict(job: "JobDescription", *, transitions: bool = False) -> dict[str, A
         "restarts": int(h.restarts or 0),
         "http_url": _url(job.http_url),
         "internal_hostname": job.internal_hostname,
+        "internal_hostname_named": job.internal_hostname_named,
         "privileged": bool(job.privileged),
     }
     if transitions:

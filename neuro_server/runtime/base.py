@@ -39,6 +39,21 @@ class JobSpec:
     files: Sequence[tuple[str, bytes]] = ()
     # (host directory, path in the job, read-only): storage volumes and disks
     mounts: Sequence[tuple[str, str, bool]] = ()
+    # the job's name among its owner's jobs (NAME--OWNER), for runtimes whose jobs resolve names
+    hostname: str = ""
+
+
+def dns_label(text: str) -> str:
+    """A DNS-safe form of a user or job name (lower-case letters, digits, dashes)."""
+    import re
+
+    label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    return label[:63] or "x"
+
+
+def job_hostname(name: str, owner: str) -> str:
+    """The host name of a named job among its owner's jobs: ``NAME--OWNER``."""
+    return f"{dns_label(name)}--{dns_label(owner)}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +72,7 @@ class StartInfo:
     started_at: datetime
     limits: str  # what was actually enforced for this job, e.g. "memory 1.0 GiB, cpu 0.5 (cgroup v1)"
     address: str = "localhost"  # where other jobs reach it (a container's IP; the host's jobs: localhost)
+    hostname: str = ""  # the name other jobs of its owner reach it by, where there is one
 
 
 @dataclasses.dataclass(frozen=True)

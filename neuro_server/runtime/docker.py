@@ -120,8 +120,9 @@ class DockerRuntime:
     ) -> None:
         """``url``: the engine (``unix:///path`` or ``tcp://host:port``).  ``root``: the job
         directories (their output, exit records).  ``instance``: this server's label value
-        (default: a hash of ``root``).  ``cgroup_parent``/``network``: HostConfig.CgroupParent
-        and NetworkMode of the containers (engine defaults when None).  ``init``: run an init
+        (default: a hash of ``root``).  ``cgroup_parent``: HostConfig.CgroupParent (the
+        engine's default when None).  ``network``: where containers join (docker_network.py:
+        "per-user", "shared", a network's name, or None for the engine's default).  ``init``: run an init
         process as PID 1 (docker-init, Podman's catatonit) that passes signals on, so that a
         job's SIGTERM works as on a host.  ``start_timeout``: how long a start that left no
         trace (a server killed while starting) counts as still starting."""
@@ -137,6 +138,11 @@ class DockerRuntime:
         )
         self.cgroup_parent = cgroup_parent
         self.network = network
+        from .docker_network import Networks
+
+        self.networks = Networks(self.endpoint, network, label_prefix, self.instance,
+                                 {self.label("instance"): self.instance,
+                                  self.label("data-dir"): str(self.root)})
         self.init = init
         if port_connect not in ("auto", "address", "exec"):
             raise ValueError(f"port_connect must be auto, address or exec, not {port_connect!r}")
@@ -351,6 +357,13 @@ class DockerRuntime:
             binds = self._secret_files(d, spec) + [
                 f"{host}:{path}:{'ro' if ro else 'rw'}" for host, path, ro in spec.mounts]
             config = self._container_config(spec, binds)
+            engine = (await self._engine_info_async())["name"]
+            network, names = await self.networks.ensure(spec.owner, engine)
+            if network is not None:
+                config["HostConfig"]["NetworkMode"] = network
+                if names and spec.hostname:
+                    config["NetworkingConfig"] = self.networks.endpoint_config(
+                        network, spec.hostname)
             docker = await self.client()
             try:
                 container = await docker.containers.create(config, name=self.container_name(job_id))
@@ -401,7 +414,9 @@ class DockerRuntime:
                 await self._stop_now(job_id, cid, float(stop.get("grace", 0)))
             hosts = _addresses(info)
             return StartInfo(started_at=datetime.fromtimestamp(started_at, UTC), limits=limits,
-                             address=hosts[0] if hosts else "")
+                             address=hosts[0] if hosts else "",
+                             hostname=spec.hostname if names and "NetworkingConfig" in config
+                             else "")
         except RuntimeError_:
             raise
         except (api.EngineError, DockerError) as e:
@@ -563,8 +578,6 @@ class DockerRuntime:
             host["DeviceRequests"] = [request]
         if self.cgroup_parent:
             host["CgroupParent"] = self.cgroup_parent
-        if self.network:
-            host["NetworkMode"] = self.network
         config: dict[str, Any] = {
             "Image": spec.image,
             "Env": [f"{k}={v}" for k, v in spec.env.items()],

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import os
 import re
 import signal
@@ -197,7 +198,8 @@ class ProcessRuntime:
             record = read_json(str(d / EXIT))
             if record is not None and record.get("started") is False:  # its volumes
                 raise RuntimeError_(str(record.get("error") or "the job could not start"))
-            return started
+            # jobs share the host's network: every one is reached at localhost, named or not
+            return dataclasses.replace(started, hostname="localhost" if spec.hostname else "")
         finally:
             os.close(ready_r)
             if proc.poll() is None:  # only when the supervisor hung before it detached

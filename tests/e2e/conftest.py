@@ -82,10 +82,12 @@ def unmount_under(path: Path) -> None:
 def remove_containers_of(n: Neuro) -> None:
     import hashlib
 
-    from tests.server.runtime_docker.conftest import remove_containers
+    from tests.server.runtime_docker.conftest import remove_containers, remove_networks
 
     jobs = (n.server_dir / "jobs").resolve()
-    remove_containers(hashlib.sha256(str(jobs).encode()).hexdigest()[:12])
+    instance = hashlib.sha256(str(jobs).encode()).hexdigest()[:12]
+    remove_containers(instance)
+    remove_networks(instance)
 
 
 def wait_job_ended_without_server(n: Neuro, job: str, timeout: float = 15) -> None:

@@ -103,22 +103,30 @@ def test_jobs_reach_each_other_at_their_internal_hostname(neuro: Neuro, tmp_path
     import sys
 
     port = _free_port()
-    server, _ = http_server_job(neuro, port, "from the other job\n", tmp_path / "www")
-    host = json.loads(neuro.ok("status", "--json", server))["internal_hostname"]
-    assert host and f"Internal hostname: {host}" in neuro.ok("status", server)
-    url = f"http://{host}:{port}/index.html"
-    if neuro.runtime == "process":
-        fetch = [sys.executable, "-c", f"import urllib.request as u; print(u.urlopen('{url}').read().decode(), end='')"]
-    else:
-        fetch = ["wget", "-qO-", url]
+    server, _ = http_server_job(neuro, port, "from the other job\n", tmp_path / "www",
+                                extra=("-n", "websrv"))
+    detail = json.loads(neuro.ok("status", "--json", server))
+    host, named = detail["internal_hostname"], detail["internal_hostname_named"]
+    user = json.loads(neuro.ok("config", "show", "--json"))["user"]
+    # the host's jobs are all at localhost; a container is on its owner's network, by name too
+    assert named == ("localhost" if neuro.runtime == "process" else f"websrv--{user}")
+    st = neuro.ok("status", server)
+    assert host and f"Internal hostname: {host}" in st and f"Internal hostname named: {named}" in st
     import time
 
-    deadline = time.monotonic() + 20
-    while True:
-        r = neuro("run", neuro.image, "--", *fetch)
-        if r.returncode == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
-    assert r.returncode == 0 and r.stdout == "from the other job\n", (r.stdout, r.stderr)
+    for name in (host, named):
+        url = f"http://{name}:{port}/index.html"
+        if neuro.runtime == "process":
+            fetch = [sys.executable, "-c", f"import urllib.request as u; print(u.urlopen('{url}').read().decode(), end='')"]
+        else:
+            fetch = ["wget", "-qO-", url]
+        deadline = time.monotonic() + 20
+        while True:
+            r = neuro("run", neuro.image, "--", *fetch)
+            if r.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert r.returncode == 0 and r.stdout == "from the other job\n", (name, r.stdout, r.stderr)
     neuro.ok("kill", server)
-    assert json.loads(neuro.ok("status", "--json", server))["internal_hostname"] is None  # ended
+    detail = json.loads(neuro.ok("status", "--json", server))
+    assert detail["internal_hostname"] is None and detail["internal_hostname_named"] is None

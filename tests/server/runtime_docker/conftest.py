@@ -76,6 +76,23 @@ def remove_containers(instance: str) -> None:
         _delete(ep, str(c["Id"]))
 
 
+def remove_networks(instance: str) -> None:
+    """Remove the networks this runtime instance made (after its containers)."""
+    ep = api.Endpoint.parse(ENGINE_URL)
+    filters = json.dumps({"label": [f"neuro.instance={instance}"]})
+    try:
+        _status, found = api.get_json_blocking(ep, api.path("/networks", filters=filters), 10.0)
+    except api.EngineError:
+        return
+    for n in found or []:
+        if (n.get("Labels") or {}).get("neuro.instance") == instance:
+            try:
+                api.get_json_blocking(ep, api.path("/networks/{}", str(n["Name"])), 30.0,
+                                      method="DELETE")
+            except api.EngineError:
+                pass
+
+
 def _delete(ep: api.Endpoint, cid: str) -> None:
     try:
         api.get_json_blocking(
@@ -102,6 +119,7 @@ def jobs_root(tmp_path: Path, instance: str) -> Any:
     root = tmp_path / "jobs"
     yield root
     remove_containers(instance)
+    remove_networks(instance)
 
 
 @pytest.fixture
