@@ -366,7 +366,17 @@ class DockerRuntime:
                         network, spec.hostname)
             docker = await self.client()
             try:
-                container = await docker.containers.create(config, name=self.container_name(job_id))
+                try:
+                    container = await docker.containers.create(
+                        config, name=self.container_name(job_id))
+                except DockerError as e:
+                    # the network we made went away meanwhile (a prune): make it again, once
+                    if network is None or not re.search(r"network\b.*\bnot found", str(e.message), re.I) \
+                            or not self.networks.forget(network):
+                        raise
+                    network, _names = await self.networks.ensure(spec.owner, engine)
+                    container = await docker.containers.create(
+                        config, name=self.container_name(job_id))
             except DockerError as e:
                 raise _create_error(job_id, spec.image, e) from e
             cid = str(container.id)

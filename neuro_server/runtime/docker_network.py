@@ -64,6 +64,13 @@ class Networks:
                 self._dns[name] = await self._resolves(name, engine)
         return name, self._dns[name]
 
+    def forget(self, network: str) -> bool:
+        """A network we knew is gone: look it up (and make it) again next time.  False when
+        it is not one we make."""
+        if self.mode not in (PER_USER, SHARED):
+            return False
+        return self._dns.pop(network, None) is not None
+
     async def _create(self, name: str, owner: str) -> None:
         labels = dict(self.labels)
         if owner:

@@ -79,6 +79,22 @@ async def test_each_owner_has_a_network_and_names_resolve_only_there(
     await per_user.stop("web", grace=0)
 
 
+async def test_a_network_removed_behind_our_back_is_made_again(
+    per_user: DockerRuntime, instance: str
+) -> None:
+    assert await _run(per_user, "one", "carol", "echo one") == (0, b"one\n")
+    await per_user.cleanup("one")
+    ep = api.Endpoint.parse(ENGINE_URL)
+    from tests.server.runtime_docker.conftest import remove_containers
+
+    remove_containers(instance)  # (a network in use cannot go)
+    status, _ = api.get_json_blocking(ep, api.path("/networks/{}", f"neuro-{instance}-carol"),
+                                      method="DELETE")
+    assert status in (200, 204) and _networks(instance) == []
+    assert await _run(per_user, "two", "carol", "echo two") == (0, b"two\n")
+    assert [n["Name"] for n in _networks(instance)] == [f"neuro-{instance}-carol"]
+
+
 async def test_the_engines_default_network_when_asked(runtime: DockerRuntime,
                                                       instance: str) -> None:
     """network=None: the engine's default network, made by nobody; no names."""
