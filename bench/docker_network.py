@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neuro_server.runtime.base import JobSpec  # noqa: E402
-from neuro_server.runtime.docker import DockerRuntime  # noqa: E402
+from neuro_server.runtime.base import JobSpec
+from neuro_server.runtime.docker import DockerRuntime
 
 ENGINE = os.environ.get("NEURO_DOCKER_HOST") or "unix:///run/neuro-podman.sock"
 IMAGE = "localhost/busybox:latest"

@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neuro_server.runtime import cgroups, mountns  # noqa: E402
-from neuro_server.runtime.base import JobSpec  # noqa: E402
-from neuro_server.runtime.process import ProcessRuntime  # noqa: E402
+from neuro_server.runtime import cgroups, mountns
+from neuro_server.runtime.base import JobSpec
+from neuro_server.runtime.process import ProcessRuntime
 
 
 async def main(runs: int) -> dict[str, dict[str, float]]:

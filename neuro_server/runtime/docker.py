@@ -122,9 +122,9 @@ class DockerRuntime:
         directories (their output, exit records).  ``instance``: this server's label value
         (default: a hash of ``root``).  ``cgroup_parent``: HostConfig.CgroupParent (the
         engine's default when None).  ``network``: where containers join (docker_network.py:
-        "per-user", "shared", a network's name, or None for the engine's default).  ``init``: run an init
-        process as PID 1 (docker-init, Podman's catatonit) that passes signals on, so that a
-        job's SIGTERM works as on a host.  ``start_timeout``: how long a start that left no
+        "per-user", "shared", a network's name, or None for the engine's default).  ``init``:
+        run an init process as PID 1 (docker-init, Podman's catatonit) that passes signals
+        on, so that a job's SIGTERM works as on a host.  ``start_timeout``: how long a start that left no
         trace (a server killed while starting) counts as still starting."""
         if not _LABEL_PREFIX.fullmatch(label_prefix):
             raise ValueError(f"bad label prefix {label_prefix!r}")
@@ -371,8 +371,8 @@ class DockerRuntime:
                         config, name=self.container_name(job_id))
                 except DockerError as e:
                     # the network we made went away meanwhile (a prune): make it again, once
-                    if network is None or not re.search(r"network\b.*\bnot found", str(e.message), re.I) \
-                            or not self.networks.forget(network):
+                    gone = re.search(r"network\b.*\bnot found", str(e.message), re.I)
+                    if network is None or not gone or not self.networks.forget(network):
                         raise
                     network, _names = await self.networks.ensure(spec.owner, engine)
                     container = await docker.containers.create(
