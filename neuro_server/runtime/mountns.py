@@ -118,9 +118,9 @@ def _unshare(userns: bool) -> None:
 class _View:
     """The tree being built, once the root is pivoted onto it."""
 
-    def __init__(self, volumes: list[tuple[str, bool]]) -> None:
+    def __init__(self) -> None:
         self.ours: set[str] = {"/"}  # directories on a tmpfs of ours: entries may be made there
-        self.volumes = volumes  # (path, read-only) bound so far
+        self.volumes: list[tuple[str, bool]] = []  # (path, read-only) bound so far
         self.read_only_mirrors: list[str] = []
 
     def mirror(self, src_fd: int, target: str) -> None:
@@ -237,7 +237,7 @@ def enter_view(mounts: Sequence[tuple[str, str, bool]], files: Sequence[tuple[st
                 raise ViewError(f"volume source for {dst}: {e.strerror}") from None
             sources.append((fd, os.path.normpath(dst), read_only))
         root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        view = _View([])
+        view = _View()
         try:
             view.mirror(root, staging)
         finally:

@@ -39,6 +39,14 @@ def new_path() -> str:
     return path
 
 
+def volume_dirs(tmp_path: Path) -> tuple[Path, Path]:
+    """Two empty host directories: for a read-write and a read-only volume."""
+    rw, ro = tmp_path / "rw", tmp_path / "ro"
+    rw.mkdir()
+    ro.mkdir()
+    return rw, ro
+
+
 async def read_session(s: StdioSession) -> bytes:
     out = b""
     while (chunk := await s.read()) is not None:
