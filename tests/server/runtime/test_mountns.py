@@ -57,9 +57,7 @@ async def read_session(s: StdioSession) -> bytes:
 async def test_volumes_and_files_in_the_jobs_view_and_not_on_the_host(
     runtime: ProcessRuntime, tmp_path: Path, new_path: str
 ) -> None:
-    rw, ro = tmp_path / "rw", tmp_path / "ro"
-    rw.mkdir()
-    ro.mkdir()
+    rw, ro = volume_dirs(tmp_path)
     (ro / "in.txt").write_text("read me\n")
     secret_dir = f"/etc/{new_path[1:]}"
     script = (
@@ -117,9 +115,7 @@ async def test_a_missing_path_under_a_host_directory_mirrors_it(
 async def test_nested_mounts_in_writable_and_read_only_volumes(
     runtime: ProcessRuntime, tmp_path: Path, new_path: str
 ) -> None:
-    rw, ro = tmp_path / "rw", tmp_path / "ro"
-    rw.mkdir()
-    ro.mkdir()
+    rw, ro = volume_dirs(tmp_path)
     script = (
         f"cat {new_path}/rw/k {new_path}/ro/sub/k; echo;"
         f"(echo x > {new_path}/ro/new) 2>/dev/null && echo WROTE || echo ro-refused"
