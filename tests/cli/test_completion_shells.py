@@ -1,5 +1,9 @@
 """Completion in the real shells against a real server: the id and name of a running job,
-preset names; and with the server stopped or hanging, a TAB still answers within BUDGET."""
+preset names; and with the server stopped or hanging, a TAB still answers without waiting on it.
+
+How fast a TAB answers (the 200 ms target) is measured by bench/cold_start.py, side by side with
+the official client; these tests only bound it far below the 10 s the background refresh may wait
+on a server, so a TAB that waited on the network fails them and a busy CI machine does not."""
 
 from __future__ import annotations
 
@@ -12,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from neuro_cli.completion.refresh import TIMEOUT
 from tests.cli.shells import ROOT, SHELLS, complete, need, neuro_bin
 from tests.conftest import Neuro
 
-BUDGET = 0.2  # seconds per TAB, whatever the server does
+NO_WAIT = TIMEOUT / 3  # seconds: a TAB that waited on the server would take TIMEOUT
 
 
 @pytest.fixture
@@ -34,10 +39,7 @@ def test_shells_complete_running_job(shell: str, neuro: Neuro, job: str, tmp_pat
     neuro.ok("__complete", "refresh")
     r = complete(shell, "neuro logs ", neuro.env, tmp_path)
     assert job in r.values and "comp-job" in r.values, r
-    # the best of three: one TAB may land while the other tests load both cores
-    best = min([r.seconds] + [complete(shell, "neuro logs ", neuro.env, tmp_path).seconds
-                              for _ in range(2)])
-    assert best < BUDGET, f"{shell}: {best * 1000:.0f} ms with a fresh cache"
+    assert r.seconds < NO_WAIT, f"{shell}: {r.seconds * 1000:.0f} ms with a fresh cache"
     assert complete(shell, "neuro job exec -t comp", neuro.env, tmp_path).values == ["comp-job"]
     assert complete(shell, f"neuro kill {job[:12]}", neuro.env, tmp_path).values == [job]
     assert "cpu-small" in complete(shell, "neuro run --preset cpu-", neuro.env, tmp_path).values
@@ -48,7 +50,7 @@ def test_shells_first_tab_fills_cache(neuro: Neuro, job: str, tmp_path: Path) ->
     need("bash")
     deadline = time.monotonic() + 30
     while job not in (r := complete("bash", "neuro status ", neuro.env, tmp_path)).values:
-        assert r.seconds < BUDGET
+        assert r.seconds < NO_WAIT
         assert time.monotonic() < deadline, "the background refresh never filled the cache"
         time.sleep(0.2)
 
@@ -72,7 +74,7 @@ def test_shells_dead_server_within_budget(shell: str, cache: str, neuro: Neuro, 
                        ("neuro sta", {"status"}), ("neuro ps --re", {"--recent-first"})]:
         r = complete(shell, line, neuro.env, tmp_path)
         assert want <= set(r.values), (line, r)
-        assert r.seconds < BUDGET, f"{shell} {line!r}: {r.seconds * 1000:.0f} ms, server stopped"
+        assert r.seconds < NO_WAIT, f"{shell} {line!r}: {r.seconds * 1000:.0f} ms, server stopped"
     time.sleep(0.5)  # the background refresh found no server; it must not have started one
     assert "stopped" in neuro.ok("server", "status")
 
@@ -92,7 +94,7 @@ def test_shells_hanging_server_within_budget(tmp_path: Path) -> None:
         env = {"HOME": str(home), "NEURO_CONFIG": str(config), "PATH": os.environ["PATH"]}
         for line in ["neuro logs ", "neuro logs ", "neuro run --preset ", "neuro ru"]:
             r = complete("bash", line, env, tmp_path)
-            assert r.seconds < BUDGET, f"{line!r}: {r.seconds * 1000:.0f} ms"
+            assert r.seconds < NO_WAIT, f"{line!r}: {r.seconds * 1000:.0f} ms"
         assert r.values == ["run"]
         assert (config / "cache" / "completion.refresh").exists()  # a refresh was started
 
