@@ -151,11 +151,20 @@ def test_official_client_interactive_commands(neuro: Neuro, apolo, tmp_path: Pat
         fwd.terminate()
         fwd.communicate(timeout=30)
 
-    # attach to a non-TTY job: the output streams until the job ends
+    # attach to a non-TTY job: its output streams live, and the attach ends when the job does
     talker = neuro.ok("run", "-q", "--detach", neuro.image, "--", "sh", "-c",
-                      "sleep 1; echo from-attached-job; sleep 1").strip()
-    r = apolo("attach", talker, timeout=60)
-    assert "from-attached-job" in r.stdout, (r.stdout, r.stderr)
+                      "while :; do echo from-attached-job; sleep 0.2; done").strip()
+    attached = apolo("attach", talker, background=True)
+    try:
+        seen = []  # apolo's banner, then what the job printed after apolo attached
+        while "from-attached-job" not in (line := attached.stdout.readline()):
+            assert line, (seen, attached.stderr.read())  # apolo ended without the job's output
+            seen.append(line)
+        neuro.ok("kill", talker)
+        attached.communicate(timeout=60)
+    finally:
+        attached.kill()
+        attached.communicate()
     neuro.ok("kill", job)
 
 

@@ -67,11 +67,11 @@ def test_preemptible_job_is_suspended_and_resumed(neuro: Neuro) -> None:
     victim = neuro.ok("run", "-q", "--detach", "--preset", "rr", neuro.image, "--", "sh", "-c", TICKS).strip()
     _wait(lambda: "tick-3" in neuro.job_output(victim))
     urgent = neuro.ok("run", "-q", "--detach", "--preset", "solid", neuro.image, "--", "sh", "-c",
-                      "sleep 2; echo urgent-done").strip()
+                      "sleep 3; echo urgent-done").strip()
     _wait(lambda: _status(neuro, victim).startswith("Status: suspended"))
     st = neuro.ok("status", victim)
     assert "Restarts: 1" in st and "preempted" in st
-    # frozen: no output while it stays suspended (the urgent job holds the CPU for 2 s)
+    # frozen: no output while it stays suspended (the urgent job holds the CPU for 3 s)
     frozen_at = len(neuro.job_output(victim))
     checks = 0
     while _status(neuro, victim).startswith("Status: suspended"):
