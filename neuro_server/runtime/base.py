@@ -71,7 +71,9 @@ class RuntimeInfo:
 class StartInfo:
     started_at: datetime
     limits: str  # what was actually enforced for this job, e.g. "memory 1.0 GiB, cpu 0.5 (cgroup v1)"
-    address: str = "localhost"  # where other jobs reach it (a container's IP; the host's jobs: localhost)
+    # where other jobs reach it: the host's jobs at localhost; a container at its id where its
+    # network resolves names, else at its IP
+    address: str = "localhost"
     hostname: str = ""  # the name other jobs of its owner reach it by, where there is one
 
 

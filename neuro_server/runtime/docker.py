@@ -361,9 +361,10 @@ class DockerRuntime:
             network, names = await self.networks.ensure(spec.owner, engine)
             if network is not None:
                 config["HostConfig"]["NetworkMode"] = network
-                if names and spec.hostname:
+                if names:  # other jobs of its owner find it by its id, and by its name
+                    config["Hostname"] = spec.job_id
                     config["NetworkingConfig"] = self.networks.endpoint_config(
-                        network, spec.hostname)
+                        network, spec.job_id, spec.hostname)
             docker = await self.client()
             try:
                 try:
@@ -423,10 +424,10 @@ class DockerRuntime:
             if stop is not None:  # stopped while starting
                 await self._stop_now(job_id, cid, float(stop.get("grace", 0)))
             hosts = _addresses(info)
+            named = "NetworkingConfig" in config
             return StartInfo(started_at=datetime.fromtimestamp(started_at, UTC), limits=limits,
-                             address=hosts[0] if hosts else "",
-                             hostname=spec.hostname if names and "NetworkingConfig" in config
-                             else "")
+                             address=spec.job_id if named else hosts[0] if hosts else "",
+                             hostname=spec.hostname if named else "")
         except RuntimeError_:
             raise
         except (api.EngineError, DockerError) as e:
@@ -580,11 +581,7 @@ class DockerRuntime:
         if gpus > 0:
             request: dict[str, Any] = {"Driver": "", "Count": gpus, "Capabilities": [["gpu"]]}
             if spec.gpu_ids:  # the devices the scheduler assigned, not any N
-                request = {"Driver": "", "DeviceIDs": [str(i) for i in spec.gpu_ids],
-                           "Capabilities": [["gpu"]]}
-            ids = getattr(spec, "gpu_ids", None)
-            if ids:
-                request.update(Count=0, DeviceIDs=[str(i) for i in ids])
+                request.update(Count=0, DeviceIDs=[str(i) for i in spec.gpu_ids])
             host["DeviceRequests"] = [request]
         if self.cgroup_parent:
             host["CgroupParent"] = self.cgroup_parent

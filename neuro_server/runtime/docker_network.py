@@ -2,8 +2,8 @@
 
 ``per-user`` (the server's default): each owner's jobs share a bridge network of their own,
 ``<prefix>-<instance>-<owner>``, made when their first job starts and kept for the next ones.
-Jobs of one owner reach each other (by address, and by name where the network has DNS: a named
-job is ``NAME--OWNER`` there); other owners' jobs cannot reach them (Podman isolates its
+Jobs of one owner reach each other (by address, and by name where the network has DNS: every
+job is at its id there, a named job at ``NAME--OWNER`` too); other owners' jobs cannot reach them (Podman isolates its
 networks from each other, as Docker does its user-defined ones).  ``shared``: one such network
 for all the server's jobs (names still carry their owner).  Any other value: that network as
 it is; None: the engine's default network.
@@ -97,8 +97,9 @@ class Networks:
             return False
         return bool((info or {}).get("dns_enabled"))
 
-    def endpoint_config(self, network: str | None, hostname: str) -> dict[str, Any] | None:
-        """NetworkingConfig of a container on ``network`` known there as ``hostname``."""
-        if network is None or not hostname:
+    def endpoint_config(self, network: str | None, *names: str) -> dict[str, Any] | None:
+        """NetworkingConfig of a container on ``network`` known there by ``names``."""
+        aliases = [n for n in names if n]
+        if network is None or not aliases:
             return None
-        return {"EndpointsConfig": {network: {"Aliases": [hostname]}}}
+        return {"EndpointsConfig": {network: {"Aliases": aliases}}}

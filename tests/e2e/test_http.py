@@ -110,6 +110,7 @@ def test_jobs_reach_each_other_at_their_internal_hostname(neuro: Neuro, tmp_path
     user = json.loads(neuro.ok("config", "show", "--json"))["user"]
     # the host's jobs are all at localhost; a container is on its owner's network, by name too
     assert named == ("localhost" if neuro.runtime == "process" else f"websrv--{user}")
+    assert host == ("localhost" if neuro.runtime == "process" else server)  # its id, by DNS
     st = neuro.ok("status", server)
     assert host and f"Internal hostname: {host}" in st and f"Internal hostname named: {named}" in st
     import time

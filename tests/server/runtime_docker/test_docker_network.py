@@ -1,9 +1,10 @@
-"""Per-user networks of the docker runtime: one owner's jobs reach each other, by address and
-by name (NAME--OWNER, where the network has DNS); another owner's jobs reach neither."""
+"""Per-user networks of the docker runtime: one owner's jobs reach each other, by address and,
+where the network has DNS, by id and name (NAME--OWNER); another owner's jobs reach none."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -57,21 +58,24 @@ async def test_each_owner_has_a_network_and_names_resolve_only_there(
     nets = {n["Name"]: n["Labels"] for n in _networks(instance)}
     assert list(nets) == [f"neuro-{instance}-alice"]
     assert nets[f"neuro-{instance}-alice"]["neuro.owner"] == "alice"
-    ip = started.address
+    info = await per_user.container_info(per_user.container_name("web"))
+    ip = next(iter(info["NetworkSettings"]["Networks"].values()))["IPAddress"]
     assert ip
     engine = (await per_user._engine_info_async())["name"]
     _name, names = await per_user.networks.ensure("alice", engine)
     if not names:
         pytest.skip("the engine's networks have no DNS (Podman: install "
                     "golang-github-containernetworking-plugin-dnsname)")
-    assert started.hostname == "web--alice"
-    # the same owner: by name and by address
+    assert (started.address, started.hostname) == ("web", "web--alice")
+    # the same owner: by id, by name and by address; the job's own host name is its id
     code, out = await _run(per_user, "a2", "alice",
-                           f"wget -qO- http://web--alice:8080/ && wget -qO- http://{ip}:8080/")
-    assert (code, out) == (0, b"hi-from-alice\nhi-from-alice\n")
+                           "wget -qO- http://web:8080/ && wget -qO- http://web--alice:8080/"
+                           f" && wget -qO- http://{ip}:8080/ && hostname")
+    assert (code, out) == (0, b"hi-from-alice\n" * 3 + b"a2\n")
     # another owner: its own network, where the name means nothing and the address is cut off
     code, out = await _run(per_user, "b1", "bob",
                            "exec 2>/dev/null; nslookup web--alice >/dev/null && echo RESOLVED;"
+                           " nslookup web >/dev/null && echo RESOLVED;"
                            f" timeout 3 wget -qO- http://{ip}:8080/ || echo unreachable")
     assert out == b"unreachable\n", out
     assert sorted(n["Name"] for n in _networks(instance)) == [
@@ -101,6 +105,6 @@ async def test_the_engines_default_network_when_asked(runtime: DockerRuntime,
     web = dataclasses.replace(spec("web", ["sh", "-c", "echo up; exec sleep 30"]),
                               owner="alice", hostname="web--alice")
     started = await runtime.start(web)
-    assert started.hostname == "" and started.address
+    assert started.hostname == "" and re.fullmatch(r"[0-9a-f.:]+", started.address)
     assert _networks(instance) == []
     await runtime.stop("web", grace=0)
