@@ -3,8 +3,8 @@
 ``per-user`` (the server's default): each owner's jobs share a bridge network of their own,
 ``<prefix>-<instance>-<owner>``, made when their first job starts and kept for the next ones.
 Jobs of one owner reach each other (by address, and by name where the network has DNS: every
-job is at its id there, a named job at ``NAME--OWNER`` too); other owners' jobs cannot reach them (Podman isolates its
-networks from each other, as Docker does its user-defined ones).  ``shared``: one such network
+job is at its id there, a named job at ``NAME--OWNER`` too); other owners' jobs cannot reach
+them (Podman isolates its networks from each other, as Docker does its user-defined ones).  ``shared``: one such network
 for all the server's jobs (names still carry their owner).  Any other value: that network as
 it is; None: the engine's default network.
 
