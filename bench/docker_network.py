@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -23,6 +22,9 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _util import stats
 
 from neuro_server.runtime.base import JobSpec
 from neuro_server.runtime.docker import DockerRuntime
@@ -48,7 +50,7 @@ async def main(runs: int) -> dict[str, dict[str, float]]:
                                cpu=0, memory=0, image=IMAGE, owner="alice")
                 t0 = time.perf_counter()
                 await rt.start(spec)
-                times[kind].append((time.perf_counter() - t0) * 1000)
+                times[kind].append(time.perf_counter() - t0)
     finally:
         for rt in rts.values():
             await rt.close()
@@ -56,10 +58,7 @@ async def main(runs: int) -> dict[str, dict[str, float]]:
             remove_containers(rt.instance)
             remove_networks(rt.instance)
         shutil.rmtree(tmp, ignore_errors=True)
-    out = {k: {"median": statistics.median(v[1:]), "p10": sorted(v[1:])[len(v[1:]) // 10],
-               "p90": sorted(v[1:])[len(v[1:]) * 9 // 10], "first": v[0]}
-           for k, v in times.items()}
-    return out
+    return {k: {**stats(v[1:]), "first": v[0] * 1000} for k, v in times.items()}
 
 
 if __name__ == "__main__":

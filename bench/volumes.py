@@ -14,13 +14,15 @@ import argparse
 import asyncio
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _util import stats
 
 from neuro_server.runtime import cgroups, mountns
 from neuro_server.runtime.base import JobSpec
@@ -44,14 +46,13 @@ async def main(runs: int) -> dict[str, dict[str, float]]:
                                cpu=0, memory=0, **extra)  # type: ignore[arg-type]
                 t0 = time.perf_counter()
                 await rt.start(spec)
-                times[kind].append((time.perf_counter() - t0) * 1000)
+                times[kind].append(time.perf_counter() - t0)
                 await rt.wait(spec.job_id)
                 await rt.cleanup(spec.job_id)
     finally:
         cgroups.remove_parent("neuro-bench-volumes")
         shutil.rmtree(tmp, ignore_errors=True)
-    return {k: {"median": statistics.median(v), "p10": sorted(v)[len(v) // 10],
-                "p90": sorted(v)[len(v) * 9 // 10]} for k, v in times.items()}
+    return {k: stats(v) for k, v in times.items()}
 
 
 if __name__ == "__main__":

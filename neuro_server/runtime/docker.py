@@ -124,8 +124,8 @@ class DockerRuntime:
         engine's default when None).  ``network``: where containers join (docker_network.py:
         "per-user", "shared", a network's name, or None for the engine's default).  ``init``:
         run an init process as PID 1 (docker-init, Podman's catatonit) that passes signals
-        on, so that a job's SIGTERM works as on a host.  ``start_timeout``: how long a start that left no
-        trace (a server killed while starting) counts as still starting."""
+        on, so that a job's SIGTERM works as on a host.  ``start_timeout``: how long a start
+        that left no trace (a server killed while starting) counts as still starting."""
         if not _LABEL_PREFIX.fullmatch(label_prefix):
             raise ValueError(f"bad label prefix {label_prefix!r}")
         self.endpoint = api.Endpoint.parse(url)
@@ -359,9 +359,10 @@ class DockerRuntime:
             config = self._container_config(spec, binds)
             engine = (await self._engine_info_async())["name"]
             network, names = await self.networks.ensure(spec.owner, engine)
+            named = network is not None and names  # other jobs find it by id and name
             if network is not None:
                 config["HostConfig"]["NetworkMode"] = network
-                if names:  # other jobs of its owner find it by its id, and by its name
+                if named:
                     config["Hostname"] = spec.job_id
                     config["NetworkingConfig"] = self.networks.endpoint_config(
                         network, spec.job_id, spec.hostname)
@@ -424,7 +425,6 @@ class DockerRuntime:
             if stop is not None:  # stopped while starting
                 await self._stop_now(job_id, cid, float(stop.get("grace", 0)))
             hosts = _addresses(info)
-            named = "NetworkingConfig" in config
             return StartInfo(started_at=datetime.fromtimestamp(started_at, UTC), limits=limits,
                              address=spec.job_id if named else hosts[0] if hosts else "",
                              hostname=spec.hostname if named else "")

@@ -4,9 +4,9 @@
 ``<prefix>-<instance>-<owner>``, made when their first job starts and kept for the next ones.
 Jobs of one owner reach each other (by address, and by name where the network has DNS: every
 job is at its id there, a named job at ``NAME--OWNER`` too); other owners' jobs cannot reach
-them (Podman isolates its networks from each other, as Docker does its user-defined ones).  ``shared``: one such network
-for all the server's jobs (names still carry their owner).  Any other value: that network as
-it is; None: the engine's default network.
+them (Podman isolates its networks from each other, as Docker does its user-defined ones).
+``shared``: one such network for all the server's jobs (names still carry their owner).  Any
+other value: that network as it is; None: the engine's default network.
 
 Whether names resolve: Docker's user-defined networks always have an embedded DNS server;
 Podman's have one when its DNS plugin is installed (CNI's dnsname, or netavark's
