@@ -96,6 +96,9 @@ _NOT_FOUND = re.compile(
     r'exec: "([^"]*)": (executable file not found in \$PATH|no such file or directory)',
     re.IGNORECASE,
 )
+# Podman's answer when a container's process ended while it read the process's cgroup
+_EXITED_MEANWHILE = re.compile(r"/proc/\d+/cgroup\b.*no such (process|file)", re.IGNORECASE)
+_INSPECT_TRIES = 10
 _NO_PERMISSION = re.compile(r'exec: "([^"]*)": permission denied', re.IGNORECASE)
 ProgressCallback = Callable[[str, str, str], None]
 
@@ -244,16 +247,29 @@ class DockerRuntime:
 
     async def container_info(self, container_id: str) -> dict[str, Any] | None:
         """The engine's inspect of our container; None when it is gone (or not ours)."""
+        info = await self._show(container_id)
+        return info if info is not None and self._ours(info) else None
+
+    async def _show(self, ref: str) -> dict[str, Any] | None:
+        """The engine's inspect of a container (by id or name); None when there is none."""
         docker = await self.client()
-        try:
-            info = await docker.containers.container(container_id).show()
-        except DockerError as e:
-            if e.status == 404:
-                return None
-            raise api.EngineError(e.status, str(e.message)) from e
-        except OSError as e:  # the engine is down: the caller retries
-            raise api.EngineError(0, str(e)) from e
-        return dict(info) if self._ours(info) else None
+        tries = 0
+        while True:
+            try:
+                return dict(await docker.containers.container(ref).show())
+            except DockerError as e:
+                if e.status == 404:
+                    return None
+                tries += 1
+                if tries < _INSPECT_TRIES and _EXITED_MEANWHILE.search(str(e.message)):
+                    # Podman before 4.4 reads a running container's /proc/PID/cgroup for its
+                    # inspect and fails when the process ends between the open and the read:
+                    # asked again, it has seen the exit and answers from its state
+                    await asyncio.sleep(0.01 * tries)
+                    continue
+                raise api.EngineError(e.status, str(e.message)) from e
+            except OSError as e:  # the engine is down: the caller retries
+                raise api.EngineError(0, str(e)) from e
 
     async def kill_container(self, container_id: str, signame: str) -> None:
         docker = await self.client()
@@ -529,13 +545,9 @@ class DockerRuntime:
         """An earlier run's container of this job (ours, not running) goes; anyone else's
         container of that name is an error."""
         name = self.container_name(job_id)
-        docker = await self.client()
-        try:
-            info = await docker.containers.container(name).show()
-        except DockerError as e:
-            if e.status == 404:
-                return
-            raise api.EngineError(e.status, str(e.message)) from e
+        info = await self._show(name)
+        if info is None:
+            return
         if not self._ours(info, job_id):
             raise RuntimeError_(f"a container named {name} exists and is not this server's")
         if phase_of(info) == "running":
@@ -717,7 +729,10 @@ class DockerRuntime:
                 self.endpoint, api.path("/containers/{}/json", cid)
             )
         except api.EngineError:
-            # the engine does not answer: a job that ran still runs, as far as we know
+            status, info = 0, None
+        if status == 0 or status >= 500:
+            # the engine does not answer, or fails (Podman's inspect of a process that ends
+            # meanwhile): a job that ran still runs, as far as we know
             if started is not None:
                 return JobState(State.RUNNING, started_at=record_time(started, "started_at"))
             return JobState(State.NOT_FOUND)

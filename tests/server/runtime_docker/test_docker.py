@@ -56,6 +56,38 @@ async def test_docker_echo_output_and_exit_codes(runtime: DockerRuntime) -> None
     assert (await runtime.wait("usr1")).exit_code == 128 + signal.SIGUSR1
 
 
+async def test_docker_inspect_racing_the_exit_is_asked_again(
+    runtime: DockerRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Podman before 4.4 fails an inspect with "read /proc/N/cgroup: no such process" when the
+    container's process ends while it reads the process's cgroup (a kernel race no test can
+    time; here the engine's answer is injected).  A command that exits at once is still a run
+    with its exit code, not a start that failed; another engine error is not asked again."""
+    from aiodocker.containers import DockerContainer
+    from aiodocker.exceptions import DockerError
+
+    real_show = DockerContainer.show
+    failed: dict[str, int] = {}
+    message = {"race": "read /proc/17786/cgroup: no such process", "other": "boom"}
+    mode = "race"
+
+    async def show(self: DockerContainer, **kwargs: Any) -> dict[str, Any]:
+        if failed.get(self.id, 0) < 2:
+            failed[self.id] = failed.get(self.id, 0) + 1
+            raise DockerError(500, message[mode])
+        return await real_show(self, **kwargs)
+
+    monkeypatch.setattr(DockerContainer, "show", show)
+    await runtime.start(spec("quick", ["sh", "-c", "echo run; exit 3"]))
+    assert (await runtime.wait("quick")).exit_code == 3
+    assert await read_all(runtime, "quick") == b"run\n"
+    assert failed and set(failed.values()) == {2}  # each inspect asked again until answered
+    mode, before = "other", dict(failed)
+    with pytest.raises(RuntimeError_, match="boom"):
+        await runtime.start(spec("other", ["true"]))
+    assert [n for ref, n in failed.items() if ref not in before] == [1]  # not asked again
+
+
 async def test_docker_stdout_and_stderr_are_told_apart(runtime: DockerRuntime) -> None:
     await runtime.start(spec("mixed", ["sh", "-c", "echo out1; sleep 0.1; echo err1 >&2"]))
     assert (await runtime.wait("mixed")).exit_code == 0
