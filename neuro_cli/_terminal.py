@@ -58,12 +58,15 @@ class DetachMatcher:
 
 
 def terminal_size(fd: int) -> tuple[int, int]:
-    """(rows, columns) of the terminal on fd; 24x80 when it is not a terminal."""
+    """(rows, columns) of the terminal on fd; 24x80 when it is not a terminal or does not know
+    its size (0x0)."""
     try:
         size = os.get_terminal_size(fd)
-        return size.lines, size.columns
     except OSError:
         return 24, 80
+    if size.lines <= 0 or size.columns <= 0:
+        return 24, 80
+    return size.lines, size.columns
 
 
 @contextlib.contextmanager

@@ -709,6 +709,7 @@ class Jobs:
         resumable: bool = False,
         resume: str | None = None,
         offset: int = 0,
+        size: tuple[int, int] | None = None,
     ) -> AsyncIterator[StdStream]:
         """Run *cmd* beside a running job over one websocket: ``WS {MON}/{id}/exec`` (extension,
         the 26.x generation; protocol 4.1).  *cmd* is joined with :func:`shlex.join` (a str is
@@ -717,7 +718,9 @@ class Jobs:
 
         Our server's extension: with *resumable* the command survives a dropped connection
         for a while, :attr:`StdStream.exec_id` names it, and ``resume=exec_id, offset=N``
-        reconnects to its output from byte N on.
+        reconnects to its output from byte N on.  With *tty*, *size* (rows, columns) is the
+        terminal's size from the command's start (extension; without it a TTY opens at 24x80
+        until :meth:`StdStream.resize`).
 
         Example::
 
@@ -727,7 +730,7 @@ class Jobs:
             sys.exit(stream.exit_code if stream.exit_code is not None else 125)
         """
         url = await self._client._monitoring_url() / id / "exec"
-        query = exec_query(cmd, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
+        query = exec_query(cmd, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr, size=size)
         query += exec_resume_query(resumable=resumable, resume=resume, offset=offset)
         async with self._client._ws_connect(
             url, params=query, protocols=(CHANNELS_PROTOCOL,)

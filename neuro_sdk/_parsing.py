@@ -667,15 +667,24 @@ def exec_query(
     stdin: bool = False,
     stdout: bool = True,
     stderr: bool = True,
+    size: tuple[int, int] | None = None,
 ) -> list[tuple[str, str]]:
-    """Query of the single-websocket ``WS {MON}/{id}/exec`` (protocol 4.1)."""
-    return [
+    """Query of the single-websocket ``WS {MON}/{id}/exec`` (protocol 4.1).  ``size``
+    (rows, columns) of a TTY is our extension (``h``, ``w`` as ``exec_resize`` takes them)."""
+    query = [
         ("cmd", exec_command(cmd)),
         ("tty", _flag(tty)),
         ("stdin", _flag(stdin)),
         ("stdout", _flag(stdout)),
         ("stderr", _flag(stderr)),
     ]
+    if tty and size is not None:
+        rows, cols = size
+        for value in (rows, cols):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 10000:
+                raise ValueError(f"Invalid terminal size {rows}x{cols}: 1-10000 each")
+        query += [("h", str(rows)), ("w", str(cols))]
+    return query
 
 
 def exec_resume_query(*, resumable: bool, resume: str | None, offset: int) -> list[tuple[str, str]]:

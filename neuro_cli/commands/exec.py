@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import click
 
 from ..completion.types import JOB
 from ..deps import Deps
 from ..errors import CLIError, ExitCode
-from .._terminal import Outcome, pump_plain, pump_tty
+from .._terminal import Outcome, pump_plain, pump_tty, terminal_size
 from ._jobs_common import resolve_job, run_async
 from ._options import detach_keys_option, tty_option
 
@@ -84,6 +85,7 @@ async def _exec_with_resume(deps: Deps, job_id: str, cmd: list[str], tty: bool,
                     async with client.jobs.exec(
                         job_id, cmd, tty=tty, stdin=True, stdout=True, stderr=not tty,
                         resumable=exec_id is None, resume=exec_id, offset=start + outcome.seen,
+                        size=terminal_size(sys.stdout.fileno()) if tty else None,
                     ) as stream:
                         exec_id = stream.exec_id or exec_id
                         start, outcome.seen = start + outcome.seen, 0

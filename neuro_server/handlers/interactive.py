@@ -193,9 +193,12 @@ async def exec_ws(request: web.Request) -> web.WebSocketResponse:
     argv = _split_cmd(request.query.get("cmd"))
     if not (f["stdin"] or f["stdout"] or f["stderr"]):
         fail(web.HTTPBadRequest, "exec needs at least one of stdin, stdout, stderr")
+    # our extension: a TTY opens at the client's size (h, w as exec_resize takes them), so a
+    # command that reads it at once sees the terminal's and not 24x80
+    size = _size(request) if f["tty"] and ("h" in request.query or "w" in request.query) else None
     st = app_state(request)
     try:
-        session = await st.runtime.exec(job.id, argv, tty=f["tty"], stdin=f["stdin"])
+        session = await st.runtime.exec(job.id, argv, tty=f["tty"], stdin=f["stdin"], size=size)
     except RuntimeError_ as e:
         raise _runtime_error(e) from None
     ws, _ = _ws(request, (V2,))

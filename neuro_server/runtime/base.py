@@ -129,6 +129,19 @@ class RuntimeError_(Exception):
         self.reason = reason
 
 
+def tty_size(size: tuple[int, int] | None) -> tuple[int, int]:
+    """The (rows, columns) to open a terminal at: ``size`` when given (RuntimeError_
+    BadRequest when out of range), else control.TTY_SIZE."""
+    from .control import TTY_SIZE
+
+    if size is None:
+        return TTY_SIZE
+    rows, cols = size
+    if not (0 < rows <= 0xFFFF and 0 < cols <= 0xFFFF):
+        raise RuntimeError_(f"bad terminal size {rows}x{cols}", reason="BadRequest")
+    return rows, cols
+
+
 @dataclasses.dataclass(frozen=True)
 class Telemetry:
     """One sample of what a job uses now."""
@@ -212,9 +225,12 @@ class Runtime(Protocol):
         otherwise when ``stdin`` is asked).  Raise RuntimeError_ if the job is not running."""
 
     async def exec(self, job_id: str, argv: Sequence[str], *, tty: bool, stdin: bool,
-                   env: Mapping[str, str] | None = None) -> StdioSession:
+                   env: Mapping[str, str] | None = None,
+                   size: tuple[int, int] | None = None) -> StdioSession:
         """Run ``argv`` beside the running job: same environment, working dir, limits and
-        namespaces.  Raise RuntimeError_ if the job is not running or argv cannot start."""
+        namespaces; with ``tty``, on a terminal of ``size`` (rows, columns; default
+        control.TTY_SIZE) from its first instruction.  Raise RuntimeError_ if the job is not running
+        or argv cannot start."""
 
     async def resize(self, job_id: str, height: int, width: int) -> None:
         """Resize the TTY of a job started with ``tty``."""

@@ -41,6 +41,7 @@ import os
 import struct
 
 HEADER = struct.Struct("!IB")
+TTY_SIZE = (24, 80)  # rows, columns of a terminal until a client says its size
 WINSIZE = struct.Struct("!HH")
 SIGNUM = struct.Struct("!I")
 MAX_FRAME = 4 << 20

@@ -77,6 +77,7 @@ from .base import (
     Telemetry,
     exit_from_record,
     record_time,
+    tty_size,
 )
 from .docker_exec import ExecSession
 from .docker_pump import EXIT, LOST, SIGKILLED, AttachSession, Pump, phase_of
@@ -998,12 +999,15 @@ class DockerRuntime:
         tty: bool,
         stdin: bool,
         env: Mapping[str, str] | None = None,
+        size: tuple[int, int] | None = None,
     ) -> StdioSession:
-        """Run ``argv`` in the job's container.  A command that cannot start still gives a
+        """Run ``argv`` in the job's container (on a TTY of ``size``).  A command that cannot start still gives a
         session: its output says why (the engine's words) and ``wait()`` gives 127 (not
         found) or 126 (not executable)."""
+        rows, cols = tty_size(size)
         _d, cid = await self._running(job_id)
-        return await ExecSession.open(self, job_id, cid, argv, tty=tty, stdin=stdin, env=env)
+        return await ExecSession.open(self, job_id, cid, argv, tty=tty, stdin=stdin, env=env,
+                                      size=(rows, cols))
 
     async def resize(self, job_id: str, height: int, width: int) -> None:
         """Resize the job's TTY (its processes get SIGWINCH); a no-op for a job without one."""

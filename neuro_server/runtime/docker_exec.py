@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiodocker.exceptions import DockerError
 from aiodocker.execs import Exec
 
+from . import control
 from . import docker_api as api
 from .base import RuntimeError_
 
@@ -53,6 +54,7 @@ class ExecSession:
         tty: bool,
         stdin: bool,
         env: Mapping[str, str] | None,
+        size: tuple[int, int] = control.TTY_SIZE,
     ) -> ExecSession:
         if isinstance(argv, (str, bytes)) or not argv:
             raise RuntimeError_("exec needs a command", reason="BadRequest")
@@ -71,7 +73,7 @@ class ExecSession:
         exec_id = str(ex.id)
         start: dict[str, Any] = {"Detach": False, "Tty": tty}
         if tty:  # the initial size: Podman reads h/w, Docker (API 1.42+) ConsoleSize
-            start.update(h=24, w=80, ConsoleSize=[24, 80])
+            start.update(h=size[0], w=size[1], ConsoleSize=list(size))
         try:
             conn = await api.hijack(
                 rt.endpoint, api.path("/exec/{}/start", exec_id), start, tty=tty
@@ -83,7 +85,7 @@ class ExecSession:
             session.pid = int((await session._inspect()).get("Pid") or 0)
         if tty:
             with contextlib.suppress(DockerError):  # Docker before API 1.42: size it now
-                await ex.resize(h=24, w=80)
+                await ex.resize(h=size[0], w=size[1])
         return session
 
     async def _inspect(self) -> dict[str, Any]:

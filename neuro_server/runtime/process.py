@@ -51,6 +51,7 @@ from .base import (
     Telemetry,
     exit_from_record,
     record_time,
+    tty_size,
 )
 from .logfile import read_log
 from .supervisor import (
@@ -370,12 +371,14 @@ class ProcessRuntime:
         tty: bool,
         stdin: bool,
         env: Mapping[str, str] | None = None,
+        size: tuple[int, int] | None = None,
     ) -> StdioSession:
-        """Run ``argv`` beside the job.  A command that cannot start still gives a session: its
+        """Run ``argv`` beside the job (on a TTY of ``size``).  A command that cannot start still gives a session: its
         stderr says why and ``wait()`` gives 127 (not found) or 126 (not executable), as a
         shell would."""
         d = self._running(job_id)
-        return await stdio.ExecSession.open(str(d), job_id, argv, tty=tty, stdin=stdin, env=env)
+        return await stdio.ExecSession.open(str(d), job_id, argv, tty=tty, stdin=stdin, env=env,
+                                            size=tty_size(size))
 
     async def resize(self, job_id: str, height: int, width: int) -> None:
         """Resize the job's TTY (its foreground process group gets SIGWINCH); a no-op for a

@@ -244,6 +244,7 @@ class ExecSession:
         tty: bool,
         stdin: bool,
         env: Mapping[str, str] | None,
+        size: tuple[int, int] = control.TTY_SIZE,
     ) -> ExecSession:
         if isinstance(argv, (str, bytes)) or not argv:
             raise RuntimeError_("exec needs a command", reason="BadRequest")
@@ -261,7 +262,7 @@ class ExecSession:
                 master, slave = os.openpty()
                 mine.append(master)
                 theirs.append(slave)
-                _set_winsize(master, 24, 80)
+                _set_winsize(master, *size)
                 outputs = {master: 1}
                 stdin_fd = -1
             else:

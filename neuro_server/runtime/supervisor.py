@@ -65,7 +65,6 @@ DEFAULT_GRACE = 10.0
 DRAIN_TIMEOUT = 2.0  # after the job's end: how long a pipe may stay silent before we stop reading
 PIPE_SIZE = 1 << 20
 PR_SET_CHILD_SUBREAPER = 36
-TTY_SIZE = (24, 80)  # rows, columns until a client resizes
 MAX_CLIENTS = 128
 OUT_HIGH = 256 << 10  # a client's send buffer is refilled from the log below this
 MAX_LAG = 64 << 20  # a client this far behind the live output is dropped (spec: attach_max_lag)
@@ -806,7 +805,7 @@ class Supervisor:
         if self.tty:
             # a PTY: the job's session leader gets the slave as its controlling terminal
             master, slave = os.openpty()
-            _set_winsize(master, *TTY_SIZE)
+            _set_winsize(master, *control.TTY_SIZE)
             os.set_blocking(master, False)
             try:
                 import termios

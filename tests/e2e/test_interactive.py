@@ -100,6 +100,13 @@ def test_exec_tty_and_plain(neuro: Neuro) -> None:
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 5
+    # a command that reads the size at once sees the terminal's, not 24x80: the exec opens
+    # at the client's size
+    for rows, cols in ((31, 77), (40, 132)):
+        child = spawn(neuro, "exec", "-t", "target", "--", "stty", "size", rows=rows, cols=cols)
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.before.strip() == f"{rows} {cols}" and child.exitstatus == 0
     r = neuro("exec", "-t", "target", "--", "true")  # no terminal here
     assert r.returncode == 2 and "-t needs a terminal" in r.stderr
     neuro.ok("kill", job)

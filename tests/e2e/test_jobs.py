@@ -69,11 +69,13 @@ def test_kill_by_name_and_errors(neuro: Neuro) -> None:
 
 
 def test_bump_life_span(neuro: Neuro) -> None:
-    a = _detach(neuro, "--life-span", "3s", neuro.image, "--", "sleep", "60")
+    # 5 s: the bump must land within the original life span on a loaded machine too
+    a = _detach(neuro, "--life-span", "5s", neuro.image, "--", "sleep", "60")
+    started = time.monotonic()
     out = neuro.ok("job", "bump-life-span", a, "1h")
-    assert f"Updated job {a} life span to be 1h3s" in out
+    assert f"Updated job {a} life span to be 1h5s" in out
     # past the original life span it is still running
-    deadline = time.monotonic() + 6
+    deadline = started + 7
     while time.monotonic() < deadline:
         assert "Status: running" in neuro.ok("status", a)
         time.sleep(0.5)

@@ -143,7 +143,7 @@ def test_seed_signatures_of_interactive_methods() -> None:
     assert params("send_signal") == ["self", "id", "signal"]
     assert params("top") == ["self", "id"]
     assert params("exec") == ["self", "id", "cmd", "tty", "stdin", "stdout", "stderr",
-                             "resumable", "resume", "offset"]
+                             "resumable", "resume", "offset", "size"]
     for name, positional in [
         ("attach", 1),
         ("exec_create", 2),

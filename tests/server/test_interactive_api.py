@@ -299,6 +299,10 @@ async def test_exec_exit_code_and_split_output(client: Client, start: Start) -> 
         out = await read_all(stream)
     assert b"24 80" in out[1] and out[2] == b""
     assert stream.exit_code == 2
+    # at the size asked: the command sees it from its start, with no resize
+    async with client.jobs.exec(job, ["stty", "size"], tty=True, size=(37, 101)) as stream:
+        out = await read_all(stream)
+    assert out[1].strip() == b"37 101" and stream.exit_code == 0
 
     async with client.jobs.exec(job, ["no-such-command-here"]) as stream:
         out = await read_all(stream)
@@ -506,6 +510,13 @@ async def test_bad_input(api: Api, client: Client, start: Start) -> None:
 
     e = await handshake_error(api, monitoring(api, job, "exec"), params={"stdout": "1"})
     assert e.status == 400 and "'cmd' is required" in e.headers["X-Error"]
+    for size in ({"h": "0", "w": "80"}, {"h": "24"}, {"h": "x", "w": "80"}):
+        e = await handshake_error(api, monitoring(api, job, "exec"),
+                                  params={"cmd": "true", "tty": "1", "stdout": "1", **size})
+        assert e.status == 400 and "'w' and 'h' must be" in e.headers["X-Error"], size
+    with pytest.raises(ValueError, match="Invalid terminal size 0x80"):
+        async with client.jobs.exec(job, ["true"], tty=True, size=(0, 80)):
+            pass
     with pytest.raises(ResourceNotFound, match="no such exec session"):
         await client.jobs.exec_inspect(job, "0123456789abcdef")
     with pytest.raises(ResourceNotFound, match="no such exec session"):
