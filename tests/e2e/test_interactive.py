@@ -90,9 +90,7 @@ def test_exec_tty_and_plain(neuro: Neuro) -> None:
     r = neuro("exec", "-T", "target", "--", "sh", "-c", "cat; echo done", input="piped-data\n")
     assert r.returncode == 0 and r.stdout == "piped-data\ndone\n"
     child = spawn(neuro, "exec", "-t", "target", "sh", rows=30, cols=70)
-    # typed at the prompt, as a user does (Podman applies a resize on a channel of its own,
-    # so a command typed before the shell is up may still see the first 24x80)
-    child.expect(r"[#$] ")
+    child.expect(r"[#$] ")  # typed at the prompt, as a user does
     child.sendline("tty; stty size")
     child.expect(r"/dev/pts/\d+")
     child.expect_exact("30 70")
