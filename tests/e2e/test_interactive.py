@@ -320,13 +320,14 @@ def test_attach_survives_a_dropped_connection(neuro: Neuro, tmp_path: Path) -> N
     neuro.ok("server", "start")
     url = json.loads((neuro.server_dir / "server.json").read_text())["url"]
     token = neuro.ok("config", "show-token").strip()
-    script = "sleep 1; i=0; while [ $i -lt 40 ]; do echo n-$i; i=$((i+1)); sleep 0.1; done; exit 5"
-    job = neuro.ok("run", "-q", "--detach", neuro.image, "--", "sh", "-c", script).strip()
     proxy = CuttableProxy(int(url.split(":")[2].split("/")[0]))
     remote_home = tmp_path / "remote"
     remote_home.mkdir()
     remote = Neuro(remote_home)
     remote.ok("login", f"http://127.0.0.1:{proxy.port}/api/v1", "--token", token)
+    # started after the login: the attach needs to be in before the job's 5 s are over
+    script = "sleep 1; i=0; while [ $i -lt 40 ]; do echo n-$i; i=$((i+1)); sleep 0.1; done; exit 5"
+    job = neuro.ok("run", "-q", "--detach", neuro.image, "--", "sh", "-c", script).strip()
     try:
         p = remote.popen("attach", job)
         assert p.stdout is not None
