@@ -229,8 +229,8 @@ class Runtime(Protocol):
                    size: tuple[int, int] | None = None) -> StdioSession:
         """Run ``argv`` beside the running job: same environment, working dir, limits and
         namespaces; with ``tty``, on a terminal of ``size`` (rows, columns; default
-        control.TTY_SIZE) from its first instruction.  Raise RuntimeError_ if the job is not running
-        or argv cannot start."""
+        control.TTY_SIZE) from its first instruction.  Raise RuntimeError_ if the job is not
+        running or argv cannot start."""
 
     async def resize(self, job_id: str, height: int, width: int) -> None:
         """Resize the TTY of a job started with ``tty``."""

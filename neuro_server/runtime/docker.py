@@ -1001,13 +1001,13 @@ class DockerRuntime:
         env: Mapping[str, str] | None = None,
         size: tuple[int, int] | None = None,
     ) -> StdioSession:
-        """Run ``argv`` in the job's container (on a TTY of ``size``).  A command that cannot start still gives a
-        session: its output says why (the engine's words) and ``wait()`` gives 127 (not
-        found) or 126 (not executable)."""
-        rows, cols = tty_size(size)
+        """Run ``argv`` in the job's container (on a TTY of ``size``).  A command that cannot
+        start still gives a session: its output says why (the engine's words) and ``wait()``
+        gives 127 (not found) or 126 (not executable)."""
+        at = tty_size(size)
         _d, cid = await self._running(job_id)
         return await ExecSession.open(self, job_id, cid, argv, tty=tty, stdin=stdin, env=env,
-                                      size=(rows, cols))
+                                      size=at)
 
     async def resize(self, job_id: str, height: int, width: int) -> None:
         """Resize the job's TTY (its processes get SIGWINCH); a no-op for a job without one."""

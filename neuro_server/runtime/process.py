@@ -373,9 +373,9 @@ class ProcessRuntime:
         env: Mapping[str, str] | None = None,
         size: tuple[int, int] | None = None,
     ) -> StdioSession:
-        """Run ``argv`` beside the job (on a TTY of ``size``).  A command that cannot start still gives a session: its
-        stderr says why and ``wait()`` gives 127 (not found) or 126 (not executable), as a
-        shell would."""
+        """Run ``argv`` beside the job (on a TTY of ``size``).  A command that cannot start
+        still gives a session: its stderr says why and ``wait()`` gives 127 (not found) or 126
+        (not executable), as a shell would."""
         d = self._running(job_id)
         return await stdio.ExecSession.open(str(d), job_id, argv, tty=tty, stdin=stdin, env=env,
                                             size=tty_size(size))
