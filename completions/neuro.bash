@@ -8,7 +8,7 @@ _neuro_spec() {
     cmds="" opts="" vopts="" args=""
     case "$1" in
     "")
-        cmds="attach capacity completion config disk exec job kill login logout logs port-forward ps run secret server share status storage top"
+        cmds="attach capacity completion config cp disk exec job kill login logout logs ls mkdir port-forward ps rm run secret server share status storage top"
         opts="--color --help --show-traceback --verbose --version -h -v"
         vopts="--color"
         ;;
@@ -33,6 +33,10 @@ _neuro_spec() {
         ;;
     "config show-token")
         opts="--help -h"
+        ;;
+    "cp")
+        opts="--help --recursive -h -r"
+        args="- -"
         ;;
     "disk")
         cmds="create ls rm"
@@ -138,6 +142,14 @@ _neuro_spec() {
         vopts="--since"
         args="jobs"
         ;;
+    "ls")
+        opts="--help --json -h -l"
+        args="-"
+        ;;
+    "mkdir")
+        opts="--help -h"
+        args="-*"
+        ;;
     "port-forward")
         opts="--help -h"
         args="jobs -*"
@@ -145,6 +157,10 @@ _neuro_spec() {
     "ps")
         opts="--all --format --help --json --name --owner --quiet --recent-first --recent-last --since --status --tag --until --watch -a -h -n -o -q -s -t"
         vopts="--format --name --owner --since --status --tag --until -n -o -s -t"
+        ;;
+    "rm")
+        opts="--help --recursive -h -r"
+        args="-*"
         ;;
     "run")
         opts="--description --detach --detach-keys --entrypoint --env --env-file --extshm --help --http-auth --http-port --life-span --name --no-extshm --no-http-auth --no-tty --no-wait-start --pass-config --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"

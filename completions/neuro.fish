@@ -12,6 +12,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             'capacity'\t'Show how many jobs of each preset fit now' \
             'completion'\t'Print a shell completion script' \
             'config'\t'Show the client configuration' \
+            'cp'\t'Copy files to or from storage' \
             'disk'\t'Manage persistent disks' \
             'exec'\t'Run a command in a running job' \
             'job'\t'Manage jobs' \
@@ -19,8 +20,11 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             'login'\t'Log in to a neuro server' \
             'logout'\t'Log out and go back to the local server' \
             'logs'\t'Print the output of a job' \
+            'ls'\t'List a storage directory' \
+            'mkdir'\t'Make storage directories' \
             'port-forward'\t'Forward local ports to a job' \
             'ps'\t'List jobs' \
+            'rm'\t'Remove files from storage' \
             'run'\t'Run a job' \
             'secret'\t'Manage secrets' \
             'server'\t'Manage the embedded local server' \
@@ -63,6 +67,12 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
         case 'config show-token'
             set -g __neuro_opts '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
+        case 'cp'
+            set -g __neuro_opts '-r'\t'Copy directories and their contents' \
+            '--recursive'\t'Copy directories and their contents' \
+            '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+            set -g __neuro_args '-' '-'
         case 'disk'
             set -g __neuro_cmds 'create'\t'Create a disk' \
             'ls'\t'List your disks' \
@@ -275,6 +285,16 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--help'\t'Show this message and exit'
             set -g __neuro_vopts '--since'
             set -g __neuro_args 'jobs'
+        case 'ls'
+            set -g __neuro_opts '-l'\t'Also show sizes and times' \
+            '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
+            '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+            set -g __neuro_args '-'
+        case 'mkdir'
+            set -g __neuro_opts '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+            set -g __neuro_args '-*'
         case 'port-forward'
             set -g __neuro_opts '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
@@ -302,6 +322,12 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
             set -g __neuro_vopts '-s' '--status' '-n' '--name' '-t' '--tag' '-o' '--owner' '--since' '--until' '--format'
+        case 'rm'
+            set -g __neuro_opts '-r'\t'Remove directories and their contents' \
+            '--recursive'\t'Remove directories and their contents' \
+            '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+            set -g __neuro_args '-*'
         case 'run'
             set -g __neuro_opts '-s'\t'Resource preset (see `neuro config show`)' \
             '--preset'\t'Resource preset (see `neuro config show`)' \

@@ -33,6 +33,11 @@ COMMANDS: dict[str, str] = {
     "share": "neuro_cli.commands.share:command",
     "storage": "neuro_cli.commands.storage:group",
     "disk": "neuro_cli.commands.disk:group",
+    # shortcuts of the storage commands, as the Neu.ro CLI has them
+    "ls": "neuro_cli.commands.storage:ls",
+    "cp": "neuro_cli.commands.storage:cp",
+    "mkdir": "neuro_cli.commands.storage:mkdir",
+    "rm": "neuro_cli.commands.storage:rm",
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -56,6 +61,10 @@ SHORT_HELP: dict[str, str] = {
     "share": "Share a job with another user",
     "storage": "Manage files in your storage",
     "disk": "Manage persistent disks",
+    "ls": "List a storage directory",
+    "cp": "Copy files to or from storage",
+    "mkdir": "Make storage directories",
+    "rm": "Remove files from storage",
 }
 
 

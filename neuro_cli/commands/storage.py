@@ -36,7 +36,7 @@ def _is_remote(p: str) -> bool:
 @json_option
 @click.pass_context
 def ls(ctx: click.Context, path: str, long: bool, as_json: bool) -> None:
-    """List a directory of your storage (the top by default).
+    """List a directory of your storage (the top by default). `neuro ls` is the same.
 
     \b
     Examples:
@@ -67,7 +67,7 @@ def ls(ctx: click.Context, path: str, long: bool, as_json: bool) -> None:
 @click.argument("paths", nargs=-1, required=True)
 @click.pass_context
 def mkdir(ctx: click.Context, paths: tuple[str, ...]) -> None:
-    """Make directories in your storage, with their parents.
+    """Make directories in your storage, with their parents. `neuro mkdir` is the same.
 
     \b
     Examples:
@@ -88,7 +88,7 @@ def mkdir(ctx: click.Context, paths: tuple[str, ...]) -> None:
 @click.option("-r", "--recursive", is_flag=True, help="Remove directories and their contents.")
 @click.pass_context
 def rm(ctx: click.Context, paths: tuple[str, ...], recursive: bool) -> None:
-    """Remove files (and with -r, directories) from your storage.
+    """Remove files (and with -r, directories) from your storage. `neuro rm` is the same.
 
     \b
     Examples:
@@ -112,7 +112,7 @@ def rm(ctx: click.Context, paths: tuple[str, ...], recursive: bool) -> None:
 @click.pass_context
 def cp(ctx: click.Context, src: str, dst: str, recursive: bool) -> None:
     """Copy SRC to DST: one of them local, the other storage:PATH. A DST ending in / (or an
-    existing directory) receives SRC under its own name.
+    existing directory) receives SRC under its own name. `neuro cp` is the same.
 
     \b
     Examples:

@@ -50,3 +50,9 @@ def test_storage_cp_ls_rm_and_volumes(neuro: Neuro, tmp_path: Path) -> None:
     assert r.returncode == 65 and "no such file or directory" in r.stderr
     neuro.ok("storage", "rm", "-r", "storage:ds")
     assert neuro.ok("storage", "ls").split() == ["out/"]
+    # the Neu.ro CLI's shortcuts: neuro mkdir, cp, ls, rm
+    neuro.ok("mkdir", "storage:short/cut")
+    neuro.ok("cp", str(tmp_path / "r.txt"), "storage:short/cut/")
+    assert neuro.ok("ls", "storage:short/cut").split() == ["r.txt"]
+    neuro.ok("rm", "-r", "storage:short")
+    assert neuro.ok("ls").split() == ["out/"]
