@@ -68,6 +68,10 @@ SHORT_HELP: dict[str, str] = {
 }
 
 
+class _PipeClosed(Exception):
+    """The reader of our output went away (`neuro ps | head -1`)."""
+
+
 class LazyGroup(click.Group):
     """A group whose commands are imported on first use, so --help stays fast."""
 
@@ -98,6 +102,13 @@ class LazyGroup(click.Group):
         items = [CompletionItem(name, help=self.short.get(name, ""))
                  for name in self.list_commands(ctx) if name.startswith(incomplete)]
         return items + click.Command.shell_complete(self, ctx, incomplete)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as e:
+            # click turns EPIPE into exit 1; output piped into `head` is not an error
+            raise _PipeClosed from e
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # short help from the table: listing commands must not import them
@@ -174,7 +185,7 @@ def main(argv: list[str] | None = None, *, fast_exit: bool = True) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
         code = ExitCode.INTERRUPTED
-    except BrokenPipeError:
+    except (BrokenPipeError, _PipeClosed):
         # output piped into `head` etc.: not an error
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -12,8 +12,9 @@ Example::
 from __future__ import annotations
 
 import builtins
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,33 @@ class Storage:
         async with self._client._request("PUT", await self._url(path), params={"op": "MKDIRS"}):
             pass
 
+    async def create(self, path: str, data: AsyncIterable[bytes]) -> None:
+        """Write the file at ``path`` from ``data`` (streamed; an existing file is replaced).
+
+        Example::
+
+            async def lines():
+                yield b"hello\\n"
+
+            await client.storage.create("notes/hello.txt", lines())
+        """
+        async with self._client._request("PUT", await self._url(path), params={"op": "CREATE"},
+                                         data=data):
+            pass
+
+    @contextlib.asynccontextmanager
+    async def open(self, path: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Read the file at ``path`` as it streams in.
+
+        Example::
+
+            async with client.storage.open("results/metrics.json") as chunks:
+                async for data in chunks:
+                    sys.stdout.buffer.write(data)
+        """
+        async with self._client._request("GET", await self._url(path), params={"op": "OPEN"}) as r:
+            yield r.content.iter_chunked(CHUNK)
+
     async def upload(self, local: Path, path: str) -> int:
         """Copy a local file to ``path`` (streamed); returns the bytes sent."""
         size = local.stat().st_size
@@ -96,18 +124,16 @@ class Storage:
                 while data := f.read(CHUNK):
                     yield data
 
-        async with self._client._request("PUT", await self._url(path), params={"op": "CREATE"},
-                                         data=chunks()):
-            pass
+        await self.create(path, chunks())
         return size
 
     async def download(self, path: str, local: Path) -> int:
         """Copy ``path`` to a local file (streamed, written under a temporary name first)."""
         tmp = local.with_name(f".{local.name}.part")
         n = 0
-        async with self._client._request("GET", await self._url(path), params={"op": "OPEN"}) as r:
+        async with self.open(path) as chunks:
             with tmp.open("wb") as f:
-                async for data in r.content.iter_chunked(CHUNK):
+                async for data in chunks:
                     f.write(data)
                     n += len(data)
         tmp.replace(local)

@@ -84,9 +84,10 @@ class Neuro:
         )
 
     def popen(self, *args: str, **kw: object) -> subprocess.Popen[str]:
+        kw.setdefault("text", True)  # text=False for bytes
         return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
             [sys.executable, "-m", "neuro_cli", *args], env=self.env, cwd=self.home,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw,
         )
 
     def ok(self, *args: str, timeout: float = 60) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import click
@@ -112,25 +113,56 @@ def rm(ctx: click.Context, paths: tuple[str, ...], recursive: bool) -> None:
 @click.pass_context
 def cp(ctx: click.Context, src: str, dst: str, recursive: bool) -> None:
     """Copy SRC to DST: one of them local, the other storage:PATH. A DST ending in / (or an
-    existing directory) receives SRC under its own name. `neuro cp` is the same.
+    existing directory) receives SRC under its own name. A local - is stdin or stdout.
+    `neuro cp` is the same.
 
     \b
     Examples:
       neuro storage cp model.pt storage:models/
       neuro storage cp storage:results/metrics.json .
       neuro storage cp -r ./data storage:datasets/mnist
+      neuro storage cp storage:results/metrics.json - | jq .loss
+      tar c runs | neuro storage cp - storage:backup/runs.tar
     """
     if _is_remote(src) == _is_remote(dst):
         raise click.UsageError("one of SRC and DST must be storage:PATH, the other local")
+    if "-" in (src, dst):
+        if recursive:
+            raise click.UsageError("-r does not go with - (stdin or stdout carries one file)")
+        remote = dst if src == "-" else src
+        if remote.endswith(("/", ":")):
+            raise click.UsageError(f"{remote} is a directory: - needs a file's path")
 
     async def run(deps: Deps) -> int:
         async with deps.client() as client:
+            if src == "-":
+                await client.storage.create(dst, _stdin_chunks())
+                return 0
+            if dst == "-":
+                if (await client.storage.stat(src)).is_dir:
+                    raise CLIError(f"{src} is a directory: - carries one file", ExitCode.BAD_INPUT)
+                async with client.storage.open(src) as chunks:
+                    async for data in chunks:
+                        deps.io.write_bytes(data)
+                return 0
             n = await (_upload(client, Path(src), dst, recursive) if _is_remote(dst)
                        else _download(client, src, Path(dst), recursive))
         deps.io.err(f"Copied {n} file{'s' if n != 1 else ''}")
         return 0
 
     run_async(ctx, run)
+
+
+async def _stdin_chunks() -> AsyncIterator[bytes]:
+    """Local stdin in chunks as they come (a thread reads: file, pipe or terminal)."""
+    import asyncio
+    import os
+    import sys
+
+    loop = asyncio.get_running_loop()
+    fd = sys.stdin.fileno()
+    while data := await loop.run_in_executor(None, os.read, fd, 1 << 20):
+        yield data
 
 
 async def _upload(client, local: Path, dst: str, recursive: bool) -> int:  # type: ignore[no-untyped-def]
