@@ -113,7 +113,8 @@ def rm(ctx: click.Context, paths: tuple[str, ...], recursive: bool) -> None:
 @click.pass_context
 def cp(ctx: click.Context, src: str, dst: str, recursive: bool) -> None:
     """Copy SRC to DST: one of them local, the other storage:PATH. A DST ending in / (or an
-    existing directory) receives SRC under its own name. A local - is stdin or stdout.
+    existing directory) receives SRC under its own name; DST's directories are made as
+    needed. A local - is stdin or stdout.
     `neuro cp` is the same.
 
     \b
@@ -136,6 +137,7 @@ def cp(ctx: click.Context, src: str, dst: str, recursive: bool) -> None:
     async def run(deps: Deps) -> int:
         async with deps.client() as client:
             if src == "-":
+                await _make_parent(client, dst)
                 await client.storage.create(dst, _stdin_chunks())
                 return 0
             if dst == "-":
@@ -192,8 +194,16 @@ async def _upload(client, local: Path, dst: str, recursive: bool) -> int:  # typ
                 await client.storage.upload(p, f"{target}/{rel}")
                 count += 1
         return count
+    await _make_parent(client, target)
     await client.storage.upload(local, target)
     return 1
+
+
+async def _make_parent(client, target: str) -> None:  # type: ignore[no-untyped-def]
+    """A file's directories are made as it is copied in (as object stores do)."""
+    parent, sep, _name = target.rstrip("/").rpartition("/")
+    if sep and parent.rstrip("/") not in ("storage:", "storage:/"):
+        await client.storage.mkdir(parent)  # storage:a/b, or a storage://... URI's
 
 
 async def _download(client, src: str, local: Path, recursive: bool,  # type: ignore[no-untyped-def]

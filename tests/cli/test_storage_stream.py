@@ -4,6 +4,7 @@ reader that goes away (`| head`) is not an error."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 from tests.conftest import Neuro
 
@@ -11,8 +12,7 @@ BIG = b"".join(b"%07d\n" % i for i in range(400_000))  # 3.2 MB: more than a pip
 
 
 def test_cp_stdin_to_storage_and_storage_to_stdout(neuro: Neuro) -> None:
-    neuro.ok("mkdir", "storage:in")
-    r = neuro("cp", "-", "storage:in/big.txt", input=BIG.decode())
+    r = neuro("cp", "-", "storage:in/big.txt", input=BIG.decode())  # storage:in is made
     assert r.returncode == 0, r.stderr
     assert neuro.ok("ls", "-l", "storage:in").split()[::2] == [str(len(BIG)), "big.txt"]
     p = neuro.popen("cp", "storage:in/big.txt", "-", text=False)
@@ -22,6 +22,14 @@ def test_cp_stdin_to_storage_and_storage_to_stdout(neuro: Neuro) -> None:
     # an empty stdin makes an empty file
     assert neuro("cp", "-", "storage:in/empty", input="").returncode == 0
     assert neuro.ok("cp", "storage:in/empty", "-") == ""
+
+
+def test_cp_makes_the_directories_of_a_file(neuro: Neuro, tmp_path: Path) -> None:
+    (tmp_path / "m.pt").write_bytes(b"weights")
+    neuro.ok("cp", str(tmp_path / "m.pt"), "storage:models/v2/m.pt")
+    assert neuro.ok("ls", "storage:models/v2").split() == ["m.pt"]
+    r = neuro("cp", str(tmp_path / "m.pt"), "storage:models/v2/m.pt/x")  # under a file
+    assert r.returncode == 65 and "exists and is a file" in r.stderr
 
 
 def test_cp_with_dash_refuses_directories_and_recursion(neuro: Neuro) -> None:
