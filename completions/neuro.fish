@@ -208,6 +208,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--workdir'\t'Working directory of the command' \
             '--entrypoint'\t'Override the image\'s entrypoint' \
             '--life-span'\t'Stop the job after it ran this long, e.g' \
+            '--life-span-signal'\t'Send SIG this long before the life span ends (to checkpoint), e.g' \
             '--detach'\t'Do not stream the output: print the job id and return' \
             '--wait-start'\t'Wait for the job to start before returning (--no-wait-start implies --detach)' \
             '--no-wait-start'\t'Wait for the job to start before returning (--no-wait-start implies --detach)' \
@@ -231,7 +232,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--port-forward'\t'Forward a local port to the job\'s port while attached (repeatable)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
-            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-v' '--volume' '-w' '--workdir' '--entrypoint' '--life-span' '--restart' '--schedule-timeout' '--http-port' '--detach-keys' '--port-forward'
+            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-v' '--volume' '-w' '--workdir' '--entrypoint' '--life-span' '--life-span-signal' '--restart' '--schedule-timeout' '--http-port' '--detach-keys' '--port-forward'
             set -g __neuro_args '-' '-*'
         case 'job send-signal'
             set -g __neuro_opts '-h'\t'Show this message and exit' \
@@ -345,6 +346,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--workdir'\t'Working directory of the command' \
             '--entrypoint'\t'Override the image\'s entrypoint' \
             '--life-span'\t'Stop the job after it ran this long, e.g' \
+            '--life-span-signal'\t'Send SIG this long before the life span ends (to checkpoint), e.g' \
             '--detach'\t'Do not stream the output: print the job id and return' \
             '--wait-start'\t'Wait for the job to start before returning (--no-wait-start implies --detach)' \
             '--no-wait-start'\t'Wait for the job to start before returning (--no-wait-start implies --detach)' \
@@ -368,7 +370,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--port-forward'\t'Forward a local port to the job\'s port while attached (repeatable)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
-            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-v' '--volume' '-w' '--workdir' '--entrypoint' '--life-span' '--restart' '--schedule-timeout' '--http-port' '--detach-keys' '--port-forward'
+            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-v' '--volume' '-w' '--workdir' '--entrypoint' '--life-span' '--life-span-signal' '--restart' '--schedule-timeout' '--http-port' '--detach-keys' '--port-forward'
             set -g __neuro_args '-' '-*'
         case 'secret'
             set -g __neuro_cmds 'add'\t'Add a secret or replace its value' \

@@ -31,6 +31,31 @@ def parse_life_span(value: str) -> float:
     return seconds
 
 
+def parse_life_span_signal(value: str) -> tuple[str, float]:
+    """``SIGNAL[@BEFORE]`` (``USR1@5m``, ``SIGTERM@30s``, ``10``) -> (``SIGUSR1``, 300.0); BEFORE
+    defaults to 60 s, as Slurm's --signal does."""
+    import signal
+
+    name, _, before = value.partition("@")
+    text = name.strip().upper()
+    if text.isdigit():
+        try:
+            sig = signal.Signals(int(text))
+        except ValueError:
+            raise ValueError(f"invalid signal {name!r}: a name like USR1, or a number") from None
+    else:
+        found = getattr(signal, text if text.startswith("SIG") else "SIG" + text, None)
+        if not isinstance(found, signal.Signals):
+            raise ValueError(f"invalid signal {name!r}: a name like USR1, or a number")
+        sig = found
+    if sig in (signal.SIGKILL, signal.SIGSTOP):
+        raise ValueError(f"{sig.name} cannot be caught: use a signal the job can handle")
+    seconds = parse_timedelta(before).total_seconds() if before else 60.0
+    if seconds <= 0:
+        raise ValueError(f"the time before the end must be positive, got {before!r}")
+    return sig.name, seconds
+
+
 def parse_date_or_delta(value: str, *, now: datetime | None = None) -> datetime:
     """An ISO-8601 date/time (naive = local time) or a delta back from now (``1h``)."""
     try:

@@ -43,6 +43,7 @@ from ._models import (
     JobRestartPolicy,
     JobStatus,
     JobTelemetry,
+    LifeSpanSignal,
     Message,
     SecretFile,
     Volume,
@@ -321,8 +322,13 @@ class Jobs:
         restart_policy: JobRestartPolicy = JobRestartPolicy.NEVER,
         life_span: float | None = None,
         privileged: bool = False,
+        life_span_signal: LifeSpanSignal | None = None,
     ) -> JobDescription:
-        """Start a job on a preset: ``POST /jobs?from_preset`` with the flat body."""
+        """Start a job on a preset: ``POST /jobs?from_preset`` with the flat body.
+
+        Our extension: with *life_span_signal* (and a *life_span*) the job gets that signal
+        the given seconds before its life span ends, e.g. to checkpoint
+        (``LifeSpanSignal("SIGUSR1", 300)``); the official platform ignores it."""
         cluster, org, project = await self._client._context()
         body = start_request_body(
             image_ref=await self._image_ref(image, cluster, org, project),
@@ -350,6 +356,7 @@ class Jobs:
             cluster_name=cluster,
             org_name=org,
             project_name=project,
+            life_span_signal=life_span_signal,
         )
         url = (self._client.url / "jobs").with_query("from_preset")
         data = await self._client._fetch_json("POST", url, json=body)

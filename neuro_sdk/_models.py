@@ -229,6 +229,17 @@ class JobStatusHistory:
 
 
 @dataclass(frozen=True)
+class LifeSpanSignal:
+    """Our extension (as Slurm's ``--signal``): the job gets ``signal`` (a name like
+    ``"SIGUSR1"``) once, ``seconds_before`` seconds of run time before its life span ends, to
+    checkpoint; :meth:`Jobs.bump_life_span` re-arms it.  ``sent`` in a job's description."""
+
+    signal: str
+    seconds_before: float = 60.0
+    sent: bool = False
+
+
+@dataclass(frozen=True)
 class JobRuntime:
     """How our server runs the job (our extension; ``None`` on the official platform).
 
@@ -276,6 +287,7 @@ class JobDescription:
     energy_schedule_name: str | None = None
     namespace: str | None = None
     runtime: JobRuntime | None = None
+    life_span_signal: LifeSpanSignal | None = None
 
 
 @dataclass(frozen=True)

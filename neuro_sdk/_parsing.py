@@ -27,6 +27,7 @@ from ._models import (
     JobPriority,
     JobRestartPolicy,
     JobRuntime,
+    LifeSpanSignal,
     JobStatus,
     JobStatusHistory,
     JobStatusItem,
@@ -209,6 +210,14 @@ def _runtime(data: Any) -> JobRuntime | None:
     )
 
 
+def _life_span_signal(data: Any) -> LifeSpanSignal | None:
+    if not isinstance(data, Mapping) or not data.get("signal"):
+        return None
+    return LifeSpanSignal(signal=str(data["signal"]),
+                          seconds_before=float(data.get("seconds_before") or 60.0),
+                          sent=bool(data.get("sent", False)))
+
+
 def _enum_or(enum_cls: Any, value: Any, default: Any) -> Any:
     try:
         return enum_cls(str(value).lower()) if value is not None else default
@@ -293,6 +302,7 @@ def _job_description_from_api(data: Mapping[str, Any], registry_host: str | None
         energy_schedule_name=data.get("energy_schedule_name"),
         namespace=data.get("namespace"),
         runtime=_runtime(data.get("runtime")),
+        life_span_signal=_life_span_signal(data.get("life_span_signal")),
     )
 
 
@@ -441,8 +451,10 @@ def start_request_body(
     cluster_name: str | None = None,
     org_name: str | None = None,
     project_name: str | None = None,
+    life_span_signal: LifeSpanSignal | None = None,
 ) -> JSON:
-    """The flat body of ``POST /jobs?from_preset`` (protocol 2.2)."""
+    """The flat body of ``POST /jobs?from_preset`` (protocol 2.2; ``life_span_signal`` is our
+    extension)."""
     body = _container_fields(
         image_ref=image_ref,
         entrypoint=entrypoint,
@@ -477,6 +489,9 @@ def start_request_body(
         body["restart_policy"] = policy.value
     if privileged:
         body["privileged"] = True
+    if life_span_signal is not None:
+        body["life_span_signal"] = {"signal": life_span_signal.signal,
+                                    "seconds_before": float(life_span_signal.seconds_before)}
     return body
 
 

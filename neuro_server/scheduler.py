@@ -8,6 +8,8 @@ pending --(fits in free resources, oldest first)--> running --> succeeded | fail
   (0: succeeded/Completed, OOM: failed/OOMKilled, other: failed/Error, could not run:
   failed/ContainerCannotRun).  A job killed on request ends cancelled/UserRequested, one past
   its life span cancelled/LifeSpanEnded.
+- ``life_span_signal`` (our extension, as Slurm's --signal): the job gets that signal once,
+  the given seconds of run time before its life span ends; a bump-life-span re-arms it.
 - ``restart_policy`` on-failure (a non-zero exit or OOM) or always (any exit): instead of
   ending, the job goes back to pending/Restarting, ``restarts`` counts it, and it starts again
   after a backoff (1, 2, 4... 30 s; back to 1 s after a run of 10 minutes).  Never after a kill,
@@ -301,9 +303,26 @@ class Scheduler:
             left = job.life_span - job.run_time(t)
             if left <= 0:
                 self._spawn(self.kill(job, "LifeSpanEnded"))
-            else:
-                next_check = min(next_check, left)
+                continue
+            next_check = min(next_check, left)
+            warn_in = job.life_span_warning_due(t)
+            if warn_in is not None and warn_in <= 0:
+                self.store.set_warned(job.id, job.life_span)
+                self._spawn(self._warn(job))
+            elif warn_in is not None:
+                next_check = min(next_check, warn_in)
         return max(0.05, next_check)
+
+    async def _warn(self, job: JobRecord) -> None:
+        """The job's life-span signal, once per life span (a bump re-arms it)."""
+        warn = job.spec["life_span_signal"]
+        try:
+            await self.runtime.signal(job.id, int(warn["signum"]), group=False)
+        except Exception as e:  # noqa: BLE001 - it may have ended meanwhile
+            log.warning("life-span signal %s to %s: %s", warn["signal"], job.id, e)
+        else:
+            log.info("sent %s to %s, %g s before its life span ends", warn["signal"], job.id,
+                     warn["seconds_before"])
 
     async def _start_job(self, job: JobRecord) -> None:
         try:

@@ -115,6 +115,10 @@ def job_json(job: JobRecord, transitions: list[Transition] | None, config: Serve
     if job.life_span is not None:
         out["max_run_time_minutes"] = max(1, int(job.life_span // 60))
         out["max_run_time_seconds"] = job.life_span
+    if spec.get("life_span_signal"):
+        warn = spec["life_span_signal"]
+        out["life_span_signal"] = {"signal": warn["signal"], "seconds_before": warn["seconds_before"],
+                                   "sent": job.warned_life_span == job.life_span}
     if transitions is not None:
         out["statuses"] = [
             {

@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     address TEXT NOT NULL DEFAULT '',
     hostname TEXT NOT NULL DEFAULT '',  -- the name its owner's other jobs reach it by
     run_seconds REAL NOT NULL DEFAULT 0,  -- run time of the runs (segments) that ended
-    running_since TEXT  -- start of the current run segment; NULL while not running
+    running_since TEXT,  -- start of the current run segment; NULL while not running
+    warned_life_span REAL  -- the life span its life-span signal was sent for
 );
 CREATE INDEX IF NOT EXISTS jobs_owner_created ON jobs(owner, created_at);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
@@ -139,6 +140,15 @@ class JobRecord:
     hostname: str = ""  # ... and by which name (NAME--OWNER), where the runtime resolves names
     run_seconds: float = 0.0  # run time of the segments that ended (not suspended, not between restarts)
     running_since: datetime | None = None  # start of the current segment
+    warned_life_span: float | None = None  # the life span its warning signal was sent for
+
+    def life_span_warning_due(self, at: datetime | None = None) -> float | None:
+        """Seconds until its life-span signal is due (<= 0: now); None when it has none, or
+        was sent for this life span (a bump re-arms it)."""
+        warn = self.spec.get("life_span_signal")
+        if not warn or self.life_span is None or self.warned_life_span == self.life_span:
+            return None
+        return self.life_span - float(warn["seconds_before"]) - self.run_time(at)
 
     @property
     def is_finished(self) -> bool:
@@ -174,6 +184,8 @@ class Store:
             self._db.execute("ALTER TABLE jobs ADD COLUMN run_seconds REAL NOT NULL DEFAULT 0")
             self._db.execute("ALTER TABLE jobs ADD COLUMN running_since TEXT")
             self._db.execute("UPDATE jobs SET running_since=started_at WHERE status='running'")
+        if "warned_life_span" not in columns:  # ... and from before life-span signals
+            self._db.execute("ALTER TABLE jobs ADD COLUMN warned_life_span REAL")
 
     def close(self) -> None:
         self._db.close()
@@ -409,6 +421,10 @@ class Store:
         assert job is not None
         return job.restarts
 
+    def set_warned(self, job_id: str, life_span: float) -> None:
+        """Its life-span signal was sent for this life span."""
+        self._db.execute("UPDATE jobs SET warned_life_span=? WHERE id=?", (life_span, job_id))
+
     def add_life_span(self, job_id: str, seconds: float) -> JobRecord:
         self._db.execute(
             "UPDATE jobs SET life_span = life_span + ? WHERE id=? AND life_span IS NOT NULL",
@@ -447,6 +463,7 @@ class Store:
             devices=tuple(int(d) for d in row["devices"].split(",") if d),
             address=row["address"], hostname=row["hostname"], run_seconds=row["run_seconds"] or 0.0,
             running_since=parse_ts(row["running_since"]),
+            warned_life_span=row["warned_life_span"],
         )
 
     def jobs_with_status(self, statuses: Sequence[str]) -> list[JobRecord]:

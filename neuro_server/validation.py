@@ -12,6 +12,7 @@ import math
 import posixpath
 import re
 import shlex
+import signal as signal_mod
 from typing import Any
 
 from .config import Preset, ServerConfig
@@ -277,6 +278,7 @@ def _job_fields(body: dict[str, Any], config: ServerConfig) -> dict[str, Any]:
     if privileged and not config.allow_privileged:
         raise ValidationError("privileged jobs are not allowed on this server (allow_privileged = true in its server.toml allows them)")
     description = _str(body, "description", max_len=4096)
+    warn = _life_span_signal(body.get("life_span_signal"), life_span)
     return {
         "name": name,
         "tags": tuple(sorted(set(tags))),
@@ -287,6 +289,7 @@ def _job_fields(body: dict[str, Any], config: ServerConfig) -> dict[str, Any]:
             "restart_policy": restart,
             "priority": priority,
             "privileged": privileged,
+            "life_span_signal": warn,
             "pass_config": _bool(body, "pass_config"),
             "wait_for_jobs_quota": _bool(body, "wait_for_jobs_quota"),
             "energy_schedule_name": _str(body, "energy_schedule_name", max_len=256),
@@ -295,6 +298,46 @@ def _job_fields(body: dict[str, Any], config: ServerConfig) -> dict[str, Any]:
             "project_name": _str(body, "project_name", max_len=256) or config.project_name,
         },
     }
+
+
+def signal_number(text: str) -> int | None:
+    """'USR1', 'SIGUSR1', 'usr1' or '10' -> 10; None when it names no signal."""
+    text = text.strip()
+    if text.isdigit():
+        num = int(text)
+        return num if num != 0 and num in {int(s) for s in signal_mod.valid_signals()} else None
+    name = text.upper()
+    sig = getattr(signal_mod, name if name.startswith("SIG") else "SIG" + name, None)
+    return int(sig) if isinstance(sig, signal_mod.Signals) else None
+
+
+def _life_span_signal(value: Any, life_span: float | None) -> dict[str, Any] | None:
+    """Our extension ``{"signal": "USR1", "seconds_before": 300}``: the job gets the signal
+    that long before its life span ends (as Slurm's --signal), to checkpoint."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValidationError("'life_span_signal' must be an object: {signal, seconds_before}")
+    raw = value.get("signal")
+    ok = isinstance(raw, (str, int)) and not isinstance(raw, bool)
+    num = signal_number(str(raw)) if ok else None
+    if num is None:
+        raise ValidationError(
+            f"invalid life_span_signal signal {raw!r}: a name like USR1, or a number")
+    if num in (signal_mod.SIGKILL, signal_mod.SIGSTOP):
+        name = signal_mod.Signals(num).name
+        raise ValidationError(f"life_span_signal cannot be {name}: a job cannot catch it")
+    before = value.get("seconds_before", 60)
+    if (isinstance(before, bool) or not isinstance(before, (int, float))
+            or not math.isfinite(before) or before <= 0):
+        raise ValidationError(
+            f"'life_span_signal.seconds_before' must be a positive number, got {before!r}")
+    if life_span is None:
+        raise ValidationError("life_span_signal needs a life span (max_run_time_minutes)")
+    if before >= life_span:
+        raise ValidationError(f"life_span_signal comes {before:g} s before the end of a "
+                              f"{life_span:g} s life span: it must come within it")
+    return {"signal": signal_mod.Signals(num).name, "signum": num, "seconds_before": float(before)}
 
 
 def _preset_resources(p: Preset, shm: bool) -> dict[str, Any]:

@@ -68,8 +68,10 @@ async def resolve_job(client: "Client", ref: str) -> str:
         ref = ref.rsplit("/", 1)[-1].removeprefix("job:")
         if JOB_ID_RE.match(ref):
             return ref
-    async for job in client.jobs.list(name=ref, owners={client.username}, reverse=True, limit=1):
-        return job.id
+    async with client.jobs.list(name=ref, owners={client.username}, reverse=True,
+                                limit=1) as it:  # closed once the first job is in
+        async for job in it:
+            return job.id
     raise CLIError(f"no job with id or name {ref!r}", ExitCode.NOT_FOUND,
                    hint="`neuro ps -a` lists finished jobs too")
 

@@ -141,31 +141,34 @@ async def run(opts: Options, deps: Deps) -> int:
         if opts.watch:
             assert columns is not None
             return await _watch(client, opts, statuses, owners, columns, deps)
-        it = client.jobs.list(statuses=statuses, name=opts.name, tags=opts.tags, owners=owners,
-                              since=opts.since, until=opts.until, reverse=opts.recent_first)
-        if opts.quiet:
-            async for job in it:
-                io.out(job.id)
-            return 0
-        if opts.as_json:
-            from ..formatters.json_out import dumps, job_dict
+        stream = client.jobs.list(statuses=statuses, name=opts.name, tags=opts.tags,
+                                  owners=owners, since=opts.since, until=opts.until,
+                                  reverse=opts.recent_first)
+        # closed however the loop ends (a reader that went away: `neuro ps | head -1`)
+        async with stream as it:
+            if opts.quiet:
+                async for job in it:
+                    io.out(job.id)
+                return 0
+            if opts.as_json:
+                from ..formatters.json_out import dumps, job_dict
 
-            # a JSON array streamed an object per line, as the jobs arrive
-            sep = "["
-            async for job in it:
-                io.out(sep + dumps(job_dict(job), compact=True))
-                sep = ","
-            io.out("[]" if sep == "[" else "]")
-            return 0
-        assert columns is not None
-        now = deps.now()
-        if not io.stdout_tty:
-            # streamed: each job is printed as it arrives
-            io.out(header(columns))
-            async for job in it:
-                io.out(line(job, columns, now))
-            return 0
-        jobs = [job async for job in it]
+                # a JSON array streamed an object per line, as the jobs arrive
+                sep = "["
+                async for job in it:
+                    io.out(sep + dumps(job_dict(job), compact=True))
+                    sep = ","
+                io.out("[]" if sep == "[" else "]")
+                return 0
+            assert columns is not None
+            now = deps.now()
+            if not io.stdout_tty:
+                # streamed: each job is printed as it arrives
+                io.out(header(columns))
+                async for job in it:
+                    io.out(line(job, columns, now))
+                return 0
+            jobs = [job async for job in it]
     io.page(render_table(jobs, columns, now))
     return 0
 

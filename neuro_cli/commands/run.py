@@ -12,7 +12,13 @@ import click
 from ..completion.types import PRESET
 from ..deps import Deps
 from ..errors import CLIError, ExitCode
-from ..parse import parse_env, parse_life_span, parse_volume
+from ..parse import (
+    format_timedelta,
+    parse_env,
+    parse_life_span,
+    parse_life_span_signal,
+    parse_volume,
+)
 from ._attach import attach_loop, interruptible
 from ._jobs_common import (
     Progress,
@@ -60,6 +66,17 @@ class Options:
     http_auth: bool = True
     pass_config: bool = False
     extshm: bool = True
+    life_span_signal: tuple[str, float] | None = None
+
+
+def _life_span_signal(ctx: click.Context, param: click.Parameter,
+                      value: str | None) -> tuple[str, float] | None:
+    if value is None:
+        return None
+    try:
+        return parse_life_span_signal(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -92,6 +109,9 @@ def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--entrypoint", help="Override the image's entrypoint.")
 @click.option("--life-span", callback=_life_span, metavar="TIMEDELTA",
               help="Stop the job after it ran this long, e.g. 1d2h3m4s [default: no limit].")
+@click.option("--life-span-signal", callback=_life_span_signal, metavar="SIG[@BEFORE]",
+              help="Send SIG this long before the life span ends (to checkpoint), e.g. "
+                   "USR1@5m [BEFORE default: 1m].")
 @click.option("--detach", is_flag=True, help="Do not stream the output: print the job id and return.")
 @click.option("--wait-start/--no-wait-start", default=True, show_default=True,
               help="Wait for the job to start before returning (--no-wait-start implies --detach).")
@@ -124,7 +144,8 @@ def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | 
             quiet: bool, restart: str, wait_for_seat: bool, schedule_timeout: float | None,
             http_port: int | None, http_auth: bool, extshm: bool, pass_config: bool,
             privileged: bool, tty: bool | None, detach_keys: bytes,
-            port_forwards: tuple[tuple[int, int], ...]) -> None:
+            port_forwards: tuple[tuple[int, int], ...],
+            life_span_signal: tuple[str, float] | None) -> None:
     """Run a job: start IMAGE with CMD on a resource preset.
 
     Shows the job's progress while it is pending, then streams its output and exits with the
@@ -137,6 +158,7 @@ def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | 
       neuro run --preset cpu-small ubuntu -- echo hello
       neuro run -t ubuntu -- bash
       neuro run -n train --life-span 2h -e SEED=1 pytorch -- python train.py
+      neuro run --life-span 4h --life-span-signal USR1@10m pytorch -- python train.py
       neuro run --detach --tag nightly ubuntu -- ./nightly.sh
     """
     if workdir is not None and not workdir.startswith("/"):
@@ -144,7 +166,8 @@ def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | 
     opts = Options(image, cmd, preset, name, tags, description, env, env_files, workdir,
                    entrypoint, life_span, detach or not wait_start, wait_start, quiet, tty,
                    detach_keys, port_forwards, privileged, restart, wait_for_seat,
-                   schedule_timeout, volumes, http_port, http_auth, pass_config, extshm)
+                   schedule_timeout, volumes, http_port, http_auth, pass_config, extshm,
+                   life_span_signal)
     run_async(ctx, lambda deps: run(opts, deps))
 
 
@@ -184,7 +207,15 @@ def _command_string(cmd: tuple[str, ...]) -> str | None:
 
 
 async def run(opts: Options, deps: Deps) -> int:
-    from neuro_sdk import DiskVolume, HTTPPort, JobRestartPolicy, RemoteImage, SecretFile, Volume
+    from neuro_sdk import (
+        DiskVolume,
+        HTTPPort,
+        JobRestartPolicy,
+        LifeSpanSignal,
+        RemoteImage,
+        SecretFile,
+        Volume,
+    )
     from yarl import URL
 
     env = parse_env(opts.env, opts.env_files, dict(os.environ))
@@ -209,6 +240,12 @@ async def run(opts: Options, deps: Deps) -> int:
     preset, life_span = opts.preset, opts.life_span
     if preset is None or life_span is None:
         preset, life_span = _user_defaults(preset, life_span)
+    if opts.life_span_signal is not None and life_span is None:
+        raise CLIError("--life-span-signal needs a life span: add --life-span", ExitCode.USAGE)
+    if opts.life_span_signal is not None and opts.life_span_signal[1] >= (life_span or 0):
+        raise CLIError(f"--life-span-signal comes {format_timedelta(opts.life_span_signal[1])} "
+                       f"before the end of a {format_timedelta(life_span or 0)} life span: it "
+                       "must come within it", ExitCode.USAGE)
     async with deps.client() as client:
         if preset is None:
             cfg = await client.get_server_config()
@@ -237,6 +274,8 @@ async def run(opts: Options, deps: Deps) -> int:
             volumes=[Volume(URL("storage:" + what), path, ro) for what, path, ro in storage_mounts],
             disk_volumes=[DiskVolume(URL("disk:" + what), path, ro) for what, path, ro in disk_mounts],
             schedule_timeout=opts.schedule_timeout,
+            life_span_signal=LifeSpanSignal(*opts.life_span_signal) if opts.life_span_signal
+            else None,
         )
         if opts.quiet:
             if opts.detach:

@@ -62,6 +62,10 @@ def status_rows(job: "JobDescription", now: datetime, tty: bool) -> list[tuple[s
     if h.restarts:
         rows.append(("Restarts", str(h.restarts)))
     rows.append(("Life span", duration(job.life_span) if job.life_span else "no limit"))
+    warn = getattr(job, "life_span_signal", None)
+    if warn is not None:
+        rows.append(("Life span signal", f"{warn.signal} {duration(warn.seconds_before)} before "
+                     "its end" + (" (sent)" if warn.sent else "")))
     if c.tty:
         rows.append(("TTY", "yes"))
     if job.internal_hostname:
@@ -188,6 +192,10 @@ def run_command(job: "JobDescription") -> str:
         words += ["--entrypoint", c.entrypoint]
     if job.life_span:
         words += ["--life-span", _duration(job.life_span)]
+    warn = getattr(job, "life_span_signal", None)
+    if warn is not None:
+        words += ["--life-span-signal",
+                  f"{warn.signal.removeprefix('SIG')}@{_duration(warn.seconds_before)}"]
     policy = str(getattr(job.restart_policy, "value", job.restart_policy))
     if policy != "never":
         words += ["--restart", policy]

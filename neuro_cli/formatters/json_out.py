@@ -49,6 +49,8 @@ JOB_FIELDS: dict[str, tuple[str, str]] = {
     "tags": ("array", "tags"),
     "description": ("string?", "the job's description"),
     "life_span": ("number?", "seconds of run time before the job is stopped; null: no limit"),
+    "life_span_signal": ("object?", ("signal (a name), seconds_before (its life span's end) "
+                                     "and sent (boolean): its warning before its life span ends")),
     "restart_policy": ("string", "never, on-failure or always"),
     "restarts": ("integer", "how many times the job was restarted"),
     "http_url": ("string?", "URL of the job's HTTP port"),
@@ -130,6 +132,13 @@ def _url(value: Any) -> str | None:
     return text or None
 
 
+def _life_span_signal(job: JobDescription) -> dict[str, Any] | None:
+    warn = getattr(job, "life_span_signal", None)
+    if warn is None:
+        return None
+    return {"signal": warn.signal, "seconds_before": warn.seconds_before, "sent": warn.sent}
+
+
 def job_dict(job: "JobDescription", *, transitions: bool = False) -> dict[str, Any]:
     h = job.history
     c = job.container
@@ -166,6 +175,7 @@ def job_dict(job: "JobDescription", *, transitions: bool = False) -> dict[str, A
         "tags": list(job.tags),
         "description": job.description,
         "life_span": job.life_span,
+        "life_span_signal": _life_span_signal(job),
         "restart_policy": _enum(job.restart_policy),
         "restarts": int(h.restarts or 0),
         "http_url": _url(job.http_url),

@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 
 from ..runtime.base import RuntimeError_, State, StdioSession
 from ..store import JobRecord
+from ..validation import signal_number
 from . import exec_resume
 from .common import app_state, caller, error_response, fail, get_job, parse_bool
 
@@ -521,19 +522,9 @@ def parse_signal(value: str | None) -> int:
     """'USR1', 'SIGUSR1', 'usr1' or '10' -> 10; default SIGKILL (what the platform does)."""
     if value is None or value == "":
         return int(signal_mod.SIGKILL)
-    text = value.strip()
-    if text.isdigit():
-        num = int(text)
-        valid = {int(s) for s in signal_mod.valid_signals()}
-        if num in valid and num != 0:
-            return num
-    else:
-        name = text.upper()
-        if not name.startswith("SIG"):
-            name = "SIG" + name
-        sig = getattr(signal_mod, name, None)
-        if isinstance(sig, signal_mod.Signals):
-            return int(sig)
+    num = signal_number(value)
+    if num is not None:
+        return num
     fail(web.HTTPBadRequest, f"invalid signal {value!r}: use a name like USR1 or TERM, or a number")
 
 

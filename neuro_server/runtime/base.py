@@ -188,8 +188,10 @@ class Runtime(Protocol):
     async def stop(self, job_id: str, *, grace: float) -> None:
         """Ask the job to stop: SIGTERM, then SIGKILL after ``grace`` seconds. Returns at once."""
 
-    async def signal(self, job_id: str, signum: int) -> None:
-        """Send a signal to the job's processes."""
+    async def signal(self, job_id: str, signum: int, *, group: bool = True) -> None:
+        """Send a signal to the job's processes; with ``group`` false to its main process
+        only, where the runtime can tell them apart (its children, e.g. data loader workers,
+        are spared a signal they may not handle)."""
 
     async def suspend(self, job_id: str) -> None:
         """Freeze the job's processes (they keep their memory, use no CPU)."""

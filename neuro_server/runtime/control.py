@@ -16,6 +16,7 @@ Client -> supervisor:
     EOF     (empty) the TTY's VEOF character (^D)
     RESIZE  u16 rows, u16 cols                           -> ACK (a no-op without a TTY)
     SIGNAL  u32 signum, to the job's process group       -> ACK
+    SIGNAL_MAIN  u32 signum, to the job's own process only (not its children) -> ACK
     EXEC    JSON {"argv", "env", "tty", "stdin"} and, as SCM_RIGHTS on the same send, the
             process's fds: tty -> [pty slave]; else [stdin read end if "stdin"] + [stdout write
             end, stderr write end].  -> ACK {"pid"} then EXIT {"exit_code"} when it ended; or
@@ -47,7 +48,7 @@ SIGNUM = struct.Struct("!I")
 MAX_FRAME = 4 << 20
 
 # client -> supervisor
-ATTACH, STDIN, EOF, RESIZE, SIGNAL, EXEC, KILL = 1, 2, 3, 4, 5, 6, 7
+ATTACH, STDIN, EOF, RESIZE, SIGNAL, EXEC, KILL, SIGNAL_MAIN = 1, 2, 3, 4, 5, 6, 7, 8
 # supervisor -> client
 ACK, ERROR, OUT, ERR, EXIT = 0x81, 0x82, 0x83, 0x84, 0x85
 STREAM_TYPE = {1: OUT, 2: ERR}

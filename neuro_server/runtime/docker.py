@@ -681,9 +681,9 @@ class DockerRuntime:
         except DockerError as e:
             raise RuntimeError_(f"job {job_id}: cannot {what} it: {e.message}") from e
 
-    async def signal(self, job_id: str, signum: int) -> None:
-        """Signal the job's processes (through the container's init); nothing happens when
-        the job does not run."""
+    async def signal(self, job_id: str, signum: int, *, group: bool = True) -> None:
+        """Signal the job's main process (the container's init passes it on to the command);
+        ``group`` makes no difference here.  Nothing happens when the job does not run."""
         self.job_dir(job_id)
         if isinstance(signum, bool) or not isinstance(signum, int) or not 0 < signum < signal.NSIG:
             raise RuntimeError_(f"bad signal number {signum!r}", reason="BadRequest")

@@ -226,15 +226,17 @@ class ProcessRuntime:
     async def resume(self, job_id: str) -> None:
         await self.signal(job_id, signal.SIGCONT)
 
-    async def signal(self, job_id: str, signum: int) -> None:
-        """Signal the job's process group (through its supervisor, which knows its child is
-        alive); nothing happens when the job does not run."""
+    async def signal(self, job_id: str, signum: int, *, group: bool = True) -> None:
+        """Signal the job's process group, or with ``group`` false its own process only
+        (through its supervisor, which knows its child is alive); nothing happens when the job
+        does not run."""
         d = self.job_dir(job_id)
         if isinstance(signum, bool) or not isinstance(signum, int) or not 0 < signum < signal.NSIG:
             raise RuntimeError_(f"bad signal number {signum!r}", reason="BadRequest")
         if (d / control.CONTROL).exists():
+            kind = control.SIGNAL if group else control.SIGNAL_MAIN
             try:
-                await stdio.request(str(d), job_id, control.SIGNAL, control.SIGNUM.pack(signum))
+                await stdio.request(str(d), job_id, kind, control.SIGNUM.pack(signum))
                 return
             except RuntimeError_:
                 pass  # it ended meanwhile, or no socket: below, by the files
@@ -242,8 +244,11 @@ class ProcessRuntime:
         sup = read_json(str(d / SUPERVISOR))
         if started is None or sup is None or (d / EXIT).exists() or not supervisor_alive(sup):
             return
-        try:
-            os.killpg(int(started["pgid"]), signum)
+        try:  # its process leads its group: the group's id is its pid
+            if group:
+                os.killpg(int(started["pgid"]), signum)
+            else:
+                os.kill(int(started["pgid"]), signum)
         except ProcessLookupError:
             pass
 

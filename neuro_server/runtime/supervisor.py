@@ -574,14 +574,20 @@ class Supervisor:
             if self.master >= 0:
                 _set_winsize(self.master, rows, cols)
             self.reply(c, frame(control.ACK))
-        elif kind == control.SIGNAL:
+        elif kind in (control.SIGNAL, control.SIGNAL_MAIN):
             (signum,) = control.SIGNUM.unpack(payload)
             if not 0 < signum < signal.NSIG:
                 self.refuse(c, f"bad signal number {signum}")
             elif self.status is not None:
                 self.refuse(c, "the job has exited")
             else:
-                _killpg(self.pid, signum)
+                if kind == control.SIGNAL:
+                    _killpg(self.pid, signum)
+                else:  # the job's own process (still our unreaped child: its pid is its own)
+                    try:
+                        os.kill(self.pid, signum)
+                    except (ProcessLookupError, PermissionError):
+                        pass
                 self.reply(c, frame(control.ACK))
         elif kind == control.EXEC:
             self.on_exec(c, json.loads(payload))

@@ -84,6 +84,24 @@ def test_bump_life_span(neuro: Neuro) -> None:
     neuro.ok("kill", a)
 
 
+def test_life_span_signal_warns_the_main_process_before_the_end(neuro: Neuro) -> None:
+    import json
+
+    # the job's shell handles USR1; its background child, which does not, must not get it
+    script = ("sleep 300 & child=$!; "
+              "trap 'echo warned; kill -0 $child && echo child-alive' USR1; "
+              "while :; do sleep 0.1; done")
+    job = _detach(neuro, "--life-span", "4s", "--life-span-signal", "USR1@2s", neuro.image,
+                  "--", "sh", "-c", script)
+    assert "Life span signal: SIGUSR1 2s before its end" in neuro.ok("status", job)
+    neuro.wait_status(job, {"cancelled"}, timeout=30)
+    assert neuro.job_output(job).split() == ["warned", "child-alive"]  # once, then the end
+    st = json.loads(neuro.ok("status", "--json", job))
+    assert st["reason"] == "LifeSpanEnded"
+    assert st["life_span_signal"] == {"signal": "SIGUSR1", "seconds_before": 2.0, "sent": True}
+    assert "--life-span-signal USR1@2s" in neuro.ok("job", "generate-run-command", job)
+
+
 def test_fifty_concurrent_detached_runs(neuro: Neuro) -> None:
     def one(i: int) -> str:
         return _detach(neuro, "-n", f"many-{i}", neuro.image, "--", "echo", str(i))

@@ -81,6 +81,7 @@ def test_seed_signatures() -> None:
         "restart_policy",
         "life_span",
         "privileged",
+        "life_span_signal",  # our extension, after the seed's
     ]
     assert all(
         p.kind is inspect.Parameter.KEYWORD_ONLY for n, p in start.parameters.items() if n != "self"

@@ -168,3 +168,20 @@ async def test_more_jobs_than_fit_all_run_oldest_first(client: Client) -> None:
         for later in started[i + 1:]:
             assert (t - later).total_seconds() < 0.1, started
     assert await client.jobs.get_capacity() == {"cpu-small": 16, "cpu-large": 2, "gpu-small": 0}
+
+
+async def test_life_span_signal_is_sent_once_and_a_bump_rearms_it(client: Client) -> None:
+    from neuro_sdk import LifeSpanSignal
+
+    job = await client.jobs.start(image=UBUNTU, preset_name="cpu-small",
+                                  command="sh -c 'trap \"\" USR1; sleep 30'", life_span=3,
+                                  life_span_signal=LifeSpanSignal("USR1", 2.5))
+    assert job.life_span_signal == LifeSpanSignal("SIGUSR1", 2.5, sent=False)
+    job = await wait_for(client, job.id, lambda j: j.life_span_signal.sent)
+    assert job.status == JobStatus.RUNNING  # it ignores USR1: warned, not stopped
+    await client.jobs.bump_life_span(job.id, 60)
+    job = await client.jobs.status(job.id)
+    assert job.life_span == 63 and job.life_span_signal.sent is False  # due again, later
+    await asyncio.sleep(1.0)  # past the first warning's time: it is not sent again yet
+    assert (await client.jobs.status(job.id)).life_span_signal.sent is False
+    await client.jobs.kill(job.id)
