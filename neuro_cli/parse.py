@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -31,29 +32,31 @@ def parse_life_span(value: str) -> float:
     return seconds
 
 
-def parse_life_span_signal(value: str) -> tuple[str, float]:
-    """``SIGNAL[@BEFORE]`` (``USR1@5m``, ``SIGTERM@30s``, ``10``) -> (``SIGUSR1``, 300.0); BEFORE
-    defaults to 60 s, as Slurm's --signal does."""
-    import signal
-
-    name, _, before = value.partition("@")
-    text = name.strip().upper()
+def parse_signal(value: str) -> str:
+    """Validate a signal name or number locally: 'USR1', 'SIGUSR1', 'usr1', '10'."""
+    text = value.strip()
     if text.isdigit():
-        try:
-            sig = signal.Signals(int(text))
-        except ValueError:
-            raise ValueError(f"invalid signal {name!r}: a name like USR1, or a number") from None
+        if int(text) in {int(s) for s in signal.valid_signals()} and int(text) != 0:
+            return text
     else:
-        found = getattr(signal, text if text.startswith("SIG") else "SIG" + text, None)
-        if not isinstance(found, signal.Signals):
-            raise ValueError(f"invalid signal {name!r}: a name like USR1, or a number")
-        sig = found
-    if sig in (signal.SIGKILL, signal.SIGSTOP):
-        raise ValueError(f"{sig.name} cannot be caught: use a signal the job can handle")
+        name = text.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        if isinstance(getattr(signal, name, None), signal.Signals):
+            return name
+    raise ValueError(f"invalid signal {value!r}: use a name like USR1, TERM, HUP or a number")
+
+
+def parse_life_span_signal(value: str) -> tuple[str, float]:
+    """``SIGNAL[@BEFORE]`` (``USR1@5m``, ``SIGTERM@30s``, ``10``) -> (``SIGUSR1``, 300.0), the
+    signal as parse_signal gives it; BEFORE defaults to 60 s, as Slurm's --signal does."""
+    name, _, before = value.partition("@")
+    sig = parse_signal(name)
+    if (int(sig) if sig.isdigit() else getattr(signal, sig)) in (signal.SIGKILL, signal.SIGSTOP):
+        raise ValueError(f"{name.strip()} cannot be caught: use a signal the job can handle")
     seconds = parse_timedelta(before).total_seconds() if before else 60.0
     if seconds <= 0:
         raise ValueError(f"the time before the end must be positive, got {before!r}")
-    return sig.name, seconds
+    return sig, seconds
 
 
 def parse_date_or_delta(value: str, *, now: datetime | None = None) -> datetime:

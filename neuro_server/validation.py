@@ -325,8 +325,8 @@ def _life_span_signal(value: Any, life_span: float | None) -> dict[str, Any] | N
         raise ValidationError(
             f"invalid life_span_signal signal {raw!r}: a name like USR1, or a number")
     if num in (signal_mod.SIGKILL, signal_mod.SIGSTOP):
-        name = signal_mod.Signals(num).name
-        raise ValidationError(f"life_span_signal cannot be {name}: a job cannot catch it")
+        raise ValidationError(f"life_span_signal cannot be {_signal_name(num)}: a job cannot "
+                              "catch it")
     before = value.get("seconds_before", 60)
     if (isinstance(before, bool) or not isinstance(before, (int, float))
             or not math.isfinite(before) or before <= 0):
@@ -337,7 +337,15 @@ def _life_span_signal(value: Any, life_span: float | None) -> dict[str, Any] | N
     if before >= life_span:
         raise ValidationError(f"life_span_signal comes {before:g} s before the end of a "
                               f"{life_span:g} s life span: it must come within it")
-    return {"signal": signal_mod.Signals(num).name, "signum": num, "seconds_before": float(before)}
+    return {"signal": _signal_name(num), "signum": num, "seconds_before": float(before)}
+
+
+def _signal_name(num: int) -> str:
+    """SIGUSR1 for 10; the number itself for a real-time signal (no name of its own)."""
+    try:
+        return signal_mod.Signals(num).name
+    except ValueError:
+        return str(num)
 
 
 def _preset_resources(p: Preset, shm: bool) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Options shared by the interactive commands: TTY, detach keys, port forwards."""
+"""Options shared by the commands: TTY, detach keys, port forwards, JSON, parsed values."""
 
 from __future__ import annotations
 
@@ -8,6 +8,21 @@ from typing import Any
 import click
 
 from ..parse import DEFAULT_DETACH_KEYS, parse_detach_keys
+
+
+def parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback: the value through ``parse`` (None stays None); its ValueError is the
+    option's usage error."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
+
+    return callback
 
 
 def parse_port_pair(value: str) -> tuple[int, int]:

@@ -7,13 +7,14 @@ import click
 from ..completion.types import JOB
 from ..deps import Deps
 from ..errors import ExitCode, classify
+from ..parse import parse_signal
 from ._jobs_common import resolve_job, run_async
-from .send_signal import _signal
+from ._options import parsed
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]}, short_help="Kill jobs")
 @click.argument("jobs", nargs=-1, required=True, type=JOB)
-@click.option("-s", "--signal", "signal", callback=_signal, metavar="SIGNAL",
+@click.option("-s", "--signal", "signal", callback=parsed(parse_signal), metavar="SIGNAL",
               help="Send this signal instead of stopping the job (e.g. USR1); the job goes on.")
 @click.pass_context
 def command(ctx: click.Context, jobs: tuple[str, ...], signal: str | None) -> None:

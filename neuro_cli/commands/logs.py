@@ -10,21 +10,13 @@ from ..completion.types import JOB
 from ..deps import Deps
 from ..parse import parse_date_or_delta
 from ._jobs_common import follow_output, resolve_job, run_async
-
-
-def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_date_or_delta(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+from ._options import parsed
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},
                short_help="Print the output of a job")
 @click.argument("job", type=JOB)
-@click.option("--since", callback=_date, metavar="DATE_OR_TIMEDELTA",
+@click.option("--since", callback=parsed(parse_date_or_delta), metavar="DATE_OR_TIMEDELTA",
               help="Only output printed at or after this time (ISO date, or a delta like 10m).")
 @click.option("--timestamps", is_flag=True, help="Prefix each line with its time (RFC 3339, UTC).")
 @click.pass_context

@@ -11,7 +11,7 @@ import click
 from ..deps import Deps
 from ..parse import parse_date_or_delta
 from ._jobs_common import run_async
-from ._options import json_option
+from ._options import json_option, parsed
 
 if TYPE_CHECKING:
     from neuro_sdk import Client, JobStatus
@@ -65,15 +65,6 @@ def _columns(spec: str | None) -> list:  # type: ignore[type-arg]
         raise CLIError(f"{config.files[-1]}: [job] ps-format: {e}", ExitCode.CONFIG) from None
 
 
-def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_date_or_delta(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]}, short_help="List jobs")
 @click.option("-s", "--status", "statuses", multiple=True, type=click.Choice(STATUS_CHOICES),
               help="Show jobs in this status (repeatable) [default: pending, suspended, running].")
@@ -82,9 +73,9 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> date
 @click.option("-t", "--tag", "tags", multiple=True, help="Only jobs with all these tags (repeatable).")
 @click.option("-o", "--owner", "owners", multiple=True,
               help="Only jobs of this owner (repeatable; ME is you).")
-@click.option("--since", callback=_date, metavar="DATE_OR_TIMEDELTA",
+@click.option("--since", callback=parsed(parse_date_or_delta), metavar="DATE_OR_TIMEDELTA",
               help="Only jobs created at or after this time (ISO date or e.g. 1h ago as 1h).")
-@click.option("--until", callback=_date, metavar="DATE_OR_TIMEDELTA",
+@click.option("--until", callback=parsed(parse_date_or_delta), metavar="DATE_OR_TIMEDELTA",
               help="Only jobs created at or before this time.")
 @click.option("--recent-first/--recent-last", default=False,
               help="Newest jobs first [default: oldest first].")

@@ -30,7 +30,7 @@ from ._jobs_common import (
     runtime_note,
     wait_started,
 )
-from ._options import detach_keys_option, keys_text, port_forward_option, tty_option
+from ._options import detach_keys_option, keys_text, parsed, port_forward_option, tty_option
 from .port_forward import forwarding
 
 if TYPE_CHECKING:
@@ -69,25 +69,6 @@ class Options:
     life_span_signal: tuple[str, float] | None = None
 
 
-def _life_span_signal(ctx: click.Context, param: click.Parameter,
-                      value: str | None) -> tuple[str, float] | None:
-    if value is None:
-        return None
-    try:
-        return parse_life_span_signal(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
-
-
-def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_life_span(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
-
-
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"]},
     short_help="Run a job",
@@ -107,9 +88,10 @@ def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) ->
               help="Mount storage:PATH:/path[:ro], disk:NAME:/path[:ro] or secret:KEY:/path (repeatable).")
 @click.option("-w", "--workdir", help="Working directory of the command.")
 @click.option("--entrypoint", help="Override the image's entrypoint.")
-@click.option("--life-span", callback=_life_span, metavar="TIMEDELTA",
+@click.option("--life-span", callback=parsed(parse_life_span), metavar="TIMEDELTA",
               help="Stop the job after it ran this long, e.g. 1d2h3m4s [default: no limit].")
-@click.option("--life-span-signal", callback=_life_span_signal, metavar="SIG[@BEFORE]",
+@click.option("--life-span-signal", callback=parsed(parse_life_span_signal),
+              metavar="SIG[@BEFORE]",
               help="Send SIG this long before the life span ends (to checkpoint), e.g. "
                    "USR1@5m [BEFORE default: 1m].")
 @click.option("--detach", is_flag=True, help="Do not stream the output: print the job id and return.")
@@ -120,7 +102,7 @@ def _life_span(ctx: click.Context, param: click.Parameter, value: str | None) ->
               show_default=True, help="Restart the job when it exits (with a growing delay).")
 @click.option("--wait-for-seat", is_flag=True,
               help="Over your quota of running jobs: wait in the queue instead of failing.")
-@click.option("--schedule-timeout", callback=_life_span, metavar="TIMEDELTA",
+@click.option("--schedule-timeout", callback=parsed(parse_life_span), metavar="TIMEDELTA",
               help="Fail if the job has not started within this time, e.g. 10m.")
 @click.option("--http-port", type=click.IntRange(1, 65535), metavar="PORT",
               help="Serve the job's HTTP port at its own URL (see `neuro job browse`).")

@@ -14,19 +14,10 @@ from ..deps import Deps
 from ..errors import CLIError, ExitCode
 from ..parse import parse_date_or_delta
 from ._jobs_common import resolve_job, run_async
-from ._options import json_option
+from ._options import json_option, parsed
 
 if TYPE_CHECKING:
     from neuro_sdk import Client, JobDescription, JobTelemetry
-
-
-def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_date_or_delta(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
 
 
 def _sort(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -45,8 +36,8 @@ def _sort(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("-n", "--name", help="Only jobs with this name.")
 @click.option("-t", "--tag", "tags", multiple=True, help="Only jobs with all these tags.")
 @click.option("-o", "--owner", "owners", multiple=True, help="Only jobs of this owner (ME is you).")
-@click.option("--since", callback=_date, metavar="DATE_OR_TIMEDELTA", help="Only jobs created since.")
-@click.option("--until", callback=_date, metavar="DATE_OR_TIMEDELTA", help="Only jobs created until.")
+@click.option("--since", callback=parsed(parse_date_or_delta), metavar="DATE_OR_TIMEDELTA", help="Only jobs created since.")
+@click.option("--until", callback=parsed(parse_date_or_delta), metavar="DATE_OR_TIMEDELTA", help="Only jobs created until.")
 @click.option("--sort", default="cpu", show_default=True, callback=_sort,
               help="Sort by cpu, memory, gpu, gpu_memory, id, name or when (comma list; -KEY reverses).")
 @click.option("--no-stream", is_flag=True, help="Print one sample of each job and exit.")

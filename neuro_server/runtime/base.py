@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from .control import TTY_SIZE
+
 
 @dataclasses.dataclass(frozen=True)
 class JobSpec:
@@ -132,8 +134,6 @@ class RuntimeError_(Exception):
 def tty_size(size: tuple[int, int] | None) -> tuple[int, int]:
     """The (rows, columns) to open a terminal at: ``size`` when given (RuntimeError_
     BadRequest when out of range), else control.TTY_SIZE."""
-    from .control import TTY_SIZE
-
     if size is None:
         return TTY_SIZE
     rows, cols = size

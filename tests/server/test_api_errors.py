@@ -171,3 +171,13 @@ async def test_unknown_route_is_json_404(api: Api) -> None:
     async with api.session.get(f"{api.url}/nothing-here", headers=api.headers()) as r:
         assert r.status == 404
         assert "error" in await r.json()
+
+
+async def test_life_span_signal_of_a_real_time_signal(api: Api) -> None:
+    import signal
+
+    num = int(signal.SIGRTMIN) + 2  # a valid signal with no name of its own
+    status, job = await _post(api, {**GOOD, "max_run_time_minutes": 5,
+                                    "life_span_signal": {"signal": num}})
+    assert status == 202, job
+    assert job["life_span_signal"]["signal"] == str(num)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -182,6 +183,25 @@ async def test_life_span_signal_is_sent_once_and_a_bump_rearms_it(client: Client
     await client.jobs.bump_life_span(job.id, 60)
     job = await client.jobs.status(job.id)
     assert job.life_span == 63 and job.life_span_signal.sent is False  # due again, later
-    await asyncio.sleep(1.0)  # past the first warning's time: it is not sent again yet
-    assert (await client.jobs.status(job.id)).life_span_signal.sent is False
     await client.jobs.kill(job.id)
+
+
+def test_life_span_signal_is_due_once_per_life_span() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from neuro_server.store import JobRecord
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    job = JobRecord(id="j", owner="alice", name=None, status="running", reason="",
+                    description="", exit_code=None, created_at=t0, started_at=t0,
+                    finished_at=None, restarts=0, life_span=3.0, kill_reason=None, limits="",
+                    spec={"life_span_signal": {"signal": "SIGUSR1", "signum": 10,
+                                               "seconds_before": 2.5}},
+                    tags=(), running_since=t0)
+    at = t0 + timedelta(seconds=1)
+    assert job.life_span_warning_due(at) == -0.5  # due since 0.5 s of run time
+    sent = dataclasses.replace(job, warned_life_span=3.0)
+    assert sent.life_span_warning_due(at) is None  # sent for this life span: not again
+    bumped = dataclasses.replace(sent, life_span=63.0)
+    assert bumped.life_span_warning_due(at) == 59.5  # a bump re-arms it, due later
+    assert dataclasses.replace(job, spec={}).life_span_warning_due(at) is None
