@@ -2,27 +2,50 @@
 ``http://JOB_ID.DOMAIN:PORT/`` and ``http://NAME--OWNER.DOMAIN:PORT/`` (DOMAIN defaults to
 ``jobs.localhost``, which browsers and curl resolve to this machine).
 
-A raw TCP proxy: it reads a request's head, finds the job from the Host header, checks the
-caller when the job ``requires_auth`` (the owner, or a user the job is shared with: a bearer
-token, or the ``neuro_session`` cookie that ``neuro job browse`` sets through a one-time code),
-then splices the connection to the job's port (runtime.connect_port: no port is published).
-Websockets, streaming and keep-alive pass through untouched.  Our cookie, and an
-``Authorization`` header that carried our token, are removed before the job sees the request.
+A proxy that speaks HTTP/1.x in both directions (ingress_http.py frames every message), so
+that every request of a keep-alive or pipelined connection is checked and rewritten, not only
+the first: the job is found from each request's Host, the caller checked when the job
+``requires_auth`` (the owner, or a user the job is shared with: a bearer token, or the
+``neuro_session`` cookie that ``neuro job browse`` sets through a one-time code), and our
+credentials removed (the cookie, whatever its value; an ``Authorization`` that carries a token
+or session of this server, valid or not) before the job sees the request.  Other cookies and
+headers pass untouched.  The session cookie is not an API token (ingress_session.py): signed
+for one job, for ``session_ttl`` seconds, and a job's own ``Set-Cookie`` of that name is
+dropped.  The job's port is reached with runtime.connect_port (no port is published).
+
+Responses are framed too, so that the ingress answers for itself (401, 403, 404, 421, 502: and
+then closes) only after the job's answers to earlier requests, and knows when a websocket
+upgrade succeeded (a 101 from the job): from there the connection is spliced as raw bytes.
+Other upgrades (h2c) are removed from the request: after them the client would speak a
+protocol whose headers the ingress cannot see.  Bodies stream through, never buffered whole.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
-from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, urlsplit
+
+from .auth import AuthError, load_secret
+from .ingress_http import (
+    FramingError,
+    Reader,
+    Request,
+    copy_body,
+    parse_request,
+    parse_response,
+    pipe,
+    serialize,
+)
+from .ingress_session import SESSION_TTL, SessionError, Sessions
 
 if TYPE_CHECKING:
-    from .store import JobRecord
+    from .store import JobRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +53,16 @@ COOKIE = "neuro_session"
 LOGIN_PATH = "/__neuro_login"
 MAX_HEAD = 64 * 1024
 CODE_TTL = 120.0
+MAX_PIPELINED = 32  # requests sent on to the job and not answered yet, per connection
 
 
 class Ingress:
-    def __init__(self, state: Any, host: str, port: int, domain: str) -> None:
+    def __init__(self, state: Any, host: str, port: int, domain: str, *,
+                 session_ttl: float = SESSION_TTL, secret: bytes | None = None) -> None:
         self.state = state
+        if secret is None:
+            secret = load_secret(state.config.data_dir)
+        self.sessions = Sessions(state.store, secret, session_ttl)
         self.host = host
         self.port = port
         self.domain = domain.strip(".").lower()
@@ -56,17 +84,17 @@ class Ingress:
         await asyncio.gather(*self._conns, return_exceptions=True)
 
     # -- URLs ------------------------------------------------------------------------------
-    def url(self, job: "JobRecord") -> str | None:
+    def url(self, job: JobRecord) -> str | None:
         if not job.spec.get("http"):
             return None
         return f"http://{job.id}.{self.domain}:{self.port}/"
 
-    def named_url(self, job: "JobRecord") -> str | None:
+    def named_url(self, job: JobRecord) -> str | None:
         if not job.spec.get("http") or not job.name:
             return None
         return f"http://{job.name}--{job.owner}.{self.domain}:{self.port}/"
 
-    def login_url(self, job: "JobRecord", user: str) -> str:
+    def login_url(self, job: JobRecord, user: str) -> str:
         """A one-time link that logs ``user``'s browser in to the job's host."""
         now = time.monotonic()
         self._codes = {c: v for c, v in self._codes.items() if v[2] > now}
@@ -80,10 +108,14 @@ class Ingress:
         assert task is not None
         self._conns.add(task)
         try:
-            await self._serve(reader, writer)
+            await _Connection(self, reader, writer).run()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
-        except Exception:  # noqa: BLE001 - one broken connection must not stop the ingress
+        except asyncio.CancelledError:  # the ingress closing (asyncio 3.11 would log it)
+            pass
+        except FramingError as e:  # the job broke a response it had begun: nothing to say
+            log.info("ingress: closed a connection: %s", e)
+        except Exception:  # one broken connection must not stop the ingress
             log.exception("ingress connection")
         finally:
             self._conns.discard(task)
@@ -91,75 +123,73 @@ class Ingress:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.LimitOverrunError:
-            await _reply(writer, 431, "Request header fields too large")
-            return
-        lines = head.decode("latin-1").split("\r\n")
-        try:
-            method, target, _version = lines[0].split(" ", 2)
-        except ValueError:
-            await _reply(writer, 400, "Bad request")
-            return
-        headers = [(k.strip(), v.strip()) for k, _, v in (l.partition(":") for l in lines[1:] if l)]
-        get = {k.lower(): v for k, v in headers}
-        host = get.get("host", "").rsplit(":", 1)[0].lower()
-        job = self._job_for(host)
+    # -- a request -----------------------------------------------------------------------------
+    async def admit(self, req: Request, conn: _Connection) -> _Local | None:
+        """Check one request (of any on a connection): None to send it on to the job (the
+        connection to the job opened by the first), or the ingress's own answer."""
+        job = self._job_for(req.host)
         if job is None:
-            await _reply(writer, 404, f"No job serves HTTP at {host or 'this address'}")
-            return
+            return _Local(404, f"No job serves HTTP at {req.host or 'this address'}")
+        if conn.job_id is not None and job.id != conn.job_id:
+            return _Local(421, f"This connection is to job {conn.job_id}, not {job.id}: "
+                               "open another one")
         http = job.spec.get("http") or {}
         if not http:
-            await _reply(writer, 404, f"Job {job.id} serves no HTTP port (run it with --http-port)")
-            return
-        path = urlsplit(target).path
-        if path == LOGIN_PATH:
-            await self._login(writer, job, target)
-            return
-        token_used = ""
+            return _Local(404, f"Job {job.id} serves no HTTP port (run it with --http-port)")
+        if req.path == LOGIN_PATH:
+            return self._login(job, req.target)
         if http.get("requires_auth"):
-            user, token_used = self._user(get)
+            user = self._user(req, job.id)
             if user is None:
-                await _reply(writer, 401, "This job requires you to log in: open it with "
-                                          f"`neuro job browse {job.name or job.id}`, or send "
-                                          "Authorization: Bearer TOKEN")
-                return
+                return _Local(401, "This job requires you to log in: open it with "
+                                   f"`neuro job browse {job.name or job.id}`, or send "
+                                   "Authorization: Bearer TOKEN")
             if not self._may_read(job, user):
-                await _reply(writer, 403, f"{user} has no access to job {job.id}")
-                return
+                return _Local(403, f"{user} has no access to job {job.id}")
         if job.status != "running":
-            await _reply(writer, 502, f"Job {job.id} is {job.status}, not running")
-            return
-        from .runtime.base import RuntimeError_
+            return _Local(502, f"Job {job.id} is {job.status}, not running")
+        if conn.job_id is None:
+            from .runtime.base import RuntimeError_
 
-        try:
-            up_r, up_w = await self.state.runtime.connect_port(job.id, int(http["port"]))
-        except RuntimeError_ as e:
-            await _reply(writer, 502, f"Job {job.id}: {e}")
-            return
-        out = [lines[0]]
-        for k, v in headers:
-            if k.lower() == "cookie":
-                v = _without_cookie(v)
-                if not v:
-                    continue
-            if k.lower() == "authorization" and token_used and token_used in v:
+            try:
+                up_r, up_w = await self.state.runtime.connect_port(job.id, int(http["port"]))
+            except RuntimeError_ as e:
+                return _Local(502, f"Job {job.id}: {e}")
+            conn.connected(job.id, up_r, up_w)
+        return None
+
+    def outgoing(self, req: Request) -> bytes:
+        """The request's head as the job gets it: without our credentials, and without an
+        upgrade other than to a websocket."""
+        fields, framed = [], False
+        for name, value in req.fields:
+            low = name.lower()
+            if low in ("content-length", "transfer-encoding"):  # one, in one spelling
+                value = "" if framed else ("chunked" if req.body.chunked else
+                                           str(req.body.length))
+                framed = True
+            elif low == "cookie":
+                value = _without_cookie(value)
+            elif (low == "authorization" and self._ours(value)) or (
+                    not req.websocket and low in ("upgrade", "http2-settings")):
                 continue
-            out.append(f"{k}: {v}")
-        up_w.write(("\r\n".join(out) + "\r\n\r\n").encode("latin-1"))
-        try:
-            await _splice(reader, writer, up_r, up_w)
-        finally:
-            up_w.close()
+            elif not req.websocket and low == "connection":
+                value = ", ".join(t for t in (t.strip() for t in value.split(","))
+                                  if t and t.lower() not in ("upgrade", "http2-settings"))
+            if value:
+                fields.append((name, value))
+        return serialize(f"{req.method} {req.target} HTTP/1.{req.minor}", fields)
 
-    def _job_for(self, host: str) -> "JobRecord | None":
+    def _ours(self, authorization: str) -> bool:
+        credential = authorization.split(None, 1)[-1].strip() if authorization.strip() else ""
+        return self.sessions.is_ours(authorization) or self.sessions.is_ours(credential)
+
+    def _job_for(self, host: str) -> JobRecord | None:
         suffix = "." + self.domain
         if not host.endswith(suffix):
             return None
         label = host[: -len(suffix)]
-        store = self.state.store
+        store: Store = self.state.store
         if label.startswith("job-"):
             return store.get_job(label)
         name, sep, owner = label.partition("--")
@@ -169,72 +199,215 @@ class Ingress:
             return job
         return None
 
-    def _user(self, get: dict[str, str]) -> tuple[str | None, str]:
-        candidates = []
-        auth = get.get("authorization", "")
-        if auth[:7].lower() == "bearer ":
-            candidates.append(auth[7:].strip())
-        with contextlib.suppress(CookieError):
-            jar: SimpleCookie = SimpleCookie(get.get("cookie", ""))
-            if COOKIE in jar:
-                candidates.append(jar[COOKIE].value)
-        for token in candidates:
-            try:
-                return self.state.auth.verify(token), token
-            except Exception:  # noqa: BLE001 - a bad or revoked token: try the next
-                continue
-        return None, ""
+    def _user(self, req: Request, job_id: str) -> str | None:
+        """Who sends a request: the first bearer token, else session cookie, that is valid
+        (a browser may hold cookies of several jobs' sessions, and ones a job set)."""
+        for name, value in req.fields:
+            if name.lower() == "authorization" and value[:7].lower() == "bearer ":
+                with contextlib.suppress(AuthError):
+                    return str(self.state.auth.verify(value[7:].strip()))
+        for cookie in _our_cookies(req.fields):
+            with contextlib.suppress(SessionError):
+                return self.sessions.verify(cookie, job_id)
+        return None
 
-    def _may_read(self, job: "JobRecord", user: str) -> bool:
+    def _may_read(self, job: JobRecord, user: str) -> bool:
         return job.owner == user or self.state.store.share_action(job.id, user) is not None
 
-    async def _login(self, writer: asyncio.StreamWriter, job: "JobRecord", target: str) -> None:
+    def _login(self, job: JobRecord, target: str) -> _Local:
         code = (parse_qs(urlsplit(target).query).get("code") or [""])[0]
         entry = self._codes.pop(code, None)
         if entry is None or entry[2] < time.monotonic() or entry[1] != job.id:
-            await _reply(writer, 403, "This login link is not valid (any more): run "
-                                      f"`neuro job browse {job.name or job.id}` again")
-            return
-        token = self.state.auth.issue(entry[0])
-        cookie = f"{COOKIE}={quote(token)}; Path=/; HttpOnly; SameSite=Lax"
-        writer.write(("HTTP/1.1 302 Found\r\nLocation: /\r\n"
-                      f"Set-Cookie: {cookie}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                     .encode("latin-1"))
-        await writer.drain()
+            return _Local(403, "This login link is not valid (any more): run "
+                               f"`neuro job browse {job.name or job.id}` again")
+        cookie = (f"{COOKIE}={self.sessions.issue(entry[0], job.id)}; Path=/; "
+                  f"Max-Age={int(self.sessions.ttl)}; HttpOnly; SameSite=Lax")
+        return _Local(302, "", (("Location", "/"), ("Set-Cookie", cookie)))
+
+
+@dataclasses.dataclass
+class _Local:
+    """An answer of the ingress's own; the connection closes after it."""
+
+    status: int
+    text: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass
+class _Forwarded:
+    """A request sent on to the job, whose answer the job owes."""
+
+    method: str
+    last: bool
+    upgrade: asyncio.Future[bool] | None = None  # a websocket's: did the job switch?
+
+
+class _Connection:
+    """One client connection, two pumps: requests (client to job: each head checked and
+    rewritten, each body framed) and responses (job to client: each framed, in order, then
+    the ingress's own answer if any).  The request pump queues what the response pump owes
+    before it sends the request on, so the response pump always knows what comes next."""
+
+    def __init__(self, ingress: Ingress, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.ingress = ingress
+        self.client = Reader(reader)
+        self.client_w = writer
+        self.job_id: str | None = None
+        self.up: Reader | None = None
+        self.up_w: Any = None
+        self.queue: asyncio.Queue[_Local | _Forwarded | None] = asyncio.Queue()  # None: done
+        self.window = asyncio.Semaphore(MAX_PIPELINED)
+        self.outstanding = 0  # requests sent on, not answered yet
+        self.answering = False  # the response pump has begun the current answer
+
+    def connected(self, job_id: str, up_r: Any, up_w: Any) -> None:
+        self.job_id, self.up, self.up_w = job_id, Reader(up_r), up_w
+
+    async def run(self) -> None:
+        requests = asyncio.ensure_future(self._requests())
+        responses = asyncio.ensure_future(self._responses())
+        try:
+            await asyncio.wait({requests, responses}, return_when=asyncio.FIRST_COMPLETED)
+            if responses.done():
+                responses.result()
+            elif (error := requests.exception()) is None:
+                await responses
+            elif isinstance(error, FramingError):  # in a request's body, already on its way
+                alone = self.outstanding == 1 and not self.answering
+                responses.cancel()
+                await asyncio.gather(responses, return_exceptions=True)
+                if alone:
+                    await _reply(self.client_w, error.status, f"Bad request: {error}")
+            else:
+                raise error
+        finally:  # closing first: a cancellation (the ingress closing) may cut the awaits short
+            for task in (requests, responses):
+                task.cancel()
+            self.client.close()
+            if self.up is not None:
+                self.up.close()
+            if self.up_w is not None:
+                self.up_w.close()
+            await asyncio.gather(requests, responses, return_exceptions=True)
+            if self.up_w is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.up_w.wait_closed(), 5)
+
+    def _put(self, entry: _Local | _Forwarded | None) -> None:
+        if isinstance(entry, _Forwarded):
+            self.outstanding += 1
+        self.queue.put_nowait(entry)
+
+    async def _requests(self) -> None:
+        self._put(await self._forward_requests())
+
+    async def _forward_requests(self) -> _Local | None:
+        """Send requests on until the client is done (None) or the ingress answers."""
+        while True:
+            try:
+                head = await self.client.head(skip_blank=True, who=400)
+                req = None if head is None else parse_request(head)
+            except FramingError as e:
+                return _Local(e.status, f"Bad request: {e}")
+            if req is None:
+                return None
+            refusal = await self.ingress.admit(req, self)
+            if refusal is not None:
+                return refusal
+            await self.window.acquire()
+            upgrade = asyncio.get_running_loop().create_future() if req.websocket else None
+            self._put(_Forwarded(req.method, req.last, upgrade))
+            self.up_w.write(self.ingress.outgoing(req))
+            await self.up_w.drain()
+            await copy_body(self.client, self.up_w, req.body, trailers=False, who=400)
+            if req.last:
+                return None
+            if upgrade is not None and await upgrade:
+                await pipe(self.client, self.up_w)
+                return None
+
+    async def _responses(self) -> None:
+        while (entry := await self._next()) is not None:
+            if isinstance(entry, _Local):
+                await _reply(self.client_w, entry.status, entry.text, entry.headers)
+                return
+            go_on = await self._relay(entry)
+            self.outstanding -= 1
+            self.answering = False
+            self.window.release()
+            if not go_on:
+                return
+
+    async def _next(self) -> _Local | _Forwarded | None:
+        """What to answer next.  While nothing is owed, the job closing its side (a keep-alive
+        timeout) ends the connection, so that the client's next request opens a new one rather
+        than meeting a closed one (or bytes nobody asked for)."""
+        if not self.queue.empty() or self.up is None:
+            return await self.queue.get()
+        get = asyncio.ensure_future(self.queue.get())
+        await asyncio.wait({get, self.up.readable()}, return_when=asyncio.FIRST_COMPLETED)
+        if get.done():
+            return get.result()
+        get.cancel()
+        return None if self.queue.empty() else self.queue.get_nowait()
+
+    async def _relay(self, entry: _Forwarded) -> bool:
+        """The job's answer to one request (interim ones first); whether the connection goes
+        on after it."""
+        assert self.up is not None
+        while True:
+            try:
+                head = await self.up.head(skip_blank=False, who=502)
+                if head is None:
+                    raise FramingError(502, "it closed the connection without an answer")
+                resp = parse_response(head, entry.method)
+                if resp.status == 101 and entry.upgrade is None:
+                    raise FramingError(502, "it switched protocols unasked")
+            except FramingError as e:
+                if not self.answering:
+                    await _reply(self.client_w, 502, f"Job {self.job_id}: {e}")
+                return False
+            self.answering = True
+            self.client_w.write(serialize(resp.status_line, [
+                (k, v) for k, v in resp.fields if not _sets_our_cookie(k, v)]))
+            await self.client_w.drain()
+            if resp.status == 101 and entry.upgrade is not None:
+                entry.upgrade.set_result(True)
+                await pipe(self.up, self.client_w)
+                return False
+            if resp.status >= 200:
+                break
+        if entry.upgrade is not None:
+            entry.upgrade.set_result(False)
+        await copy_body(self.up, self.client_w, resp.body, trailers=True, who=502)
+        return not (resp.last or entry.last)
+
+
+def _our_cookies(fields: list[tuple[str, str]]) -> list[str]:
+    return [value.strip() for name, header in fields if name.lower() == "cookie"
+            for key, _, value in (p.partition("=") for p in header.split(";"))
+            if key.strip() == COOKIE]
 
 
 def _without_cookie(header: str) -> str:
     parts = [p.strip() for p in header.split(";")]
-    return "; ".join(p for p in parts if p and not p.startswith(COOKIE + "="))
+    return "; ".join(p for p in parts if p and p.partition("=")[0].strip() != COOKIE)
 
 
-async def _reply(writer: asyncio.StreamWriter, status: int, text: str) -> None:
-    reasons = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+def _sets_our_cookie(name: str, value: str) -> bool:
+    return name.lower() == "set-cookie" and value.partition("=")[0].strip() == COOKIE
+
+
+async def _reply(writer: asyncio.StreamWriter, status: int, text: str,
+                 headers: tuple[tuple[str, str], ...] = ()) -> None:
+    reasons = {302: "Found", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+               404: "Not Found", 421: "Misdirected Request",
                431: "Request Header Fields Too Large", 502: "Bad Gateway"}
-    body = (text + "\n").encode()
-    writer.write(f"HTTP/1.1 {status} {reasons.get(status, 'Error')}\r\n"
+    body = (text + "\n").encode() if text else b""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers)
+    writer.write(f"HTTP/1.1 {status} {reasons.get(status, 'Error')}\r\n{extra}"
                  f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
                  "Connection: close\r\n\r\n".encode("latin-1") + body)
     await writer.drain()
-
-
-async def _splice(cr: asyncio.StreamReader, cw: asyncio.StreamWriter,
-                  ur: asyncio.StreamReader, uw: asyncio.StreamWriter) -> None:
-    async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        try:
-            while data := await r.read(1 << 16):
-                w.write(data)
-                await w.drain()
-            if w.can_write_eof():
-                w.write_eof()
-        except (ConnectionError, OSError):
-            pass
-
-    tasks = [asyncio.ensure_future(pipe(cr, uw)), asyncio.ensure_future(pipe(ur, cw))]
-    try:
-        # the job's side ending ends the connection; the client's side ending only half-closes
-        done, _ = await asyncio.wait([tasks[1]], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -8,8 +8,12 @@ import http.client
 import json
 import socket
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import pytest
 
 from tests.conftest import Neuro
 from tests.e2e.conftest import http_server_job
@@ -97,6 +101,66 @@ def test_http_ingress_auth_browse_and_sharing(neuro: Neuro, tmp_path: Path) -> N
     open_url = json.loads(neuro.ok("status", "--json", open_job))["http_url"]
     assert _wait_ok(open_url, {}) == b"open to all\n"
     neuro.ok("kill", open_job)
+
+
+def test_a_keep_alive_connection_never_hands_the_job_our_credentials(neuro: Neuro,
+                                                                    tmp_path: Path) -> None:
+    """A browser's session (`neuro job browse`) and a script's bearer token on one keep-alive
+    connection of three requests: the job, an HTTP/1.1 server that echoes what it got, sees
+    neither on any of them.  The session is a cookie for this job, not an API token."""
+    import sys
+
+    if neuro.runtime != "process":
+        pytest.skip("the echo server is a host Python script (the busybox image has none)")
+    port = _free_port()
+    echo = tmp_path / "echo.py"
+    echo.write_text(
+        "import http.server, json\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    protocol_version = 'HTTP/1.1'\n"
+        "    def do_GET(self):\n"
+        "        body = json.dumps([self.client_address[1], self.headers.items()]).encode()\n"
+        "        self.send_response(200); self.send_header('Content-Length', str(len(body)))\n"
+        "        self.end_headers(); self.wfile.write(body)\n"
+        f"http.server.ThreadingHTTPServer(('127.0.0.1', {port}), H).serve_forever()\n")
+    job = neuro.ok("run", "-q", "--detach", "--http-port", str(port), neuro.image, "--",
+                   sys.executable, str(echo)).strip()
+    url = json.loads(neuro.ok("status", "--json", job))["http_url"]
+    token = neuro.ok("config", "show-token").strip()
+    _wait_ok(url, {"Authorization": f"Bearer {token}"})
+    r = neuro("job", "browse", "--no-browser", job)
+    login = urlsplit(r.stderr.split("One-time login link (2 minutes): ")[1].strip())
+    status, headers, _ = _get(url, path=f"{login.path}?{login.query}")
+    assert status == 302 and "HttpOnly" in headers["set-cookie"]
+    assert "Max-Age=43200" in headers["set-cookie"]  # 12 hours
+    cookie = headers["set-cookie"].split(";")[0].split("=", 1)[1]
+    api = json.loads((neuro.server_dir / "server.json").read_text())["url"]
+    try:  # the session opens this job's host, and nothing else
+        urllib.request.urlopen(urllib.request.Request(
+            f"{api}/jobs", headers={"Authorization": f"Bearer {cookie}"}), timeout=20)
+        raise AssertionError("a session cookie worked as an API token")
+    except urllib.error.HTTPError as e:
+        assert e.code == 401
+
+    conn = http.client.HTTPConnection("127.0.0.1", urlsplit(url).port, timeout=20)
+    sent = [{"Authorization": f"Bearer {token}", "Cookie": "app=1"},
+            {"Cookie": f"theme=dark; neuro_session={cookie}", "Authorization": f"Bearer {token}"},
+            {"Cookie": f"neuro_session={cookie}", "X-App": "kept"}]
+    seen = []
+    for headers in sent:
+        conn.request("GET", "/", headers={"Host": urlsplit(url).netloc, **headers})
+        resp = conn.getresponse()
+        body = resp.read()
+        assert resp.status == 200, body
+        seen.append(json.loads(body))
+    conn.close()
+    assert len({peer for peer, _ in seen}) == 1  # one connection to the job: keep-alive held
+    text = json.dumps(seen)
+    assert token not in text and cookie not in text and "neuro_session" not in text
+    assert [["Cookie", "app=1"]] == [h for h in seen[0][1] if h[0] in ("Cookie", "X-App")]
+    assert [["Cookie", "theme=dark"]] == [h for h in seen[1][1] if h[0] in ("Cookie", "X-App")]
+    assert [["X-App", "kept"]] == [h for h in seen[2][1] if h[0] in ("Cookie", "X-App")]
+    neuro.ok("kill", job)
 
 
 def test_jobs_reach_each_other_at_their_internal_hostname(neuro: Neuro, tmp_path: Path) -> None:
