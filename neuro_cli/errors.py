@@ -8,6 +8,7 @@
 | 65   | the server refused the request as invalid (HTTP 400/409/413) |
 | 70   | local configuration problem (not logged in, broken config) |
 | 72   | no such job or resource (HTTP 404) |
+| 73   | out of storage: over the storage quota, or the server's disk full (HTTP 507) |
 | 74   | cannot reach the server (connection refused, timeout, 503) |
 | 77   | authentication or permission problem (HTTP 401/403) |
 | 124  | a wait timed out |
@@ -28,6 +29,7 @@ class ExitCode(enum.IntEnum):
     BAD_INPUT = 65
     CONFIG = 70
     NOT_FOUND = 72
+    NO_SPACE = 73  # sysexits' EX_CANTCREAT: the output could not be created
     UNREACHABLE = 74
     AUTH = 77
     TIMEOUT = 124
@@ -62,6 +64,7 @@ def classify(exc: BaseException) -> tuple[int, str, str]:
         ClientError,
         ConfigError,
         IllegalArgumentError,
+        InsufficientStorage,
         NDJSONError,
         ResourceNotFound,
         ServerError,
@@ -78,6 +81,8 @@ def classify(exc: BaseException) -> tuple[int, str, str]:
         return ExitCode.AUTH, msg, ""
     if isinstance(exc, (ServerUnreachable, ServerNotAvailable)):
         return ExitCode.UNREACHABLE, msg, "is the server running? `neuro server status` tells"
+    if isinstance(exc, InsufficientStorage):
+        return ExitCode.NO_SPACE, msg, ""
     if isinstance(exc, (ServerError, BadGateway)):
         return ExitCode.PLATFORM, msg, ""
     if isinstance(exc, IllegalArgumentError):

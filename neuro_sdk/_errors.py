@@ -6,6 +6,7 @@ Every error the SDK raises on purpose derives from :class:`NeuroError`::
     ├── ClientError                       HTTP error answered by the server (.status, message)
     │   ├── IllegalArgumentError(ValueError)   400, and any other status >= 400 not listed here
     │   │   └── ServerError                    5xx other than 502 and 503
+    │   │       └── InsufficientStorage        507: a storage quota, or the server's disk, is full
     │   ├── AuthError
     │   │   ├── AuthenticationError            401
     │   │   └── AuthorizationError             403
@@ -60,6 +61,11 @@ class IllegalArgumentError(ClientError, ValueError):
 
 class ServerError(IllegalArgumentError):
     """HTTP 5xx other than 502 and 503."""
+
+
+class InsufficientStorage(ServerError):
+    """HTTP 507: the write did not fit, in the user's storage quota or on the server's disk
+    (the message says which, and how much is used); nothing partial was kept."""
 
 
 class AuthError(ClientError):
@@ -129,6 +135,8 @@ def error_from_status(status: int, message: str) -> ClientError:
         cls = BadGateway
     elif status == 503:
         cls = ServerNotAvailable
+    elif status == 507:
+        cls = InsufficientStorage
     elif status >= 500:
         cls = ServerError
     else:

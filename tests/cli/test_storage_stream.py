@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from tests.conftest import Neuro
+from neuro_cli.errors import ExitCode
+from tests.conftest import SERVER_TOML, Neuro
 
 BIG = b"".join(b"%07d\n" % i for i in range(400_000))  # 3.2 MB: more than a pipe holds
 
@@ -53,3 +54,16 @@ def test_output_into_a_reader_that_went_away_is_not_an_error(neuro: Neuro) -> No
     assert p.wait(timeout=60) == 0
     assert p.stderr.read() == b""
     p.stderr.close()
+
+
+def test_cp_over_the_storage_quota_says_so_in_one_line(neuro: Neuro, tmp_path: Path) -> None:
+    neuro.write_server_config(SERVER_TOML.replace("[server]\n", '[server]\nstorage_quota = "1MiB"\n'))
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"b" * 3_000_000)
+    r = neuro("cp", str(big), "storage:data/big.bin")
+    assert r.returncode == ExitCode.NO_SPACE == 73, r.stderr
+    assert r.stderr == ("ERROR: storage quota of 1.0 MiB exceeded: 0 bytes used; remove files "
+                        "(neuro rm) or ask the admin for more\n")
+    assert neuro.ok("ls", "storage:data") == ""  # nothing partial
+    r = neuro("cp", "-", "storage:data/piped.bin", input="p" * 3_000_000)  # streamed
+    assert r.returncode == 73 and "storage quota of 1.0 MiB exceeded" in r.stderr, r.stderr

@@ -15,6 +15,7 @@ from neuro_sdk import (
     Client,
     ClientError,
     IllegalArgumentError,
+    InsufficientStorage,
     NeuroError,
     ProtocolError,
     ResourceNotFound,
@@ -38,6 +39,7 @@ STATUS_CASES = [
     (502, BadGateway),
     (503, ServerNotAvailable),
     (504, ServerError),
+    (507, InsufficientStorage),
 ]
 STATUS_IDS = [str(s) for s, _ in STATUS_CASES]
 
@@ -46,6 +48,7 @@ def test_hierarchy() -> None:
     assert issubclass(ClientError, NeuroError)
     assert issubclass(IllegalArgumentError, (ClientError, ValueError))
     assert issubclass(ServerError, IllegalArgumentError)
+    assert issubclass(InsufficientStorage, ServerError)
     assert issubclass(AuthenticationError, AuthError) and issubclass(AuthError, ClientError)
     assert issubclass(AuthorizationError, AuthError)
     assert issubclass(ResourceNotFound, ValueError)

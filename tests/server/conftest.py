@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -38,13 +39,20 @@ def machine_gpus() -> int:
 
 
 @pytest.fixture
-async def api(tmp_path: Path, machine_gpus: int) -> AsyncIterator[Api]:
+def server_options() -> dict[str, Any]:
+    """More ServerConfig keys for the test server (tests override it, e.g. a storage quota)."""
+    return {}
+
+
+@pytest.fixture
+async def api(tmp_path: Path, machine_gpus: int,
+              server_options: dict[str, Any]) -> AsyncIterator[Api]:
     data = tmp_path / "server"
     config = load_config(
         data, cpu=8.0, memory=16 << 30, nvidia_gpu=machine_gpus, kill_grace_seconds=2.0,
         presets=(Preset("cpu-small", 0.5, 256 << 20), Preset("cpu-large", 4.0, 8 << 30),
                  Preset("gpu-small", 1.0, 1 << 30, nvidia_gpu=1, nvidia_gpu_model="nvidia-gpu")),
-        max_body_bytes=64 * 1024,
+        max_body_bytes=64 * 1024, **server_options,
     )
     store = Store(config.db_path)
     runtime = ProcessRuntime(config.jobs_dir, cgroup_parent=f"neuro-test-{uuid.uuid4().hex[:8]}")
