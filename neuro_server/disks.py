@@ -1,6 +1,7 @@
 """Persistent disks: an ext4 filesystem of a fixed size in a sparse image file per disk
 (``<data_dir>/disks/<id>.img``), loop-mounted at ``<data_dir>/disks/<id>/`` while jobs use
-it, and bound into their containers.  The size is the filesystem's: a job cannot write more.
+it, and bound into their containers from there, pinned (``volume_source``).  The size is the
+filesystem's: a job cannot write more.
 
 One writer at a time: a job that would write to a disk another running job writes to (or
 reads, for a writer) waits with reason ``DiskUnavailable``; readers share.  Needs root, loop
@@ -38,6 +39,13 @@ def mountpoint(data_dir: Path, disk_id: str) -> Path:
     return disks_dir(data_dir) / disk_id
 
 
+def volume_source(data_dir: Path, disk_id: str) -> tuple[Path, str]:
+    """Where a job's volume of the disk is opened (pinned, as storage volumes are): beneath
+    the server's disks directory, the disk's mount point by name, no link followed.  A
+    runtime mounts the directory it opened, never the path string."""
+    return disks_dir(data_dir), disk_id
+
+
 def why_unsupported() -> str | None:
     if os.geteuid() != 0:
         return "disks need a server running as root (loop devices)"
@@ -53,10 +61,10 @@ async def create_image(data_dir: Path, disk_id: str, size: int) -> None:
     if why:
         raise DiskError(why)
     path = image(data_dir, disk_id)
-    with open(path, "wb") as f:
-        f.truncate(size)  # sparse: takes space only as it fills
 
     def mkfs() -> subprocess.CompletedProcess[str]:
+        with open(path, "wb") as f:
+            f.truncate(size)  # sparse: takes space only as it fills
         return subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0",
                                str(path)], capture_output=True, text=True, check=False)
 

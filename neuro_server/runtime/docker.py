@@ -24,6 +24,9 @@ process runtime's format (``output.log``/``output.idx``), written by the job's p
 (docker_pump.py: the container's attach stream, or after a restart the engine's log resumed by
 byte count), so logs, ``log_size`` and ``attach`` resume by byte offset as with the process
 runtime.  ``cleanup`` removes the container once its output is complete; the directory stays.
+While a job starts, ``volumes/`` there holds its storage volumes and disks pinned (mounts of the
+directories opened with no link followed, which the engine binds: docker_volumes.py); they are
+detached once the container runs.  Containers get a pids limit (``pids_limit``, 4096).
 
 Starting may pull the image: ``phase(job_id)`` says what a start is doing, and
 ``on_progress(job_id, reason, description)`` (an attribute, None by default) is called as it
@@ -62,9 +65,8 @@ from typing import Any
 
 from aiodocker.exceptions import DockerError
 
-from . import cgroups, telemetry
+from . import cgroups, docker_relay, docker_volumes, telemetry
 from . import docker_api as api
-from . import docker_relay
 from .base import (
     ExitInfo,
     JobSpec,
@@ -90,6 +92,7 @@ SPEC = "spec.json"
 STARTED = "started.json"
 STOP = "stop.json"
 DEFAULT_SHM = 64 << 20
+DEFAULT_PIDS_LIMIT = 4096
 INIT_READY = 0.2  # seconds after its start before a container's init surely passes signals on
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _LABEL_PREFIX = re.compile(r"[a-z0-9][a-z0-9.-]*")
@@ -121,6 +124,7 @@ class DockerRuntime:
         nvml: Any = None,
         on_progress: ProgressCallback | None = None,
         port_connect: str = "auto",
+        pids_limit: int = DEFAULT_PIDS_LIMIT,
     ) -> None:
         """``url``: the engine (``unix:///path`` or ``tcp://host:port``).  ``root``: the job
         directories (their output, exit records).  ``instance``: this server's label value
@@ -129,13 +133,19 @@ class DockerRuntime:
         "per-user", "shared", a network's name, or None for the engine's default).  ``init``:
         run an init process as PID 1 (docker-init, Podman's catatonit) that passes signals
         on, so that a job's SIGTERM works as on a host.  ``start_timeout``: how long a start
-        that left no trace (a server killed while starting) counts as still starting."""
+        that left no trace (a server killed while starting) counts as still starting.
+        ``pids_limit``: HostConfig.PidsLimit, the most processes and threads a container may
+        have (0: the engine's default)."""
         if not _LABEL_PREFIX.fullmatch(label_prefix):
             raise ValueError(f"bad label prefix {label_prefix!r}")
         self.endpoint = api.Endpoint.parse(url)
         self.url = url
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        # a server killed while it started a job left that job's volumes staged
+        if os.geteuid() == 0:
+            docker_volumes.unpin_stale(self.root)
+        self.pids_limit = pids_limit
         self.label_prefix = label_prefix
         self.instance = (
             instance or hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
@@ -323,9 +333,12 @@ class DockerRuntime:
             note = (
                 f"jobs run in containers of their image; the engine at {self.url} does not answer"
             )
-        return RuntimeInfo(
-            name="docker", image_used=True, limits=cgroups.describe(by, by), note=note
-        )
+        why = docker_volumes.why_unsupported()
+        volumes = (f"secret files only ({why})" if why else
+                   "bound into the job's container (storage volumes and disks pinned: opened "
+                   "with no link followed, bound from a staging mount of the server's)")
+        return RuntimeInfo(name="docker", image_used=True, limits=cgroups.describe(by, by),
+                           note=note, volumes=volumes)
 
     async def job_ids(self) -> list[str]:
         """Job ids of every container of this server (found by label)."""
@@ -371,8 +384,7 @@ class DockerRuntime:
             await self._ensure_image(job_id, spec.image)
             self._set_phase(job_id, "ContainerCreating", "Creating the job's container")
             await self._remove_old_container(job_id)
-            binds = self._secret_files(d, spec) + [
-                f"{host}:{path}:{'ro' if ro else 'rw'}" for host, path, ro in spec.mounts]
+            binds = self._secret_files(d, spec) + self._pin_volumes(d, spec)
             config = self._container_config(spec, binds)
             engine = (await self._engine_info_async())["name"]
             network, names = await self.networks.ensure(spec.owner, engine)
@@ -390,7 +402,7 @@ class DockerRuntime:
                         config, name=self.container_name(job_id))
                 except DockerError as e:
                     # the network we made went away meanwhile (a prune): make it again, once
-                    gone = re.search(r"network\b.*\bnot found", str(e.message), re.I)
+                    gone = re.search(r"network\b.*\bnot found", str(e.message), re.IGNORECASE)
                     if network is None or not gone or not self.networks.forget(network):
                         raise
                     network, _names = await self.networks.ensure(spec.owner, engine)
@@ -452,6 +464,8 @@ class DockerRuntime:
         except OSError as e:
             raise RuntimeError_(f"cannot reach the container engine at {self.url}: {e}") from e
         finally:
+            # the container has its own copies of the volumes once started; else none is needed
+            docker_volumes.unpin(d / docker_volumes.STAGING)
             if not started:
                 (d / SPEC).unlink(missing_ok=True)  # nothing ran: logs and inspect say so
                 self._abandon(job_id)
@@ -577,12 +591,23 @@ class DockerRuntime:
             binds.append(f"{host}:{path}:ro")
         return binds
 
+    @staticmethod
+    def _pin_volumes(d: Path, spec: JobSpec) -> list[str]:
+        """The volumes' bind mounts: each pinned where the server checked it (docker_volumes:
+        the engine gets a staging path of the server's, never a path in a user's tree)."""
+        try:
+            return docker_volumes.pin(d / docker_volumes.STAGING, spec.mounts)
+        except OSError as e:
+            raise RuntimeError_(f"cannot place the job's volumes: {e}") from None
+
     def _container_config(self, spec: JobSpec, binds: list[str] | None = None) -> dict[str, Any]:
         host: dict[str, Any] = {
             "Init": self.init,
             "Privileged": bool(spec.privileged),
             "ShmSize": _shm_size(spec),
         }
+        if self.pids_limit > 0:  # a fork bomb stops at it, not at the host's process table
+            host["PidsLimit"] = self.pids_limit
         if binds:
             host["Binds"] = binds
         if spec.memory > 0:
@@ -936,6 +961,7 @@ class DockerRuntime:
             if info is not None and phase_of(info) != "running":
                 await self._remove_container(cid)
         (d / STOP).unlink(missing_ok=True)
+        docker_volumes.unpin(d / docker_volumes.STAGING)  # (start unpins; a cancelled one may not)
         self._cpu_samples.pop(job_id, None)
 
     # -- OOM ---------------------------------------------------------------------------------

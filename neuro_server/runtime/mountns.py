@@ -27,9 +27,13 @@ import os
 import platform
 import stat
 
+from .. import pathsafe
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from .base import Mount
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -214,12 +218,16 @@ class _View:
         return False
 
 
-def enter_view(mounts: Sequence[tuple[str, str, bool]], files: Sequence[tuple[str, bytes]],
+def enter_view(mounts: Sequence[Mount], files: Sequence[tuple[str, bytes]],
                staging: str, userns: bool | None = None) -> None:
-    """Give this process (and what it execs) its own view: ``mounts`` are (host path, path in
-    the job, read-only), ``files`` (path in the job, content), read-only.  ``staging`` is an
-    empty directory of the host's (the job's directory) that holds the view's root while it
-    is built; the host never sees anything there.  Raises ViewError, saying what failed."""
+    """Give this process (and what it execs) its own view: ``mounts`` the volumes, ``files``
+    (path in the job, content), read-only.  ``staging`` is an empty directory of the host's
+    (the job's directory) that holds the view's root while it is built; the host never sees
+    anything there.  Raises ViewError, saying what failed.
+
+    Each volume is opened here, beneath its tree with no link followed (pathsafe), and bound
+    from that open file: a job that renamed a directory of the tree for a link since the
+    server checked it makes the start fail, never mounts what the link points to."""
     if userns is None:
         userns = os.geteuid() != 0
     _unshare(userns)
@@ -230,12 +238,8 @@ def enter_view(mounts: Sequence[tuple[str, str, bool]], files: Sequence[tuple[st
     # what the volumes are, opened while the host's paths still mean the host's files
     sources = []
     try:
-        for src, dst, read_only in mounts:
-            try:
-                fd = os.open(src, os.O_PATH | os.O_CLOEXEC)
-            except OSError as e:
-                raise ViewError(f"volume source for {dst}: {e.strerror}") from None
-            sources.append((fd, os.path.normpath(dst), read_only))
+        for m in mounts:
+            sources.append((_open_volume(m), os.path.normpath(m.dst), m.read_only))
         root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         view = _View()
         try:
@@ -284,6 +288,14 @@ def enter_view(mounts: Sequence[tuple[str, str, bool]], files: Sequence[tuple[st
     finally:
         for fd, _dst, _ro in sources:
             os.close(fd)
+
+
+def _open_volume(m: Mount) -> int:
+    """An O_PATH fd of the volume: its path beneath its tree's root, no link followed."""
+    try:
+        return pathsafe.open_under(m.root, m.path, directory=False)
+    except OSError as e:
+        raise ViewError(f"volume source for {m.dst}: {e.strerror}") from None
 
 
 def _secret_file(path: str, content: bytes) -> int:

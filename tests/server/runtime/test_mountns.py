@@ -3,6 +3,7 @@ namespace, a view of the host's tree with the volumes in it; nothing is made on 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from neuro_server.runtime import mountns
-from neuro_server.runtime.base import JobSpec, RuntimeError_, StdioSession
+from neuro_server.runtime.base import JobSpec, Mount, RuntimeError_, StdioSession
 from neuro_server.runtime.process import ProcessRuntime
 from tests.server.runtime.conftest import eventually, output
 
@@ -27,8 +28,11 @@ ROOT = str(Path(__file__).resolve().parents[3])
 
 def job(job_id: str, script: str, *, mounts: list[tuple[str, str, bool]] = [],  # noqa: B006
         files: list[tuple[str, bytes]] = []) -> JobSpec:  # noqa: B006
+    """A job; ``mounts`` (host directory, path in the job, read-only), each the root of its
+    own tree."""
     return JobSpec(job_id=job_id, argv=["sh", "-c", script], env={}, working_dir=None,
-                   cpu=0, memory=0, mounts=mounts, files=files)
+                   cpu=0, memory=0, mounts=[Mount(src, "", dst, ro) for src, dst, ro in mounts],
+                   files=files)
 
 
 @pytest.fixture
@@ -149,6 +153,30 @@ async def test_a_volume_that_cannot_be_placed_fails_the_start(
     assert b"RAN" not in output(runtime, "bad")
 
 
+@pytest.mark.parametrize(("path", "message"), [
+    ("link", "link: is a symbolic link"), ("link/data", "link: is a symbolic link"),
+    ("f/x", "f: not a directory"), ("nope", "nope: no such file or directory"),
+], ids=["link", "through-a-link", "under-a-file", "missing"])
+async def test_a_volume_path_is_opened_beneath_its_tree_with_no_link_followed(
+    runtime: ProcessRuntime, tmp_path: Path, path: str, message: str
+) -> None:
+    """The supervisor opens the path itself, beneath the tree's root: a link a job put there
+    (to anywhere, even inside the tree) fails the start instead of being followed."""
+    tree = tmp_path / "tree"
+    (tree / "data").mkdir(parents=True)
+    (tree / "f").write_text("file")
+    (tree / "link").symlink_to(tree)
+    with pytest.raises(RuntimeError_) as e:
+        await runtime.start(dataclasses.replace(job("linked", "echo RAN"), mounts=[
+            Mount(str(tree), "data", "/d"), Mount(str(tree), path, "/v")]))
+    assert str(e.value).startswith(
+        f"cannot place the job's volumes: volume source for /v: {message}"), str(e.value)
+    assert b"RAN" not in output(runtime, "linked")
+    await runtime.start(dataclasses.replace(job("fine", "ls /v"), mounts=[
+        Mount(str(tree), "data", "/v/x", read_only=True)]))
+    assert (await runtime.wait("fine")).exit_code == 0 and output(runtime, "fine") == b"x\n"
+
+
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
     """A directory any user may read (tmp_path is root's only)."""
@@ -164,13 +192,15 @@ CHILD = r"""
 import os, sys, warnings  # (os.execvp imports warnings: not readable once we are nobody)
 sys.path.insert(0, sys.argv[1])
 from neuro_server.runtime import mountns
+from neuro_server.runtime.base import Mount
 src, dst = sys.argv[2], sys.argv[3]
 os.setgroups([]); os.setgid(65534); os.setuid(65534)
 import ctypes; ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: as if started so
 r, w = os.pipe()
 job = os.fork()
 if job == 0:
-    mountns.enter_view([(src, dst, True)], [(dst + "-key", b"K")], sys.argv[4], userns=True)
+    mountns.enter_view([Mount(src, "", dst, True)], [(dst + "-key", b"K")], sys.argv[4],
+                       userns=True)
     os.dup2(w, 1)
     os.execvp("sh", ["sh", "-c", f"id -u; cat {dst}/f {dst}-key; echo; "
                      f"(echo x > {dst}/f) 2>/dev/null || echo ro; exec sleep 30"])
