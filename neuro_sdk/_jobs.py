@@ -79,6 +79,7 @@ if TYPE_CHECKING:
     from ._client import Client
 
 NDJSON = "application/x-ndjson"
+LOG_OFFSET_PROTOCOL = "offset.logs.neuro"  # our server's log_ws extension: ``offset=N``
 MAX_LINE = 4 * 2**20
 MAX_CHUNK = 4 * 2**20  # port forwarding: local reads of at most this many bytes per frame
 MAX_STDIN_FRAME = 2**20  # stdin is sent in frames of at most this many bytes
@@ -122,6 +123,28 @@ def _ws_failure(ws: aiohttp.ClientWebSocketResponse, what: str, url: URL) -> Neu
     else:
         error = ProtocolError(f"{what[:1].upper()}{what[1:]} failed: {exc!r}")
     error.__cause__ = exc
+    return error
+
+
+def _log_lost(
+    ws: aiohttp.ClientWebSocketResponse, id: str, url: URL, msg: aiohttp.WSMessage
+) -> ServerUnreachable:
+    """A log stream that ended without the server's normal close (a dropped or reset
+    connection, a broken frame, another close code) is not the end of the log: the caller
+    reconnects and resumes by offset."""
+    cause = None
+    if msg.type == aiohttp.WSMsgType.CLOSE:
+        how = f"the server closed it with code {msg.data}"
+        if msg.extra:
+            how += f" ({str(msg.extra)[:200]})"
+    elif msg.type == aiohttp.WSMsgType.ERROR:
+        cause = ws.exception() or msg.data
+        how = f"{cause!s:.200}" if str(cause) else type(cause).__name__
+    else:
+        how = "the connection closed before the end of the log"
+    error = ServerUnreachable(f"Lost the log stream of {id}: {how}", str(url.with_query(None)))
+    if isinstance(cause, BaseException):
+        error.__cause__ = cause
     return error
 
 
@@ -600,8 +623,18 @@ class Jobs:
         since: datetime | None = None,
         timestamps: bool = False,
         separator: str | None = None,
+        offset: int = 0,
     ) -> AsyncStream[bytes]:
-        """The job's output as bytes chunks, following it until the server closes the stream.
+        """The job's output as bytes chunks, following it until the job is finished and its
+        output drained.
+
+        The server says so with a normal websocket close (1000); any other ending (the
+        connection dropped or reset, no close frame, another close code) raises
+        :class:`ServerUnreachable`, never ends the stream quietly: a follower resumes with
+        ``offset`` = the bytes it already got (from a call with the same ``since`` and
+        ``timestamps``) and sees each byte once.  A server of ours skips them itself (the
+        ``offset`` extension, agreed in the handshake); from another one they are read and
+        dropped here.
 
         Example::
 
@@ -609,8 +642,11 @@ class Jobs:
                 async for chunk in chunks:
                     sys.stdout.buffer.write(chunk)
         """
+        if offset < 0:
+            raise ValueError(f"offset must not be negative: {offset}")
         return AsyncStream(
-            self._monitor(id, since=since, timestamps=timestamps, separator=separator)
+            self._monitor(id, since=since, timestamps=timestamps, separator=separator,
+                          offset=offset)
         )
 
     async def _monitor(
@@ -620,18 +656,30 @@ class Jobs:
         since: datetime | None,
         timestamps: bool,
         separator: str | None,
+        offset: int,
     ) -> AsyncGenerator[bytes, None]:
         url = await self._client._monitoring_url() / id / "log_ws"
         query = monitor_query(since=since, timestamps=timestamps, separator=separator)
-        async with self._client._ws_connect(url, params=query) as ws:
-            async for msg in ws:
+        protocols: tuple[str, ...] = ()
+        if offset:
+            query.append(("offset", str(offset)))
+            protocols = (LOG_OFFSET_PROTOCOL,)
+        async with self._client._ws_connect(url, params=query, protocols=protocols) as ws:
+            skip = 0 if ws.protocol == LOG_OFFSET_PROTOCOL else offset
+            while True:
+                msg = await ws.receive()
                 if msg.type == aiohttp.WSMsgType.BINARY:
-                    if msg.data:
-                        yield msg.data
+                    data = msg.data
+                    if skip:
+                        data, skip = data[skip:], max(0, skip - len(data))
+                    if data:
+                        yield data
                 elif msg.type == aiohttp.WSMsgType.TEXT:
                     raise ProtocolError(f"Unexpected text frame in the log stream: {msg.data!r}")
-                elif msg.type == aiohttp.WSMsgType.ERROR:
-                    raise _ws_failure(ws, f"the log stream of {id}", url)
+                elif msg.type == aiohttp.WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.OK:
+                    return  # the end of the log
+                else:
+                    raise _log_lost(ws, id, url, msg)
 
     def top(self, id: str) -> AsyncStream[JobTelemetry]:
         """Telemetry samples of a running job, about one a second, until it finishes.

@@ -215,8 +215,11 @@ async def follow_output(deps: Deps, job_id: str, *, since: Any = None, timestamp
     """Copy the job's output to stdout until the job is finished and its output drained.
 
     A dropped connection (the server restarted, for example) is retried with backoff, and the
-    output resumes where it stopped: the job's log is append-only, so the bytes already
-    written (``progress.seen``) are skipped instead of printed twice."""
+    output resumes where it stopped: the job's log is append-only, so the stream asked again
+    with the same ``since`` and ``timestamps`` starts with the bytes already written
+    (``progress.seen``), which are skipped (by the server where it can) instead of printed
+    twice.  A stream that ends is only the end when the job is finished: otherwise (a restart
+    policy, a server that ended it early) it is followed on from the same offset."""
     import asyncio
 
     progress = progress or Progress()
@@ -224,19 +227,17 @@ async def follow_output(deps: Deps, job_id: str, *, since: Any = None, timestamp
     loop = asyncio.get_running_loop()
     give_up = loop.time() + retry_for
     while True:
-        seen = 0
         try:
             async with deps.client() as client:
-                async for chunk in client.jobs.monitor(job_id, since=since, timestamps=timestamps):
-                    start = seen
-                    seen += len(chunk)
-                    if seen <= progress.seen:
-                        continue
-                    deps.io.write_bytes(chunk[max(0, progress.seen - start):])
-                    progress.seen = seen
-                    delay = 0.1
-                    give_up = loop.time() + retry_for
-            return
+                async with client.jobs.monitor(job_id, since=since, timestamps=timestamps,
+                                               offset=progress.seen) as chunks:
+                    async for chunk in chunks:
+                        deps.io.write_bytes(chunk)
+                        progress.seen += len(chunk)
+                        delay = 0.1
+                        give_up = loop.time() + retry_for
+                if (await client.jobs.status(job_id)).status.is_finished:
+                    return
         except Exception as e:
             if not is_connection_error(e) or loop.time() > give_up:
                 raise
