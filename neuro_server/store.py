@@ -45,7 +45,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     jti TEXT PRIMARY KEY,
     user TEXT NOT NULL REFERENCES users(name),
     created_at TEXT NOT NULL,
-    revoked INTEGER NOT NULL DEFAULT 0
+    revoked INTEGER NOT NULL DEFAULT 0,
+    expires_at TEXT,  -- NULL: it never expires
+    revoked_at TEXT,
+    note TEXT NOT NULL DEFAULT ''  -- what it was issued for (add-user, token, embedded...)
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -163,6 +166,27 @@ class JobRecord:
         return self.run_seconds + max(0.0, (end - self.running_since).total_seconds())
 
 
+@dataclasses.dataclass(frozen=True)
+class TokenRecord:
+    jti: str
+    user: str
+    created_at: datetime
+    expires_at: datetime | None  # None: never
+    revoked_at: datetime | None
+    revoked: bool
+    note: str
+
+    def expired(self, at: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (at or now())
+
+
+def _token(row: sqlite3.Row) -> TokenRecord:
+    return TokenRecord(
+        jti=row["jti"], user=row["user"], created_at=datetime.fromisoformat(row["created_at"]),
+        expires_at=parse_ts(row["expires_at"]), revoked_at=parse_ts(row["revoked_at"]),
+        revoked=bool(row["revoked"]), note=row["note"])
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,6 +210,11 @@ class Store:
             self._db.execute("UPDATE jobs SET running_since=started_at WHERE status='running'")
         if "warned_life_span" not in columns:  # ... and from before life-span signals
             self._db.execute("ALTER TABLE jobs ADD COLUMN warned_life_span REAL")
+        token_columns = {r[1] for r in self._db.execute("PRAGMA table_info(tokens)")}
+        if "expires_at" not in token_columns:  # a database from before token expiry
+            self._db.execute("ALTER TABLE tokens ADD COLUMN expires_at TEXT")
+            self._db.execute("ALTER TABLE tokens ADD COLUMN revoked_at TEXT")
+            self._db.execute("ALTER TABLE tokens ADD COLUMN note TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self._db.close()
@@ -231,19 +260,56 @@ class Store:
             cur = self._db.execute("DELETE FROM secrets WHERE owner=? AND key=?", (owner, key))
         return cur.rowcount == 1
 
-    def add_token(self, jti: str, user: str) -> None:
+    def add_token(self, jti: str, user: str, *, expires_at: datetime | None = None,
+                  note: str = "") -> None:
         self._db.execute(
-            "INSERT INTO tokens(jti, user, created_at) VALUES (?, ?, ?)", (jti, user, ts(now()))
+            "INSERT INTO tokens(jti, user, created_at, expires_at, note) VALUES (?, ?, ?, ?, ?)",
+            (jti, user, ts(now()), ts(expires_at), note),
         )
 
+    def token(self, jti: str) -> TokenRecord | None:
+        """The token with this id, while its user exists.  One primary-key lookup: the server
+        asks on every request, so that a revocation or removal by another process (the
+        ``neuro-server`` admin commands) counts at once."""
+        row = self._db.execute(
+            "SELECT t.* FROM tokens t JOIN users u ON u.name=t.user WHERE t.jti=?", (jti,)
+        ).fetchone()
+        return None if row is None else _token(row)
+
+    def tokens(self, user: str) -> list[TokenRecord]:
+        return [_token(r) for r in self._db.execute(
+            "SELECT * FROM tokens WHERE user=? ORDER BY created_at, jti", (user,))]
+
     def token_user(self, jti: str) -> str | None:
-        row = self._db.execute("SELECT user, revoked FROM tokens WHERE jti=?", (jti,)).fetchone()
-        if row is None or row["revoked"]:
-            return None
-        return str(row["user"])
+        tok = self.token(jti)
+        return None if tok is None or tok.revoked else tok.user
+
+    def revoke_token(self, jti: str) -> bool:
+        """False when there is no such token or it was revoked already."""
+        with self._tx():
+            cur = self._db.execute(
+                "UPDATE tokens SET revoked=1, revoked_at=? WHERE jti=? AND NOT revoked",
+                (ts(now()), jti))
+        return cur.rowcount == 1
 
     def revoke_tokens(self, user: str) -> int:
-        return self._db.execute("UPDATE tokens SET revoked=1 WHERE user=?", (user,)).rowcount
+        with self._tx():
+            return self._db.execute(
+                "UPDATE tokens SET revoked=1, revoked_at=? WHERE user=? AND NOT revoked",
+                (ts(now()), user)).rowcount
+
+    def remove_user(self, name: str) -> bool:
+        """Remove a user with their tokens, their secrets and what others shared with them, in
+        one transaction (their jobs' records, storage and disks stay: see ``neuro-server
+        remove-user``).  False when there is no such user."""
+        with self._tx():
+            if self._db.execute("SELECT 1 FROM users WHERE name=?", (name,)).fetchone() is None:
+                return False
+            self._db.execute("DELETE FROM tokens WHERE user=?", (name,))
+            self._db.execute("DELETE FROM secrets WHERE owner=?", (name,))
+            self._db.execute("DELETE FROM shares WHERE user=?", (name,))
+            self._db.execute("DELETE FROM users WHERE name=?", (name,))
+        return True
 
     # -- jobs -----------------------------------------------------------------------------
     def create_job(
