@@ -2,7 +2,8 @@
 
 Standard library only: the per-job supervisor imports this module, and it must start fast.
 
-    cg, mem_by, cpu_by = setup("neuro", "job-1", memory=1 << 30, cpu=0.5)
+    cg, mem_by, cpu_by = setup("neuro", "job-1", memory=1 << 30, cpu=0.5, pids=4096)
+    # cg.pids_limit: 4096 where pids.max could be written, else 0
     # in the job's child, before exec:  cg.join(os.getpid())
     # when the job is done:             cg.kill(); cg.oom_killed(137); cg.remove()
 """
@@ -19,6 +20,7 @@ V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer")
 V2_CONTROLLERS = ("memory", "cpu", "pids")
 CPU_PERIOD_US = 100_000
 MIN_CPU_QUOTA_US = 1_000  # the kernel refuses less
+DEFAULT_PIDS = 4096  # processes and threads of one job: a fork loop stops there, not the host
 
 
 def _read(path: str) -> str:
@@ -58,6 +60,20 @@ def probe(root: str = ROOT) -> tuple[str | None, tuple[str, ...]]:
     return None, ()
 
 
+def pids_writable(root: str = ROOT) -> str | None:
+    """How a job's number of processes can be limited here ("cgroup v1"/"cgroup v2"), or
+    None."""
+    if _is_v1(root):
+        d = os.path.join(root, "pids")
+        ok = os.path.isfile(os.path.join(d, "cgroup.procs")) and os.access(d, os.W_OK)
+        return "cgroup v1" if ok else None
+    try:
+        available = _read(os.path.join(root, "cgroup.controllers")).split()
+    except OSError:
+        return None
+    return "cgroup v2" if "pids" in available and os.access(root, os.W_OK) else None
+
+
 def fmt_bytes(n: int) -> str:
     if n >= 1 << 30:
         return f"{n / (1 << 30):.1f} GiB"
@@ -72,25 +88,36 @@ def describe(
     cpu_by: str | None,
     memory: int | None = None,
     cpu: float | None = None,
+    *,
+    pids: int | None = None,
+    pids_by: str | None = None,
 ) -> str:
     """Plain words for what is enforced and how.
 
-    With amounts (a job): "memory 1.0 GiB and cpu 0.5 enforced by cgroup v1";
+    With amounts (a job): "memory 1.0 GiB, cpu 0.5 and pids 4096 enforced by cgroup v1";
     without (the machine): "memory enforced by rlimit (RLIMIT_DATA); cpu not enforced (...)".
-    A zero amount means "not requested" and is left out.
+    A zero amount means "not requested" and is left out; ``pids`` None: not mentioned (a
+    runtime that does not limit them), 0: the machine's words (no amount).
     """
     items: list[tuple[str, str | None]] = []
     if memory is None or memory > 0:
         items.append(("memory" + (f" {fmt_bytes(memory)}" if memory else ""), mem_by))
     if cpu is None or cpu > 0:
         items.append(("cpu" + (f" {cpu:g}" if cpu else ""), cpu_by))
+    if pids is not None:
+        items.append(("pids" + (f" {pids}" if pids else ""), pids_by))
     groups: dict[str | None, list[str]] = {}
     for label, by in items:
         groups.setdefault(by, []).append(label)
-    parts = [" and ".join(labels) + f" enforced by {by}" for by, labels in groups.items() if by]
+    parts = [_and(labels) + f" enforced by {by}" for by, labels in groups.items() if by]
     if None in groups:
-        parts.append(" and ".join(groups[None]) + " not enforced (no writable cgroup)")
+        parts.append(_and(groups[None]) + " not enforced (no writable cgroup)")
     return "; ".join(parts) or "no limits requested"
+
+
+def _and(labels: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return ", ".join(labels[:-1]) + " and " + labels[-1] if len(labels) > 1 else labels[0]
 
 
 class JobCgroup:
@@ -99,6 +126,7 @@ class JobCgroup:
     def __init__(self, version: str, dirs: dict[str, str]) -> None:
         self.version = version
         self.dirs = dirs
+        self.pids_limit = 0  # pids.max as set up (0: not limited)
 
     @classmethod
     def find(cls, parent: str, name: str, root: str = ROOT) -> JobCgroup | None:
@@ -212,17 +240,29 @@ class JobCgroup:
 
 
 def setup(
-    parent: str, name: str, memory: int, cpu: float, root: str = ROOT
+    parent: str, name: str, memory: int, cpu: float, root: str = ROOT, *, pids: int = 0
 ) -> tuple[JobCgroup | None, str | None, str | None]:
     """Create the job's cgroup where writable and set its limits.
 
     Returns ``(cgroup or None, how memory is enforced or None, how cpu is enforced or None)``,
-    e.g. ``(cg, "cgroup v1", "cgroup v1")``.  A leftover cgroup of the same name (a lost earlier
-    run) is emptied first.
+    e.g. ``(cg, "cgroup v1", "cgroup v1")``; ``pids`` > 0 limits its processes and threads
+    (``cg.pids_limit`` says whether it could).  A leftover cgroup of the same name (a lost
+    earlier run) is emptied first.
     """
     if _is_v1(root):
-        return _setup_v1(parent, name, memory, cpu, root)
-    return _setup_v2(parent, name, memory, cpu, root)
+        cg, mem_by, cpu_by = _setup_v1(parent, name, memory, cpu, root)
+    else:
+        cg, mem_by, cpu_by = _setup_v2(parent, name, memory, cpu, root)
+    if cg is not None and pids > 0:
+        d = cg.dirs.get("pids") or cg.dirs.get("unified")
+        try:
+            if d is None:
+                raise OSError("no pids controller")
+            _write(os.path.join(d, "pids.max"), str(pids))
+            cg.pids_limit = pids
+        except OSError:
+            pass
+    return cg, mem_by, cpu_by
 
 
 def _setup_v1(

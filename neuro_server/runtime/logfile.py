@@ -4,10 +4,17 @@ length).  The supervisor appends (data first, then its record); ``read_log`` str
 offset, so a reader that reconnects resumes without gaps or duplicates.
 
 The writer is standard library only and imports nothing heavy: the supervisor uses it.
+
+A full disk costs output, never the log's order or the job: a chunk that does not fit is
+dropped (counted), and once there is room again a marker line says how much was lost.  An
+output limit (``limit``) keeps the first bytes and says so once.  ``output.reserve`` holds a
+little space from the start, given up when the job ends so that the marker gets written even
+on a disk that is still full.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import time
@@ -15,6 +22,9 @@ from collections.abc import AsyncIterator, Callable
 
 LOG_NAME = "output.log"
 IDX_NAME = "output.idx"
+RESERVE_NAME = "output.reserve"
+RESERVE_SIZE = 64 << 10  # room for the "output lost" marker on a disk that is full
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a write refused for want of room
 RECORD = struct.Struct("<QdBI")  # offset, unix time, stream (1 stdout, 2 stderr), length
 STDOUT, STDERR = 1, 2
 
@@ -24,7 +34,10 @@ TS_BATCH_BYTES = 4 << 20  # ... and at most this much data per batch
 
 
 class LogWriter:
-    def __init__(self, job_dir: str) -> None:
+    """Appends the job's output; ``limit``: bytes of output.log past which output is dropped
+    (0: no limit)."""
+
+    def __init__(self, job_dir: str, *, limit: int = 0) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         self._log = os.open(os.path.join(job_dir, LOG_NAME), flags, 0o644)
         self._idx = os.open(os.path.join(job_dir, IDX_NAME), flags, 0o644)
@@ -34,21 +47,123 @@ class LogWriter:
             os.ftruncate(self._idx, size - size % RECORD.size)
         self.records = size // RECORD.size  # chunks indexed so far (readers count by record)
         self.offset = os.fstat(self._log).st_size  # a restarted job appends to the same log
+        self.limit = limit
+        self.capped = False  # the limit was reached: nothing more is kept
+        self.lost = 0  # bytes dropped for want of space, not yet told in the log
+        self._why = ""  # ... and why, as the kernel says it
+        self._line_start = _ends_a_line(os.path.join(job_dir, LOG_NAME), self.offset)
+        self._reserve = os.path.join(job_dir, RESERVE_NAME)
+        _hold(self._reserve, RESERVE_SIZE)
 
     def write(self, data: bytes, stream: int, when: float | None = None) -> None:
-        if not data:
+        if not data or self.capped:
             return
         when = time.time() if when is None else when
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._log, view) :]
-        os.write(self._idx, RECORD.pack(self.offset, when, stream, len(data)))
-        self.offset += len(data)
-        self.records += 1
+        if self.lost and not self._tell_lost(when):
+            self.lost += len(data)  # still no room
+            return
+        if self.limit and self.offset + len(data) > self.limit:
+            self._append(data[: max(0, self.limit - self.offset)], stream, when)
+            self.capped = True
+            self._mark(f"the output limit of {_fmt_bytes(self.limit)} was reached: "
+                       "the rest of the job's output is not kept", when)
+            return
+        kept = self._append(data, stream, when)
+        self.lost += len(data) - kept
+
+    def finish(self) -> None:
+        """The job is done: give up the reserve, so that what was lost can be said now."""
+        _release(self._reserve)
+        if self.lost:
+            self._tell_lost(time.time())
 
     def close(self) -> None:
+        _release(self._reserve)
         os.close(self._log)
         os.close(self._idx)
+
+    def _tell_lost(self, when: float) -> bool:
+        if self._mark(f"{self.lost} bytes of output lost: {self._why}", when):
+            self.lost = 0
+            return True
+        return False
+
+    def _mark(self, text: str, when: float) -> bool:
+        """A line of ours in the log (on stderr), on a line of its own; True once written."""
+        line = ("" if self._line_start else "\n") + f"[neuro: {text}]\n"
+        data = line.encode()
+        return self._append(data, STDERR, when) == len(data)
+
+    def _append(self, data: bytes, stream: int, when: float) -> int:
+        """Write and index ``data``; returns how many of its bytes are in the log (fewer when
+        the disk is full: the rest is not written at all, never half-indexed)."""
+        done = 0
+        view = memoryview(data)
+        try:
+            while done < len(data):
+                done += os.write(self._log, view[done:])
+        except OSError as e:
+            if e.errno not in NO_SPACE:
+                raise
+            self._why = (e.strerror or str(e)).lower()
+        if not done:
+            return 0
+        try:
+            if os.write(self._idx, RECORD.pack(self.offset, when, stream, done)) != RECORD.size:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.records += 1
+        except OSError as e:
+            if e.errno not in NO_SPACE:
+                raise
+            # a torn record would shift every later one (shrinking needs no space); the bytes
+            # stay in the log without one: raw reads have them, attach and timestamps skip them
+            os.ftruncate(self._idx, self.records * RECORD.size)
+        self.offset += done
+        self._line_start = data[done - 1 : done] == b"\n"
+        return done
+
+
+def _hold(path: str, size: int) -> None:
+    """Take ``size`` bytes of the disk into ``path`` now (best effort: a disk already full
+    gives none)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError:
+        _release(path)
+    finally:
+        os.close(fd)
+
+
+def _release(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _ends_a_line(path: str, size: int) -> bool:
+    """Whether the log so far is empty or ends with a newline (a restarted job's log goes on)."""
+    if not size:
+        return True
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return True
+    try:
+        return os.pread(fd, 1, size - 1) == b"\n"
+    finally:
+        os.close(fd)
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} bytes"
 
 
 def rfc3339_ns(t: float) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import logging
 import os
 import re
 import signal
@@ -53,7 +54,7 @@ from .base import (
     record_time,
     tty_size,
 )
-from .logfile import read_log
+from .logfile import RESERVE_NAME, read_log
 from .supervisor import (
     DEFAULT_PATH,
     EXIT,
@@ -62,16 +63,23 @@ from .supervisor import (
     STOP,
     SUPERVISOR,
     SUPERVISOR_LOG,
+    _kill_session,
+    boot_id,
     iso_now,
+    make_slot,
+    proc_stat,
     read_json,
     supervisor_alive,
     write_json,
+    write_record,
 )
 
 NOTE = "the image is not used: the command runs on this host as a local process"
+LOST = "the job's supervisor was lost; its processes were killed"
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _CGROUP_PARENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])  # where neuro_server is importable
+log = logging.getLogger(__name__)
 
 
 class ProcessRuntime:
@@ -86,12 +94,16 @@ class ProcessRuntime:
         nvml: Any = None,
         stats_interval: float = 0.25,
         attach_max_lag: int | None = None,
+        pids_limit: int = cgroups.DEFAULT_PIDS,
+        output_limit: int = 0,
     ) -> None:
         """``nvml``: a module with pynvml's API for GPU telemetry (tests pass a fake); None
         imports pynvml when first needed (absent, or no driver: no GPU figures); False: none.
         ``stats_interval``: how long the first ``stats`` of a job measures its CPU use.
         ``attach_max_lag``: bytes of live output an attached client may fall behind before
-        the supervisor drops it (default supervisor.MAX_LAG; output.log has everything)."""
+        the supervisor drops it (default supervisor.MAX_LAG; output.log has everything).
+        ``pids_limit``: processes and threads per job (its cgroup's pids.max; 0: no limit).
+        ``output_limit``: bytes of output kept per job (0: no limit; the job goes on)."""
         if not _CGROUP_PARENT.fullmatch(cgroup_parent):
             raise ValueError(f"bad cgroup parent {cgroup_parent!r}")
         self.root = Path(root)
@@ -102,6 +114,8 @@ class ProcessRuntime:
         self.poll_interval = poll_interval
         self.stats_interval = stats_interval
         self.attach_max_lag = attach_max_lag
+        self.pids_limit = max(0, pids_limit)
+        self.output_limit = max(0, output_limit)
         self.gpus = telemetry.Nvml(nvml)
         self._cpu_samples: dict[str, tuple[Any, float, int]] = {}  # job -> (run, time, cpu ns)
         self._no_mounts: str | None = None  # why jobs cannot have volumes here, once known
@@ -117,6 +131,8 @@ class ProcessRuntime:
         limits = cgroups.describe(
             by if "memory" in controllers else "rlimit (RLIMIT_DATA)",
             by if "cpu" in controllers else None,
+            pids=0 if self.pids_limit else None,
+            pids_by=cgroups.pids_writable(self.cgroup_root),
         )
         if self._no_mounts is None:
             from . import mountns
@@ -150,12 +166,21 @@ class ProcessRuntime:
                 "cgroup_parent": self.cgroup_parent,
                 "cgroup_root": self.cgroup_root,
                 "attach_max_lag": self.attach_max_lag,
+                "pids_limit": self.pids_limit,
+                "output_limit": self.output_limit,
                 # volumes and secret files, placed in the job's own mount namespace
-                "mounts": [[src, dst, ro] for src, dst, ro in spec.mounts],
+                # (each a tree's root and a path beneath it: the supervisor opens the path
+                # beneath the root itself, no link followed, when it mounts it)
+                "mounts": [dataclasses.asdict(m) for m in spec.mounts],
                 "files": [[dst, base64.b64encode(data).decode()] for dst, data in spec.files],
                 "created_at": iso_now(),
             },
         )
+        try:  # the room of its records, taken now: a full disk later cannot cost its exit code
+            for name in (SUPERVISOR, STARTED, EXIT):
+                make_slot(str(d / name))
+        except OSError as e:
+            raise RuntimeError_(f"cannot start the job: {e.strerror or e}") from e
         env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "PYTHONPATH": _PACKAGE_PARENT}
         ready_r, ready_w = os.pipe()  # the supervisor writes it once the job runs (or cannot)
         argv = [
@@ -289,10 +314,7 @@ class ProcessRuntime:
                 exit_record = read_json(str(d / EXIT))
                 if exit_record is not None:
                     return exit_from_record(exit_record)
-                raise RuntimeError_(
-                    f"job {job_id} was lost: its supervisor is gone and left no exit code",
-                    reason="NotFound",
-                )
+                return await self._bury(job_id)
             if pidfd is None:  # no pidfd on this kernel: poll
                 await asyncio.sleep(self.poll_interval * 2)
                 continue
@@ -334,6 +356,8 @@ class ProcessRuntime:
         d = self.job_dir(job_id)
         if self.inspect(job_id).state is State.RUNNING:
             return
+        if not (d / EXIT).exists() and (d / SUPERVISOR).exists():  # its supervisor was lost
+            await self._bury(job_id)
         spec = read_json(str(d / SPEC)) or {}
         parent = spec.get("cgroup_parent") or self.cgroup_parent
         root = spec.get("cgroup_root") or self.cgroup_root
@@ -341,8 +365,40 @@ class ProcessRuntime:
         if cg is not None:
             await asyncio.to_thread(_kill_and_remove, cg)
         (d / STOP).unlink(missing_ok=True)
+        (d / RESERVE_NAME).unlink(missing_ok=True)  # (a killed supervisor's)
         _remove_stale_socket(d)
         self._cpu_samples.pop(job_id, None)
+
+    async def _bury(self, job_id: str) -> ExitInfo:
+        """The job's supervisor is gone and left no exit record (SIGKILLed, OOM-killed): kill
+        what it left of the job (its cgroup, else its session as started.json has it), and
+        record that end in exit.json (in its slot: on a full disk too), so that every later
+        look (status, a restarted server) sees the same.  OSError when it cannot be recorded
+        yet (no slot, no space): the caller tries again."""
+        d = self.job_dir(job_id)
+        spec = read_json(str(d / SPEC)) or {}
+        started = read_json(str(d / STARTED))
+        sup = read_json(str(d / SUPERVISOR))
+        if sup is not None and supervisor_alive(sup):
+            raise RuntimeError_(f"job {job_id} still has its supervisor")
+        cg = cgroups.JobCgroup.find(spec.get("cgroup_parent") or self.cgroup_parent, job_id,
+                                    spec.get("cgroup_root") or self.cgroup_root)
+        await asyncio.to_thread(_kill_lost, cg, started, sup)
+        if (record := read_json(str(d / EXIT))) is None:
+            record = {
+                "started": True,
+                "exit_code": 128 + signal.SIGKILL,
+                "oom_killed": False,
+                "finished_at": iso_now(),
+                "error": "",
+                "lost": LOST,
+                "started_at": (started or {}).get("started_at", ""),
+                "limits": (started or {}).get("limits", ""),
+            }
+            write_record(str(d / EXIT), record, durable=True)
+            log.warning("job %s: %s", job_id, LOST)
+        _remove_stale_socket(d)
+        return exit_from_record(record)
 
     # -- interactive -------------------------------------------------------------------------
 
@@ -509,6 +565,26 @@ def _remove_stale_socket(d: Path) -> None:
 def _kill_and_remove(cg: cgroups.JobCgroup) -> None:
     cg.kill()
     cg.remove()
+
+
+def _kill_lost(
+    cg: cgroups.JobCgroup | None, started: dict[str, Any] | None, sup: dict[str, Any] | None
+) -> None:
+    """SIGKILL what a lost supervisor left: the job's cgroup (frozen first, then removed),
+    and its session (members that left the cgroup's reach, or all of them where there is no
+    cgroup), unless its leader's pid now belongs to another process."""
+    if cg is not None:
+        _kill_and_remove(cg)
+    try:
+        sid = int((started or {}).get("pgid") or 0)
+        starttime = int((started or {}).get("starttime") or 0)
+    except (TypeError, ValueError):
+        return
+    if sid <= 0 or sup is None or sup.get("boot_id") != boot_id():
+        return
+    stat = proc_stat(sid)
+    if stat is None or stat[0] in "ZXx" or (starttime and stat[1] == starttime):
+        _kill_session(sid)
 
 
 def _start_info(d: Path) -> StartInfo | None:

@@ -18,9 +18,13 @@ Standard library only, and nothing heavy: it starts for every job.
 Job directory layout (all JSON written atomically: tmp file, rename):
     spec.json        written by the server: argv, env, working_dir, cpu, memory, cgroup_parent...
     supervisor.json  {pid, starttime, boot_id, started_at} of this supervisor (pid reuse check)
-    started.json     {pid, pgid, started_at, limits} once the job's process runs
+    started.json     {pid, starttime, pgid, started_at, limits} once the job's process runs
     stop.json        {grace} written by the server before it sends SIGTERM here
     exit.json        {exit_code, oom_killed, finished_at, error, started_at, limits} (fsynced)
+    *.json.slot      room for supervisor.json, started.json and exit.json, taken by the server
+                     before the start: written in place and renamed, a record needs no new
+                     space, so a full disk cannot cost a job its exit code (write_record)
+    output.reserve   a little space the log gives up at the end (logfile.py)
     control.json     {path, pid}: where this supervisor's control socket listens (control.py)
     control.sock     the control socket (attach, stdin, resize, signal, exec) while the job runs
     output.log, output.idx   the job's output (see logfile.py)
@@ -71,6 +75,8 @@ MAX_LAG = 64 << 20  # a client this far behind the live output is dropped (spec:
 CLIENT_SNDBUF = 1 << 20  # socket send buffer of an attached client
 STDIN_HIGH = 256 << 10  # pending TTY input above this: stop reading the clients that send it
 FLUSH_TIMEOUT = 2.0  # after the job's end: how long attached clients get to take the rest
+PR_SET_PDEATHSIG = 1
+SLOT_SIZE = 4096  # bytes of a record's slot: one page, one block
 MAX_FDS = 4  # fds that may come with one request (exec)
 
 
@@ -93,11 +99,51 @@ def write_json(path: str, data: Record, *, durable: bool = False) -> None:
             os.fsync(f.fileno())
     os.rename(tmp, path)
     if durable:
-        fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
+        _fsync_dir(path)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_slot(path: str) -> None:
+    """Take the room of the record ``path`` now (``path.slot``, SLOT_SIZE bytes written):
+    write_record fills it in place later, which needs no new space.  OSError (ENOSPC) when
+    there is no room even now."""
+    fd = os.open(f"{path}.slot", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, b" " * SLOT_SIZE)  # real bytes: allocated now, on every filesystem
+    finally:
+        os.close(fd)
+
+
+def write_record(path: str, data: Record, *, durable: bool = False) -> None:
+    """write_json, on a full disk too: into ``path``'s slot in place (the JSON padded with
+    spaces, which readers skip), then renamed over ``path`` (atomic; a rename needs no data
+    space).  Without a slot (or a record too long for one), write_json."""
+    body = json.dumps(data).encode()
+    try:
+        fd = os.open(f"{path}.slot", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        fd = -1
+    if fd < 0 or len(body) > SLOT_SIZE:
+        if fd >= 0:
             os.close(fd)
+        write_json(path, data, durable=durable)
+        return
+    try:
+        os.pwrite(fd, body.ljust(SLOT_SIZE), 0)
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(f"{path}.slot", path)
+    if durable:
+        _fsync_dir(path)
 
 
 def read_json(path: str) -> Record | None:
@@ -175,6 +221,8 @@ def spawn(
         import termios
     if rlimit_data is not None:
         import resource
+    parent = os.getpid()
+    prctl = _libc().prctl
     err_r, err_w = os.pipe()  # close-on-exec: EOF without data means exec succeeded
     pid = os.fork()
     if pid == 0:  # the child: only ever leaves through exec or _exit
@@ -209,6 +257,12 @@ def spawn(
             stage = "cwd"
             os.chdir(cwd)
             stage = "exec"
+            # the supervisor's death takes the job's first process with it (its children
+            # are the server's to kill then: process.py); set last, as a change of
+            # credentials (a user namespace, a uid) clears it
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:  # the supervisor died already
+                os._exit(128 + signal.SIGKILL)
             os.execvpe(argv[0], argv, env)
         except OSError as e:
             report = f"{stage}\0{e.errno or 0}\0{e.strerror or e}"
@@ -351,7 +405,7 @@ class Supervisor:
         _set_subreaper()
         me = os.getpid()
         stat = proc_stat(me)
-        write_json(
+        write_record(
             self.path(SUPERVISOR),
             {
                 "pid": me,
@@ -360,7 +414,11 @@ class Supervisor:
                 "started_at": iso_now(),
             },
         )
-        log = self.log = LogWriter(self.dir)
+        try:
+            limit = max(0, int(self.spec.get("output_limit") or 0))
+        except (TypeError, ValueError):
+            limit = 0
+        log = self.log = LogWriter(self.dir, limit=limit)
         self.log_r = os.open(self.path(LOG_NAME), os.O_RDONLY | os.O_CLOEXEC)
         self.idx_r = os.open(self.path(IDX_NAME), os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -723,11 +781,15 @@ class Supervisor:
         memory when it is caught up; the others read it from the log when they can)."""
         log = self.log
         assert log is not None
+        records, offset = log.records, log.offset
         log.write(data, stream)
+        # (on a full disk or past the output limit the log may have kept less, or more: a
+        # marker line; clients then take what it has, as the others do)
+        whole = log.records == records + 1 and log.offset == offset + len(data)
         for c in list(self.clients.values()):
             if not c.attached:
                 continue
-            if c.rec == log.records - 1 and len(c.out) < OUT_HIGH:
+            if whole and c.rec == log.records - 1 and len(c.out) < OUT_HIGH:
                 if stream in c.streams:
                     c.out += frame(STREAM_TYPE[stream], data)
                 c.rec, c.pos = log.records, log.offset
@@ -801,11 +863,13 @@ class Supervisor:
         if not spec.get("working_dir"):
             os.makedirs(cwd, exist_ok=True)
         memory, cpu = int(spec.get("memory") or 0), float(spec.get("cpu") or 0)
+        pids = int(spec.get("pids_limit") or 0)
         root = spec.get("cgroup_root") or cgroups.ROOT
         parent = spec.get("cgroup_parent") or "neuro"
         mem_by = cpu_by = None
         try:
-            self.cgroup, mem_by, cpu_by = cgroups.setup(parent, spec["job_id"], memory, cpu, root)
+            self.cgroup, mem_by, cpu_by = cgroups.setup(parent, spec["job_id"], memory, cpu, root,
+                                                        pids=pids)
         except OSError as e:
             print(f"supervisor: no cgroup: {e}", file=sys.stderr)
         if self.tty:
@@ -837,8 +901,11 @@ class Supervisor:
         if self.view:  # volumes and secret files: placed in a mount namespace of the job's own
             import base64
 
+            from .base import Mount
+
             view = (
-                [(str(src), str(dst), bool(ro)) for src, dst, ro in spec.get("mounts") or ()],
+                [Mount(str(m["root"]), str(m["path"]), str(m["dst"]), bool(m["read_only"]))
+                 for m in spec.get("mounts") or ()],
                 [(str(dst), base64.b64decode(data)) for dst, data in spec.get("files") or ()],
                 self.path(VIEW),
                 os.geteuid() != 0,
@@ -846,7 +913,10 @@ class Supervisor:
         while True:
             self.rlimit = memory if memory > 0 and mem_by is None else None
             mem_how = mem_by or ("rlimit (RLIMIT_DATA)" if self.rlimit else None)
-            self.limits = cgroups.describe(mem_how, cpu_by, memory, cpu)
+            pids_by = (f"cgroup {self.cgroup.version}"
+                       if self.cgroup is not None and self.cgroup.pids_limit else None)
+            self.limits = cgroups.describe(mem_how, cpu_by, memory, cpu, pids=pids or None,
+                                           pids_by=pids_by)
             self.started_at = iso_now()
             try:
                 self.pid = spawn(argv, env, cwd, stdio, self.cgroup, self.rlimit, tty=self.tty,
@@ -880,10 +950,12 @@ class Supervisor:
                 print(f"supervisor: the job's namespaces: {e}", file=sys.stderr)
         if os.path.exists(self.path(STOP)):  # asked to stop while starting
             self.signals.append(signal.SIGTERM)
-        write_json(
+        stat = proc_stat(self.pid)
+        write_record(
             self.path(STARTED),
             {
                 "pid": self.pid,
+                "starttime": stat[1] if stat else 0,  # (its pid may be reused once it is gone)
                 "pgid": self.pid,
                 "started_at": self.started_at,
                 "limits": self.limits,
@@ -1036,6 +1108,11 @@ class Supervisor:
     def finish(self, error: str = "") -> int:
         code = self.exit_code()
         oom = self.cgroup.oom_killed(code) if self.cgroup is not None else False
+        if self.log is not None:
+            try:  # what a full disk cost, said while the reserve makes room for it
+                self.log.finish()
+            except OSError as e:
+                print(f"supervisor: the end of the log: {e}", file=sys.stderr)
         self.write_exit(code, oom_killed=oom, error=error)
         return code
 
@@ -1043,14 +1120,14 @@ class Supervisor:
                    started: bool = True) -> None:
         """``started``: False when the job could not be set up at all (its volumes), which
         the server reports as a failure to start rather than as the job's exit."""
-        write_json(
+        write_record(
             self.path(EXIT),
             {
                 "started": started,
                 "exit_code": code,
                 "oom_killed": oom_killed,
                 "finished_at": iso_now(),
-                "error": error,
+                "error": error[:1000],  # (within its slot)
                 "started_at": self.started_at,
                 "limits": self.limits,
             },
@@ -1124,6 +1201,37 @@ def _set_pipe_size(fd: int) -> None:
         pass  # fewer bytes per read, nothing worse
 
 
+_LIBC: Any = None
+
+
+def _libc() -> Any:
+    """libc through ctypes, loaded once (before a fork: the child only calls it)."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    return _LIBC
+
+
+class _Diary:
+    """The supervisor's stderr (supervisor.log) that a full disk cannot break: a line that
+    does not fit is dropped, where a failed write would end the supervisor."""
+
+    def write(self, text: str) -> int:
+        try:
+            os.write(2, text.encode(errors="replace"))
+        except OSError:
+            pass
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return 2
+
+
 def _set_subreaper() -> None:
     """Orphaned descendants of the job become our children: we can kill and reap them
     (on hosts whose init never reaps, they would otherwise stay zombies in the job's cgroup)."""
@@ -1169,6 +1277,7 @@ def main(argv: list[str]) -> None:
         os._exit(0)
     os.setsid()
     os.chdir(job_dir)
+    sys.stdout = sys.stderr = _Diary()
     supervisor.run()
 
 

@@ -94,3 +94,40 @@ def test_cgroups_oom_from_v1_counters(tmp_path: Path) -> None:
     (tmp_path / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\n")
     (tmp_path / "memory.failcnt").write_text("5\n")
     assert cg.oom_killed(137) and not cg.oom_killed(1)
+
+
+@pytest.mark.parametrize(
+    ("kw", "text"),
+    [
+        ({"pids": 4096, "pids_by": "cgroup v1"},
+         "memory 1.0 GiB, cpu 0.5 and pids 4096 enforced by cgroup v1"),
+        ({"pids": 4096}, ("memory 1.0 GiB and cpu 0.5 enforced by cgroup v1; "
+                          "pids 4096 not enforced (no writable cgroup)")),
+        ({"pids": None}, "memory 1.0 GiB and cpu 0.5 enforced by cgroup v1"),
+    ],
+    ids=["enforced", "not-enforced", "not-mentioned"],
+)
+def test_cgroups_describe_pids(kw: dict, text: str) -> None:  # type: ignore[type-arg]
+    assert cgroups.describe("cgroup v1", "cgroup v1", 1 << 30, 0.5, **kw) == text
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_cgroups_setup_pids_limit_fake_tree(tmp_path: Path, version: str) -> None:
+    if version == "v1":
+        fake_v1(tmp_path)
+        job = tmp_path / "pids" / "p" / "job"
+    else:
+        (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+        job = tmp_path / "p" / "job"
+    assert cgroups.pids_writable(str(tmp_path)) == f"cgroup {version}"
+    cg, _, _ = cgroups.setup("p", "job", 64 << 20, 0.5, str(tmp_path), pids=123)
+    assert cg is not None and cg.pids_limit == 123
+    assert (job / "pids.max").read_text() == "123"
+    cg, _, _ = cgroups.setup("p", "other", 64 << 20, 0.5, str(tmp_path))
+    assert cg is not None and cg.pids_limit == 0  # none asked: none written
+
+
+def test_cgroups_pids_not_writable(tmp_path: Path) -> None:
+    assert cgroups.pids_writable(str(tmp_path)) is None
+    (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
+    assert cgroups.pids_writable(str(tmp_path)) is None
