@@ -11,6 +11,7 @@ from aiohttp import web
 
 from .auth import AuthError, Authenticator, load_secret
 from .config import ServerConfig
+from .diskfull import describe, disk_full
 from .handlers import disks, interactive, jobs, monitoring, secrets, shares, storage
 from .handlers.common import STATE, USER, error_response
 from .runtime.base import Runtime
@@ -36,15 +37,16 @@ class State:
     execs: dict[str, Any] = dataclasses.field(default_factory=dict)  # legacy exec sessions
     live_execs: dict[str, Any] = dataclasses.field(default_factory=dict)  # resumable execs
     reap_tasks: set[Any] = dataclasses.field(default_factory=set)  # their reapers in flight
+    sessions: dict[str, int] = dataclasses.field(default_factory=dict)  # job -> attach/exec open
     runtime_reason: str = ""
     ingress: Any = None  # the jobs' HTTP ingress (neuro_server.ingress), when serving
 
     def runtime_info(self) -> dict[str, Any]:
         """Which runtime serves the jobs and why (our extension of /config)."""
         info = self.runtime.info()
-        volumes = (f"unavailable: {info.no_mounts}" if info.no_mounts else
+        volumes = (f"unavailable: {info.no_mounts}" if info.no_mounts else info.volumes or (
                    "bound into the job's container" if info.image_used else
-                   "placed in a mount namespace of the job's own")
+                   "placed in a mount namespace of the job's own"))
         return {"name": info.name, "image_used": info.image_used, "limits": info.limits,
                 "note": info.note, "reason": self.runtime_reason, "volumes": volumes}
 
@@ -54,6 +56,42 @@ def _bearer(request: web.Request) -> str | None:
     if header[:7].lower() == "bearer ":
         return header[7:].strip()
     return None
+
+
+class _BadRequestLines(logging.Filter):
+    """aiohttp answers a request it cannot parse (an unknown method, a garbled line, a
+    header too long) with 400 itself, and logs it with a traceback unless it came first on
+    its connection.  It is a client's mistake: one line at INFO, so that no one can fill the
+    server's log with tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            first = (exc.message or "").strip().splitlines()[:1]
+            record.msg, record.args = "bad request refused: %s %s", (exc.code, "".join(first))
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def _quiet_bad_request_lines() -> None:
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _BadRequestLines) for f in logger.filters):
+        logger.addFilter(_BadRequestLines())
+
+
+async def _head_has_no_body(request: web.Request, response: web.StreamResponse) -> None:
+    """aiohttp leaves the body out of a HEAD answer for a plain Response, not for a streamed
+    one: its bytes would be read as the next answer on the connection (a job's log could
+    forge one).  Drop them."""
+    if request.method == "HEAD" and not isinstance(response, (web.Response,
+                                                              web.WebSocketResponse)):
+        async def discard(data: bytes | bytearray | memoryview) -> None:
+            return None
+
+        response.write = discard  # type: ignore[method-assign]
 
 
 @web.middleware
@@ -67,8 +105,26 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = e.reason if not e.text or e.text.startswith(f"{e.status}:") else e.text
         if e.status == 404 and not e.text.startswith("{"):
             message = f"not found: {request.path}"
-        raise error_response(type(e), message) from None
-    except Exception:
+        headers = {}
+        if isinstance(e, web.HTTPMethodNotAllowed):
+            allowed = ", ".join(sorted(e.allowed_methods))
+            message = f"method {request.method} is not allowed on {request.path} (allowed: {allowed})"
+            headers["Allow"] = allowed
+        raise error_response(type(e), message, headers=headers) from None
+    except ConnectionError:
+        if request.transport is not None and not request.transport.is_closing():
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            raise error_response(web.HTTPInternalServerError, "internal server error") from None
+        # the client left while it was being answered: nothing to tell it, nothing to log
+        log.debug("client left during %s %s", request.method, request.path)
+        return web.Response(status=499)  # (nginx's "client closed request"; never sent)
+    except Exception as e:
+        if disk_full(e):  # not the client's mistake, nor a bug: say what it is
+            log.warning("%s %s: the disk is full: %s", request.method, request.path, describe(e))
+            raise error_response(
+                web.HTTPInsufficientStorage,
+                f"the server's disk is full ({describe(e)}): the request could not be "
+                "completed; try again once space is freed on the server") from None
         log.exception("unhandled error on %s %s", request.method, request.path)
         raise error_response(web.HTTPInternalServerError, "internal server error") from None
 
@@ -110,6 +166,8 @@ def make_app(config: ServerConfig, store: Store, runtime: Runtime,
     app = web.Application(
         middlewares=[error_middleware, auth_middleware], client_max_size=config.max_body_bytes
     )
+    _quiet_bad_request_lines()
+    app.on_response_prepare.append(_head_has_no_body)
     scheduler = Scheduler(config, store, runtime)
     auth = Authenticator(store, load_secret(config.data_dir))
     app[STATE] = State(config, store, runtime, scheduler, auth, runtime_reason=runtime_reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import getpass
 import json
@@ -10,12 +11,16 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .config import ConfigError, ServerConfig, load_config
+
+if TYPE_CHECKING:
+    from .store import Store
 
 
 def default_data_dir() -> Path:
@@ -33,8 +38,19 @@ config_option = click.option(
 
 
 def _load(data_dir: Path | None, config_file: Path | None, **kw: Any) -> ServerConfig:
+    """The config, with its data dir made private first (datadir.py): every command reads or
+    writes secrets there."""
+    from .datadir import DataDirError, secure
+
+    path = (data_dir or default_data_dir()).expanduser().resolve()
     try:
-        return load_config((data_dir or default_data_dir()).expanduser().resolve(), config_file, **kw)
+        tightened = secure(path)
+    except (DataDirError, OSError) as e:
+        raise click.ClickException(f"cannot use the data dir: {e}") from None
+    for what in tightened:
+        click.echo(f"made private (only its owner may read it): {what}", err=True)
+    try:
+        return load_config(path, config_file, **kw)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
 
@@ -54,6 +70,9 @@ def write_private(path: Path, data: str) -> None:
 @click.group()
 def main() -> None:
     """Run the neuro platform server and manage its users."""
+    from .datadir import UMASK
+
+    os.umask(UMASK)  # the database, keys, tokens and job files: the server's user's only
 
 
 @main.command()
@@ -103,9 +122,11 @@ async def _serve(config: ServerConfig) -> None:
 
         runtime: Any = DockerRuntime(
             choice.url or "", root=config.jobs_dir, port_connect=config.port_connect,
-            network=None if config.network == "default" else config.network)
+            network=None if config.network == "default" else config.network,
+            pids_limit=config.pids_limit)
     else:
-        runtime = ProcessRuntime(config.jobs_dir)
+        runtime = ProcessRuntime(config.jobs_dir, pids_limit=config.pids_limit,
+                                 output_limit=config.job_output_limit)
     store = Store(config.db_path)
     app = make_app(config, store, runtime, runtime_reason=choice.reason)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -150,7 +171,7 @@ async def _serve(config: ServerConfig) -> None:
             except Exception:
                 token = None
         if token is None:
-            token = state.auth.issue(user)
+            token = state.auth.issue(user, note="embedded")
             write_private(token_file, token)
         write_private(info_path, json.dumps({
             "url": f"{base}/api/v1",
@@ -196,46 +217,163 @@ async def _on_last_port(start: Any, configured: int, remember: Path | None) -> i
             raise
         bound = await start(configured)
     if remember is not None:
-        remember.write_text(str(bound))
+        write_private(remember, str(bound))
     return int(bound)
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    from .admin import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+expires_option = click.option(
+    "--expires", "expires_in", metavar="DURATION", callback=_duration, default=None,
+    help="The token stops working after this long, e.g. 30d, 12h, 1w2d [default: never].")
 
 
 @main.command("add-user")
 @data_dir_option
 @config_option
+@expires_option
 @click.argument("name")
-def add_user(data_dir: Path | None, config_file: Path | None, name: str) -> None:
+def add_user(data_dir: Path | None, config_file: Path | None, expires_in: float | None,
+             name: str) -> None:
     """Add a user and print a token for them"""
     from .validation import NAME_RE
 
-    if not (1 <= len(name) <= 64) or not NAME_RE.match(name):
+    if not (1 <= len(name) <= 64) or not NAME_RE.fullmatch(name):
         raise click.ClickException(f"invalid user name {name!r}: lower-case letters, digits and dashes")
     config = _load(data_dir, config_file)
-    _print_token(config, name, create=True)
+    _print_token(config, name, create=True, expires_in=expires_in, note="add-user")
+
+
+@main.command()
+@data_dir_option
+@config_option
+@expires_option
+@click.argument("name")
+def token(data_dir: Path | None, config_file: Path | None, expires_in: float | None,
+          name: str) -> None:
+    """Print a new token for an existing user"""
+    _print_token(_load(data_dir, config_file), name, create=False, expires_in=expires_in,
+                 note="token")
+
+
+def _print_token(config: ServerConfig, name: str, *, create: bool, expires_in: float | None,
+                 note: str) -> None:
+    from .auth import Authenticator, load_secret
+
+    with _store(config) as store:
+        if create:
+            store.add_user(name)
+        else:
+            _require_user(store, name)
+        click.echo(Authenticator(store, load_secret(config.data_dir)).issue(
+            name, expires_in=expires_in, note=note))
+
+
+@contextlib.contextmanager
+def _store(config: ServerConfig) -> Iterator[Store]:
+    from .store import Store
+
+    store = Store(config.db_path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _require_user(store: Store, name: str) -> None:
+    if not store.user_exists(name):
+        raise click.ClickException(f"no such user: {name} (add it with: neuro-server add-user {name})")
 
 
 @main.command()
 @data_dir_option
 @config_option
 @click.argument("name")
-def token(data_dir: Path | None, config_file: Path | None, name: str) -> None:
-    """Print a new token for an existing user"""
-    _print_token(_load(data_dir, config_file), name, create=False)
+def tokens(data_dir: Path | None, config_file: Path | None, name: str) -> None:
+    """List a user's tokens (JTI, created, expiry, state)"""
+    from .admin import token_table
+
+    with _store(_load(data_dir, config_file)) as store:
+        _require_user(store, name)
+        for line in token_table(store.tokens(name)):
+            click.echo(line)
 
 
-def _print_token(config: ServerConfig, name: str, *, create: bool) -> None:
-    from .auth import Authenticator, load_secret
-    from .store import Store
+@main.command("revoke-token")
+@data_dir_option
+@config_option
+@click.argument("token_or_jti", metavar="TOKEN|JTI")
+def revoke_token(data_dir: Path | None, config_file: Path | None, token_or_jti: str) -> None:
+    """Revoke a token, given whole or by its JTI
 
-    store = Store(config.db_path)
-    try:
-        if create:
-            store.add_user(name)
-        elif not store.user_exists(name):
-            raise click.ClickException(f"no such user: {name} (add it with: neuro-server add-user {name})")
-        click.echo(Authenticator(store, load_secret(config.data_dir)).issue(name))
-    finally:
-        store.close()
+    A running server refuses it from its next request on.  `neuro-server tokens NAME` lists
+    the JTIs."""
+    from .admin import looks_like_jwt, valid_jti
+    from .auth import Authenticator, AuthError, load_secret
+
+    config = _load(data_dir, config_file)
+    arg = token_or_jti.strip()
+    with _store(config) as store:
+        if looks_like_jwt(arg):
+            try:
+                jti = Authenticator(store, load_secret(config.data_dir)).claims(
+                    arg, verify_exp=False).jti
+            except AuthError:
+                raise click.ClickException(
+                    "not a token of this server (its signature does not verify)") from None
+        elif valid_jti(arg):
+            jti = arg
+        else:
+            raise click.ClickException(f"not a token nor a token id (32 hex digits): {arg[:40]!r}")
+        record = store.token(jti)
+        if record is None:
+            raise click.ClickException(f"no token {jti} (or its user was removed)")
+        if not store.revoke_token(jti):
+            click.echo(f"Token {jti} of {record.user} was already revoked")
+            return
+        click.echo(f"Revoked token {jti} of {record.user}")
+
+
+@main.command("remove-user")
+@data_dir_option
+@config_option
+@click.argument("name")
+def remove_user(data_dir: Path | None, config_file: Path | None, name: str) -> None:
+    """Remove a user, revoke their tokens and kill their jobs
+
+    Their tokens stop working at once (in a running server too), their active jobs are
+    killed, their secrets and what others shared with them are deleted.  Their job records,
+    storage and disks are kept: adding the user again gives them back."""
+    from .admin import server_running, stop_jobs
+    from .store import ACTIVE
+
+    config = _load(data_dir, config_file)
+    with _store(config) as store:
+        _require_user(store, name)
+        active = list(store.list_jobs(owners=[name], statuses=ACTIVE))
+        secrets = len(store.secret_keys(name))
+        live = sum(1 for t in store.tokens(name) if not t.revoked and not t.expired())
+        store.remove_user(name)
+        click.echo(f"Removed user {name}: {live} tokens revoked, {secrets} secrets deleted")
+        if active:
+            click.echo(f"Killing {len(active)} active jobs of {name}: "
+                       + ", ".join(j.id for j in active))
+            asyncio.run(stop_jobs(config, store, active))
+            if not server_running(config.data_dir):
+                click.echo("No server runs on this data dir: it records them as cancelled "
+                           "when it next starts")
+    storage = config.data_dir / "storage" / name
+    if storage.exists():
+        click.echo(f"Kept: {name}'s storage in {storage} (delete it yourself if unwanted)")
 
 
 if __name__ == "__main__":  # pragma: no cover

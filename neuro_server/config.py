@@ -13,6 +13,9 @@ Read from a TOML file (``<data_dir>/server.toml`` by default); every key is opti
     max_running_jobs = 0 # per user; 0: no limit (over it: refused, or queued on request)
     http_port = 0        # jobs' HTTP ingress: http://JOB_ID.<http_domain>:<http_port>/
     http_domain = "jobs.localhost"
+    storage_quota = "10GiB"  # per user, of their storage tree; 0 (the default): no limit
+    pids_limit = 4096    # processes and threads per job (a fork loop stops there); 0: none
+    job_output_limit = "10GiB"  # output kept per job (the job goes on); 0 (the default): all
     port_connect = "auto" # docker: a container's address, else a relay exec'd in it (rootless)
     network = "per-user"  # docker: a network per user (their jobs reach each other, by name
                           # NAME--OWNER where it has DNS; others' cannot); "shared": one for
@@ -124,6 +127,9 @@ class ServerConfig:
     http_port: int = 0  # the jobs' HTTP ingress (0: any free port; the embedded server reuses it)
     http_domain: str = "jobs.localhost"  # job hosts: JOB_ID.<domain>, NAME--OWNER.<domain>
     max_body_bytes: int = 1 << 20
+    storage_quota: int = 0  # bytes per user's storage tree, 0: no limit (over it: 507)
+    pids_limit: int = 4096  # per job: cgroup pids.max (process), PidsLimit (docker); 0: none
+    job_output_limit: int = 0  # bytes of output kept per job (process runtime), 0: no limit
     runtime: str = "auto"  # auto | process | docker
     docker_host: str | None = None
     port_connect: str = "auto"  # docker runtime: auto | address | exec (a relay in the container)
@@ -191,6 +197,12 @@ def load_config(data_dir: Path, config_file: Path | None = None, **overrides: An
     for key in ("kill_grace_seconds", "round_robin_seconds"):
         if key in server:
             kw[key] = float(server[key])
+    if "storage_quota" in server:
+        kw["storage_quota"] = parse_size(server["storage_quota"])
+    if "job_output_limit" in server:
+        kw["job_output_limit"] = parse_size(server["job_output_limit"])
+    if "pids_limit" in server:
+        kw["pids_limit"] = int(server["pids_limit"])
     if "allow_privileged" in server:
         kw["allow_privileged"] = bool(server["allow_privileged"])
     res = raw.get("resources", {})
@@ -209,6 +221,9 @@ def load_config(data_dir: Path, config_file: Path | None = None, **overrides: An
             raise ConfigError("preset names must be unique")
         kw["presets"] = presets
     kw.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("pids_limit", "job_output_limit"):
+        if kw.get(key, 0) < 0:
+            raise ConfigError(f"{key} must not be negative (0: no limit)")
     if kw.get("runtime", "auto") not in ("auto", "process", "docker"):
         raise ConfigError(f"unknown runtime {kw['runtime']!r}: auto, process or docker")
     if kw.get("port_connect", "auto") not in ("auto", "address", "exec"):

@@ -22,20 +22,28 @@ pending --(fits in free resources, oldest first)--> running --> succeeded | fail
   that has run for ``round_robin_seconds`` since it last (re)started.  Each suspension counts
   in ``restarts``.
 - On start, ``reconcile`` brings every active job up to date with what the runtime knows, so
-  jobs that ran or ended while the server was down are neither lost nor restarted.
+  jobs that ran or ended while the server was down are neither lost nor restarted.  A job whose
+  supervisor was lost (SIGKILLed) has what is left of it killed by the runtime and ends
+  failed/SupervisorLost, whether the watcher or a restarted server finds it.
+- A full disk never loses a job's end: a record that fails for want of space (or a busy
+  database) is retried with backoff until it holds, and the first such failure gives up the
+  data dir's reserve (diskfull.py) so that it usually holds at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
+import sqlite3
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from .config import Preset, ServerConfig
-from .runtime.base import ExitInfo, JobSpec, Runtime, RuntimeError_, State, job_hostname
+from .diskfull import Reserve, describe, disk_full
+from .runtime.base import ExitInfo, JobSpec, Mount, Runtime, RuntimeError_, State, job_hostname
 from .store import ACTIVE, JobRecord, Store, now
 from .validation import NewJob
 
@@ -43,6 +51,8 @@ log = logging.getLogger(__name__)
 
 GiB = 1 << 30
 HOLDS = 1e18  # "plenty": a resource a suspended job keeps while frozen
+RETRY_FIRST, RETRY_MAX = 0.1, 5.0  # seconds between tries of a record that could not be made
+T = TypeVar("T")
 
 
 def _fmt_mem(n: float) -> str:
@@ -73,6 +83,7 @@ class Scheduler:
         self._running_since: dict[str, float] = {}  # loop time of its last start or resume
         self._suspending: set[str] = set()  # suspensions and resumptions in flight
         self._resuming: set[str] = set()
+        self.reserve = Reserve(config.data_dir / "reserve")  # room for job states on a full disk
         # for pass_config: the API URL jobs reach the server at, and a token issuer (set by
         # whoever serves the app)
         self.api_url: str | None = None
@@ -83,6 +94,7 @@ class Scheduler:
         if hasattr(self.runtime, "on_progress"):
             # a runtime that pulls images tells what a start is doing: shown as pending reasons
             self.runtime.on_progress = self._progress  # type: ignore[attr-defined]
+        self.reserve.ensure()
         await self.reconcile()
         self._loop_task = asyncio.create_task(self._loop(), name="scheduler")
 
@@ -232,6 +244,7 @@ class Scheduler:
     async def _loop(self) -> None:
         while True:
             self._wake.clear()
+            self.reserve.ensure()  # (taken again once a full disk has room)
             try:
                 next_check = self._step()
             except Exception:
@@ -363,19 +376,24 @@ class Scheduler:
             self._starting.discard(job.id)
             self._wake.set()
 
-    def _mounts(self, job: JobRecord) -> list[tuple[str, str, bool]]:
-        """The job's storage volumes as host directories (checked again: a job may have
-        replaced a directory of its tree by a link since)."""
+    def _mounts(self, job: JobRecord) -> list[Mount]:
+        """The job's storage volumes: paths in the owner's tree, which the runtime opens
+        beneath it with no link followed as it mounts them (a check here could not hold: the
+        owner's jobs may swap a directory of the tree for a link at any moment).  Checked here
+        too, for a clear message while nothing is racing."""
         from . import storage
 
         root = storage.user_root(self.config.data_dir, job.owner)
         out = []
         for v in job.spec.get("storage_volumes") or ():
             try:
-                path = storage.resolve(root, v["path"], must_exist=True)
+                storage.resolve(root, v["path"], must_exist=True)
             except storage.StorageError as e:
                 raise RuntimeError_(f"volume {v['uri']}: {e}", reason="ContainerCannotRun") from None
-            out.append((str(path), v["dst"], bool(v["read_only"])))
+            except OSError as e:  # the tree changed under the check (a link swapped in)
+                raise RuntimeError_(f"volume {v['uri']}: {e.strerror}",
+                                    reason="ContainerCannotRun") from None
+            out.append(Mount(str(root.absolute()), v["path"], v["dst"], bool(v["read_only"])))
         return out
 
     # -- disks: one writer at a time ------------------------------------------------------------
@@ -395,17 +413,19 @@ class Scheduler:
                             f"{d['ref']} (one writer at a time)")
         return None
 
-    async def _disk_mounts(self, job: JobRecord) -> list[tuple[str, str, bool]]:
+    async def _disk_mounts(self, job: JobRecord) -> list[Mount]:
+        """The job's disks, mounted: each the root of its filesystem, pinned as volumes are."""
         from . import disks
 
         out = []
         for d in job.spec.get("disk_volumes") or ():
             try:
-                mnt = await disks.mount(self.config.data_dir, d["id"])
+                await disks.mount(self.config.data_dir, d["id"])
             except disks.DiskError as e:
                 raise RuntimeError_(str(e), reason="ContainerCannotRun") from None
             self.store.touch_disk(d["id"])
-            out.append((str(mnt), d["dst"], bool(d["read_only"])))
+            root, path = disks.volume_source(self.config.data_dir, d["id"])
+            out.append(Mount(str(root.absolute()), path, d["dst"], bool(d["read_only"])))
         return out
 
     async def _release_disks(self, job_id: str) -> None:
@@ -484,19 +504,51 @@ class Scheduler:
             self._watchers[job_id] = asyncio.create_task(self._watch_job(job_id), name=f"watch {job_id}")
 
     async def _watch_job(self, job_id: str) -> None:
-        try:
-            exit_info = await self.runtime.wait(job_id)
+        """Wait for the job's end and record it; neither gives up on a full disk (_persist)."""
+
+        async def finish() -> None:
             self._finish(job_id, exit_info)
+
+        async def lost(e: Exception) -> None:
+            self._set(job_id, "failed", "Error", f"lost track of the job: {e}")
+
+        try:
+            exit_info = await self._persist(job_id, "wait for the end of",
+                                            lambda: self.runtime.wait(job_id))
+            await self._persist(job_id, "record the end of", finish)
             await self.runtime.cleanup(job_id)
             await self._release_disks(job_id)
         except asyncio.CancelledError:
             raise
         except Exception as e:
             log.exception("watch %s", job_id)
-            self._set(job_id, "failed", "Error", f"lost track of the job: {e}")
+            await self._persist(job_id, "record the loss of", functools.partial(lost, e))
         finally:
             self._watchers.pop(job_id, None)
             self._wake.set()
+
+    async def _persist(self, job_id: str, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """``fn()`` until it does not fail for want of space or a busy database (retried with
+        backoff; said once in the log): a job's state converges once there is room again.  The
+        first failure for want of space gives up the reserve, so that it usually holds at once.
+        Other errors are raised."""
+        delay, said = RETRY_FIRST, False
+        while True:
+            try:
+                return await fn()
+            except Exception as e:
+                if not _transient(e):
+                    raise
+                if disk_full(e) and self.reserve.release():
+                    log.warning("the disk is full (%s): gave up the data dir's reserve to %s "
+                                "job %s", describe(e), what, job_id)
+                    continue
+                if not said:
+                    log.warning("cannot %s job %s: %s; retrying until it can", what, job_id,
+                                describe(e))
+                    said = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
 
     # -- preemption (presets with scheduler_enabled) ------------------------------------------
     def _victims(self, job: JobRecord, free: dict[str, float], clock: float) -> list[JobRecord] | None:
@@ -587,7 +639,8 @@ class Scheduler:
         """Schedule the job's restart if its policy asks for one; True if it will restart."""
         policy = job.spec.get("restart_policy", "never")
         failed = ex.oom_killed or ex.exit_code != 0
-        if job.kill_reason or ex.error or not (policy == "always" or (policy == "on-failure" and failed)):
+        if job.kill_reason or ex.error or ex.lost or not (
+                policy == "always" or (policy == "on-failure" and failed)):
             return False
         if job.life_span is not None and job.run_time(ex.finished_at) >= job.life_span:
             return False  # its life span is over: it ends as it is
@@ -615,6 +668,9 @@ class Scheduler:
                       exit_code=code, at=ex.finished_at)
         elif ex.error:
             self._set(job_id, "failed", "ContainerCannotRun", ex.error, exit_code=code, at=ex.finished_at)
+        elif ex.lost:
+            self._set(job_id, "failed", "SupervisorLost", ex.lost[:1].upper() + ex.lost[1:],
+                      exit_code=code, at=ex.finished_at)
         elif ex.oom_killed:
             self._set(job_id, "failed", "OOMKilled",
                       f"The job ran out of memory: the limit of its preset is "
@@ -628,24 +684,46 @@ class Scheduler:
     # -- after a restart -------------------------------------------------------------------
     async def reconcile(self) -> None:
         for job in self.store.jobs_with_status(ACTIVE):
+            try:
+                await self._reconcile(job)
+            except Exception as e:
+                if not _transient(e):
+                    raise
+                # (the disk is full: the server starts all the same, the job catches up)
+                self._spawn(self._persist(job.id, "reconcile",
+                                          functools.partial(self._reconcile, job)))
+
+    async def _reconcile(self, job: JobRecord) -> None:
+        st = self.runtime.inspect(job.id)
+        if st.state == State.NOT_FOUND and job.status in ("running", "suspended"):
+            # its supervisor may have been lost: the runtime kills what it left of the job
+            # and records that end (the process runtime), or knows nothing of it
+            await self.runtime.cleanup(job.id)
             st = self.runtime.inspect(job.id)
-            if st.state == State.RUNNING:
-                if job.status == "pending":
-                    self._set(job.id, "running", at=st.started_at or now())
-                self._watch(job.id)
-            elif st.state == State.EXITED and job.reason == "Restarting" and job.status == "pending":
-                pass  # the exit of the run before its restart: the loop starts it again
-            elif st.state == State.EXITED:
-                assert st.exit is not None
-                if job.status == "pending":
-                    self._set(job.id, "running", at=st.started_at or st.exit.finished_at)
-                self._finish(job.id, st.exit)
-                await self.runtime.cleanup(job.id)
-            elif job.status == "running":
-                self._set(job.id, "failed", "Error",
-                          "The job's supervisor is gone and left no exit code")
-            elif job.kill_reason:
-                self._set(job.id, "cancelled", job.kill_reason, _kill_text(job.kill_reason))
+        if st.state == State.RUNNING:
+            self._watch(job.id)  # (first: the loop must not start it again meanwhile)
+            if job.status == "pending":
+                self._set(job.id, "running", at=st.started_at or now())
+        elif st.state == State.EXITED and job.reason == "Restarting" and job.status == "pending":
+            pass  # the exit of the run before its restart: the loop starts it again
+        elif st.state == State.EXITED:
+            assert st.exit is not None
+            if job.status == "pending":
+                self._set(job.id, "running", at=st.started_at or st.exit.finished_at)
+            self._finish(job.id, st.exit)
+            await self.runtime.cleanup(job.id)
+        elif job.status in ("running", "suspended"):
+            self._set(job.id, "failed", "Error",
+                      "The job's supervisor is gone and left no exit code")
+        elif job.kill_reason:
+            self._set(job.id, "cancelled", job.kill_reason, _kill_text(job.kill_reason))
+
+
+def _transient(e: BaseException) -> bool:
+    """A failure that goes away by itself: a full disk (space is freed), a busy database."""
+    if disk_full(e):
+        return True
+    return isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
 
 
 def _preset_res(p: Preset) -> dict[str, Any]:
@@ -659,4 +737,5 @@ def _kill_text(reason: str) -> str:
     return {
         "UserRequested": "The job was killed on request",
         "LifeSpanEnded": "The job ran for its whole life span and was stopped",
+        "UserRemoved": "The job's owner was removed",  # neuro-server remove-user
     }.get(reason, reason)

@@ -13,15 +13,18 @@ import posixpath
 import re
 import shlex
 import signal as signal_mod
+from collections.abc import Callable
 from typing import Any
 
 from .config import Preset, ServerConfig
 
-NAME_RE = re.compile(r"^[a-z](?:-?[a-z0-9])*$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# \Z, not $: "$" also matches before a final newline ("train-1\n" would pass)
+NAME_RE = re.compile(r"^[a-z](?:-?[a-z0-9])*\Z")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 MAX_TAGS = 16
 MAX_STR = 64 * 1024
 THIRTY_DAYS = 30 * 24 * 3600.0
+MAX_LIFE_SPAN = 100 * 365 * 24 * 3600.0  # a century: more is a mistake (or infinity)
 
 
 class ValidationError(Exception):
@@ -59,13 +62,26 @@ def _bool(body: dict[str, Any], key: str, prefix: str = "") -> bool:
     return value
 
 
+def finite(value: Any) -> float | None:
+    """A JSON number as a finite float; None for anything else (a bool, NaN, infinity, an
+    integer too large for a float: math.isfinite(10**400) itself raises OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _number(body: dict[str, Any], key: str, prefix: str = "") -> float | None:
     value = body.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    number = finite(value)
+    if number is None:
         raise ValidationError(f"'{prefix}{key}' must be a number")
-    return float(value)
+    return number
 
 
 def _int(body: dict[str, Any], key: str, prefix: str = "") -> int | None:
@@ -93,10 +109,13 @@ def _env(body: dict[str, Any], prefix: str = "") -> dict[str, str]:
     if not isinstance(env, dict):
         raise ValidationError(f"'{prefix}env' must be an object of strings")
     for k, v in env.items():
-        if not ENV_NAME_RE.match(k):
+        if not ENV_NAME_RE.fullmatch(k):
             raise ValidationError(f"invalid environment variable name: {k!r}")
         if not isinstance(v, str):
             raise ValidationError(f"environment variable {k!r} must be a string")
+        if "\0" in v:
+            raise ValidationError(f"environment variable {k!r} has a NUL character: a "
+                                  "process environment cannot hold one")
     return dict(env)
 
 
@@ -104,7 +123,9 @@ SECRET_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,252}")
 
 
 def secret_key(uri: Any, cluster: str, where: str) -> str:
-    """The key of a secret URI: ``secret:KEY`` or ``secret://CLUSTER/[ORG/]PROJECT/KEY``."""
+    """The key of a secret URI: ``secret:KEY`` or ``secret://CLUSTER/[[ORG/]PROJECT/]KEY``
+    (PROJECT may be the owner's user name, as on the platform; whose it is, is for
+    ``check_secret_owners`` to say)."""
     if not isinstance(uri, str) or not uri.startswith("secret:"):
         raise ValidationError(f"{where}: not a secret URI (secret:KEY): {uri!r}")
     rest = uri[len("secret:"):]
@@ -112,12 +133,44 @@ def secret_key(uri: Any, cluster: str, where: str) -> str:
         parts = rest[2:].split("/")
         if len(parts) < 2 or parts[0] != cluster:
             raise ValidationError(f"{where}: {uri!r} is not a secret of cluster {cluster!r}")
+        if len(parts) > 4 or not all(parts[1:-1]):
+            raise ValidationError(f"{where}: {uri!r} is not a secret URI "
+                                  f"(secret://{cluster}/[ORG/]PROJECT/KEY)")
         key = parts[-1]
     else:
         key = rest
     if not SECRET_KEY_RE.fullmatch(key):
         raise ValidationError(f"{where}: invalid secret key {key!r}")
     return key
+
+
+def check_secret_owners(spec: dict[str, Any], user: str, config: ServerConfig,
+                        is_user: Callable[[str], bool]) -> None:
+    """Refuse a job's secret URI that names someone else: a user's secrets are their own, so
+    ``secret://CLUSTER/[ORG/]OWNER/KEY`` must name the caller, this server's project (every
+    user's secrets live in it, each user seeing only theirs) or the job's own project, and
+    not another user; else the job would silently get the caller's KEY instead of OWNER's."""
+    job_project = spec.get("project_name") or config.project_name
+    orgs = {config.org_name, spec.get("org_name") or config.org_name, "NO_ORG"}
+
+    def mine(owner: str) -> bool:
+        if owner in (user, config.project_name):
+            return True
+        return owner == job_project and not is_user(owner)  # (bob's job "in project alice")
+
+    for uri in [*spec["secret_env_uris"].values(), *(f["uri"] for f in spec["secret_files"])]:
+        # secret://CLUSTER/[ORG/]OWNER/KEY -> [ORG, OWNER]; secret:KEY, secret://CLUSTER/KEY -> []
+        parts = uri.split("/")[3:-1] if uri.startswith("secret://") else []
+        if not parts:
+            continue
+        if not mine(parts[-1]):
+            whose = parts[-1]
+        elif len(parts) == 2 and parts[0] not in orgs:
+            whose = f"org {parts[0]}"
+        else:
+            continue
+        raise ValidationError(f"{uri} belongs to {whose}: you can use only your own secrets "
+                              f"(secret:KEY, or secret://{config.cluster_name}/{user}/KEY)")
 
 
 def _container_path(value: Any, where: str) -> str:
@@ -132,18 +185,20 @@ def _container_fields(body: dict[str, Any], prefix: str = "", *,
                       needs_command: bool = True, cluster: str = "") -> dict[str, Any]:
     image = _str(body, "image", required=True, max_len=1024, prefix=prefix)
     assert image is not None
-    if not image.strip() or any(c.isspace() for c in image):
+    if not image.strip() or any(c.isspace() or c == "\0" for c in image):
         raise ValidationError(f"invalid image name: {image!r}")
     entrypoint = _str(body, "entrypoint", prefix=prefix)
     command = _str(body, "command", prefix=prefix)
     argv = split_command(entrypoint, "entrypoint") + split_command(command, "command")
+    if any("\0" in arg for arg in argv):
+        raise ValidationError("the command has a NUL character: no program can be given one")
     if not argv and needs_command:
         raise ValidationError(
             "no command to run: this server's process runtime does not use the image, "
             "so give a command (neuro run IMAGE -- CMD...)"
         )
     working_dir = _str(body, "working_dir", max_len=4096, prefix=prefix)
-    if working_dir is not None and not working_dir.startswith("/"):
+    if working_dir is not None and (not working_dir.startswith("/") or "\0" in working_dir):
         raise ValidationError(f"'working_dir' must be an absolute path, got {working_dir!r}")
     http = body.get("http")
     if http is not None:
@@ -197,7 +252,7 @@ def _container_fields(body: dict[str, Any], prefix: str = "", *,
         raise ValidationError(f"'{prefix}secret_env' must be an object")
     secret_env: dict[str, str] = {}
     for var, uri in secret_env_uris.items():
-        if not ENV_NAME_RE.match(var):
+        if not ENV_NAME_RE.fullmatch(var):
             raise ValidationError(f"invalid environment variable name: {var!r}")
         secret_env[var] = secret_key(uri, cluster, f"secret_env {var}")
     volumes = body.get("secret_volumes") or []
@@ -236,7 +291,7 @@ def _container_fields(body: dict[str, Any], prefix: str = "", *,
 
 def _job_fields(body: dict[str, Any], config: ServerConfig) -> dict[str, Any]:
     name = _str(body, "name", max_len=40)
-    if name is not None and (len(name) < 3 or not NAME_RE.match(name)):
+    if name is not None and (len(name) < 3 or not NAME_RE.fullmatch(name)):
         raise ValidationError(
             f"invalid job name {name!r}: use 3-40 characters, lower-case letters, digits and "
             "single dashes, starting with a letter (e.g. train-1)"
@@ -260,10 +315,16 @@ def _job_fields(body: dict[str, Any], config: ServerConfig) -> dict[str, Any]:
     if minutes is not None:
         if minutes < 1:
             raise ValidationError("'max_run_time_minutes' must be at least 1")
+        if minutes > MAX_LIFE_SPAN / 60:
+            raise ValidationError(f"'max_run_time_minutes' must be at most {MAX_LIFE_SPAN / 60:.0f}"
+                                  " (100 years)")
         life_span = minutes * 60.0
     if seconds is not None:
         if seconds <= 0:
             raise ValidationError("'max_run_time_seconds' must be positive")
+        if seconds > MAX_LIFE_SPAN:
+            raise ValidationError(f"'max_run_time_seconds' must be at most {MAX_LIFE_SPAN:.0f} "
+                                  "(100 years)")
         life_span = seconds
     schedule_timeout = _number(body, "schedule_timeout")
     if schedule_timeout is not None and not 1 <= schedule_timeout < THIRTY_DAYS:
@@ -328,8 +389,7 @@ def _life_span_signal(value: Any, life_span: float | None) -> dict[str, Any] | N
         raise ValidationError(f"life_span_signal cannot be {_signal_name(num)}: a job cannot "
                               "catch it")
     before = value.get("seconds_before", 60)
-    if (isinstance(before, bool) or not isinstance(before, (int, float))
-            or not math.isfinite(before) or before <= 0):
+    if (number := finite(before)) is None or number <= 0:
         raise ValidationError(
             f"'life_span_signal.seconds_before' must be a positive number, got {before!r}")
     if life_span is None:
@@ -394,6 +454,27 @@ def parse_start(body: Any, config: ServerConfig, *, needs_command: bool = True) 
     return NewJob(job["name"], job["tags"], job["life_span"], spec)
 
 
+def _within_machine(cpu: float, memory: int, gpu: int, config: ServerConfig) -> None:
+    """Refuse resources no job could ever get here (the scheduler's capacity is the
+    server's CPU, memory and GPUs): such a job would wait as pending forever."""
+    over = [what for what, asked, total in (
+        (f"{cpu:g} CPU", cpu, config.cpu),
+        (f"{_fmt_bytes(memory)} of memory", memory, config.memory),
+        (f"{gpu if gpu < 10**6 else 'millions of'} NVIDIA GPU", gpu, config.nvidia_gpu))
+        if asked > total]
+    if over:
+        raise ValidationError(
+            f"the job asks for {' and '.join(over)}: more than this server can ever give a "
+            f"job, which is at most {config.cpu:g} CPU, {_fmt_bytes(config.memory)} of memory "
+            f"and {config.nvidia_gpu} NVIDIA GPU")
+
+
+def _fmt_bytes(n: int) -> str:
+    if n >= 1 << 60:
+        return "more than an EiB"  # (n may be beyond what a float holds)
+    return f"{n / (1 << 30):.4g} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.4g} MiB"
+
+
 def parse_run(body: Any, config: ServerConfig, *, needs_command: bool = True) -> NewJob:
     """Deprecated ``POST /jobs`` with a nested ``container`` and explicit resources."""
     body = _require_object(body)
@@ -415,6 +496,7 @@ def parse_run(body: Any, config: ServerConfig, *, needs_command: bool = True) ->
     gpu = _int(res, "nvidia_gpu", "container.resources.") or _int(res, "gpu", "container.resources.") or 0
     if gpu < 0:
         raise ValidationError("'container.resources.nvidia_gpu' must not be negative")
+    _within_machine(cpu, memory, gpu, config)
     resources: dict[str, Any] = {"cpu": cpu, "memory": memory,
                                  "shm": _bool(res, "shm", "container.resources.")}
     if gpu:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from aiohttp import web
@@ -14,14 +14,44 @@ STATE: web.AppKey[Any] = web.AppKey("state")
 # the authenticated caller (None on routes where a token is optional)
 USER: Any = web.RequestKey("user", str) if hasattr(web, "RequestKey") else "user"
 
-def error_response(cls: type[web.HTTPException], message: str, **extra: Any) -> web.HTTPException:
-    body = json.dumps({"error": message, **extra})
+MAX_HEADER_ERROR = 1024  # bytes of X-Error (a client takes headers of 8 KiB at most, all told)
+MAX_BODY_ERROR = 16 * 1024  # characters of the message in the JSON body
+
+
+def _cut(message: str, limit: int) -> str:
+    """The message, at most ``limit`` characters: errors quote what the client sent, which
+    may be any size; a cut one ends with an ellipsis."""
+    return message if len(message) <= limit else message[:limit - 1] + "\u2026"
+
+
+def _header(message: str, extra: dict[str, Any]) -> str:
+    """The X-Error JSON, at most MAX_HEADER_ERROR bytes: a character may take 12 as an
+    escape (ASCII only in a header), so the message is cut to fit what it encodes to."""
+    def encoded(n: int) -> str:
+        return json.dumps({"error": _cut(message, n), **extra})
+
+    if len(header := encoded(MAX_HEADER_ERROR)) <= MAX_HEADER_ERROR:
+        return header
+    fits, too_long = 1, MAX_HEADER_ERROR  # the longest cut that fits lies in between
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if len(encoded(middle)) <= MAX_HEADER_ERROR:
+            fits = middle
+        else:
+            too_long = middle
+    return encoded(fits)
+
+
+def error_response(cls: type[web.HTTPException], message: str, *,
+                   headers: dict[str, str] | None = None, **extra: Any) -> web.HTTPException:
+    body = json.dumps({"error": _cut(message, MAX_BODY_ERROR), **extra})
+    header = _header(message, extra)
     kw: dict[str, Any] = {"text": body, "content_type": "application/json",
-                          "headers": {"X-Error": body}}
-    if cls is web.HTTPRequestEntityTooLarge:
-        # its constructor insists on sizes; build it as a plain 413 instead
+                          "headers": {**(headers or {}), "X-Error": header}}
+    if cls in (web.HTTPRequestEntityTooLarge, web.HTTPMethodNotAllowed):
+        # their constructors insist on sizes or methods; build a plain one of the status
         exc = web.HTTPException(**kw)
-        exc.set_status(413)
+        exc.set_status(cls.status_code)
         return exc
     return cls(**kw)
 
@@ -81,7 +111,11 @@ def parse_time(value: str | None, name: str) -> datetime | None:
     except ValueError:
         fail(web.HTTPBadRequest, f"invalid '{name}': {value!r} is not an ISO-8601 date and time")
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
+    try:
+        dt.astimezone(UTC)  # the store compares in UTC: 0001-01-01+23:59 has none
+    except OverflowError:
+        fail(web.HTTPBadRequest, f"invalid '{name}': {value!r} is out of range")
     return dt
 
 
@@ -94,6 +128,43 @@ async def read_json(request: web.Request) -> Any:
     if not raw:
         return None
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         fail(web.HTTPBadRequest, "the request body is not valid JSON")
+    except RecursionError:
+        fail(web.HTTPBadRequest, f"the request body is nested too deeply (at most {MAX_DEPTH})")
+    check_json(body)
+    return body
+
+
+MAX_DEPTH = 32
+
+
+def check_json(body: Any) -> None:
+    """Refuse what JSON parses but the server cannot keep: nesting deeper than MAX_DEPTH
+    (recursive code down the line would overflow) and strings with lone surrogates (valid
+    as JSON escapes, but no UTF-8 text: the store and the log could not encode them)."""
+    todo: list[tuple[Any, int]] = [(body, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if isinstance(value, str):
+            _text(value)
+            continue
+        if not isinstance(value, (dict, list)):
+            continue
+        if depth > MAX_DEPTH:
+            fail(web.HTTPBadRequest, f"the request body is nested too deeply (at most {MAX_DEPTH})")
+        if isinstance(value, dict):
+            for k, v in value.items():
+                _text(k)
+                todo.append((v, depth + 1))
+        else:
+            todo.extend((v, depth + 1) for v in value)
+
+
+def _text(value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        fail(web.HTTPBadRequest, f"the request body has a string that is not valid Unicode "
+                                 f"text ({e.reason}: {value[e.start]!r})")

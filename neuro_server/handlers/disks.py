@@ -49,7 +49,7 @@ async def create(request: web.Request) -> web.Response:
                                  f"{disks.MIN_SIZE >> 20} MiB and {disks.MAX_SIZE >> 40} TiB")
     name = body.get("name")
     if name is not None and (not isinstance(name, str) or not 3 <= len(name) <= 40
-                             or not NAME_RE.match(name)):
+                             or not NAME_RE.fullmatch(name)):
         fail(web.HTTPBadRequest, f"invalid disk name {name!r}: 3-40 lower-case letters, digits, dashes")
     why = disks.why_unsupported()
     if why:

@@ -75,6 +75,17 @@ class LiveExec:
                 await self.pump
 
 
+def resize_frame(payload: bytes) -> tuple[int, int] | None:
+    """(height, width) of a resize frame's ``{"height", "width"}``; None for garbage (a size
+    out of 1-10000 too: a terminal cannot take it), which is ignored."""
+    try:
+        size = json.loads(payload)
+        h, w = int(size["height"]), int(size["width"])
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
+        return None
+    return (h, w) if 0 < h <= 10000 and 0 < w <= 10000 else None
+
+
 def registry(state: Any) -> dict[str, LiveExec]:
     live: dict[str, LiveExec] = state.live_execs
     return live
@@ -150,10 +161,8 @@ async def serve(ws: web.WebSocketResponse, rec: LiveExec, offset: int) -> None:
             channel, payload = data[0], data[1:]
             if channel == 0:
                 await rec.session.write(payload)
-            elif channel == 4:
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    size = json.loads(payload)
-                    await rec.session.resize(int(size["height"]), int(size["width"]))
+            elif channel == 4 and (size := resize_frame(payload)) is not None:
+                await rec.session.resize(*size)
             elif channel == 255 and payload[:1] == b"\x00":
                 await rec.session.close_stdin()
         # aiohttp ends the loop on the client's close frame too

@@ -11,6 +11,7 @@ import shlex
 import signal as signal_mod
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,55 @@ class _Skip:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._s, name)
+
+
+MAX_SESSIONS = 64  # attach and exec sessions open on one job (its supervisor takes 128 clients)
+
+
+class _Counted:
+    """A session that counts among its job's open sessions until it is closed."""
+
+    def __init__(self, session: StdioSession, counts: dict[str, int], job_id: str) -> None:
+        self._s = session
+        self._counts = counts
+        self._job_id = job_id
+        self._open = True
+
+    async def close(self) -> None:
+        if self._open:
+            self._open = False
+            _release(self._counts, self._job_id)
+        await self._s.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s, name)
+
+
+def _release(counts: dict[str, int], job_id: str) -> None:
+    counts[job_id] -= 1
+    if not counts[job_id]:
+        del counts[job_id]
+
+
+async def _open_session(request: web.Request, job_id: str,
+                        opener: Callable[[], Awaitable[StdioSession]]) -> StdioSession:
+    """Open an attach or exec session with the job, at most MAX_SESSIONS at a time: past
+    its supervisor's own limit it would drop the connection, and the server answer 500."""
+    counts: dict[str, int] = app_state(request).sessions
+    if counts.get(job_id, 0) >= MAX_SESSIONS:
+        fail(web.HTTPTooManyRequests, f"job {job_id} has {MAX_SESSIONS} attach and exec sessions "
+                                      "open: close one first")
+    counts[job_id] = counts.get(job_id, 0) + 1  # taken before waiting: others count it
+    try:
+        session = await opener()
+    except ConnectionError as e:  # (the supervisor hung up: it is gone, or full)
+        _release(counts, job_id)
+        raise RuntimeError_(f"job {job_id} did not take the session: {e}",
+                            reason="Unavailable") from None
+    except BaseException:
+        _release(counts, job_id)
+        raise
+    return _Counted(session, counts, job_id)
 
 
 def _running_job(request: web.Request) -> JobRecord:
@@ -99,10 +149,8 @@ async def _pump_session(ws: web.WebSocketResponse, session: StdioSession, *, v2:
             channel, payload = data[0], data[1:]
             if channel == STDIN:
                 await session.write(payload)
-            elif channel == RESIZE:
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    size = json.loads(payload)
-                    await session.resize(int(size["height"]), int(size["width"]))
+            elif channel == RESIZE and (size := exec_resume.resize_frame(payload)) is not None:
+                await session.resize(*size)
             elif channel == CLOSE and payload[:1] == bytes([STDIN]):
                 await session.close_stdin()
 
@@ -164,9 +212,9 @@ async def attach(request: web.Request) -> web.WebSocketResponse:
             if offset < 0:
                 fail(web.HTTPBadRequest, f"invalid offset {raw_offset!r}: a byte count or 'end'")
     try:
-        session: StdioSession = await st.runtime.attach(
+        session: StdioSession = await _open_session(request, job.id, lambda: st.runtime.attach(
             job.id, stdin=stdin, stdout=f["stdout"], stderr=f["stderr"] and not tty,
-            logs=f["logs"] or offset is not None)
+            logs=f["logs"] or offset is not None))
     except RuntimeError_ as e:
         raise _runtime_error(e) from None
     if offset:
@@ -199,7 +247,8 @@ async def exec_ws(request: web.Request) -> web.WebSocketResponse:
     size = _size(request) if f["tty"] and ("h" in request.query or "w" in request.query) else None
     st = app_state(request)
     try:
-        session = await st.runtime.exec(job.id, argv, tty=f["tty"], stdin=f["stdin"], size=size)
+        session = await _open_session(request, job.id, lambda: st.runtime.exec(
+            job.id, argv, tty=f["tty"], stdin=f["stdin"], size=size))
     except RuntimeError_ as e:
         raise _runtime_error(e) from None
     ws, _ = _ws(request, (V2,))
@@ -252,6 +301,8 @@ def _split_cmd(cmd: str | None) -> list[str]:
         fail(web.HTTPBadRequest, f"'cmd' cannot be parsed: {e}")
     if not argv:
         fail(web.HTTPBadRequest, "'cmd' is empty")
+    if any("\0" in arg for arg in argv):
+        fail(web.HTTPBadRequest, "'cmd' has a NUL character: no program can be given one")
     return argv
 
 
@@ -313,16 +364,16 @@ async def exec_create(request: web.Request) -> web.Response:
     if not isinstance(command, str):
         fail(web.HTTPBadRequest, "'command' must be a string")
     argv = _split_cmd(command)
-    tty = body.get("tty", False)
-    if not isinstance(tty, bool):
-        fail(web.HTTPBadRequest, "'tty' must be true or false")
+    tty, stdin = body.get("tty", False), body.get("stdin", True)
+    if not isinstance(tty, bool) or not isinstance(stdin, bool):
+        fail(web.HTTPBadRequest, "'tty' and 'stdin' must be true or false")
     execs = _execs(request)
     if len(execs) >= MAX_EXECS:
         _evict(execs, len(execs) - MAX_EXECS + 1)
     if len(execs) >= MAX_EXECS:
         fail(web.HTTPTooManyRequests, "too many exec sessions; try again later")
     rec = ExecRecord(id=uuid.uuid4().hex, job_id=job.id, owner=caller(request), argv=argv,
-                     command=command, tty=tty, stdin=bool(body.get("stdin", True)))
+                     command=command, tty=tty, stdin=stdin)
     execs[rec.id] = rec
     return web.json_response({"exec_id": rec.id})
 
@@ -335,7 +386,8 @@ async def exec_start(request: web.Request) -> web.WebSocketResponse:
     rec.started = rec.running = True  # running from now on: never evicted while it starts
     st = app_state(request)
     try:
-        session = await st.runtime.exec(job.id, rec.argv, tty=rec.tty, stdin=rec.stdin)
+        session = await _open_session(request, job.id, lambda: st.runtime.exec(
+            job.id, rec.argv, tty=rec.tty, stdin=rec.stdin))
     except RuntimeError_ as e:
         rec.exit_code, rec.running = 127, False
         raise _runtime_error(e) from None

@@ -5,13 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 
 from aiohttp import web
 
 from ..scheduler import NameTaken, QuotaExhausted
 from ..serialize import job_json
 from ..store import ACTIVE, FINISHED, JobRecord
-from ..validation import ValidationError, parse_run, parse_start
+from ..validation import (
+    MAX_LIFE_SPAN,
+    ValidationError,
+    check_secret_owners,
+    finite,
+    parse_run,
+    parse_start,
+)
 from .common import app_state, caller, fail, get_job, parse_bool, parse_time, read_json
 
 STATUSES = ACTIVE + FINISHED
@@ -30,6 +38,7 @@ async def create_job(request: web.Request) -> web.Response:
     parse = parse_start if "from_preset" in request.query else parse_run
     try:
         new = parse(body, st.config, needs_command=needs_command)
+        check_secret_owners(new.spec, caller(request), st.config, st.store.user_exists)
     except ValidationError as e:
         fail(web.HTTPBadRequest, str(e))
     missing = sorted({*new.spec["secret_env"].values(), *(f["key"] for f in new.spec["secret_files"])}
@@ -37,7 +46,7 @@ async def create_job(request: web.Request) -> web.Response:
     if missing:
         fail(web.HTTPBadRequest, f"no secret {missing[0]!r}: add it with "
                                  f"`neuro secret add {missing[0]} VALUE`")
-    _storage_paths(request, new.spec)
+    new_dirs = _storage_paths(request, new.spec)
     for v in new.spec["disk_volumes"]:
         d = st.store.disk(caller(request), v["ref"])
         if d is None:
@@ -55,12 +64,18 @@ async def create_job(request: web.Request) -> web.Response:
     if new.spec.get("privileged") and not st.runtime.info().image_used:
         fail(web.HTTPBadRequest, "privileged jobs need the docker runtime: the process runtime "
                                  "runs jobs as the server's user on the host")
+    from .. import storage
+
+    root = storage.user_root(st.config.data_dir, caller(request))
+    try:  # volumes' directories are made only now: a refused job leaves none behind
+        made = await asyncio.to_thread(storage.make_new_dirs, root, new_dirs)
+    except storage.StorageError as e:
+        fail(web.HTTPBadRequest if e.status != 403 else web.HTTPForbidden, f"volume: {e}")
     try:
         job = st.scheduler.create(caller(request), new)
-    except NameTaken as e:
-        fail(web.HTTPConflict, str(e))
-    except QuotaExhausted as e:
-        fail(web.HTTPBadRequest, str(e))
+    except (NameTaken, QuotaExhausted) as e:
+        await asyncio.to_thread(storage.remove_new_dirs, root, made)
+        fail(web.HTTPConflict if isinstance(e, NameTaken) else web.HTTPBadRequest, str(e))
     return web.json_response(_json(request, job), status=202)
 
 
@@ -188,8 +203,7 @@ async def bump_life_span(request: web.Request) -> web.Response:
     seconds = body.get("additional_max_run_time_seconds")
     for key, value in (("additional_max_run_time_minutes", minutes),
                        ("additional_max_run_time_seconds", seconds)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not math.isfinite(value)):
+        if value is not None and finite(value) is None:
             fail(web.HTTPBadRequest, f"'{key}' must be a number")
     if seconds is not None:
         add = float(seconds)
@@ -205,6 +219,9 @@ async def bump_life_span(request: web.Request) -> web.Response:
         fail(web.HTTPBadRequest, f"job {job.id} is already {job.status}")
     if job.life_span is None:
         fail(web.HTTPBadRequest, f"job {job.id} has no life span limit to extend")
+    if job.life_span + add > MAX_LIFE_SPAN:
+        fail(web.HTTPBadRequest, f"a life span can be at most {MAX_LIFE_SPAN / 60:.0f} minutes "
+                                 "(100 years)")
     st.scheduler.bump_life_span(job, add)
     return web.Response(status=204)
 
@@ -229,14 +246,15 @@ async def browse(request: web.Request) -> web.Response:
                               "login_url": st.ingress.login_url(job, caller(request))})
 
 
-def _storage_paths(request: web.Request, spec: dict) -> None:  # type: ignore[type-arg]
-    """Resolve each storage volume in the caller's tree (a read-write one is created when
-    missing; a read-only one must exist)."""
+def _storage_paths(request: web.Request, spec: dict) -> list[str]:  # type: ignore[type-arg]
+    """Resolve each storage volume in the caller's tree: a read-only one must exist; the
+    read-write ones that are missing are returned, to be made once the job is accepted."""
     from .. import storage
 
     st = app_state(request)
     me = caller(request)
     root = storage.user_root(st.config.data_dir, me)
+    missing: list[str] = []
     for v in spec["storage_volumes"]:
         try:
             rel = storage.uri_path(v["uri"], st.config.cluster_name, me)
@@ -244,6 +262,7 @@ def _storage_paths(request: web.Request, spec: dict) -> None:  # type: ignore[ty
         except storage.StorageError as e:
             fail(web.HTTPBadRequest if e.status != 403 else web.HTTPForbidden,
                  f"volume {v['uri']}: {e}")
-        if not path.exists():
-            path.mkdir(parents=True)
         v["path"] = path.relative_to(root).as_posix()
+        if not os.path.lexists(path):
+            missing.append(v["path"])
+    return missing

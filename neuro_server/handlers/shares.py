@@ -44,7 +44,7 @@ async def grant(request: web.Request) -> web.Response:
         if not isinstance(item, dict):
             fail(web.HTTPBadRequest, 'expected a list of {"uri": ..., "action": ...}')
         action = item.get("action")
-        if action not in LEVELS:
+        if not isinstance(action, str) or action not in LEVELS:  # ([] is no dict key)
             fail(web.HTTPBadRequest, f"invalid action {action!r}: read, write or manage")
         job = get_job(request, _job_id(item.get("uri")), need="manage")
         granted.append((job, str(action)))

@@ -18,6 +18,27 @@ from .control import TTY_SIZE
 
 
 @dataclasses.dataclass(frozen=True)
+class Mount:
+    """A volume: ``path`` (relative, '' for the tree itself) beneath the directory ``root``
+    (a user's storage tree, a disk's mount point), at ``dst`` in the job.
+
+    Not a host path string on purpose: the owner's jobs may rename entries of the tree at any
+    moment (swap a directory for a link out of it), so a runtime opens ``path`` beneath ``root``
+    with neuro_server.pathsafe (no link followed) at the moment it mounts it, and mounts that
+    open file, never the string.  ``root`` itself is the server's (jobs cannot replace it)."""
+
+    root: str
+    path: str
+    dst: str
+    read_only: bool = False
+
+    @property
+    def source(self) -> str:
+        """The host path, for messages only."""
+        return f"{self.root.rstrip('/')}/{self.path}" if self.path else self.root
+
+
+@dataclasses.dataclass(frozen=True)
 class JobSpec:
     """What to run.  ``argv`` is already resolved from entrypoint + command (never empty)."""
 
@@ -39,8 +60,8 @@ class JobSpec:
     privileged: bool = False  # only where the server allows it, on a runtime with containers
     # (path in the job's filesystem, content): secret files, read-only
     files: Sequence[tuple[str, bytes]] = ()
-    # (host directory, path in the job, read-only): storage volumes and disks
-    mounts: Sequence[tuple[str, str, bool]] = ()
+    # storage volumes and disks, pinned beneath their trees by the runtime (see Mount)
+    mounts: Sequence[Mount] = ()
     # the job's name among its owner's jobs (NAME--OWNER), for runtimes whose jobs resolve names
     hostname: str = ""
 
@@ -67,6 +88,7 @@ class RuntimeInfo:
     limits: str  # how limits are enforced, e.g. "cgroup v1 (memory, cpu)" or "rlimit (memory only)"
     note: str = ""  # plain words for users, e.g. "the image is not used: jobs run on this host"
     no_mounts: str = ""  # why volumes and secret files cannot be given to jobs ("": they can)
+    volumes: str = ""  # how volumes reach jobs, in plain words, where the runtime says more
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +107,8 @@ class ExitInfo:
     finished_at: datetime
     oom_killed: bool = False
     error: str = ""  # set when the command could not be started (e.g. not found: exit 127)
+    # set when the runtime lost the job's supervisor and killed what was left: why, in words
+    lost: str = ""
 
 
 def record_time(record: Mapping[str, Any] | None, key: str) -> datetime | None:
@@ -107,6 +131,7 @@ def exit_from_record(record: Mapping[str, Any]) -> ExitInfo:
         finished_at=record_time(record, "finished_at") or datetime.now(UTC),
         oom_killed=bool(record.get("oom_killed", False)),
         error=str(record.get("error") or ""),
+        lost=str(record.get("lost") or ""),
     )
 
 
