@@ -14,6 +14,7 @@ from .config import ServerConfig
 from .diskfull import describe, disk_full
 from .handlers import disks, interactive, jobs, monitoring, secrets, shares, storage
 from .handlers.common import STATE, USER, error_response
+from .jobusers import JobUsers
 from .runtime.base import Runtime
 from .scheduler import Scheduler
 from .serialize import server_config_json
@@ -40,15 +41,18 @@ class State:
     sessions: dict[str, int] = dataclasses.field(default_factory=dict)  # job -> attach/exec open
     runtime_reason: str = ""
     ingress: Any = None  # the jobs' HTTP ingress (neuro_server.ingress), when serving
+    users: JobUsers | None = None  # who jobs run as (the process runtime)
 
     def runtime_info(self) -> dict[str, Any]:
-        """Which runtime serves the jobs and why (our extension of /config)."""
+        """Which runtime serves the jobs and why (our extension of /config), and whether it
+        keeps users apart (``users``, ``ports``: the process runtime)."""
         info = self.runtime.info()
         volumes = (f"unavailable: {info.no_mounts}" if info.no_mounts else info.volumes or (
                    "bound into the job's container" if info.image_used else
                    "placed in a mount namespace of the job's own"))
         return {"name": info.name, "image_used": info.image_used, "limits": info.limits,
-                "note": info.note, "reason": self.runtime_reason, "volumes": volumes}
+                "note": info.note, "reason": self.runtime_reason, "volumes": volumes,
+                **(self.users.describe() if self.users is not None else {})}
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -162,7 +166,8 @@ async def get_config(request: web.Request) -> web.Response:
 
 
 def make_app(config: ServerConfig, store: Store, runtime: Runtime,
-             runtime_reason: str = "") -> web.Application:
+             runtime_reason: str = "", users: JobUsers | None = None) -> web.Application:
+    """``users``: who jobs run as (default: as jobusers.py says for this server's user)."""
     app = web.Application(
         middlewares=[error_middleware, auth_middleware], client_max_size=config.max_body_bytes
     )
@@ -170,8 +175,12 @@ def make_app(config: ServerConfig, store: Store, runtime: Runtime,
     app.on_response_prepare.append(_head_has_no_body)
     scheduler = Scheduler(config, store, runtime)
     auth = Authenticator(store, load_secret(config.data_dir))
-    app[STATE] = State(config, store, runtime, scheduler, auth, runtime_reason=runtime_reason)
+    if users is None:
+        users = JobUsers(config, store, runtime=runtime.info().name)
+    app[STATE] = State(config, store, runtime, scheduler, auth, runtime_reason=runtime_reason,
+                       users=users)
     scheduler.issue_token = auth.issue
+    scheduler.users = users
     r = app.router
     r.add_get("/ping", ping)
     r.add_get("/api/v1/ping", ping)
@@ -218,6 +227,9 @@ def make_app(config: ServerConfig, store: Store, runtime: Runtime,
 
     async def on_cleanup(app: web.Application) -> None:
         await scheduler.close()
+        assert users is not None
+        await users.close(idle=not any(
+            users.apart(j.owner) for j in store.jobs_with_status(("running", "suspended"))))
         store.close()
 
     app.on_startup.append(on_startup)

@@ -374,6 +374,9 @@ def remove_user(data_dir: Path | None, config_file: Path | None, name: str) -> N
     storage = config.data_dir / "storage" / name
     if storage.exists():
         click.echo(f"Kept: {name}'s storage in {storage} (delete it yourself if unwanted)")
+    home = config.homes_dir / name  # (jobusers.py: their jobs' home, and their uid, stay)
+    if home.exists():
+        click.echo(f"Kept: {name}'s home in {home} (delete it yourself if unwanted)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,6 +20,12 @@ Read from a TOML file (``<data_dir>/server.toml`` by default); every key is opti
     network = "per-user"  # docker: a network per user (their jobs reach each other, by name
                           # NAME--OWNER where it has DNS; others' cannot); "shared": one for
                           # all; "default": the engine's; or a network's name
+    job_uids = "1000000-1999999"  # process runtime, a root server: each user's jobs run as a
+                          # uid (and gid) of their own from this range ("off": as root)
+    homes_dir = "/var/lib/neuro/homes"  # process runtime: those users' homes (HOME, and the
+                          # default working dirs); it and its parents open to others (o+x)
+    allow_shared_uid = false  # process runtime that cannot keep users apart (not root, or
+                          # job_uids off): true runs every user's jobs as the server's user
 
     [resources]          # what jobs may use on this machine (default: all of it)
     cpu = 2
@@ -108,6 +114,25 @@ def _machine_gpus() -> int:
         return 0
 
 
+DEFAULT_JOB_UIDS = (1_000_000, 1_999_999)
+MAX_UID = 0xFFFFFFFE  # (uid_t - 1: -1 means "no change" to the kernel)
+
+
+def parse_uid_range(value: object) -> tuple[int, int] | None:
+    """``"1000000-1999999"`` -> (1000000, 1999999); ``"off"`` (or false, "") -> None.  Never
+    uid 0, and the first uid at most the last."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("", "off")):
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", value) if isinstance(value, str) else None
+    if m is None:
+        raise ConfigError(f"invalid job_uids {value!r}: FIRST-LAST, e.g. \"1000000-1999999\", "
+                          "or \"off\"")
+    first, last = int(m.group(1)), int(m.group(2))
+    if not 0 < first <= last <= MAX_UID:
+        raise ConfigError(f"invalid job_uids {value!r}: 1 <= FIRST <= LAST <= {MAX_UID}")
+    return first, last
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerConfig:
     data_dir: Path
@@ -134,6 +159,11 @@ class ServerConfig:
     docker_host: str | None = None
     port_connect: str = "auto"  # docker runtime: auto | address | exec (a relay in the container)
     network: str = "per-user"  # docker runtime: per-user | shared | default | NAME
+    # process runtime on a root server: the uids (and gids) users' jobs run as, (first, last);
+    # None: off (every job runs as the server's user)
+    job_uids: tuple[int, int] | None = DEFAULT_JOB_UIDS
+    homes_dir: Path = Path("/var/lib/neuro/homes")  # those users' homes
+    allow_shared_uid: bool = False  # where users cannot be kept apart: run them all anyway
     embedded: bool = False
 
     @property
@@ -205,6 +235,12 @@ def load_config(data_dir: Path, config_file: Path | None = None, **overrides: An
         kw["pids_limit"] = int(server["pids_limit"])
     if "allow_privileged" in server:
         kw["allow_privileged"] = bool(server["allow_privileged"])
+    if "job_uids" in server:
+        kw["job_uids"] = parse_uid_range(server["job_uids"])
+    if "homes_dir" in server:
+        kw["homes_dir"] = Path(str(server["homes_dir"]))
+    if "allow_shared_uid" in server:
+        kw["allow_shared_uid"] = bool(server["allow_shared_uid"])
     res = raw.get("resources", {})
     if "cpu" in res:
         kw["cpu"] = float(res["cpu"])
@@ -221,6 +257,8 @@ def load_config(data_dir: Path, config_file: Path | None = None, **overrides: An
             raise ConfigError("preset names must be unique")
         kw["presets"] = presets
     kw.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(kw.get("job_uids"), str):  # (an override as server.toml has it: "off"...)
+        kw["job_uids"] = parse_uid_range(kw["job_uids"])
     for key in ("pids_limit", "job_output_limit"):
         if kw.get(key, 0) < 0:
             raise ConfigError(f"{key} must not be negative (0: no limit)")
@@ -228,6 +266,10 @@ def load_config(data_dir: Path, config_file: Path | None = None, **overrides: An
         raise ConfigError(f"unknown runtime {kw['runtime']!r}: auto, process or docker")
     if kw.get("port_connect", "auto") not in ("auto", "address", "exec"):
         raise ConfigError(f"unknown port_connect {kw['port_connect']!r}: auto, address or exec")
+    if "homes_dir" in kw:
+        kw["homes_dir"] = Path(kw["homes_dir"])
+        if not kw["homes_dir"].is_absolute():
+            raise ConfigError(f"homes_dir must be an absolute path, got {str(kw['homes_dir'])!r}")
     if not str(kw.get("network", "per-user")).strip():
         raise ConfigError("network must not be empty: per-user, shared, default or a name")
     return ServerConfig(**kw)

@@ -83,11 +83,29 @@ def is_mounted(path: Path) -> bool:
         return False
 
 
-async def mount(data_dir: Path, disk_id: str) -> Path:
+async def mount(data_dir: Path, disk_id: str, owner: tuple[int, int] | None = None) -> Path:
+    """Mount the disk (if it is not); its filesystem's root is then ``owner``'s (uid, gid):
+    the user whose jobs run as that uid writes there (None: left as it is)."""
     mnt = mountpoint(data_dir, disk_id)
     mnt.mkdir(exist_ok=True, mode=0o700)
-    if is_mounted(mnt):
-        return mnt
+    if not is_mounted(mnt):
+        await _mount(data_dir, disk_id, mnt)
+    if owner is not None:
+        await asyncio.to_thread(_give_root, mnt, owner)
+    return mnt
+
+
+def _give_root(mnt: Path, owner: tuple[int, int]) -> None:
+    fd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if (st.st_uid, st.st_gid) != owner:
+            os.fchown(fd, *owner)
+    finally:
+        os.close(fd)
+
+
+async def _mount(data_dir: Path, disk_id: str, mnt: Path) -> None:
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(["mount", "-o", "loop,nosuid,nodev", str(image(data_dir, disk_id)),
@@ -96,7 +114,6 @@ async def mount(data_dir: Path, disk_id: str) -> Path:
     r = await asyncio.to_thread(run)
     if r.returncode != 0:
         raise DiskError(f"cannot mount disk {disk_id}: {r.stderr.strip()}", 500)
-    return mnt
 
 
 async def unmount(data_dir: Path, disk_id: str) -> None:

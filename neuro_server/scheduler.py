@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 
 from .config import Preset, ServerConfig
 from .diskfull import Reserve, describe, disk_full
+from .jobusers import JobUser, JobUsers
 from .runtime.base import ExitInfo, JobSpec, Mount, Runtime, RuntimeError_, State, job_hostname
 from .store import ACTIVE, JobRecord, Store, now
 from .validation import NewJob
@@ -88,6 +89,7 @@ class Scheduler:
         # whoever serves the app)
         self.api_url: str | None = None
         self.issue_token: Any = None
+        self.users: JobUsers | None = None  # who jobs run as (set with the token issuer)
 
     # -- lifecycle of the scheduler itself -------------------------------------------------
     async def start(self) -> None:
@@ -345,6 +347,10 @@ class Scheduler:
             try:
                 env, files = self._secrets(job)
                 env = self._device_env(job, env)
+                # the uid it runs as (its home, storage and ports made ready), else None: as
+                # the server's user (RuntimeError_ when it may not run here at all)
+                who = await self.users.prepare(job.owner) if self.users is not None else None
+                mounts = self._mounts(job) + await self._disk_mounts(job, who)
                 info = await self.runtime.start(JobSpec(
                     job_id=job.id, argv=spec["argv"], env=env,
                     working_dir=spec["working_dir"], cpu=spec["resources"]["cpu"],
@@ -353,8 +359,10 @@ class Scheduler:
                     command=spec.get("command"), shm=bool(spec["resources"].get("shm")),
                     gpus=int(spec["resources"].get("nvidia_gpu", 0)), gpu_ids=job.devices,
                     privileged=bool(spec.get("privileged")),
-                    files=files, mounts=self._mounts(job) + await self._disk_mounts(job),
+                    files=files, mounts=mounts,
                     hostname=job_hostname(job.name, job.owner) if job.name else "",
+                    uid=who.uid if who else None, gid=who.gid if who else None,
+                    home=who.home if who else "",
                 ))
             except RuntimeError_ as e:
                 self._set(job.id, "failed", e.reason, str(e))
@@ -413,14 +421,16 @@ class Scheduler:
                             f"{d['ref']} (one writer at a time)")
         return None
 
-    async def _disk_mounts(self, job: JobRecord) -> list[Mount]:
-        """The job's disks, mounted: each the root of its filesystem, pinned as volumes are."""
+    async def _disk_mounts(self, job: JobRecord, who: JobUser | None = None) -> list[Mount]:
+        """The job's disks, mounted: each the root of its filesystem, pinned as volumes are,
+        and ``who``'s (the uid the job runs as) where it is not the server's."""
         from . import disks
 
         out = []
         for d in job.spec.get("disk_volumes") or ():
             try:
-                await disks.mount(self.config.data_dir, d["id"])
+                await disks.mount(self.config.data_dir, d["id"],
+                                  owner=who.owner if who is not None else None)
             except disks.DiskError as e:
                 raise RuntimeError_(str(e), reason="ContainerCannotRun") from None
             self.store.touch_disk(d["id"])

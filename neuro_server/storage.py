@@ -26,6 +26,10 @@ A per-user quota (``storage_quota`` in server.toml) is kept by ``Usage``: the tr
 (in a thread) at most once a minute and the API's own writes keep the count between walks.
 
 ``resolve`` checks a path string for job volumes (neuro_server/pathsafe.py pins them).
+
+Where users' jobs run as uids of their own (jobusers.py), a user's tree is theirs: made theirs
+once (``own_tree``), and what the API makes there (``owner``: MKDIRS, CREATE, volumes' new
+directories) is given to them as it is made, so their jobs can write to their volumes.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Owner = tuple[int, int] | None  # (uid, gid) what is made belongs to; None: the server's
 
 
 NAME_MAX = 255  # bytes in one name (ext4, xfs, tmpfs...)
@@ -213,13 +218,15 @@ def _open_root(root: Path) -> int:
     return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
-def locate(root: Path, path: str, *, follow: bool = True, make_dirs: bool = False) -> Loc:
+def locate(root: Path, path: str, *, follow: bool = True, make_dirs: bool = False,
+           owner: Owner = None) -> Loc:
     """Find ``path`` in the tree at ``root`` one name at a time, each looked up in the
     descriptor of its parent without following links (O_NOFOLLOW), so nothing a job does to
     the tree meanwhile leads out of it.  Links inside the tree are followed by hand (the last
     name only with ``follow``); an absolute one, or one climbing out, is a 403.  A missing
     last name is no error (CREATE makes it); with ``make_dirs`` missing directories are made
-    on the way, the last name included.  StorageError for the rest (os_error)."""
+    on the way, the last name included (given to ``owner``).  StorageError for the rest
+    (os_error)."""
     todo = list(clean(path).parts)
     stack: list[int] = []  # the directories from the root down to where we are
     links = 0
@@ -244,6 +251,8 @@ def locate(root: Path, path: str, *, follow: bool = True, make_dirs: bool = Fals
                 if make_dirs:
                     try:
                         os.mkdir(name, dir_fd=stack[-1])
+                        if owner is not None:
+                            _give(name, stack[-1], owner)
                     except FileExistsError:  # made meanwhile: look again
                         links = _again(links)
                     todo.insert(0, name)
@@ -283,6 +292,54 @@ def locate(root: Path, path: str, *, follow: bool = True, make_dirs: bool = Fals
     finally:
         for fd in stack:
             os.close(fd)
+
+
+def _give(name: str, dir_fd: int, owner: tuple[int, int]) -> None:
+    """chown what ``name`` is now (opened with no link followed: whatever was swapped in
+    meanwhile, never what a link points to) when it is a directory or a regular file of one
+    link (a hard link to another's file is not given away)."""
+    try:
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    try:
+        give_fd(fd, owner)
+    finally:
+        os.close(fd)
+
+
+def give_fd(fd: int, owner: tuple[int, int]) -> bool:
+    """chown the directory or single-link regular file open at ``fd`` (an O_PATH one too)
+    to ``owner``; False (and nothing done) for anything else."""
+    st = os.fstat(fd)
+    if not (stat.S_ISDIR(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_nlink == 1)):
+        return False
+    if (st.st_uid, st.st_gid) != owner:
+        # (fchown refuses an O_PATH descriptor; its /proc link names that very inode)
+        os.chown(f"/proc/self/fd/{fd}", *owner)
+    return True
+
+
+def own_tree(root: Path, uid: int, gid: int) -> bool:
+    """Make the tree at ``root`` its user's (``uid``:``gid``), once: a tree whose root is
+    theirs already is left as it is; else every directory and single-link regular file in
+    it is given to them (fd by fd, no link followed; links, hard links, devices, FIFOs and
+    sockets stay as they are), and the root last, so that an interrupted pass is done again.
+    True when the tree was not theirs yet."""
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(root, _DIR)
+    try:
+        st = os.fstat(fd)
+        if (st.st_uid, st.st_gid) == (uid, gid):
+            return False
+        for _dir, dirs, files, dir_fd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
+            for name in (*dirs, *files):
+                with contextlib.suppress(OSError):
+                    _give(name, dir_fd, (uid, gid))
+        os.fchown(fd, uid, gid)
+        return True
+    finally:
+        os.close(fd)
 
 
 def _again(links: int) -> int:
@@ -404,9 +461,10 @@ def open_file(root: Path, path: str) -> tuple[int, int]:
 
 
 @_errors
-def make_dirs(root: Path, path: str) -> None:
-    """MKDIRS: the directory and its parents (links inside the tree followed)."""
-    locate(root, path, make_dirs=True).close()
+def make_dirs(root: Path, path: str, owner: Owner = None) -> None:
+    """MKDIRS: the directory and its parents (links inside the tree followed), made
+    ``owner``'s."""
+    locate(root, path, make_dirs=True, owner=owner).close()
 
 
 @_errors
@@ -437,7 +495,7 @@ def _exists(root: Path, path: str) -> bool:
     return True
 
 
-def make_new_dirs(root: Path, paths: list[str]) -> list[str]:
+def make_new_dirs(root: Path, paths: list[str], owner: Owner = None) -> list[str]:
     """``make_dirs`` for each of ``paths``; the directories this made, parents first (for
     ``remove_new_dirs``: a job that is refused after its volumes were made leaves nothing)."""
     made: list[str] = []
@@ -445,7 +503,7 @@ def make_new_dirs(root: Path, paths: list[str]) -> list[str]:
         parts = clean(path).parts
         new = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)
                if not _exists(root, "/".join(parts[:i]))]
-        make_dirs(root, path)
+        make_dirs(root, path, owner)
         made += [p for p in new if p not in made]
     return made
 
@@ -465,7 +523,7 @@ class Upload:
     complete (``commit``); ``abort`` removes the partial file.  ``replaced``: the bytes of the
     file it replaces (a quota counts the difference)."""
 
-    def __init__(self, root: Path, path: str) -> None:
+    def __init__(self, root: Path, path: str, owner: Owner = None) -> None:
         self.path = path
         if not clean(path).parts:
             raise StorageError("/ is a directory", 409)
@@ -477,8 +535,10 @@ class Upload:
             self.replaced = self._existing()
             self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                               | os.O_CLOEXEC, 0o600, dir_fd=self._loc.dir_fd)
+            if owner is not None:  # (before a byte is written: its user's file)
+                os.fchown(self.fd, *owner)
         except OSError as e:
-            self._loc.close()
+            self.abort()
             raise os_error(e, path) from None
         except StorageError:
             self._loc.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,13 @@ CREATE TABLE IF NOT EXISTS disks (
 CREATE UNIQUE INDEX IF NOT EXISTS disks_owner_name ON disks(owner, name);
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+);
+-- the uid (and gid) each user's jobs run as on a root server's process runtime; kept when
+-- the user is removed: a uid never passes to another user (files it owns may remain)
+CREATE TABLE IF NOT EXISTS job_uids (
+    user TEXT PRIMARY KEY,
+    uid INTEGER NOT NULL UNIQUE,
     created_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS tokens (
@@ -235,6 +242,33 @@ class Store:
 
     def users(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT name FROM users ORDER BY name")]
+
+    def job_uid(self, user: str) -> int | None:
+        row = self._db.execute("SELECT uid FROM job_uids WHERE user=?", (user,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def job_uids(self) -> dict[str, int]:
+        return {r[0]: int(r[1]) for r in self._db.execute("SELECT user, uid FROM job_uids")}
+
+    def allocate_job_uid(self, user: str, first: int, last: int,
+                         taken: Callable[[int], bool] = lambda uid: False) -> int | None:
+        """``user``'s uid, allocated now if they have none: the lowest of ``first``-``last``
+        above every uid allocated there so far (none is ever given twice) that ``taken``
+        does not refuse (an account of the host's).  None when the range is used up."""
+        with self._tx():
+            row = self._db.execute("SELECT uid FROM job_uids WHERE user=?", (user,)).fetchone()
+            if row is not None:
+                return int(row[0])
+            top = self._db.execute("SELECT max(uid) FROM job_uids WHERE uid BETWEEN ? AND ?",
+                                   (first, last)).fetchone()[0]
+            uid = first if top is None else int(top) + 1
+            while uid <= last and taken(uid):
+                uid += 1
+            if uid > last:
+                return None
+            self._db.execute("INSERT INTO job_uids(user, uid, created_at) VALUES (?, ?, ?)",
+                             (user, uid, ts(now())))
+        return uid
 
     # -- secrets (each user's own; nobody else can list, read or use them) ---------------
     def put_secret(self, owner: str, key: str, value: bytes) -> None:

@@ -50,6 +50,27 @@ def kill_tree_of(data_dir: Path) -> None:
         except psutil.Error:
             pass
     psutil.wait_procs(victims, timeout=5)
+    kill_cgroups_of(data_dir)
+
+
+def kill_cgroups_of(data_dir: Path) -> None:
+    """Kill what is left in the cgroups of a data dir's jobs and remove them: a job frozen
+    (suspended) when its supervisor was killed would otherwise stay frozen, and its cgroup
+    with it, for good (a killed process in a frozen cgroup dies only once thawed)."""
+    import json
+
+    from neuro_server.runtime import cgroups
+
+    for spec in data_dir.glob("jobs/*/spec.json"):
+        try:
+            data = json.loads(spec.read_text())
+            parent, job_id = str(data.get("cgroup_parent") or "neuro"), str(data["job_id"])
+        except (OSError, ValueError, KeyError):
+            continue
+        cg = cgroups.JobCgroup.find(parent, job_id)
+        if cg is not None:
+            cg.kill()  # (freezes, kills and thaws)
+            cg.remove()
 
 
 class Neuro:

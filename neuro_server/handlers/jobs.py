@@ -34,6 +34,8 @@ def _json(request: web.Request, job: JobRecord, with_transitions: bool = True) -
 async def create_job(request: web.Request) -> web.Response:
     st = app_state(request)
     body = await read_json(request)
+    if st.users is not None and (why := st.users.refusal(caller(request))):
+        fail(web.HTTPForbidden, why)  # (a server that cannot keep users apart: jobusers.py)
     needs_command = not st.runtime.info().image_used
     parse = parse_start if "from_preset" in request.query else parse_run
     try:
@@ -67,8 +69,15 @@ async def create_job(request: web.Request) -> web.Response:
     from .. import storage
 
     root = storage.user_root(st.config.data_dir, caller(request))
+    # (the caller's, where their jobs run as a uid of their own: their jobs write there)
+    owner = st.users.owner_ids(caller(request)) if st.users is not None and new_dirs else None
     try:  # volumes' directories are made only now: a refused job leaves none behind
-        made = await asyncio.to_thread(storage.make_new_dirs, root, new_dirs)
+        if owner is not None:
+            await asyncio.to_thread(storage.own_tree, root, *owner)
+        made = await asyncio.to_thread(storage.make_new_dirs, root, new_dirs, owner)
+    except OSError as e:  # (own_tree: the tree is the server's to give)
+        fail(web.HTTPInsufficientStorage if storage.os_error(e, "").status == 507
+             else web.HTTPInternalServerError, f"your storage: {e.strerror or e}")
     except storage.StorageError as e:
         fail(web.HTTPBadRequest if e.status != 403 else web.HTTPForbidden, f"volume: {e}")
     try:

@@ -9,6 +9,9 @@ special files are handled).
     PUT    {storage_url}/PATH?op=MKDIRS           (with parents)
     DELETE {storage_url}/PATH?op=DELETE[&recursive=true]
 
+Where users' jobs run as uids of their own (jobusers.py), what MKDIRS and CREATE make is the
+user's (and their tree is made theirs first), so that their jobs can write there.
+
 No file I/O runs on the event loop: every operation is a thread's (storage.py's functions), so
 a slow disk or a FIFO a job made cannot stop the server.  Errors are one line: 400 a bad path
 or a file that is not served, 403 out of the tree, 404 missing, 409 in the way (a file where a
@@ -103,19 +106,33 @@ async def get(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def _owner(request: web.Request, root: Path) -> storage.Owner:
+    """Who what the caller makes in their tree belongs to (their tree made theirs first);
+    None: the server's user."""
+    users = app_state(request).users
+    owner = users.owner_ids(caller(request)) if users is not None else None
+    if owner is not None:
+        try:
+            await asyncio.to_thread(storage.own_tree, root, *owner)
+        except OSError as e:
+            _refuse(storage.os_error(e, ""))
+    return owner
+
+
 async def put(request: web.Request) -> web.Response:
     op = request.query.get("op", "CREATE").upper()
     if op not in ("MKDIRS", "CREATE"):
         fail(web.HTTPBadRequest, f"unknown op {op[:40]!r}")
     root, path = _where(request)
+    owner = await _owner(request, root)
     if op == "MKDIRS":
-        await _io(storage.make_dirs, root, path)
+        await _io(storage.make_dirs, root, path, owner)
         return web.Response(status=201)
     quota = app_state(request).config.storage_quota
     usage = storage.usage_of(root, quota) if quota else None
     if usage is not None:
         await usage.refresh()
-    upload = await _owned(storage.Upload.abort, storage.Upload, root, path)
+    upload = await _owned(storage.Upload.abort, storage.Upload, root, path, owner)
     try:
         await _receive(request, upload, usage)
     except storage.StorageError as e:

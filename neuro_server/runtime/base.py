@@ -64,6 +64,12 @@ class JobSpec:
     mounts: Sequence[Mount] = ()
     # the job's name among its owner's jobs (NAME--OWNER), for runtimes whose jobs resolve names
     hostname: str = ""
+    # who a runtime that runs jobs on the host runs it (and its execs) as: its owner's own uid
+    # and gid (neuro_server/jobusers.py), and their home (HOME; its jobs/<job_id> is the
+    # default working dir); None: as the server's user, with the runtime's own working dir
+    uid: int | None = None
+    gid: int | None = None
+    home: str = ""
 
 
 def dns_label(text: str) -> str:

@@ -219,10 +219,12 @@ class _View:
 
 
 def enter_view(mounts: Sequence[Mount], files: Sequence[tuple[str, bytes]],
-               staging: str, userns: bool | None = None) -> None:
+               staging: str, userns: bool | None = None,
+               owner: tuple[int, int] | None = None) -> None:
     """Give this process (and what it execs) its own view: ``mounts`` the volumes, ``files``
-    (path in the job, content), read-only.  ``staging`` is an empty directory of the host's
-    (the job's directory) that holds the view's root while it is built; the host never sees
+    (path in the job, content), read-only (0400, ``owner``'s: the uid and gid the job will
+    run as, where that is not ours).  ``staging`` is an empty directory of the host's (the
+    job's directory) that holds the view's root while it is built; the host never sees
     anything there.  Raises ViewError, saying what failed.
 
     Each volume is opened here, beneath its tree with no link followed (pathsafe), and bound
@@ -262,7 +264,7 @@ def enter_view(mounts: Sequence[Mount], files: Sequence[tuple[str, bytes]],
             os.mkdir(f"/{FILES}", 0o700)
         for n, (dst, fd, content, read_only) in enumerate(items):
             if content is not None:  # a secret file: in memory only, read-only
-                fd = _secret_file(f"/{FILES}/{n}", content)
+                fd = _secret_file(f"/{FILES}/{n}", content, owner)
                 directory = False
             else:
                 directory = stat.S_ISDIR(os.fstat(fd).st_mode)
@@ -298,9 +300,11 @@ def _open_volume(m: Mount) -> int:
         raise ViewError(f"volume source for {m.dst}: {e.strerror}") from None
 
 
-def _secret_file(path: str, content: bytes) -> int:
+def _secret_file(path: str, content: bytes, owner: tuple[int, int] | None = None) -> int:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
     try:
+        if owner is not None:
+            os.fchown(fd, *owner)
         view = memoryview(content)
         while view:
             view = view[os.write(fd, view):]

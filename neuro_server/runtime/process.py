@@ -10,11 +10,16 @@ inspects, waits for, stops and reads the logs of jobs that an earlier server pro
     async for chunk in rt.logs("job-1"): ...
     exit_info = await rt.wait("job-1")
 
+A spec with a ``uid`` (its owner's own: neuro_server/jobusers.py) runs as it, with its ``gid``
+and no other group, and so does every command exec'd beside it; its HOME is the spec's
+``home``, and its default working dir ``HOME/jobs/JOB_ID``, made by the job itself.
+
 Interactive use goes through the supervisor's control socket (control.py), from any server
 process, also one started after the job: ``attach`` (the job's output, and its TTY's input for
 jobs started with ``tty``), ``resize``, ``signal``, and ``exec`` (a command run beside the job by
 its supervisor: in its cgroup, with its env and working dir; the session here holds its pipes or
-PTY).  ``connect_port`` connects on the host's loopback (jobs share the host network) and
+PTY).  ``connect_port`` connects on the host's loopback (jobs share the host network) to a
+port one of the job's own processes listens on, never another's, and
 ``stats`` reads the job's cgroup (psutil without one) and NVML.
 
 RuntimeError_ reasons raised here: NotFound (no such job), NotRunning (attach, exec, resize or
@@ -163,6 +168,10 @@ class ProcessRuntime:
                 "tty": spec.tty,
                 "image": spec.image,
                 "owner": spec.owner,
+                # who the job and its execs run as (None: the server's user), and its home
+                "uid": spec.uid,
+                "gid": spec.gid,
+                "home": spec.home,
                 "cgroup_parent": self.cgroup_parent,
                 "cgroup_root": self.cgroup_root,
                 "attach_max_lag": self.attach_max_lag,
@@ -449,19 +458,48 @@ class ProcessRuntime:
         await stdio.request(str(d), job_id, control.RESIZE, size)
 
     async def connect_port(self, job_id: str, port: int) -> tuple[Any, Any]:
-        """Jobs share the host's network: a TCP connection to ``port`` on loopback."""
+        """A TCP connection to ``port`` where one of the job's own processes listens (jobs
+        share the host's network: a port only something else listens on, another user's job
+        or a host service, is refused as not listening).  The listener is found by its socket
+        (/proc/net/tcp, tcp6) among the job's processes' descriptors, and connected to at the
+        address it is bound to (loopback for a wildcard)."""
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise RuntimeError_(f"bad port {port!r}: ports are 1-65535", reason="BadRequest")
-        self._running(job_id)
-        error: OSError | None = None
-        for host in ("127.0.0.1", "::1"):
-            try:
-                return await asyncio.open_connection(host, port)
-            except OSError as e:  # refused, or no IPv6 here
-                error = error or e
-        raise RuntimeError_(
-            f"nothing listens on port {port} in job {job_id} ({error})", reason="PortNotListening"
-        )
+        d = self._running(job_id)
+        host = await asyncio.to_thread(self._listener, d, job_id, port)
+        if host is None:
+            raise RuntimeError_(f"nothing listens on port {port} in job {job_id} (no process "
+                                "of the job listens there)", reason="PortNotListening")
+        try:
+            return await asyncio.open_connection(host, port)
+        except OSError as e:  # it stopped listening meanwhile
+            raise RuntimeError_(f"nothing listens on port {port} in job {job_id} ({e})",
+                                reason="PortNotListening") from None
+
+    def _listener(self, d: Path, job_id: str, port: int) -> str | None:
+        """The address to reach the job's own listener on TCP ``port`` at; None when no
+        process of the job listens there."""
+        listening = listeners(port)
+        if not listening:
+            return None
+        sup = read_json(str(d / SUPERVISOR)) or {}
+        spec = read_json(str(d / SPEC)) or {}
+        pids: set[int] = set()
+        cg = cgroups.JobCgroup.find(spec.get("cgroup_parent") or self.cgroup_parent, job_id,
+                                    spec.get("cgroup_root") or self.cgroup_root)
+        if cg is not None:
+            pids |= cg.pids()
+        try:
+            pids |= telemetry.tree_pids(int(sup["pid"]))
+            pids.discard(int(sup["pid"]))  # (the supervisor is not the job)
+        except (KeyError, TypeError, ValueError):
+            pass
+        for pid in pids:
+            for inode in socket_inodes(pid) & listening.keys():
+                # (Linux lets no other socket listen on a port a wildcard listens on)
+                bound = listening[inode]
+                return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(bound, bound)
+        return None
 
     async def stats(self, job_id: str) -> Telemetry | None:
         """CPU cores used since the previous call (the first call measures over
@@ -548,6 +586,58 @@ class ProcessRuntime:
         if sup is None:
             return not self._starting(d)
         return not supervisor_alive(sup)
+
+
+def listeners(port: int) -> dict[int, str]:
+    """Sockets listening on TCP ``port`` on this host (its network namespace): their inode
+    -> the address they are bound to (0.0.0.0, :: for any)."""
+    found: dict[int, str] = {}
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # sl local_address rem_address st ... inode (10th); st 0A: LISTEN
+            if len(fields) < 10 or fields[3] != "0A":
+                continue
+            address, _, hex_port = fields[1].partition(":")
+            if int(hex_port, 16) != port or not fields[9].isdigit():
+                continue
+            found[int(fields[9])] = _address(address)
+    return found
+
+
+def _address(hex_address: str) -> str:
+    """/proc/net/tcp's form of an address (32-bit words in host order) as text."""
+    import ipaddress
+
+    raw = bytes.fromhex(hex_address)
+    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)) \
+        if sys.byteorder == "little" else raw
+    ip = ipaddress.ip_address(raw)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """The inodes of the sockets process ``pid`` holds open (none when it is gone)."""
+    out: set[int] = set()
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for name in names:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out.add(int(target[8:-1]))
+    return out
 
 
 def _remove_stale_socket(d: Path) -> None:

@@ -16,7 +16,8 @@ cursor into output.log; one that falls MAX_LAG behind is dropped).
 Standard library only, and nothing heavy: it starts for every job.
 
 Job directory layout (all JSON written atomically: tmp file, rename):
-    spec.json        written by the server: argv, env, working_dir, cpu, memory, cgroup_parent...
+    spec.json        written by the server: argv, env, working_dir, cpu, memory, cgroup_parent,
+                     uid, gid, home (who the job runs as: jobusers.py)...
     supervisor.json  {pid, starttime, boot_id, started_at} of this supervisor (pid reuse check)
     started.json     {pid, starttime, pgid, started_at, limits} once the job's process runs
     stop.json        {grace} written by the server before it sends SIGTERM here
@@ -29,7 +30,8 @@ Job directory layout (all JSON written atomically: tmp file, rename):
     control.sock     the control socket (attach, stdin, resize, signal, exec) while the job runs
     output.log, output.idx   the job's output (see logfile.py)
     supervisor.log   this process's own stdout/stderr (tracebacks)
-    work/            the job's working directory unless the spec names one
+    work/            the job's working directory unless the spec names one (or a home:
+                     a job of a uid of its own works in HOME/jobs/JOB_ID, its home's)
     view/            empty on the host: where the job's own view of the files is built (mountns.py)
 """
 
@@ -205,14 +207,19 @@ def spawn(
     tty: bool = False,
     view: tuple[Any, ...] | None = None,
     enter: list[tuple[int, int]] | None = None,
+    creds: tuple[int, int] | None = None,
+    make_cwd: bool = False,
 ) -> int:
     """fork+exec the job in its own session, its cgroup joined before exec; returns its pid.
 
     ``stdio`` are the fds for the job's 0, 1, 2 (pipes, or a PTY's slave three times with
     ``tty``: it becomes the session's controlling terminal).  ``view``: the arguments of
     mountns.enter_view (the job's own mounts); ``enter``: the namespaces of a job to join
-    (exec beside a job with a view).  A failure before exec comes back through a close-on-exec
-    pipe as SpawnError.
+    (exec beside a job with a view).  ``creds``: the (uid, gid) it runs as, dropped to (no
+    supplementary groups) once all that is done, so only the job's own permissions apply to
+    ``cwd`` (made then, with ``make_cwd``) and what it runs.  Jobs get a umask of 022 (the
+    server's is 077).  A failure before exec comes back through a close-on-exec pipe as
+    SpawnError.
     """
     if view is not None or enter:
         from . import mountns
@@ -233,6 +240,7 @@ def spawn(
             for s in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; jobs must not
                 signal.signal(s, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, ())
+            os.umask(0o022)  # (before the view too: what it makes must be open to the job)
             os.setsid()
             if tty:
                 stage = "tty"
@@ -254,7 +262,14 @@ def spawn(
             stage = "stdio"
             for target, fd in enumerate(stdio):
                 os.dup2(fd, target)
+            if creds is not None:
+                stage = "user"
+                os.setgroups([])
+                os.setgid(creds[1])
+                os.setuid(creds[0])
             stage = "cwd"
+            if make_cwd:
+                os.makedirs(cwd, exist_ok=True)
             os.chdir(cwd)
             stage = "exec"
             # the supervisor's death takes the job's first process with it (its children
@@ -357,6 +372,7 @@ class Supervisor:
         self.env: dict[str, str] = {}
         self.cwd = ""
         self.view = bool(spec.get("mounts") or spec.get("files"))  # a mount namespace of its own
+        self.creds = _creds(spec)  # (uid, gid) the job and its execs run as; None: ours
         self.ns_fds: list[tuple[int, int]] = []  # its namespaces, for exec
         self.pid = 0  # the job's main process (and its process group)
         self.status: int | None = None
@@ -700,6 +716,8 @@ class Supervisor:
             if tty:
                 env.setdefault("TERM", "xterm")
                 stdio = (fds[0], fds[0], fds[0])
+                if self.creds is not None:
+                    os.fchown(fds[0], *self.creds)
             elif with_stdin:
                 stdio = (fds[0], fds[1], fds[2])
             else:
@@ -710,7 +728,7 @@ class Supervisor:
                 return
             try:
                 pid = spawn(argv, env, self.cwd, stdio, self.cgroup, self.rlimit, tty=tty,
-                            enter=self.ns_fds)
+                            enter=self.ns_fds, creds=self.creds)
             except SpawnError as e:
                 code, message = spawn_failure(e, argv[0], self.cwd)
                 try:
@@ -856,11 +874,18 @@ class Supervisor:
         argv = [str(a) for a in spec["argv"]]
         env = {str(k): str(v) for k, v in (spec.get("env") or {}).items()}
         env.setdefault("PATH", DEFAULT_PATH)
+        # a job of a uid of its own: its home (the job dir is not for it to see), where the
+        # job makes its own working dir, as that uid
+        home = str(spec.get("home") or "") if self.creds is not None else ""
+        if home:
+            env.setdefault("HOME", home)
         self.env = dict(env)  # for exec
         if self.tty:
             env.setdefault("TERM", "xterm")
-        cwd = self.cwd = spec.get("working_dir") or self.path(WORK)
-        if not spec.get("working_dir"):
+        default_cwd = os.path.join(home, "jobs", str(spec["job_id"])) if home else self.path(WORK)
+        cwd = self.cwd = spec.get("working_dir") or default_cwd
+        make_cwd = not spec.get("working_dir") and bool(home)
+        if not spec.get("working_dir") and not home:
             os.makedirs(cwd, exist_ok=True)
         memory, cpu = int(spec.get("memory") or 0), float(spec.get("cpu") or 0)
         pids = int(spec.get("pids_limit") or 0)
@@ -883,6 +908,8 @@ class Supervisor:
                 self.veof = termios.tcgetattr(master)[6][termios.VEOF] or b"\x04"
             except (OSError, ImportError, IndexError):
                 pass
+            if self.creds is not None:  # its terminal is its own (tty, mesg, ssh check)
+                os.fchown(slave, *self.creds)
             self.master, self.slave = master, slave
             self.pipes[master] = STDOUT
             stdio = (slave, slave, slave)
@@ -909,6 +936,7 @@ class Supervisor:
                 [(str(dst), base64.b64decode(data)) for dst, data in spec.get("files") or ()],
                 self.path(VIEW),
                 os.geteuid() != 0,
+                self.creds,
             )
         while True:
             self.rlimit = memory if memory > 0 and mem_by is None else None
@@ -920,7 +948,7 @@ class Supervisor:
             self.started_at = iso_now()
             try:
                 self.pid = spawn(argv, env, cwd, stdio, self.cgroup, self.rlimit, tty=self.tty,
-                                 view=view)
+                                 view=view, creds=self.creds, make_cwd=make_cwd)
                 break
             except SpawnError as e:
                 if e.stage == "cgroup" and self.cgroup is not None:
@@ -1133,6 +1161,15 @@ class Supervisor:
             },
             durable=True,
         )
+
+
+def _creds(spec: Record) -> tuple[int, int] | None:
+    """The (uid, gid) of spec.json's ``uid`` and ``gid``; None when it has none (or not
+    numbers): the job runs as this process's user."""
+    uid, gid = spec.get("uid"), spec.get("gid")
+    if type(uid) is not int or uid < 0:
+        return None
+    return uid, gid if type(gid) is int and gid >= 0 else uid
 
 
 def _exit_code(status: int) -> int:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+
+import pytest
 
 from tests.conftest import Neuro
 from tests.e2e.conftest import server_toml
@@ -20,6 +23,19 @@ def test_run_prints_output_and_exits_0(neuro: Neuro) -> None:
         assert "does not use the image ubuntu" in r.stderr
     else:
         assert "does not use the image" not in r.stderr
+
+
+def test_run_as_the_servers_own_user_as_ever(neuro: Neuro, tmp_path) -> None:
+    """The embedded server's user (the one platform user of a single-user machine) runs as
+    the server's uid, in the job's own working dir, writing host paths as that user."""
+    if neuro.runtime != "process":
+        pytest.skip("the process runtime's jobs run on the host")
+    out = tmp_path / "out"
+    r = neuro("run", neuro.image, "--", "sh", "-c", f'id -u; pwd; echo "${{HOME-unset}}" > {out}')
+    assert r.returncode == 0, r.stderr
+    uid, cwd = r.stdout.split()
+    assert uid == str(os.getuid()) and cwd.endswith("/work") and "/jobs/job-" in cwd
+    assert out.read_text() == "unset\n" and out.stat().st_uid == os.getuid()
 
 
 def test_run_exit_code_passes_through(neuro: Neuro) -> None:
@@ -118,6 +134,9 @@ def test_bad_input_clear_errors(neuro: Neuro) -> None:
 def test_config_show_and_token(neuro: Neuro) -> None:
     out = neuro.ok("config", "show")
     assert "cpu-small" in out and "gpu-small" in out
+    if neuro.runtime == "process" and os.geteuid() == 0:  # (the process runtime: jobusers.py)
+        assert "  users: each user's jobs run as a uid of their own\n" in out, out
+        assert "  ports: each user's jobs reach only their own jobs' ports directly" in out
     gpu_line = next(line for line in out.splitlines() if "gpu-small" in line)
     assert gpu_line.rstrip().endswith("\t0")  # no GPU on this machine
     token = neuro.ok("config", "show-token").strip()

@@ -7,7 +7,10 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Neuro
+from tests.e2e.conftest import server_toml
 
 
 def _other_user(neuro: Neuro, tmp_path: Path, name: str) -> Neuro:
@@ -63,3 +66,24 @@ def test_share_read_write_revoke(neuro: Neuro, tmp_path: Path) -> None:
     r = neuro("share", job, "nobody-like-this")
     assert r.returncode == 72 and "no user 'nobody-like-this'" in r.stderr
     neuro.ok("kill", mine_only)
+
+
+def test_a_server_that_cannot_keep_users_apart_runs_only_its_users_jobs(
+    neuro: Neuro, tmp_path: Path
+) -> None:
+    """(process runtime, job_uids off, as a server that is not root: jobusers.py)"""
+    if neuro.runtime != "process":
+        pytest.skip("containers keep users apart")
+    neuro.write_server_config(server_toml("process", server='job_uids = "off"\n'))
+    r = neuro("run", neuro.image, "--", "echo", "mine")
+    assert r.returncode == 0 and r.stdout == "mine\n", r.stderr
+    out = neuro.ok("config", "show")
+    me = out.splitlines()[0].removeprefix("User: ")
+    assert f"  users: not kept apart: every job runs as {me} (job_uids is off)\n" in out, out
+    bob = _other_user(neuro, tmp_path, "bob")
+    r = bob("run", neuro.image, "--", "echo", "bobs")
+    assert r.returncode != 0 and "bobs" not in r.stdout
+    assert (f"this server cannot keep users apart (job_uids is off): it runs only {me}'s jobs; "
+            f"its admin may run every user's jobs as {me} with allow_shared_uid = true in "
+            "server.toml") in r.stderr, r.stderr
+    assert bob.ok("ps", "-a", "-q") == ""

@@ -25,9 +25,10 @@ import jwt
 import pytest
 
 from neuro_server.auth import Authenticator, AuthError
+from neuro_server.portfence import remove_chain
 from neuro_server.store import Store
 from tests.conftest import kill_tree_of
-from tests.server.conftest import Api
+from tests.server.conftest import Api, job_uid_range
 
 SERVER_TOML = """
 [server]
@@ -97,14 +98,17 @@ class Server:
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> Iterator[Path]:
+def data(tmp_path: Path, homes: Path) -> Iterator[Path]:
     d = tmp_path / "server"
     d.mkdir(mode=0o700)
-    (d / "server.toml").write_text(SERVER_TOML)
+    # (users' jobs apart, in homes of the test's own: jobusers.py)
+    (d / "server.toml").write_text(SERVER_TOML.replace(
+        "[server]\n", f'[server]\njob_uids = "{job_uid_range()}"\nhomes_dir = "{homes}"\n'))
     try:
         yield d
     finally:
         kill_tree_of(d)
+        remove_chain(d)
 
 
 @pytest.fixture
@@ -183,7 +187,8 @@ def test_expired_and_forged_tokens_are_refused(data: Path, server: Server) -> No
         assert status == 401 and ("invalid token" in text or "unknown token" in text), text
 
 
-def test_remove_user_refuses_their_tokens_and_kills_their_jobs(data: Path, server: Server) -> None:
+def test_remove_user_refuses_their_tokens_and_kills_their_jobs(data: Path, server: Server,
+                                                               homes: Path) -> None:
     alice = admin_ok(data, "add-user", "alice").strip()
     bob = admin_ok(data, "add-user", "bob").strip()
     bob2 = admin_ok(data, "token", "bob").strip()
@@ -205,6 +210,7 @@ def test_remove_user_refuses_their_tokens_and_kills_their_jobs(data: Path, serve
     out = admin_ok(data, "remove-user", "bob")
     assert "Removed user bob: 3 tokens revoked, 1 secrets deleted" in out, out
     assert f"Killing 1 active jobs of bob: {job_id}" in out
+    assert f"Kept: bob's home in {homes / 'bob'} (delete it yourself if unwanted)" in out
     for token in (bob, bob2, job_token):
         status, text = server.call("GET", "/jobs", token)
         assert status == 401 and "unknown token" in text, text

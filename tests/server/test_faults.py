@@ -23,6 +23,7 @@ from neuro_server.app import make_app
 from neuro_server.config import Preset, load_config
 from neuro_server.diskfull import Reserve
 from neuro_server.handlers.common import STATE
+from neuro_server.jobusers import JobUsers
 from neuro_server.runtime import cgroups
 from neuro_server.runtime.process import ProcessRuntime
 from neuro_server.runtime.supervisor import SUPERVISOR, read_json
@@ -42,7 +43,10 @@ async def serving(data: Path, cgroup_parent: str) -> AsyncIterator[tuple[Api, An
                          presets=(Preset("cpu-small", 0.5, 256 << 20),))
     store = Store(config.db_path)
     runtime = ProcessRuntime(config.jobs_dir, cgroup_parent=cgroup_parent)
-    app = make_app(config, store, runtime)
+    # alice is the server's own user here, as on a single-user machine: her jobs run as it
+    # (they touch files in tmp_path)
+    users = JobUsers(config, store, runtime="process", server_user="alice")
+    app = make_app(config, store, runtime, users=users)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:

@@ -45,9 +45,11 @@ from yarl import URL
 from neuro_server.app import make_app
 from neuro_server.config import Preset, load_config
 from neuro_server.handlers.common import MAX_HEADER_ERROR, STATE
+from neuro_server.portfence import remove_chain
 from neuro_server.runtime.process import ProcessRuntime
 from neuro_server.store import Store
 from tests.conftest import kill_tree_of
+from tests.server.conftest import job_uid_range
 
 _EXAMPLES = int(os.environ.get("NEURO_FUZZ_EXAMPLES", "0"))
 # (hypothesis touches mypy_extensions when it reports a failing example)
@@ -144,10 +146,11 @@ def _handler_tasks() -> set[asyncio.Task[Any]]:
 
 
 @pytest.fixture
-async def fuzz(tmp_path: Path) -> AsyncIterator[Fuzz]:
+async def fuzz(tmp_path: Path, homes: Path) -> AsyncIterator[Fuzz]:
     data = tmp_path / "server"
     config = load_config(
         data, cpu=8.0, memory=16 << 30, nvidia_gpu=0, kill_grace_seconds=1.0,
+        job_uids=job_uid_range(), homes_dir=homes,  # (alice's and bob's jobs apart)
         presets=(Preset("cpu-small", 0.5, 256 << 20), Preset("cpu-large", 4.0, 8 << 30),
                  Preset("gpu-small", 1.0, 1 << 30, nvidia_gpu=1, nvidia_gpu_model="nvidia-gpu")),
         # one running job each: the fuzzed creations are validated in full and then refused
@@ -191,6 +194,7 @@ async def fuzz(tmp_path: Path) -> AsyncIterator[Fuzz]:
         echo.close()
         await runner.cleanup()
         kill_tree_of(data)
+        remove_chain(data)
 
 
 # -- the routes --------------------------------------------------------------------------------

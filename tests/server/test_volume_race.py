@@ -29,10 +29,12 @@ from aiohttp.test_utils import TestServer
 from neuro_server.app import make_app
 from neuro_server.config import Preset, load_config
 from neuro_server.handlers.common import STATE
+from neuro_server.portfence import remove_chain
 from neuro_server.runtime import mountns
 from neuro_server.runtime.process import ProcessRuntime
 from neuro_server.store import Store
 from tests.conftest import kill_tree_of
+from tests.server.conftest import job_uid_range
 
 RENAME_EXCHANGE = 2
 AT_FDCWD = -100
@@ -72,11 +74,13 @@ def _runtime(kind: str, jobs_dir: Path, instance: str) -> Any:
 
 
 @pytest.fixture(params=["process", "docker"])
-async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Server]:
+async def server(request: pytest.FixtureRequest, tmp_path: Path,
+                 homes: Path) -> AsyncIterator[Server]:
     kind = str(request.param)
     data = tmp_path / "server"
     config = load_config(data, cpu=8.0, memory=16 << 30, nvidia_gpu=0, kill_grace_seconds=1.0,
-                         presets=(Preset("cpu-small", 0.1, 64 << 20),))
+                         presets=(Preset("cpu-small", 0.1, 64 << 20),),
+                         job_uids=job_uid_range(), homes_dir=homes)
     instance = f"t{uuid.uuid4().hex[:10]}"
     runtime = _runtime(kind, config.jobs_dir, instance)
     store = Store(config.db_path)
@@ -97,6 +101,7 @@ async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             remove_containers(instance)
             remove_networks(instance)
         kill_tree_of(data)
+        remove_chain(data)
 
 
 class Swapper:

@@ -524,6 +524,37 @@ async def test_connect_port_to_an_http_server(runtime: ProcessRuntime, tmp_path:
     await runtime.wait("web")
 
 
+async def test_connect_port_reaches_only_the_jobs_own_listeners(runtime: ProcessRuntime) -> None:
+    """Jobs share the host's network: a port something else listens on (here the test, as a
+    host service or another user's job would) is not the job's to forward, on either family;
+    the job's own, on IPv4 or IPv6, is."""
+    with socket.socket() as host4, socket.socket(socket.AF_INET6) as host6:
+        host4.bind(("127.0.0.1", 0))
+        host4.listen()
+        host6.bind(("::1", 0))
+        host6.listen()
+        await runtime.start(spec("quiet", ["sleep", "60"]))
+        for port in (host4.getsockname()[1], host6.getsockname()[1]):
+            with pytest.raises(RuntimeError_, match=f"nothing listens on port {port} in job "
+                                                    "quiet .no process of the job") as e:
+                await runtime.connect_port("quiet", port)
+            assert e.value.reason == "PortNotListening"
+    port = _free_port()
+    # (a one-shot server, as `nc -l` is: its listener is gone once it accepted)
+    serve = (f"import socket\ns=socket.socket(socket.AF_INET6)\ns.bind(('::1',{port}))\n"
+             "s.listen()\nprint('up',flush=True)\nc,_=s.accept()\ns.close()\nc.sendall(b'v6')")
+    await runtime.start(spec("six", [PY, "-c", serve]))
+    await eventually(lambda: b"up" in output(runtime, "six"))
+    reader, writer = await runtime.connect_port("six", port)
+    try:
+        assert await asyncio.wait_for(reader.read(), TIMEOUT) == b"v6"
+    finally:
+        writer.close()
+    for job in ("quiet", "six"):
+        await runtime.stop(job, grace=0)
+        await runtime.wait(job)
+
+
 async def test_connect_port_refusals(runtime: ProcessRuntime) -> None:
     await runtime.start(spec("quiet", ["sleep", "60"]))
     port = _free_port()

@@ -7,9 +7,11 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from neuro_server.runtime import cgroups
-from neuro_server.runtime.base import RuntimeError_, State
+from neuro_server.runtime.base import JobSpec, RuntimeError_, State
 from neuro_server.runtime.process import ProcessRuntime
 from neuro_server.runtime.supervisor import read_json, supervisor_alive
 from tests.server.runtime.conftest import (
@@ -123,6 +125,44 @@ async def test_process_default_working_dir_and_given_path(runtime: ProcessRuntim
     assert (
         await read_all(runtime, "wd") == f"{runtime.root / 'wd' / 'work'}\n/bin:/usr/bin\n".encode()
     )
+
+
+async def test_process_jobs_get_umask_022_whatever_the_servers(runtime: ProcessRuntime) -> None:
+    """neuro-server runs with a umask of 077 (its files are its own): a job's must not be."""
+    old = os.umask(0o077)
+    try:
+        await runtime.start(spec("umask", ["sh", "-c", "umask; : > f; stat -c %a f"]))
+    finally:
+        os.umask(old)
+    await runtime.wait("umask")
+    assert await read_all(runtime, "umask") == b"0022\n644\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs jobs as other uids")
+async def test_process_job_of_a_uid_of_its_own(runtime: ProcessRuntime) -> None:
+    """Its uid and gid, no other group, HOME its home, the default working dir made there by
+    the job itself (so only its own permissions apply)."""
+    uid = gid = 100_000_000 + os.getpid() % 1000
+    base = Path(tempfile.mkdtemp(prefix="neuro-home-"))
+    try:
+        base.chmod(0o711)
+        home = base / "h"
+        home.mkdir(mode=0o700)
+        os.chown(home, uid, gid)
+        await runtime.start(JobSpec("mine", ["sh", "-c", "id -u; id -G; pwd; echo $HOME"],
+                                    env={}, working_dir=None, cpu=0, memory=0, uid=uid, gid=gid,
+                                    home=str(home)))
+        assert (await runtime.wait("mine")).exit_code == 0
+        assert (await read_all(runtime, "mine")).decode().split() == [
+            str(uid), str(gid), f"{home}/jobs/mine", str(home)]
+        assert (home / "jobs" / "mine").stat().st_uid == uid
+        # a working dir it may not enter is not entered for it
+        await runtime.start(JobSpec("denied", ["true"], env={}, working_dir=str(runtime.root),
+                                    cpu=0, memory=0, uid=uid, gid=gid, home=str(home)))
+        ex = await runtime.wait("denied")
+        assert ex.exit_code == 127 and "Permission denied" in ex.error
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.parametrize(
