@@ -7,19 +7,49 @@ never open a TLS connection.  ``install()`` makes ``load_default_certs`` and
 ``wrap_socket`` (where every TLS connection of asyncio or the socket module starts) load it
 into that context first.  A context is therefore the same as before when its first handshake
 starts; nothing is skipped, only moved.  The CLI's process only: the SDK changes no globals.
+``install_before("aiohttp")`` does it when aiohttp is first imported, so that the commands
+that never import aiohttp (plain requests: ``neuro_sdk._transport``) do not import ssl either.
 """
 
 from __future__ import annotations
 
-import ssl
-import weakref
-from collections.abc import Callable
-from typing import Any
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import types
+    from importlib.machinery import ModuleSpec
 
 _installed = False
 
 
+class _BeforeImport:
+    """A meta path finder that finds nothing: it calls install() when *name* is first imported."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, name: str, path: Sequence[str] | None,
+                  target: types.ModuleType | None = None) -> ModuleSpec | None:
+        if name == self.name:
+            sys.meta_path.remove(self)
+            install()
+        return None
+
+
+def install_before(name: str) -> None:
+    """install() just before the first import of module *name* (now, if it is imported)."""
+    if name in sys.modules:
+        install()
+    else:
+        sys.meta_path.insert(0, _BeforeImport(name))
+
+
 def install() -> None:
+    import ssl
+    import weakref
+
     global _installed
     if _installed:
         return

@@ -11,7 +11,6 @@ import fcntl
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -78,6 +77,8 @@ def ensure_started(timeout: float = 20.0) -> dict[str, Any]:
 
 
 def _spawn(timeout: float) -> dict[str, Any]:
+    import subprocess  # (only here: ~2 ms of every command otherwise)
+
     d = server_dir()
     log_path = d / "server.log"
     with open(log_path, "ab") as log:

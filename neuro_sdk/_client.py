@@ -1,17 +1,20 @@
-"""The :class:`Client`: one aiohttp session, auth headers, error mapping, server config."""
+"""The :class:`Client`: auth headers, error mapping, server config, and the HTTP layer.
+
+Plain requests go through the light transport (``_transport``), websockets through one aiohttp
+session (created, and aiohttp imported, on first use); see :meth:`Client._request`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import aiohttp
 from yarl import URL
 
+from ._disks import Disks
 from ._errors import (
     ConfigError,
     ProtocolError,
@@ -19,15 +22,31 @@ from ._errors import (
     error_from_status,
     error_message_from_text,
 )
-from ._disks import Disks
 from ._jobs import Jobs
 from ._secrets import Secrets
-from ._storage import Storage
 from ._server_config import Cluster, ServerConfig, parse_server_config
+from ._storage import Storage
+from ._transport import (
+    _ConnectError,
+    _Redirect,
+    _Response,
+    _Timeout,
+    _Transport,
+    aiohttp_timeout,
+    env_proxy,
+    running_loop,
+)
 from ._utils import username_from_token
 from ._version import __version__
 
-DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=60, sock_connect=60)
+if TYPE_CHECKING:
+    import asyncio
+
+    import aiohttp
+
+    from ._transport import Response
+
+DEFAULT_TIMEOUT = _Timeout(total=None, connect=None, sock_read=60, sock_connect=60)
 USER_AGENT = f"neuro-sdk/{__version__}"
 WS_HEARTBEAT = 30.0
 
@@ -44,7 +63,8 @@ class Client:
     *url* is the API URL ending in ``/api/v1``.  *server_config* is the raw JSON of
     ``GET {url}/config``; when it is not given it is fetched once, lazily, when something
     needs it (monitoring URL, registry, default cluster/org/project).  An injected *session*
-    is not closed by :meth:`close`.
+    carries every request and is not closed by :meth:`close`.  ``HTTP_PROXY``,
+    ``HTTPS_PROXY`` and ``NO_PROXY`` are honoured (never for loopback).
 
     Example::
 
@@ -78,6 +98,8 @@ class Client:
         self._config_lock: asyncio.Lock | None = None
         self._session = session
         self._own_session = session is None
+        # plain requests without aiohttp, unless the caller gave a session of their own
+        self._light: _Transport | None = _Transport() if session is None else None
         self._timeout = timeout
         self._closed = False
         self._jobs = Jobs(self)
@@ -99,8 +121,10 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        """Close the HTTP session (unless it was injected)."""
+        """Close the connections and the HTTP session (unless it was injected)."""
         self._closed = True
+        if self._light is not None:
+            await self._light.close()
         if self._own_session and self._session is not None:
             await self._session.close()
         self._session = None
@@ -185,17 +209,24 @@ class Client:
             known = self._known_config()
             if known is not None:
                 return known
+        if running_loop() is None:  # (requests are blocking then: nothing runs concurrently)
+            return await self._fetch_server_config(refresh)
         if self._config_lock is None:
+            import asyncio
+
             self._config_lock = asyncio.Lock()
         async with self._config_lock:
-            if not refresh and self._server_config is not None:
-                return self._server_config
-            raw = await self._fetch_json("GET", self._url / "config")
-            if not isinstance(raw, dict):
-                raise ProtocolError("GET /config did not return a JSON object")
-            self._raw_server_config = raw
-            self._server_config = parse_server_config(raw)
+            return await self._fetch_server_config(refresh)
+
+    async def _fetch_server_config(self, refresh: bool) -> ServerConfig:
+        if not refresh and self._server_config is not None:
             return self._server_config
+        raw = await self._fetch_json("GET", self._url / "config")
+        if not isinstance(raw, dict):
+            raise ProtocolError("GET /config did not return a JSON object")
+        self._raw_server_config = raw
+        self._server_config = parse_server_config(raw)
+        return self._server_config
 
     async def _context(self) -> tuple[str, str | None, str | None]:
         """(cluster, org, project), loading the server config when a default is needed."""
@@ -232,7 +263,9 @@ class Client:
         if self._closed:
             raise RuntimeError("The client is closed")
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            import aiohttp
+
+            self._session = aiohttp.ClientSession(timeout=aiohttp_timeout(self._timeout))
         return self._session
 
     def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -252,23 +285,45 @@ class Client:
         data: Any = None,
         headers: Mapping[str, str] | None = None,
         timeout: aiohttp.ClientTimeout | None = None,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send a request; yield the response; raise the mapped error for status >= 400."""
-        session = self._get_session()
-        try:
-            resp = await session.request(
-                method,
-                url,
-                params=params,
-                json=json,
-                data=data,
-                headers=self._headers(headers),
-                timeout=timeout if timeout is not None else self._timeout,
-            )
-        except aiohttp.ClientConnectionError as e:
-            raise ServerUnreachable(
-                f"Cannot reach the server at {_strip_query(url)}: {e}", str(url)
-            ) from e
+    ) -> AsyncIterator[Response]:
+        """Send a request; yield the response; raise the mapped error for status >= 400.
+
+        The light transport sends it when it can (no injected session, no proxy, no streamed
+        body); aiohttp when not, and for a redirect (which it follows).  With no running event
+        loop the light transport blocks, and aiohttp runs on a loop of its own, the whole
+        answer read before it ends."""
+        if self._closed:
+            raise RuntimeError("The client is closed")
+        where = url  # (errors name the URL without the query, as before)
+        if params:
+            url = url.extend_query(params)
+        timeout = timeout if timeout is not None else self._timeout
+        all_headers = self._headers(headers)
+        if json is not None:
+            data = _json_dumps(json).encode()
+            all_headers.setdefault("Content-Type", "application/json")
+        elif isinstance(data, (str, bytes)):  # (the content types aiohttp gives them)
+            all_headers.setdefault("Content-Type", "text/plain; charset=utf-8"
+                                   if isinstance(data, str) else "application/octet-stream")
+            data = data.encode() if isinstance(data, str) else data
+        resp: Response | None = None
+        proxy = env_proxy(url)
+        if self._light is not None and proxy is None and isinstance(data, (bytes, type(None))):
+            try:
+                resp = await self._light.request(method, url, all_headers, data, timeout)
+            except _ConnectError as e:
+                raise ServerUnreachable(
+                    f"Cannot reach the server at {_strip_query(where)}: {e}", str(where)
+                ) from e
+            except _Redirect:
+                resp = None
+        if resp is None:
+            if running_loop() is None:
+                resp = await self._aiohttp_buffered(method, url, all_headers, data, timeout, proxy,
+                                                    where)
+            else:
+                resp = await _aiohttp_request(self._get_session(), method, url, all_headers, data,
+                                              timeout, proxy, where)
         async with resp:
             if resp.status >= 400:
                 text = await resp.text(errors="replace")
@@ -276,6 +331,23 @@ class Client:
                     resp.status, error_message_from_text(text) or resp.reason or ""
                 )
             yield resp
+
+    async def _aiohttp_buffered(self, method: str, url: URL, headers: dict[str, str], data: Any,
+                                timeout: Any, proxy: URL | None, where: URL) -> _Response:
+        """aiohttp without a running loop: on a private one, until the answer is all read."""
+        import asyncio
+
+        import aiohttp
+
+        async def fetch() -> _Response:
+            async with aiohttp.ClientSession(timeout=aiohttp_timeout(self._timeout)) as session:
+                resp = await _aiohttp_request(session, method, url, headers, data, timeout, proxy,
+                                              where)
+                async with resp:
+                    body = await resp.read()
+                return _Response.buffered(url, resp.status, resp.reason, resp.headers, body)
+
+        return asyncio.run(fetch())
 
     async def _fetch_json(self, method: str, url: URL, **kwargs: Any) -> Any:
         async with self._request(method, url, **kwargs) as resp:
@@ -296,6 +368,10 @@ class Client:
         heartbeat: float | None = WS_HEARTBEAT,
     ) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
         """Open a websocket; handshake errors map like HTTP errors, message from ``X-Error``."""
+        if running_loop() is None:
+            raise RuntimeError("Websockets need a running asyncio event loop")
+        import aiohttp
+
         session = self._get_session()
         try:
             ws = await session.ws_connect(
@@ -305,6 +381,7 @@ class Client:
                 protocols=tuple(protocols),
                 heartbeat=heartbeat,
                 max_msg_size=0,
+                proxy=env_proxy(url),  # (its credentials, if any, go as Proxy-Authorization)
             )
         except aiohttp.WSServerHandshakeError as e:
             header = e.headers.get("X-Error", "") if e.headers is not None else ""
@@ -322,3 +399,21 @@ class Client:
             yield ws
         finally:
             await ws.close()
+
+
+def _json_dumps(obj: Any) -> str:
+    return json.dumps(obj)  # as aiohttp's JsonPayload does
+
+
+async def _aiohttp_request(session: aiohttp.ClientSession, method: str, url: URL,
+                           headers: dict[str, str], data: Any, timeout: Any,
+                           proxy: URL | None, where: URL) -> aiohttp.ClientResponse:
+    import aiohttp
+
+    try:
+        return await session.request(method, url, data=data, headers=headers,
+                                     timeout=aiohttp_timeout(timeout), proxy=proxy)
+    except aiohttp.ClientConnectionError as e:
+        raise ServerUnreachable(
+            f"Cannot reach the server at {_strip_query(where)}: {e}", str(where)
+        ) from e

@@ -28,14 +28,16 @@ import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from yarl import URL
 
 from ._client import DEFAULT_TIMEOUT, Client
 from ._errors import AuthenticationError, ConfigError
 from ._utils import username_from_token
+
+if TYPE_CHECKING:
+    import aiohttp
 
 CONFIG_ENV = "NEURO_CONFIG"
 PASSED_CONFIG_ENVS = ("NEURO_PASSED_CONFIG", "APOLO_PASSED_CONFIG")

@@ -3,13 +3,11 @@ talk to running jobs: attach, exec, resize, port forwarding, telemetry, signals 
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import contextlib
 import dataclasses
 import errno
 import json
-import logging
 import warnings
 from collections.abc import (
     AsyncGenerator,
@@ -23,7 +21,6 @@ from collections.abc import (
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-import aiohttp
 from yarl import URL
 
 from ._errors import (
@@ -73,10 +70,20 @@ from ._parsing import (
     stdin_frame,
     telemetry_from_api,
 )
+from ._transport import _Timeout, lazy_import, lazy_logger
 from ._utils import AsyncStream
 
 if TYPE_CHECKING:
+    import asyncio
+    import logging
+
+    import aiohttp
+
     from ._client import Client
+    from ._transport import Response
+else:  # imported when first used: plain requests need neither (see _transport)
+    asyncio = lazy_import("asyncio")
+    aiohttp = lazy_import("aiohttp")
 
 NDJSON = "application/x-ndjson"
 LOG_OFFSET_PROTOCOL = "offset.logs.neuro"  # our server's log_ws extension: ``offset=N``
@@ -85,10 +92,10 @@ MAX_CHUNK = 4 * 2**20  # port forwarding: local reads of at most this many bytes
 MAX_STDIN_FRAME = 2**20  # stdin is sent in frames of at most this many bytes
 OFFSET_FRAME_TIMEOUT = 5.0  # attach(offset=...): how long to wait for the server's offset frame
 
-log = logging.getLogger(__name__)
+log: logging.Logger = lazy_logger(__name__)
 
 
-async def _ndjson_lines(resp: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
+async def _ndjson_lines(resp: Response) -> AsyncGenerator[bytes, None]:
     """Split a streamed body into lines as the bytes arrive (not after the last byte)."""
     buf = bytearray()
     async for chunk in resp.content.iter_any():
@@ -532,7 +539,7 @@ class Jobs:
                           unchanged: JobDescription | None = None,
                           read_timeout: float | None = None) -> JobDescription:
         url = self._client.url / "jobs" / id
-        timeout = None if read_timeout is None else aiohttp.ClientTimeout(
+        timeout = None if read_timeout is None else _Timeout(
             total=None, sock_connect=30, sock_read=read_timeout)
         async with self._client._request("GET", url, headers=headers, timeout=timeout) as resp:
             etag = resp.headers.get("ETag")

@@ -50,3 +50,15 @@ def test_aiohttp_import_loads_no_certificates() -> None:
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "0"
+
+
+def test_install_before_aiohttp_defers_until_it_is_imported() -> None:
+    """The CLI installs the deferral when aiohttp is first imported: commands that never import
+    aiohttp (plain requests go through the SDK's light transport) do not even import ssl."""
+    code = ("import sys; from neuro_cli._fast_tls import install_before; install_before('aiohttp');"
+            " print('ssl' in sys.modules); import aiohttp.connector as c;"
+            " print(c._SSL_CONTEXT_VERIFIED.cert_store_stats()['x509_ca'])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "0"]
