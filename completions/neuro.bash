@@ -55,7 +55,7 @@ _neuro_spec() {
         args="-*"
         ;;
     "exec")
-        opts="--detach-keys --help --no-tty --tty -T -h -t"
+        opts="--detach-keys --help --no-tty --stdin --tty -T -h -i -t"
         vopts="--detach-keys"
         args="jobs -*"
         ;;
@@ -77,7 +77,7 @@ _neuro_spec() {
         args="jobs -"
         ;;
     "job exec")
-        opts="--detach-keys --help --no-tty --tty -T -h -t"
+        opts="--detach-keys --help --no-tty --stdin --tty -T -h -i -t"
         vopts="--detach-keys"
         args="jobs -*"
         ;;

@@ -94,7 +94,9 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--help'\t'Show this message and exit'
             set -g __neuro_args '-*'
         case 'exec'
-            set -g __neuro_opts '-t'\t'Allocate a TTY' \
+            set -g __neuro_opts '-i'\t'Pass standard input on to the command (a TTY always gets the keyboard)' \
+            '--stdin'\t'Pass standard input on to the command (a TTY always gets the keyboard)' \
+            '-t'\t'Allocate a TTY' \
             '-T'\t'Allocate a TTY' \
             '--tty'\t'Allocate a TTY' \
             '--no-tty'\t'Allocate a TTY' \
@@ -137,7 +139,9 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--help'\t'Show this message and exit'
             set -g __neuro_args 'jobs' '-'
         case 'job exec'
-            set -g __neuro_opts '-t'\t'Allocate a TTY' \
+            set -g __neuro_opts '-i'\t'Pass standard input on to the command (a TTY always gets the keyboard)' \
+            '--stdin'\t'Pass standard input on to the command (a TTY always gets the keyboard)' \
+            '-t'\t'Allocate a TTY' \
             '-T'\t'Allocate a TTY' \
             '--tty'\t'Allocate a TTY' \
             '--no-tty'\t'Allocate a TTY' \

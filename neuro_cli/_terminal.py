@@ -171,6 +171,52 @@ async def pump_tty(stream: "StdStream", outcome: Outcome, *, detach_keys: bytes,
                     await t
 
 
+async def read_stdin(queue: asyncio.Queue[bytes | None], fd: int | None = None) -> None:
+    """Local stdin into ``queue`` as it comes, then None at its end.
+
+    Pipes and terminals are watched by the event loop, never read by a thread: a thread
+    blocked in read() is one asyncio.run waits for on the way out, so a command that ended
+    would still hang until stdin closed (``neuro exec JOB -- true < <(sleep 12)``).  Regular
+    files and /dev/null, which epoll refuses, never block: they are read in place."""
+    loop = asyncio.get_running_loop()
+    fd = sys.stdin.fileno() if fd is None else fd
+    ready = asyncio.Event()
+    try:
+        loop.add_reader(fd, ready.set)
+    except (OSError, ValueError):  # a regular file, /dev/null, or no stdin at all
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            await queue.put(data or None)
+            if not data:
+                return
+    import select
+
+    try:
+        while True:
+            await ready.wait()
+            ready.clear()
+            # (a readiness callback from before the last read may have set it again: read only
+            # what is there now, for the fd stays blocking; it may be the user's terminal)
+            if not select.select([fd], [], [], 0)[0]:
+                continue
+            try:
+                data = os.read(fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(fd)  # (at EOF a pipe stays readable: do not spin)
+            await queue.put(data or None)
+            if not data:
+                return
+    finally:
+        loop.remove_reader(fd)
+
+
 async def pump_plain(stream: "StdStream", outcome: Outcome, *, forward_stdin: bool,
                      stdin_queue: "asyncio.Queue[bytes | None] | None" = None) -> None:
     """Non-TTY: stdout frames to stdout, stderr frames to stderr; local stdin (when
@@ -187,21 +233,11 @@ async def pump_plain(stream: "StdStream", outcome: Outcome, *, forward_stdin: bo
                 return
             await stream.write_in(data)
 
+    if forward_stdin and stdin_queue is None:
+        stdin_queue = asyncio.Queue(maxsize=16)
+        tasks.append(loop.create_task(read_stdin(stdin_queue)))
     if stdin_queue is not None:
         tasks.append(loop.create_task(drain_queue(stdin_queue)))
-
-    async def feed_stdin() -> None:
-        # a thread reads: stdin may be a file, a pipe or a terminal
-        fd = sys.stdin.fileno()
-        while True:
-            data = await loop.run_in_executor(None, os.read, fd, 65536)
-            if not data:
-                await stream.close_stdin()
-                return
-            await stream.write_in(data)
-
-    if forward_stdin:
-        tasks.append(loop.create_task(feed_stdin()))
     try:
         while True:
             msg = await stream.read_out()

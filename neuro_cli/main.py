@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from typing import Any
 
@@ -161,40 +162,52 @@ def main(argv: list[str] | None = None, *, fast_exit: bool = True) -> None:
         _exit(complete(args[1:]), fast_exit)
         return
     if not any(a in ("--help", "-h") for a in args) and args:
-        from ._fast_tls import install
+        from ._fast_tls import install_before
 
-        install()  # CA certificates load at the first TLS handshake, not at import
+        # CA certificates load at the first TLS handshake, not when aiohttp is imported
+        install_before("aiohttp")
     # -v/--verbose are global options: before the command (a command's own -v is its own)
     globals_ = args[:_command_index(args)]
     show_tb = "--show-traceback" in globals_ or any(
         a in ("-v", "--verbose") or a.startswith("-vv") for a in globals_)
+    by_sigint = False  # Ctrl-C ended it: leave the way SIGINT does (see _exit)
     try:
         if (word := _command_word(args)) is not None and word not in COMMANDS:
             from .user_config import expand_alias  # an alias? (the user config is read only now)
 
             args = expand_alias(args, set(COMMANDS))
         code = cli.main(args=args, prog_name="neuro", standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.stderr.write("Aborted.\n")
+    except click.exceptions.Abort as e:
+        # (click turns a KeyboardInterrupt outside our event loop into Abort)
+        by_sigint = isinstance(e.__context__, KeyboardInterrupt)
+        sys.stderr.write("Interrupted.\n" if by_sigint else "Aborted.\n")
         code = ExitCode.INTERRUPTED
+    except click.UsageError as e:
+        message, hint = usage_error_lines(e)
+        sys.stderr.write(f"ERROR: {message}\n")
+        if hint:
+            sys.stderr.write(f"  hint: {hint}\n")
+        code = e.exit_code
     except click.ClickException as e:
-        e.show()
+        sys.stderr.write(f"ERROR: {_sentence(e.format_message())}\n")
         code = e.exit_code
     except click.exceptions.Exit as e:
         code = e.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
         code = ExitCode.INTERRUPTED
+        by_sigint = True
     except (BrokenPipeError, _PipeClosed):
         # output piped into `head` etc.: not an error
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         code = ExitCode.OK
     except BaseException as e:  # noqa: BLE001 - the one place errors become exit codes
-        from .errors import JobExit, classify
+        from .errors import Interrupted, JobExit, classify
 
         if isinstance(e, JobExit):
             code = e.code
+            by_sigint = isinstance(e, Interrupted)
         elif isinstance(e, SystemExit):
             raise
         else:
@@ -206,7 +219,82 @@ def main(argv: list[str] | None = None, *, fast_exit: bool = True) -> None:
             sys.stderr.write(f"ERROR: {message}\n")
             if hint:
                 sys.stderr.write(f"  hint: {hint}\n")
+    if by_sigint and fast_exit:
+        _die_by_sigint()
     _exit(code, fast_exit)
+
+
+# docker's and kubectl's habits that `neuro run`/`exec` spell differently: the hint names ours
+DOCKER_HINTS: dict[str, str] = {
+    "-i": "`neuro run -t` is docker's -it: a TTY with your keyboard (the default on a terminal)",
+    "--interactive": "`neuro run -t` is docker's -it: a TTY with your keyboard (the default on a "
+                     "terminal)",
+    "--rm": "there is nothing to remove: a finished job leaves only its record (`neuro ps -a`); "
+            "drop --rm",
+    "-p": "--port-forward LOCAL:REMOTE forwards a port while attached (or `neuro port-forward`); "
+          "--http-port PORT serves HTTP at the job's URL",
+    "--publish": "--port-forward LOCAL:REMOTE forwards a port while attached (or `neuro "
+                 "port-forward`); --http-port PORT serves HTTP at the job's URL",
+    "--gpus": "GPUs, CPUs and memory come from the preset: --preset (`neuro config show` lists them)",
+    "--cpus": "GPUs, CPUs and memory come from the preset: --preset (`neuro config show` lists them)",
+    "-m": "GPUs, CPUs and memory come from the preset: --preset (`neuro config show` lists them)",
+    "--memory": "GPUs, CPUs and memory come from the preset: --preset (`neuro config show` lists them)",
+}
+
+
+def _sentence(text: str) -> str:
+    """click's "No such option '-x'." in our style: lower-case first letter, no period."""
+    text = text.strip()
+    if text[:1].isupper() and not text[1:2].isupper():
+        text = text[0].lower() + text[1:]
+    return text.removesuffix(".")
+
+
+def usage_error_lines(e: click.UsageError) -> tuple[str, str]:
+    """(message, hint) of a usage error, in the one style of every error: ``ERROR: ...``, then
+    a hint (a close command name, our spelling of a docker flag, else the usage line)."""
+    import difflib
+
+    ctx = e.ctx
+    hint = ""
+    if isinstance(e, click.NoSuchOption):
+        message = f"no such option: {e.option_name}"
+        if e.option_name in DOCKER_HINTS and ctx is not None and \
+                ctx.info_name == "run":
+            hint = DOCKER_HINTS[e.option_name]
+        elif e.possibilities:
+            hint = "did you mean " + " or ".join(sorted(e.possibilities)) + "?"
+    else:
+        # (click adds its own "Did you mean" once the commands are imported: ours is the hint)
+        message = _sentence(re.sub(r"\. Did you mean .*", "", e.format_message()))
+        found = re.fullmatch(r"no such command '(.+)'", message)
+        if found and ctx is not None and isinstance(ctx.command, click.Group):
+            names = ctx.command.list_commands(ctx)
+            close = difflib.get_close_matches(found.group(1), names, n=3, cutoff=0.6)
+            if close:
+                hint = "did you mean " + " or ".join(f"`{ctx.command_path} {c}`" for c in close) + "?"
+            else:
+                hint = f"`{ctx.command_path} --help` lists the commands"
+    if not hint and ctx is not None:
+        pieces = " ".join(ctx.command.collect_usage_pieces(ctx))
+        hint = f"usage: {ctx.command_path} {pieces}  (`{ctx.command_path} --help` says more)"
+    return message, hint
+
+
+def _die_by_sigint() -> None:
+    """End the process by SIGINT, as a program Ctrl-C stopped: the shell shows 130 and, unlike
+    for a plain exit 130, stops the loop or script around it (bash's wait-and-see handling)."""
+    import signal
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    os.kill(os.getpid(), signal.SIGINT)
+    os._exit(int(ExitCode.INTERRUPTED))  # (not reached)
 
 
 def _command_index(args: list[str]) -> int:

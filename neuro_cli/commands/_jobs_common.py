@@ -22,11 +22,20 @@ if TYPE_CHECKING:
 JOB_ID_RE = re.compile(r"^job-[0-9a-z]{8}-[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{12}$")
 
 
-def run_async(ctx: click.Context, fn: Callable[[Deps], Awaitable[int | None]]) -> None:
-    """Run a command body on a fresh event loop; a non-zero result becomes the exit code."""
-    import asyncio
+def run_async(ctx: click.Context, fn: Callable[[Deps], Awaitable[int | None]], *,
+              loop: bool = True) -> None:
+    """Run a command body on a fresh event loop; a non-zero result becomes the exit code.
 
+    ``loop=False`` is for the one-shot commands that only make plain requests: with no event
+    loop running the SDK's requests block (neuro_sdk._transport), so the body runs to its end
+    in one step, and asyncio (~25 ms) is not even imported."""
     deps: Deps = ctx.find_root().obj
+    if not loop:
+        code = _run_without_loop(fn(deps))
+        if code:
+            raise JobExit(code)
+        return
+    import asyncio
 
     async def main() -> int | None:
         # our own SIGINT handler: the command sees a CancelledError where it waits and may
@@ -60,6 +69,18 @@ def run_async(ctx: click.Context, fn: Callable[[Deps], Awaitable[int | None]]) -
         raise JobExit(code)
 
 
+def _run_without_loop(coro: Awaitable[int | None]) -> int | None:
+    step = coro.__await__()
+    try:
+        while True:
+            if step.send(None) is not None:  # it waits on a future: it needed a loop after all
+                step.close()
+                raise RuntimeError("a command run without an event loop awaited one")
+    except StopIteration as e:
+        result: int | None = e.value
+        return result
+
+
 async def resolve_job(client: "Client", ref: str) -> str:
     """JOB is an id, or the name of the caller's most recent job with that name."""
     if JOB_ID_RE.match(ref):
@@ -72,8 +93,31 @@ async def resolve_job(client: "Client", ref: str) -> str:
                                 limit=1) as it:  # closed once the first job is in
         async for job in it:
             return job.id
-    raise CLIError(f"no job with id or name {ref!r}", ExitCode.NOT_FOUND,
-                   hint="`neuro ps -a` lists finished jobs too")
+    raise CLIError(f"no such job: {ref}", ExitCode.NOT_FOUND, hint=NO_SUCH_JOB_HINT)
+
+
+#: what follows "no such job: REF" (ours, or the server's 404 for an id)
+NO_SUCH_JOB_HINT = "JOB is an id or the name of one of your jobs; `neuro ps -a` lists them all"
+
+
+def job_ref(job: JobDescription, username: str | None) -> str:
+    """How to name the job in a hint: its name when it has one and it is the caller's (a name
+    resolves among the caller's own jobs), else its id."""
+    if job.name and (username is None or job.owner == username):
+        return job.name
+    return job.id
+
+
+def not_running_text(job: JobDescription) -> str:
+    """Why a job cannot be attached or exec'd in, in words: "it has not started yet"..."""
+    status = job.status.value
+    return {
+        "pending": "it has not started yet (pending)",
+        "suspended": "it is suspended",
+        "succeeded": "it has already finished (succeeded)",
+        "failed": "it has already finished (failed)",
+        "cancelled": "it was already cancelled",
+    }.get(status, f"its status is {status}")
 
 
 def runtime_note(job: "JobDescription") -> str | None:
@@ -208,6 +252,7 @@ class Progress:
     """How many output bytes were written so far (survives restarts of a stream)."""
 
     seen: int = 0
+    connected: bool = False  # a stream is open (the output so far is on its way)
 
 
 async def follow_output(deps: Deps, job_id: str, *, since: Any = None, timestamps: bool = False,
@@ -231,6 +276,7 @@ async def follow_output(deps: Deps, job_id: str, *, since: Any = None, timestamp
             async with deps.client() as client:
                 async with client.jobs.monitor(job_id, since=since, timestamps=timestamps,
                                                offset=progress.seen) as chunks:
+                    progress.connected = True
                     async for chunk in chunks:
                         deps.io.write_bytes(chunk)
                         progress.seen += len(chunk)
@@ -247,26 +293,152 @@ async def follow_output(deps: Deps, job_id: str, *, since: Any = None, timestamp
         delay = min(delay * 2, 2.0)
 
 
-async def final_status(deps: Deps, job_id: str, timeout: float = 30.0) -> "JobDescription":
-    """The job's status once it is finished (the output can end a moment before the record)."""
+async def final_status(deps: Deps, job_id: str, *, restarts: int | None = None,
+                       retry_for: float = 60.0) -> JobDescription:
+    """The job's status once it is finished (the output can end a moment before the record)
+    or, given ``restarts`` (the count the caller has seen), once it was restarted.
+
+    It waits as long as that takes: a job that goes on (a restart policy) is followed, never
+    given up on; only an unreachable server ends the wait, after ``retry_for`` seconds."""
     import asyncio
 
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    give_up = loop.time() + retry_for
     delay = 0.02
+
+    def settled(job: JobDescription) -> bool:
+        return job.status.is_finished or (restarts is not None and job.history.restarts > restarts)
+
     while True:
         try:
             async with deps.client() as client:
                 job = await client.jobs.status(job_id)
-                if job.status.is_finished:
-                    return job
+                while not settled(job):
+                    # a server that long-polls answers when the job changes; others are asked
+                    # again after a growing delay
+                    changed = await client.jobs.wait_change(job, 10.0)
+                    if changed is None:
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 0.5)
+                        changed = await client.jobs.status(job_id)
+                    job = changed
+                    give_up = loop.time() + retry_for
+                return job
         except Exception as e:
-            if not is_connection_error(e) or loop.time() > deadline:
+            if not is_connection_error(e) or loop.time() > give_up:
                 raise
-        if loop.time() > deadline:
-            raise CLIError(f"job {job_id} did not finish in time", ExitCode.TIMEOUT)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)
+
+
+def _restart_transition(job: JobDescription) -> tuple[str, str]:
+    """(description, reason) of the job's latest restart: its status while it waits to start
+    again, else the last Restarting transition of its history."""
+    h = job.history
+    if h.reason == "Restarting":
+        return h.description, h.reason
+    for item in reversed(h.transitions):
+        if item.reason == "Restarting":
+            return item.description, item.reason
+    return "", ""
+
+
+@dataclasses.dataclass
+class Attempts:
+    """The attempts of a restarting job (``--restart``) that an attached run follows."""
+
+    restarts: int = 0  # how many restarts were seen (announced) so far
+    last_exit: int | None = None  # the exit code of the last attempt that ended
+
+    def restarted(self, job: JobDescription) -> str | None:
+        """If ``job`` restarted since it was last seen, the line that says so ("restarting
+        after exit 1, attempt 3 (in 4s)"), and it is remembered; else None."""
+        if job.history.restarts <= self.restarts:
+            return None
+        self.restarts = job.history.restarts
+        text, _ = _restart_transition(job)
+        code = re.search(r"exited with code (-?\d+)", text)
+        if code:
+            self.last_exit = int(code.group(1))
+            why = f"exit {code.group(1)}"
+        elif "out of memory" in text:
+            self.last_exit = 137
+            why = "running out of memory"
+        else:
+            why = "its end"
+        delay = re.search(r"restart \d+ in (\d+(?:\.\d+)?s)", text)
+        return (f"restarting after {why}, attempt {self.restarts + 1}"
+                + (f" (in {delay.group(1)})" if delay else ""))
+
+    def exit_code(self, job: JobDescription) -> int:
+        """What the run exits with: the job's code; killed between two attempts (no code of
+        its own), the last attempt's."""
+        if job.history.exit_code is None and self.last_exit is not None:
+            return self.last_exit
+        return job_exit_code(job)
+
+
+async def follow_attempts(deps: Deps, job_id: str, *, progress: Progress,
+                          attempts: Attempts) -> None:
+    """:func:`follow_output`, with a line on stderr between the attempts of a job that
+    restarts (the output stream goes on across them)."""
+    import asyncio
+    import contextlib
+
+    watcher = asyncio.ensure_future(_announce_restarts(deps, job_id, progress, attempts))
+    try:
+        await follow_output(deps, job_id, progress=progress)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    async with deps.client() as client:  # a restart seen late (or not at all) still shows
+        job = await client.jobs.status(job_id)
+    if (line := attempts.restarted(job)) is not None:
+        deps.io.err(line)
+
+
+async def _announce_restarts(deps: Deps, job_id: str, progress: Progress,
+                             attempts: Attempts) -> None:
+    import asyncio
+
+    while True:
+        try:
+            async with deps.client() as client:
+                job = await client.jobs.status(job_id)
+                while not job.status.is_finished:
+                    if (line := attempts.restarted(job)) is not None:
+                        await _output_quiet(progress)  # the attempt's last output comes first
+                        deps.io.err(line)
+                    changed = await client.jobs.wait_change(job, 10.0)
+                    if changed is None:
+                        await asyncio.sleep(0.2)
+                        changed = await client.jobs.status(job_id)
+                    job = changed
+                return
+        except Exception as e:  # noqa: BLE001 - best effort: the output goes on regardless
+            if not is_connection_error(e):
+                if deps.verbose:
+                    deps.io.err(f"(cannot follow the job's restarts: {e})")
+                return
+        await asyncio.sleep(0.5)
+
+
+async def _output_quiet(progress: Progress, quiet: float = 0.25, most: float = 2.0) -> None:
+    """Wait until the output stream is open and no output came for ``quiet`` seconds (at most
+    ``most``): an attempt that ended has all its output in the log, which the stream delivers
+    a moment later."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + most
+    while not progress.connected and loop.time() < end:
+        await asyncio.sleep(0.02)
+    seen, since = progress.seen, loop.time()
+    while loop.time() < end and loop.time() - since < quiet:
+        await asyncio.sleep(0.05)
+        if progress.seen != seen:
+            seen, since = progress.seen, loop.time()
 
 
 def result_line(job: "JobDescription") -> str:

@@ -8,7 +8,7 @@ from ..completion.types import JOB
 from ..deps import Deps
 from ..errors import CLIError, ExitCode
 from ._attach import attach_loop
-from ._jobs_common import resolve_job, run_async, wait_started
+from ._jobs_common import job_ref, not_running_text, resolve_job, run_async, wait_started
 from ._options import detach_keys_option, keys_text, port_forward_option
 
 
@@ -44,8 +44,9 @@ async def run(ref: str, detach_keys: bytes, port_forwards: tuple[tuple[int, int]
         if job.status.is_pending:
             job = await wait_started(client, job, deps, quiet=False)
         if job.status.is_finished:
-            raise CLIError(f"job {job_id} is not running (it is {job.status.value})",
+            raise CLIError(f"job {job_id} is not running: {not_running_text(job)}",
                            ExitCode.BAD_INPUT, hint=f"`neuro logs {ref}` prints its output")
+        name = job_ref(job, client.username)
     tty = bool(job.container.tty)
     if tty and not deps.io.interactive:
         raise CLIError("the job has a TTY: attach from a terminal", ExitCode.USAGE,
@@ -55,4 +56,4 @@ async def run(ref: str, detach_keys: bytes, port_forwards: tuple[tuple[int, int]
                     "if you see no prompt, press Enter.")
     async with forwarding(deps, job_id, port_forwards):
         return await attach_loop(deps, job_id, tty=tty, stdin=tty, detach_keys=detach_keys,
-                                 from_start=False)
+                                 from_start=False, ref=name, restarts=job.history.restarts)

@@ -22,8 +22,8 @@ def command(ctx: click.Context, job: str, no_browser: bool) -> None:
 
     \b
     Examples:
-      neuro run -n nb --http-port 8888 --detach jupyter/base-notebook
-      neuro job browse nb
+      neuro run -n notebook --http-port 8888 --detach jupyter/base-notebook
+      neuro job browse notebook
     """
     run_async(ctx, lambda deps: run(job, no_browser, deps))
 

@@ -35,7 +35,7 @@ def show(ctx: click.Context, as_json: bool) -> None:
       neuro config show
       neuro config show --json
     """
-    run_async(ctx, lambda deps: _show(deps, as_json))
+    run_async(ctx, lambda deps: _show(deps, as_json), loop=False)
 
 
 async def _show(deps: Deps, as_json: bool = False) -> int:
@@ -57,7 +57,8 @@ async def _show(deps: Deps, as_json: bool = False) -> int:
         io.out(dumps({
             "user": client.username, "url": str(client.url), "embedded": embedded_mode,
             "cluster_name": client.cluster_name,
-            "runtime": {k: rt.get(k) for k in ("name", "reason", "image_used", "limits")} if rt else None,
+            "runtime": {k: rt.get(k) for k in ("name", "reason", "image_used", "limits", "users",
+                                               "ports")} if rt else None,
             "presets": [{"name": p.name, "cpu": p.cpu, "memory": int(p.memory),
                          "nvidia_gpu": int(p.nvidia_gpu or 0), "nvidia_gpu_model": p.nvidia_gpu_model,
                          "available": int(cap.get(p.name, 0))} for p in presets],
@@ -75,12 +76,24 @@ async def _show(deps: Deps, as_json: bool = False) -> int:
             io.out(f"  limits: {rt['limits']}")
         if rt.get("volumes"):
             io.out(f"  volumes and secret files: {rt['volumes']}")
+        for key in ("users", "ports"):  # whether the runtime keeps users' jobs apart
+            if rt.get(key):
+                io.out(f"  {key}: {rt[key]}")
     io.out("Presets:")
-    io.out("  NAME\tCPU\tMEMORY\tGPU\tJOBS AVAILABLE")
+    rows: list[tuple[str, ...]] = [("NAME", "CPU", "MEMORY", "GPU", "JOBS AVAILABLE")]
     for p in presets:
         gpu = f"{p.nvidia_gpu} x {p.nvidia_gpu_model or 'nvidia'}" if p.nvidia_gpu else "-"
-        io.out(f"  {p.name}\t{p.cpu:g}\t{size(p.memory)}\t{gpu}\t{cap.get(p.name, 0)}")
+        rows.append((p.name, f"{p.cpu:g}", size(p.memory), gpu, str(cap.get(p.name, 0))))
+    for row in _aligned(rows) if io.stdout_tty else ("\t".join(r) for r in rows):
+        io.out("  " + row)  # (piped: tab-separated, as every table in a pipe)
     return 0
+
+
+def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as columns padded to their widest cell (a terminal shows tabs as jumps to the
+    next multiple of 8, which leaves a table ragged)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
 
 
 @group.command("show-token", short_help="Print the API token")
@@ -98,4 +111,4 @@ def show_token(ctx: click.Context) -> None:
             deps.io.out(client.token)
         return 0
 
-    run_async(ctx, run)
+    run_async(ctx, run, loop=False)

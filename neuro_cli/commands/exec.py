@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import sys
 
 import click
@@ -10,49 +12,65 @@ import click
 from ..completion.types import JOB
 from ..deps import Deps
 from ..errors import CLIError, ExitCode
-from .._terminal import Outcome, pump_plain, pump_tty, terminal_size
-from ._jobs_common import resolve_job, run_async
+from .._terminal import Outcome, pump_plain, pump_tty, read_stdin, terminal_size
+from ._jobs_common import not_running_text, resolve_job, run_async
 from ._options import detach_keys_option, tty_option
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    job: str
+    cmd: tuple[str, ...]
+    tty: bool | None = None  # None: when stdin, stdout and stderr are terminals
+    stdin: bool = False
+    detach_keys: bytes = b"\x10\x11"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},
                short_help="Run a command in a running job")
+@click.option("-i", "--stdin", "stdin", is_flag=True,
+              help="Pass standard input on to the command (a TTY always gets the keyboard).")
 @tty_option
 @detach_keys_option
 @click.argument("job", type=JOB)
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
-def command(ctx: click.Context, tty: bool | None, detach_keys: bytes, job: str,
+def command(ctx: click.Context, stdin: bool, tty: bool | None, detach_keys: bytes, job: str,
             cmd: tuple[str, ...]) -> None:
     """Run CMD in a running job (same environment, working dir and limits) and exit with
     its exit code (125 if the connection ended without one).
 
-    Standard input is passed on; its end reaches the command as EOF.
+    It returns as soon as CMD exits. Standard input is not read unless -i says so (as
+    `docker exec` and `kubectl exec`); then its end reaches CMD as EOF. With a TTY (-t, the
+    default when stdin, stdout and stderr are terminals) the keyboard goes to CMD: -t alone
+    is docker's -it.
 
     \b
     Examples:
       neuro exec train -- nvidia-smi
       neuro exec -t train bash
-      echo data | neuro exec -T train -- sh -c 'cat > /tmp/in'
+      echo data | neuro exec -i train -- sh -c 'cat > /tmp/in'
     """
-    run_async(ctx, lambda deps: run(job, cmd, tty, detach_keys, deps))
+    opts = Options(job, cmd, tty, stdin, detach_keys)
+    run_async(ctx, lambda deps: run(opts, deps))
 
 
-async def run(ref: str, cmd: tuple[str, ...], tty: bool | None, detach_keys: bytes,
-              deps: Deps) -> int:
+async def run(opts: Options, deps: Deps) -> int:
     io = deps.io
+    tty = opts.tty
     if tty is None:
         tty = io.interactive
     elif tty and not io.interactive:
         raise CLIError("-t needs a terminal: stdin, stdout and stderr must all be terminals",
-                       ExitCode.USAGE, hint="use -T")
+                       ExitCode.USAGE, hint="use -T (and -i to pass stdin on)")
     async with deps.client() as client:
-        job_id = await resolve_job(client, ref)
+        job_id = await resolve_job(client, opts.job)
         job = await client.jobs.status(job_id)
         if not job.status.is_running:
-            raise CLIError(f"cannot exec in job {job_id}: it is {job.status.value}, not running",
+            raise CLIError(f"job {job_id} is not running: {not_running_text(job)}",
                            ExitCode.BAD_INPUT)
-    outcome = await _exec_with_resume(deps, job_id, list(cmd), tty, detach_keys)
+    outcome = await _exec_with_resume(deps, job_id, list(opts.cmd), tty, opts.detach_keys,
+                                      stdin=tty or opts.stdin)
     if outcome.detached:
         io.err("\r\nDetached: the command was stopped.")
         return 0
@@ -63,7 +81,8 @@ async def run(ref: str, cmd: tuple[str, ...], tty: bool | None, detach_keys: byt
 
 
 async def _exec_with_resume(deps: Deps, job_id: str, cmd: list[str], tty: bool,
-                            detach_keys: bytes, retry_for: float = 60.0) -> Outcome:
+                            detach_keys: bytes, *, stdin: bool,
+                            retry_for: float = 60.0) -> Outcome:
     """Run the command; when the connection drops, reconnect to the same command (the server
     keeps it for a while) and resume its output at the byte where it stopped."""
     from neuro_sdk import ResourceNotFound
@@ -72,8 +91,10 @@ async def _exec_with_resume(deps: Deps, job_id: str, cmd: list[str], tty: bool,
 
     loop = asyncio.get_running_loop()
     outcome = Outcome()
-    stdin_queue: asyncio.Queue[bytes | None] | None = None if tty else asyncio.Queue()
-    reader = None if tty else loop.create_task(_read_stdin(stdin_queue))  # type: ignore[arg-type]
+    # (a queue that outlives reconnects; a TTY reads its keyboard itself)
+    stdin_queue: asyncio.Queue[bytes | None] | None = (
+        asyncio.Queue(maxsize=16) if stdin and not tty else None)
+    reader = None if stdin_queue is None else loop.create_task(read_stdin(stdin_queue))
     exec_id: str | None = None
     start = 0
     delay = 0.1
@@ -83,7 +104,7 @@ async def _exec_with_resume(deps: Deps, job_id: str, cmd: list[str], tty: bool,
             try:
                 async with deps.client() as client:
                     async with client.jobs.exec(
-                        job_id, cmd, tty=tty, stdin=True, stdout=True, stderr=not tty,
+                        job_id, cmd, tty=tty, stdin=stdin, stdout=True, stderr=not tty,
                         resumable=exec_id is None, resume=exec_id, offset=start + outcome.seen,
                         size=terminal_size(sys.stdout.fileno()) if tty else None,
                     ) as stream:
@@ -112,17 +133,6 @@ async def _exec_with_resume(deps: Deps, job_id: str, cmd: list[str], tty: bool,
     finally:
         if reader is not None:
             reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
-
-async def _read_stdin(queue: "asyncio.Queue[bytes | None]") -> None:
-    """Local stdin into a queue that outlives reconnects (a thread reads: file, pipe or tty)."""
-    import os
-    import sys
-
-    loop = asyncio.get_running_loop()
-    fd = sys.stdin.fileno()
-    while True:
-        data = await loop.run_in_executor(None, os.read, fd, 65536)
-        await queue.put(data or None)
-        if not data:
-            return

@@ -8,7 +8,7 @@ from ..completion.types import JOB
 from ..deps import Deps
 from ..errors import ExitCode, classify
 from ..parse import parse_signal
-from ._jobs_common import resolve_job, run_async
+from ._jobs_common import not_running_text, resolve_job, run_async
 from ._options import parsed
 
 
@@ -29,7 +29,7 @@ def command(ctx: click.Context, jobs: tuple[str, ...], signal: str | None) -> No
       neuro kill --signal USR1 train
       neuro ps -q --tag nightly | xargs neuro kill
     """
-    run_async(ctx, lambda deps: run(jobs, deps, signal))
+    run_async(ctx, lambda deps: run(jobs, deps, signal), loop=False)
 
 
 async def run(refs: tuple[str, ...], deps: Deps, signal: str | None = None) -> int:
@@ -40,7 +40,7 @@ async def run(refs: tuple[str, ...], deps: Deps, signal: str | None = None) -> i
                 job_id = await resolve_job(client, ref)
                 job = await client.jobs.status(job_id)
                 if job.status.is_finished:
-                    deps.io.err(f"ERROR: cannot kill {ref}: the job is already {job.status.value}")
+                    deps.io.err(f"ERROR: cannot kill {ref}: {not_running_text(job)}")
                     failed = True
                     continue
                 if signal is None:

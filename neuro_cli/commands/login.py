@@ -25,16 +25,30 @@ def login(ctx: click.Context, url: str, token: str) -> None:
       neuro login http://head-node:8080/api/v1 --token $TOKEN
     """
 
+    api = _api_url(url)
+
     async def run(deps: Deps) -> int:
-        from neuro_sdk import Factory
+        from neuro_sdk import AuthError, Factory, ResourceNotFound, ServerUnreachable
 
         from ..embedded import config_dir
+        from ..errors import CLIError, ExitCode, unreachable_reason
 
-        api = url.rstrip("/")
-        if not api.endswith("/api/v1"):
-            api += "/api/v1"
         factory = Factory(config_dir())
-        await factory.login_with_token(token, api)
+        try:
+            await factory.login_with_token(token, api)
+        except ServerUnreachable as e:
+            raise CLIError(f"cannot reach {api}: {unreachable_reason(e)}", ExitCode.UNREACHABLE,
+                           hint="check the URL, and that the server (`neuro-server serve`) "
+                                "runs there and can be reached from here") from None
+        except ResourceNotFound as e:
+            raise CLIError(f"no neuro server API at {api}: it answered {e}", ExitCode.NOT_FOUND,
+                           hint="check the URL: the API URL of a server, e.g. "
+                                "http://head-node:8080/api/v1") from None
+        except AuthError as e:
+            why = str(e).removesuffix(": log in again (neuro login)")
+            raise CLIError(f"the server at {api} refused the token: {why}", ExitCode.AUTH,
+                           hint="check the token; on the server, `neuro-server token USER` "
+                                "prints a new one") from None
         forget_completion_cache()  # it lists the jobs of the previous server
         client = await factory.get()
         try:
@@ -44,6 +58,20 @@ def login(ctx: click.Context, url: str, token: str) -> None:
         return 0
 
     run_async(ctx, run)
+
+
+def _api_url(url: str) -> str:
+    """The API URL of a server: URL, with /api/v1 added when it is missing; a usage error when
+    URL is not an http(s) URL with a host."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(
+            f"{url!r} is not a server URL: use http(s)://HOST[:PORT]/api/v1, e.g. "
+            "http://head-node:8080/api/v1", param_hint="URL")
+    api = url.rstrip("/")
+    return api if api.endswith("/api/v1") else api + "/api/v1"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},

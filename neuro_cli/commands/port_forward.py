@@ -11,8 +11,8 @@ import click
 
 from ..completion.types import JOB
 from ..deps import Deps
-from ..errors import CLIError, ExitCode
-from ._jobs_common import resolve_job, run_async
+from ..errors import CLIError, ExitCode, Interrupted
+from ._jobs_common import not_running_text, resolve_job, run_async
 from ._options import _ports
 
 
@@ -60,7 +60,7 @@ async def run(ref: str, ports: tuple[tuple[int, int], ...], deps: Deps) -> int:
         job_id = await resolve_job(client, ref)
         job = await client.jobs.status(job_id)
         if not job.status.is_running:
-            raise CLIError(f"job {job_id} is not running (it is {job.status.value})",
+            raise CLIError(f"job {job_id} is not running: {not_running_text(job)}",
                            ExitCode.BAD_INPUT)
     try:
         async with forwarding(deps, job_id, ports):
@@ -68,10 +68,11 @@ async def run(ref: str, ports: tuple[tuple[int, int], ...], deps: Deps) -> int:
             job = await wait_finished(deps, job_id)
     except asyncio.CancelledError:
         deps.io.err("Stopped forwarding")
-        return 0
-    deps.io.err(f"Job {job_id} is {job.status.value}"
-                + (f" ({job.history.reason})" if job.history.reason else "")
-                + ": forwarding stopped")
+        raise Interrupted from None  # Ctrl-C ends it as it ends `logs`: 130
+    reason = f" ({job.history.reason})" if job.history.reason else ""
+    ended = {"succeeded": "succeeded", "cancelled": "was cancelled"}.get(
+        job.status.value, job.status.value)
+    deps.io.err(f"Job {job_id} {ended}{reason}: forwarding stopped")
     return 0
 
 

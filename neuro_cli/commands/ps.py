@@ -111,7 +111,7 @@ def command(ctx: click.Context, statuses: tuple[str, ...], all_: bool, name: str
         raise click.UsageError("--watch cannot be used with -q/--quiet or --json")
     opts = Options(statuses, all_, name, tags, owners, since, until, recent_first, quiet, as_json,
                    columns, watch)
-    run_async(ctx, lambda deps: run(opts, deps))
+    run_async(ctx, lambda deps: run(opts, deps), loop=watch)  # (one-shot: no event loop)
 
 
 async def run(opts: Options, deps: Deps) -> int:
@@ -210,8 +210,6 @@ async def _watch(client: "Client", opts: Options, statuses: set["JobStatus"], ow
                     except Exception:  # noqa: BLE001 - gone for good: nothing more to say
                         pass
             await asyncio.sleep(WATCH_INTERVAL)
-    except asyncio.CancelledError:
-        return 0  # Ctrl-C ends a watch: not an error
-    finally:
+    finally:  # (Ctrl-C ends a watch as it ends `logs`: interrupted, 130)
         if live is not None:
             live.stop()

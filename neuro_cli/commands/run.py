@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shlex
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import click
 
 from ..completion.types import PRESET
 from ..deps import Deps
-from ..errors import CLIError, ExitCode
+from ..errors import CLIError, ExitCode, Interrupted
 from ..parse import (
     format_timedelta,
     parse_env,
@@ -21,10 +23,13 @@ from ..parse import (
 )
 from ._attach import attach_loop, interruptible
 from ._jobs_common import (
+    Attempts,
     Progress,
     final_status,
+    follow_attempts,
     follow_output,
     job_exit_code,
+    job_ref,
     result_line,
     run_async,
     runtime_note,
@@ -34,7 +39,7 @@ from ._options import detach_keys_option, keys_text, parsed, port_forward_option
 from .port_forward import forwarding
 
 if TYPE_CHECKING:
-    from neuro_sdk import Client
+    from neuro_sdk import Client, JobDescription
     from yarl import URL
 
 
@@ -133,7 +138,10 @@ def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | 
     Shows the job's progress while it is pending, then streams its output and exits with the
     job's exit code (125 if it failed without one). With -t (the default when stdin, stdout
     and stderr are terminals) the terminal is attached to the job: Ctrl-P Ctrl-Q detaches.
-    Without a TTY, Ctrl-C asks whether to kill the job, detach or continue.
+    Without a TTY, Ctrl-C asks whether to kill the job, detach or continue (Ctrl-C again:
+    detach and quit); while the job waits to start, whether to kill it or leave it pending.
+    With no terminal to ask on (a script), Ctrl-C detaches and exits 130. A job that
+    restarts (--restart) is followed through every attempt.
 
     \b
     Examples:
@@ -180,6 +188,33 @@ def _user_defaults(preset: str | None, life_span: float | None) -> tuple[str | N
     return preset, life_span
 
 
+_IMAGE_RE = re.compile(r"([\w.-]+(:\d+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+                       r"(:[\w][\w.-]*)?(@sha256:[0-9a-f]{64})?")
+
+
+def understood(opts: Options) -> str | None:
+    """What the command line was taken to mean, when it looks like it meant something else:
+    a description that looks like an image (docker's -d is --detach; ours, as the platform's,
+    is --description), or an image that looks like a command (IMAGE comes first)."""
+    import shutil
+
+    desc = opts.description
+    # (an image named as a local command, followed by no command or by words that are none:
+    # `neuro run python train.py`; `neuro run python -- python3 x.py` is an image's command)
+    image_is_command = "/" not in opts.image and ":" not in opts.image and bool(
+        shutil.which(opts.image)) and not (opts.cmd and shutil.which(opts.cmd[0]))
+    desc_is_image = desc is not None and _IMAGE_RE.fullmatch(desc) is not None and (
+        image_is_command or not opts.cmd)
+    if not desc_is_image and not (image_is_command and desc is None):
+        return None
+    parts = [f"description {desc!r}"] if desc is not None else []
+    parts.append(f"image {opts.image!r}")
+    parts.append(f"command {shlex.join(opts.cmd)!r}" if opts.cmd else "the image's own command")
+    why = ("-d is --description, as on the platform; docker's -d is --detach here"
+           if desc_is_image else "IMAGE comes first: neuro run IMAGE -- CMD...")
+    return f"Note: understood {', '.join(parts)} ({why})"
+
+
 def _command_string(cmd: tuple[str, ...]) -> str | None:
     """The wire carries one string that the server splits with shlex: quote every word so the
     job gets exactly the argv typed after ``--`` (as docker does; no shell unless asked)."""
@@ -219,6 +254,8 @@ async def run(opts: Options, deps: Deps) -> int:
         image = RemoteImage.parse(opts.image)
     except ValueError as e:
         raise CLIError(f"invalid image {opts.image!r}: {e}", ExitCode.USAGE) from None
+    if not opts.quiet and (note := understood(opts)):
+        io.err(note)
     preset, life_span = opts.preset, opts.life_span
     if preset is None or life_span is None:
         preset, life_span = _user_defaults(preset, life_span)
@@ -259,6 +296,7 @@ async def run(opts: Options, deps: Deps) -> int:
             life_span_signal=LifeSpanSignal(*opts.life_span_signal) if opts.life_span_signal
             else None,
         )
+        ref = job_ref(job, client.username)
         if opts.quiet:
             if opts.detach:
                 io.out(job.id)
@@ -273,14 +311,26 @@ async def run(opts: Options, deps: Deps) -> int:
             if not opts.quiet:
                 io.out(job.id)
             return 0
-        job = await wait_started(client, job, deps, quiet=opts.quiet, stop_when_queued=opts.detach)
+        started: list[JobDescription] = []
+
+        async def wait() -> None:
+            started.append(await wait_started(client, job, deps, quiet=opts.quiet,
+                                              stop_when_queued=opts.detach))
+
+        # Ctrl-C while it waits to start: kill it, or leave it pending (and say how to kill it)
+        choice = await interruptible(deps, job.id, wait, ref=ref, pending=True)
+        if choice in ("kill", "interrupt"):
+            raise Interrupted
+        if choice == "detach":
+            return 0
+        job = started[-1]
     if opts.detach:
         if job.status.is_finished and job.status.value != "succeeded":
             io.err(result_line(job))
             return job_exit_code(job)
         if not opts.quiet:
             io.out(job.id)
-            io.err(f"Follow its output: neuro logs {job.name or job.id}")
+            io.err(f"Follow its output: neuro logs {ref}")
         return 0
     if job.status.is_finished and tty:
         tty = False  # nothing to attach to: print what it wrote
@@ -290,15 +340,24 @@ async def run(opts: Options, deps: Deps) -> int:
                 io.err(f"Attached to the job's terminal. Press {keys_text(opts.detach_keys)} "
                        "to detach; if you see no prompt, press Enter.")
             return await attach_loop(deps, job.id, tty=True, stdin=True,
-                                     detach_keys=opts.detach_keys, from_start=True)
+                                     detach_keys=opts.detach_keys, from_start=True, ref=ref,
+                                     restarts=job.history.restarts)
         progress = Progress()
-        choice = await interruptible(deps, job.id,
-                                     lambda: follow_output(deps, job.id, progress=progress))
+        attempts = Attempts(restarts=job.history.restarts)
+
+        def follow() -> Awaitable[None]:
+            if opts.restart == "never":  # (no attempts to announce: no status watcher)
+                return follow_output(deps, job.id, progress=progress)
+            return follow_attempts(deps, job.id, progress=progress, attempts=attempts)
+
+        choice = await interruptible(deps, job.id, follow, ref=ref)
     if choice == "detach":
         return 0
-    if choice == "kill":
-        return int(ExitCode.INTERRUPTED)
+    if choice in ("kill", "interrupt"):
+        # (killed from the dialog, or a script's Ctrl-C that left it running: either way
+        # Ctrl-C ended the run, so the script or loop around it stops too)
+        raise Interrupted
     job = await final_status(deps, job.id)
     if not opts.quiet and (job.status.value != "succeeded" or deps.verbose):
         io.err(result_line(job))
-    return job_exit_code(job)
+    return attempts.exit_code(job)

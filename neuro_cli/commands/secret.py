@@ -41,7 +41,9 @@ def _value(text: str) -> bytes:
             with open(path, "rb") as f:
                 return f.read()
         except OSError as e:
-            raise CLIError(f"cannot read {path}: {e.strerror}", ExitCode.BAD_INPUT) from None
+            # a local file named on the command line: a usage error, as --env-file's (not 65,
+            # which says the server refused the request)
+            raise CLIError(f"cannot read {path}: {e.strerror}", ExitCode.USAGE) from None
     return text.encode()
 
 

@@ -6,6 +6,7 @@ import click
 
 from ..completion.types import JOB
 from ..deps import Deps
+from ..errors import CLIError, ExitCode
 from ._jobs_common import resolve_job, run_async
 
 
@@ -38,6 +39,8 @@ def command(ctx: click.Context, job: str, user: str | None, action: str, revoke:
 
 async def run(ref: str, user: str | None, action: str, revoke: bool, list_: bool,
               deps: Deps) -> int:
+    from neuro_sdk import ResourceNotFound
+
     async with deps.client() as client:
         job_id = await resolve_job(client, ref)
         if list_:
@@ -50,6 +53,13 @@ async def run(ref: str, user: str | None, action: str, revoke: bool, list_: bool
             await client.jobs.unshare(job_id, user)
             deps.io.err(f"Job {job_id} is no longer shared with {user}")
         else:
-            await client.jobs.share(job_id, user, action)
+            try:
+                await client.jobs.share(job_id, user, action)
+            except ResourceNotFound as e:
+                if not str(e).startswith("no user"):
+                    raise
+                raise CLIError(str(e), ExitCode.NOT_FOUND,
+                               hint=f"users are added on the server: `neuro-server add-user "
+                                    f"{user}` (it prints their token)") from None
             deps.io.err(f"Shared job {job_id} with {user} ({action})")
     return 0

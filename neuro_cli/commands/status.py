@@ -26,7 +26,7 @@ def command(ctx: click.Context, job: str, as_json: bool) -> None:
       neuro status train
       neuro status --json train | jq .status
     """
-    run_async(ctx, lambda deps: run(job, deps, as_json))
+    run_async(ctx, lambda deps: run(job, deps, as_json), loop=False)
 
 
 async def run(ref: str, deps: Deps, as_json: bool = False) -> int:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import click
@@ -31,6 +32,20 @@ def _is_remote(p: str) -> bool:
     return p.startswith("storage:")
 
 
+@contextlib.contextmanager
+def _named(path: str) -> Iterator[None]:
+    """A missing path is reported as the user wrote it (storage:nope), not as the server's
+    path inside the user's tree (/nope)."""
+    from neuro_sdk import ResourceNotFound
+
+    try:
+        yield
+    except ResourceNotFound as e:
+        if "no such file or directory" not in str(e):
+            raise
+        raise CLIError(f"no such file or directory: {path}", ExitCode.NOT_FOUND) from None
+
+
 @group.command(short_help="List a storage directory")
 @click.argument("path", default="storage:")
 @click.option("-l", "long", is_flag=True, help="Also show sizes and times.")
@@ -49,7 +64,8 @@ def ls(ctx: click.Context, path: str, long: bool, as_json: bool) -> None:
         from ..formatters.common import iso
 
         async with deps.client() as client:
-            entries = await client.storage.ls(path)
+            with _named(path):
+                entries = await client.storage.ls(path)
         if as_json:
             from ..formatters.json_out import dumps
 
@@ -100,7 +116,8 @@ def rm(ctx: click.Context, paths: tuple[str, ...], recursive: bool) -> None:
     async def run(deps: Deps) -> int:
         async with deps.client() as client:
             for p in paths:
-                await client.storage.rm(p, recursive=recursive)
+                with _named(p):
+                    await client.storage.rm(p, recursive=recursive)
         return 0
 
     run_async(ctx, run)
@@ -141,14 +158,19 @@ def cp(ctx: click.Context, src: str, dst: str, recursive: bool) -> None:
                 await client.storage.create(dst, _stdin_chunks())
                 return 0
             if dst == "-":
-                if (await client.storage.stat(src)).is_dir:
+                with _named(src):
+                    is_dir = (await client.storage.stat(src)).is_dir
+                if is_dir:
                     raise CLIError(f"{src} is a directory: - carries one file", ExitCode.BAD_INPUT)
                 async with client.storage.open(src) as chunks:
                     async for data in chunks:
                         deps.io.write_bytes(data)
                 return 0
-            n = await (_upload(client, Path(src), dst, recursive) if _is_remote(dst)
-                       else _download(client, src, Path(dst), recursive))
+            if _is_remote(dst):
+                n = await _upload(client, Path(src), dst, recursive)
+            else:
+                with _named(src):
+                    n = await _download(client, src, Path(dst), recursive)
         deps.io.err(f"Copied {n} file{'s' if n != 1 else ''}")
         return 0
 
@@ -168,8 +190,8 @@ async def _stdin_chunks() -> AsyncIterator[bytes]:
 
 
 async def _upload(client, local: Path, dst: str, recursive: bool) -> int:  # type: ignore[no-untyped-def]
-    if not local.exists():
-        raise CLIError(f"no such file or directory: {local}", ExitCode.BAD_INPUT)
+    if not local.exists():  # a local file named on the command line: a usage error
+        raise CLIError(f"no such file or directory: {local}", ExitCode.USAGE)
     from neuro_sdk import ResourceNotFound
 
     target = dst.rstrip("/")

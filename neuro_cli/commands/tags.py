@@ -26,4 +26,4 @@ def command(ctx: click.Context) -> None:
                 deps.io.out(tag)
         return 0
 
-    run_async(ctx, run)
+    run_async(ctx, run, loop=False)

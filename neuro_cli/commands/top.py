@@ -13,7 +13,7 @@ from ..completion.types import JOB
 from ..deps import Deps
 from ..errors import CLIError, ExitCode
 from ..parse import parse_date_or_delta
-from ._jobs_common import resolve_job, run_async
+from ._jobs_common import not_running_text, resolve_job, run_async
 from ._options import json_option, parsed
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ async def run(refs: tuple[str, ...], name: str | None, tags: tuple[str, ...],
             for ref in refs:
                 job = await client.jobs.status(await resolve_job(client, ref))
                 if not job.status.is_running:
-                    raise CLIError(f"job {job.id} is not running (it is {job.status.value})",
+                    raise CLIError(f"job {job.id} is not running: {not_running_text(job)}",
                                    ExitCode.BAD_INPUT)
                 watch.add(job)
         else:
@@ -222,9 +222,7 @@ async def _live(watch: _Watch, refresh: Any, sort: str, timeout: float, deps: De
             if loop.time() >= next_list:
                 await refresh()
                 next_list = loop.time() + 3
-    except asyncio.CancelledError:
-        return 0
-    finally:
+    finally:  # (Ctrl-C ends it as it ends `logs`: interrupted, 130)
         if live is not None:
             live.stop()
     return 0

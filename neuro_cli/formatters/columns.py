@@ -185,23 +185,11 @@ STATUS_STYLE = {
 
 
 def render_table(jobs: Iterable["JobDescription"], columns: list[Column], now: datetime) -> Any:
-    """A rich table: the first column bold, statuses coloured, stacked values in italics."""
-    from rich import box
-    from rich.table import Table
+    """A rich renderable: the jobs' table, the first column bold, statuses coloured, stacked
+    values in italics, laid out for the width it is drawn at (see :class:`JobsTable`)."""
     from rich.text import Text
 
-    table = Table(box=box.SIMPLE_HEAVY, show_edge=False, pad_edge=False)
-    for c in columns:
-        grow = c.fields[0] in ("image", "command", "description")
-        # a header is never cut: at least as wide as its longest title
-        least = max([c.min or 0, *(len(t) for t in c.title.split("/"))])
-        if c.max is not None:
-            least = min(least, c.max)
-        # the long fields (image, command...) give way when the terminal is narrow: their
-        # columns count as wrapable, so rich narrows them first, and their cells are cut with
-        # an ellipsis rather than wrapped; the others keep their width
-        table.add_column(c.title, justify=c.align, min_width=least, max_width=c.max,  # type: ignore[arg-type]
-                         width=c.width, no_wrap=not grow, overflow="ellipsis")
+    rows = []
     for job in jobs:
         cells = []
         for i, c in enumerate(columns):
@@ -216,5 +204,68 @@ def render_table(jobs: Iterable["JobDescription"], columns: list[Column], now: d
                     style = (style + " italic").strip()
                 text.append(value, style=style)
             cells.append(text)
-        table.add_row(*cells)
-    return table
+        rows.append(cells)
+    return JobsTable(columns, rows)
+
+
+# the long fields: their columns give way when the terminal is narrow
+_GROW = ("image", "command", "description")
+
+
+class JobsTable:
+    """The jobs table, laid out when it is drawn, for the width it gets: the other columns
+    keep their width (the id is never cut), the long ones (image, command, description) share
+    what is left and are cut with an ellipsis, and the gaps between columns narrow from 3 to 2
+    before a header would be cut (at 80 columns the default table fits, header and all)."""
+
+    def __init__(self, columns: list[Column], rows: list[list[Any]]) -> None:
+        self.columns = columns
+        self.rows = rows
+
+    def widths(self, width: int) -> tuple[list[int], int]:
+        """(the width of each column, the gap between columns) for a total ``width``."""
+        least, natural = [], []
+        for i, c in enumerate(self.columns):
+            lo = max(c.min or 0, len(c.title))  # a header is never cut
+            cells = [line for row in self.rows for line in row[i].plain.split("\n")]
+            hi = max([lo, *(len(line) for line in cells)])
+            if c.max is not None:
+                lo, hi = min(lo, c.max), min(hi, c.max)
+            if c.width is not None:
+                lo = hi = c.width
+            least.append(lo)
+            natural.append(hi)
+        grow = [i for i, c in enumerate(self.columns) if c.fields[0] in _GROW and c.width is None]
+        fixed = sum(natural[i] for i in range(len(self.columns)) if i not in grow)
+        gaps = len(self.columns) - 1
+        gap = 3
+        if width - fixed - gap * gaps < sum(least[i] for i in grow):
+            gap = 2
+        room = width - fixed - gap * gaps
+        if room < sum(least[i] for i in grow):  # narrower still: down to their titles
+            least = [len(c.title) if i in grow else least[i] for i, c in enumerate(self.columns)]
+        sizes = list(natural)
+        if grow and sum(natural[i] for i in grow) > room:
+            # the widest give way first: each long column gets an equal share, or less when
+            # it needs less (what it leaves goes to the others), never below its least
+            left, todo = room, sorted(grow, key=lambda i: natural[i])
+            while todo:
+                share = left // len(todo)
+                i = todo.pop(0)
+                sizes[i] = max(least[i], min(natural[i], share))
+                left -= sizes[i]
+        return sizes, gap
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich import box
+        from rich.table import Table
+
+        sizes, gap = self.widths(options.max_width)
+        table = Table(box=box.SIMPLE_HEAVY, show_edge=False, pad_edge=False,
+                      padding=(0, 1) if gap == 3 else (0, 1, 0, 0))
+        for c, w in zip(self.columns, sizes):
+            table.add_column(c.title, justify=c.align, width=w,  # type: ignore[arg-type]
+                             no_wrap=True, overflow="ellipsis")
+        for cells in self.rows:
+            table.add_row(*cells)
+        yield table

@@ -80,7 +80,7 @@ CONFIG_FIELDS: dict[str, tuple[str, str]] = {
     "url": ("string", "API URL"),
     "embedded": ("boolean", "the embedded local server serves this user"),
     "cluster_name": ("string?", "current cluster"),
-    "runtime": ("object?", "name, reason, image_used, limits of the server's runtime"),
+    "runtime": ("object?", "name, reason, image_used, limits, users, ports of the server's runtime"),
     "presets": ("array", "objects with name, cpu, memory (bytes), nvidia_gpu, nvidia_gpu_model, "
                          "available (how many more jobs fit now)"),
 }

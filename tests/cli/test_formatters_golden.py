@@ -80,6 +80,18 @@ def test_ps_narrow_terminal_keeps_the_id() -> None:
     _compare("ps-default-tty-80.txt", text)
 
 
+@pytest.mark.parametrize("width", [80, 90, 100, 120, 160])
+def test_ps_table_fits_its_width_with_whole_headers(width: int) -> None:
+    """At 80 columns the header was cut to `COMMA` and commands cut without an ellipsis: the
+    table was wider than the terminal, and the terminal cropped it."""
+    text = _render(cols.render_table(jobs(), cols.parse_format(cols.DEFAULT_FORMAT), NOW), width)
+    lines = text.splitlines()
+    assert all(len(line) <= width for line in lines), text
+    assert lines[0].split() == ["ID/NAME", "STATUS/WHEN", "IMAGE/PRESET", "COMMAND"], text
+    command = next(line for line in lines if "job-2222" in line).split()[-1]
+    assert command.endswith("…") or "512" in text, text  # cut with an ellipsis, or whole
+
+
 @pytest.mark.parametrize("which", [0, 1])
 def test_status_terminal_and_piped(which: int) -> None:
     job = jobs()[which]

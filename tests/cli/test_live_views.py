@@ -47,7 +47,8 @@ class Screen:
                 return self.lines()
             assert time.monotonic() < deadline, "\n".join(self.lines())
 
-    def interrupt_and_finish(self) -> int:
+    def interrupt_and_finish(self) -> int | None:
+        """Ctrl-C; the signal that ended the child (None: it exited instead)."""
         self.child.kill(signal.SIGINT)
         deadline = time.monotonic() + 20
         while self.child.isalive():
@@ -55,7 +56,7 @@ class Screen:
             assert time.monotonic() < deadline, "did not exit after Ctrl-C"
         self.pump()
         self.child.close()
-        return int(self.child.exitstatus or 0)
+        return self.child.signalstatus
 
 
 def _count(lines: list[str], text: str) -> int:
@@ -71,7 +72,8 @@ def test_ps_watch_redraws_in_place(neuro: Neuro) -> None:
     neuro.ok("kill", a)
     lines = s.wait_for(lambda lines: _count(lines, a) == 0)
     assert _count(lines, "ID/NAME") == 1 and _count(lines, b) == 1  # one table, redrawn
-    assert s.interrupt_and_finish() == 0
+    # Ctrl-C ends it as it ends `logs`: 130, by SIGINT (it was exit 0)
+    assert s.interrupt_and_finish() == signal.SIGINT
     lines = s.lines()
     assert _count(lines, "ID/NAME") == 1 and "Traceback" not in "\n".join(lines)
     assert s.raw.rfind(b"\x1b[?25h") > s.raw.rfind(b"\x1b[?25l")  # the cursor is shown again
@@ -83,7 +85,7 @@ def test_top_redraws_in_place(neuro: Neuro) -> None:
     s = Screen(neuro, "top")
     s.wait_for(lambda lines: any(job in line and "." in line.split(job)[1] for line in lines))
     s.wait_for(lambda lines: s.raw.count(job.encode()) >= 2)  # redrawn at least once
-    assert s.interrupt_and_finish() == 0
+    assert s.interrupt_and_finish() == signal.SIGINT  # 130 in a shell, as `logs` (it was 0)
     lines = s.lines()
     assert _count(lines, job) == 1 and _count(lines, "ID") == 1
     assert s.raw.rfind(b"\x1b[?25h") > s.raw.rfind(b"\x1b[?25l")
@@ -112,7 +114,8 @@ def test_ps_watch_piped_prints_changes(neuro: Neuro) -> None:
     assert p.stdout.readline() == f"{a}\tcancelled\n"  # its last line as it leaves the list
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=20)
-    assert p.returncode == 0 and out == "" and "Traceback" not in err
+    # 130 in a shell, by SIGINT, as `logs` (it was 0)
+    assert p.returncode == -signal.SIGINT and out == "" and "Traceback" not in err
 
 
 def test_long_ps_goes_through_the_pager(neuro: Neuro, tmp_path) -> None:  # type: ignore[no-untyped-def]
