@@ -341,7 +341,8 @@ class Scheduler:
 
     async def _start_job(self, job: JobRecord) -> None:
         try:
-            self._set(job.id, "pending", "ContainerCreating", "Starting the job's process")
+            self._set(job.id, "pending", self.runtime.info().start_reason,
+                      "Starting the job's process")
             job = self.store.get_job(job.id) or job  # with the devices assigned to it
             spec = job.spec
             try:
@@ -395,12 +396,11 @@ class Scheduler:
         out = []
         for v in job.spec.get("storage_volumes") or ():
             try:
-                storage.resolve(root, v["path"], must_exist=True)
+                if not storage.volume_exists(root, v["path"]):
+                    raise storage.StorageError(f"no such file or directory: "
+                                               f"{storage.shown(v['path'])}")
             except storage.StorageError as e:
                 raise RuntimeError_(f"volume {v['uri']}: {e}", reason="ContainerCannotRun") from None
-            except OSError as e:  # the tree changed under the check (a link swapped in)
-                raise RuntimeError_(f"volume {v['uri']}: {e.strerror}",
-                                    reason="ContainerCannotRun") from None
             out.append(Mount(str(root.absolute()), v["path"], v["dst"], bool(v["read_only"])))
         return out
 

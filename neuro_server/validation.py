@@ -431,6 +431,7 @@ def parse_start(body: Any, config: ServerConfig, *, needs_command: bool = True) 
     if preset is None:
         names = ", ".join(p.name for p in config.presets)
         raise ValidationError(f"unknown preset {preset_name!r}; available presets: {names}")
+    _preset_possible(preset, config)
     resources = body.get("resources") or {}
     if not isinstance(resources, dict):
         raise ValidationError("'resources' must be an object")
@@ -452,6 +453,25 @@ def parse_start(body: Any, config: ServerConfig, *, needs_command: bool = True) 
     if body.get("energy_schedule_name") and not preset.scheduler_enabled:
         raise ValidationError("'energy_schedule_name' needs a preset with scheduler_enabled")
     return NewJob(job["name"], job["tags"], job["life_span"], spec)
+
+
+def _preset_possible(preset: Preset, config: ServerConfig) -> None:
+    """Refuse at once a preset that asks more than this server has at all (as Slurm's
+    "Requested node configuration is not available"): its job would pend forever."""
+    short = [what for what, asked, total in (
+        (f"{preset.cpu:g} CPU", preset.cpu, config.cpu),
+        (f"{_fmt_bytes(preset.memory)} of memory", preset.memory, config.memory),
+        (f"{preset.nvidia_gpu} NVIDIA GPU", preset.nvidia_gpu, config.nvidia_gpu))
+        if asked > total]
+    if short:
+        fits = [p.name for p in config.presets if p.cpu <= config.cpu and
+                p.memory <= config.memory and p.nvidia_gpu <= config.nvidia_gpu]
+        has = (f"{config.cpu:g} CPU, {_fmt_bytes(config.memory)} of memory and "
+               + (f"{config.nvidia_gpu} NVIDIA GPU" if config.nvidia_gpu else "no GPU"))
+        raise ValidationError(
+            f"preset {preset.name} needs {' and '.join(short)}, but this server has {has} in "
+            "all: no job of it can ever run here"
+            + (f" (presets that can: {', '.join(fits)})" if fits else ""))
 
 
 def _within_machine(cpu: float, memory: int, gpu: int, config: ServerConfig) -> None:

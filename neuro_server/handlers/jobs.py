@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 
 from aiohttp import web
 
@@ -48,7 +47,7 @@ async def create_job(request: web.Request) -> web.Response:
     if missing:
         fail(web.HTTPBadRequest, f"no secret {missing[0]!r}: add it with "
                                  f"`neuro secret add {missing[0]} VALUE`")
-    new_dirs = _storage_paths(request, new.spec)
+    new_dirs = await _storage_paths(request, new.spec)
     for v in new.spec["disk_volumes"]:
         d = st.store.disk(caller(request), v["ref"])
         if d is None:
@@ -255,7 +254,7 @@ async def browse(request: web.Request) -> web.Response:
                               "login_url": st.ingress.login_url(job, caller(request))})
 
 
-def _storage_paths(request: web.Request, spec: dict) -> list[str]:  # type: ignore[type-arg]
+async def _storage_paths(request: web.Request, spec: dict) -> list[str]:  # type: ignore[type-arg]
     """Resolve each storage volume in the caller's tree: a read-only one must exist; the
     read-write ones that are missing are returned, to be made once the job is accepted."""
     from .. import storage
@@ -266,12 +265,16 @@ def _storage_paths(request: web.Request, spec: dict) -> list[str]:  # type: igno
     missing: list[str] = []
     for v in spec["storage_volumes"]:
         try:
-            rel = storage.uri_path(v["uri"], st.config.cluster_name, me)
-            path = storage.resolve(root, rel, must_exist=v["read_only"])
+            rel = storage.clean(storage.uri_path(v["uri"], st.config.cluster_name, me))
+            v["path"] = rel.as_posix()
+            exists = await asyncio.to_thread(storage.volume_exists, root, v["path"])
         except storage.StorageError as e:
             fail(web.HTTPBadRequest if e.status != 403 else web.HTTPForbidden,
                  f"volume {v['uri']}: {e}")
-        v["path"] = path.relative_to(root).as_posix()
-        if not os.path.lexists(path):
+        if not exists:
+            if v["read_only"]:
+                fail(web.HTTPBadRequest, f"volume {v['uri']}: no such file or directory: "
+                                         f"{storage.shown(v['path'])} (a read-only volume "
+                                         "must exist)")
             missing.append(v["path"])
     return missing

@@ -95,6 +95,8 @@ class RuntimeInfo:
     note: str = ""  # plain words for users, e.g. "the image is not used: jobs run on this host"
     no_mounts: str = ""  # why volumes and secret files cannot be given to jobs ("": they can)
     volumes: str = ""  # how volumes reach jobs, in plain words, where the runtime says more
+    # the pending reason while a job starts (the platform's word is for containers)
+    start_reason: str = "ContainerCreating"
 
 
 @dataclasses.dataclass(frozen=True)

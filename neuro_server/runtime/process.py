@@ -87,6 +87,25 @@ _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])  # where neuro_server
 log = logging.getLogger(__name__)
 
 
+# what a job of the process runtime inherits from the server's environment, as srun passes
+# the submitter's (`-e` wins): the language and time zone for every job; where programs are,
+# who the user is and their own tools (a virtualenv, conda) for the server's own user's jobs
+# only (the embedded server has its user's environment; a job of a uid of its own has its own
+# HOME and the standard PATH: the server's may name directories that uid cannot enter)
+HOST_ENV = ("LANG", "LANGUAGE", "TZ")
+OWN_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "VIRTUAL_ENV", "CONDA_PREFIX",
+           "CONDA_DEFAULT_ENV", "LD_LIBRARY_PATH", "CUDA_HOME", "XDG_CACHE_HOME",
+           "HF_HOME", "TORCH_HOME")
+
+
+def job_environment(own_user: bool, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables a job gets from the server's environment (see HOST_ENV, OWN_ENV)."""
+    environ = os.environ if environ is None else environ
+    names = HOST_ENV + OWN_ENV if own_user else HOST_ENV
+    return {k: v for k, v in environ.items()
+            if k in names or k.startswith("LC_") or (own_user and k.startswith("NVIDIA_"))}
+
+
 class ProcessRuntime:
     def __init__(
         self,
@@ -144,7 +163,7 @@ class ProcessRuntime:
 
             self._no_mounts = mountns.why_unsupported() or ""
         return RuntimeInfo(name="process", image_used=False, limits=limits, note=NOTE,
-                           no_mounts=self._no_mounts)
+                           no_mounts=self._no_mounts, start_reason="Starting")
 
     # -- start -------------------------------------------------------------------------------
 
@@ -161,7 +180,7 @@ class ProcessRuntime:
             {
                 "job_id": spec.job_id,
                 "argv": list(spec.argv),
-                "env": dict(spec.env),
+                "env": {**job_environment(spec.uid is None), **spec.env},
                 "working_dir": spec.working_dir,
                 "cpu": spec.cpu,
                 "memory": spec.memory,

@@ -285,3 +285,14 @@ def test_ctrl_c_while_pending_asks_or_says_how_to_kill(neuro: Neuro) -> None:
     assert "Status: pending" in neuro.ok("status", "queued")
     neuro.ok("kill", "waiting", "queued")
     neuro.ok("kill", holder)
+
+
+def test_a_job_that_can_never_start_is_refused_at_once(neuro: Neuro) -> None:
+    # item 5: gpu-small on a machine with no GPU pended for ever ("this machine has none")
+    r = neuro("run", "--preset", "gpu-small", neuro.image, "--", "true", timeout=30)
+    assert r.returncode == 65, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert lines[0].startswith("ERROR: preset gpu-small needs 1 NVIDIA GPU, but this server "
+                               "has "), r.stderr
+    assert "no job of it can ever run here (presets that can: cpu-small" in lines[0]
+    assert "Traceback" not in r.stderr and neuro.ok("ps", "-a", "-q").strip() == ""

@@ -35,7 +35,29 @@ def test_run_as_the_servers_own_user_as_ever(neuro: Neuro, tmp_path) -> None:
     assert r.returncode == 0, r.stderr
     uid, cwd = r.stdout.split()
     assert uid == str(os.getuid()) and cwd.endswith("/work") and "/jobs/job-" in cwd
-    assert out.read_text() == "unset\n" and out.stat().st_uid == os.getuid()
+    assert out.read_text() == f"{neuro.home}\n" and out.stat().st_uid == os.getuid()
+
+
+def test_process_jobs_get_the_users_environment_as_srun_passes_it(neuro: Neuro,
+                                                                  tmp_path) -> None:
+    """Issue 16 item 6: the job got an empty HOME and a reset PATH, so `python train.py` and
+    `neuro` inside a job were not found.  The embedded server's environment (its user's) goes
+    through; -e wins."""
+    if neuro.runtime != "process":
+        pytest.skip("a container has its image's environment")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    tool = venv / "bin" / "mytool"
+    tool.write_text("#!/bin/sh\necho mytool-ran\n")
+    tool.chmod(0o755)
+    neuro.env = {**neuro.env, "VIRTUAL_ENV": str(venv), "LANG": "C.UTF-8",
+                 "PATH": f"{venv / 'bin'}:{neuro.env['PATH']}"}
+    script = 'echo "$HOME|$VIRTUAL_ENV|$LANG"; mytool; command -v neuro >/dev/null && echo found'
+    out = neuro.ok("run", neuro.image, "--", "sh", "-c", script).splitlines()
+    assert out == [f"{neuro.home}|{venv}|C.UTF-8", "mytool-ran", "found"]
+    out = neuro.ok("run", "-e", "HOME=/elsewhere", "-e", "LANG=C", neuro.image, "--", "sh",
+                   "-c", 'echo "$HOME $LANG"')
+    assert out == "/elsewhere C\n"
 
 
 def test_run_exit_code_passes_through(neuro: Neuro) -> None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from neuro_sdk import Client, JobDescription, JobStatus, RemoteImage
+from neuro_sdk import Client, IllegalArgumentError, JobDescription, JobStatus, RemoteImage
 from tests.server.conftest import Api
 
 UBUNTU = RemoteImage.new_external_image("ubuntu")
@@ -55,16 +55,30 @@ async def test_jobs_queue_when_resources_are_taken(client: Client) -> None:
     await client.jobs.kill(first[1].id)
 
 
-async def test_gpu_preset_waits_with_clear_reason(client: Client) -> None:
-    job = await client.jobs.start(image=UBUNTU, preset_name="gpu-small", command="nvidia-smi")
+async def test_a_preset_the_server_can_never_give_is_refused_at_once(client: Client) -> None:
+    # (it pended forever with "this machine has none": Slurm refuses such a job at submit)
+    with pytest.raises(IllegalArgumentError) as e:
+        await client.jobs.start(image=UBUNTU, preset_name="gpu-small", command="nvidia-smi")
+    assert str(e.value) == (
+        "preset gpu-small needs 1 NVIDIA GPU, but this server has 8 CPU, 16 GiB of memory "
+        "and no GPU in all: no job of it can ever run here (presets that can: cpu-small, "
+        "cpu-large)")
+    assert [j async for j in client.jobs.list()] == []
+
+
+async def test_a_job_killed_while_it_waits(client: Client) -> None:
+    big = [await client.jobs.start(image=UBUNTU, preset_name="cpu-large", command="sleep 30")
+           for _ in range(2)]
+    job = await client.jobs.start(image=UBUNTU, preset_name="cpu-large", command="echo no")
     job = await wait_for(client, job.id, lambda j: j.history.reason == "Scheduling")
-    assert "NVIDIA GPU (this machine has none)" in job.history.description
     await client.jobs.kill(job.id)
     job = await client.jobs.status(job.id)
     assert job.status == JobStatus.CANCELLED and job.history.reason == "UserRequested"
     # the official client asserts these on every finished job
     assert job.history.started_at is not None and job.history.finished_at is not None
     assert [b"".join([c async for c in client.jobs.monitor(job.id)])] == [b""]
+    for j in big:
+        await client.jobs.kill(j.id)
 
 
 async def test_transitions_and_output(client: Client) -> None:

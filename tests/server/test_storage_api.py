@@ -402,7 +402,7 @@ async def test_refused_job_creation_leaves_no_storage_dirs(api: Api) -> None:
         assert r.status == 409 and "already active" in await r.text()
     assert _files(root) == ["f", "kept"]
     async with s.post(f"{api.url}/jobs", headers=h, json=job("storage:f/sub")) as r:
-        assert r.status == 400 and "'f' exists and is a file" in await r.text()
+        assert r.status == 400 and "f: not a directory" in await r.text()
     async with s.delete(f"{api.url}/jobs/{kept}", headers=h) as r:
         assert r.status == 204
 

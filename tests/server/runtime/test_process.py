@@ -97,8 +97,10 @@ async def test_process_env_and_working_dir(
     assert lines[0] == str(wd)
     env = dict(line.split("=", 1) for line in lines[1:])
     assert env["FOO"] == "bar baz"
-    assert env["PATH"] == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    assert "SERVER_SECRET" not in env and "PYTHONPATH" not in env and "HOME" not in env
+    assert env["PATH"] == os.environ["PATH"]  # the server's user's, as srun passes it
+    assert env["HOME"] == os.environ["HOME"]
+    # only the user's own settings pass, never the rest of the server's environment
+    assert "SERVER_SECRET" not in env and "PYTHONPATH" not in env
 
 
 async def test_process_job_gets_default_signal_dispositions(runtime: ProcessRuntime) -> None:
