@@ -1,7 +1,9 @@
 """The embedded local server: started on first use when the user has not logged in anywhere.
 
 It listens on loopback only, keeps its data in ``<config dir>/server`` and publishes its URL and
-the path of its token file (mode 0600) in ``server.json`` there.  Later commands reuse it.
+the path of its token file (mode 0600) in ``server.json`` there (``neuro_sdk._wire.ServerInfo``,
+imported only where it is read: the completion code imports this module).  Later commands
+reuse it.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import CLIError, ExitCode
+
+if TYPE_CHECKING:
+    from neuro_sdk._wire import ServerInfo
 
 
 def config_dir() -> Path:
@@ -25,7 +30,9 @@ def config_dir() -> Path:
 
 
 def server_dir() -> Path:
-    return config_dir() / "server"
+    from neuro_sdk._wire import SERVER_DIR
+
+    return config_dir() / SERVER_DIR
 
 
 def _pid_alive(pid: int) -> bool:
@@ -42,15 +49,18 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def read_info() -> dict[str, Any] | None:
+def read_info() -> ServerInfo | None:
     """server.json of a live embedded server, else None."""
+    from neuro_sdk._wire import SERVER_INFO_FILE
+
     try:
-        info = json.loads((server_dir() / "server.json").read_text())
+        info = json.loads((server_dir() / SERVER_INFO_FILE).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(info, dict) or not _pid_alive(int(info.get("pid", 0))):
         return None
-    return info
+    found: ServerInfo = info  # type: ignore[assignment]
+    return found
 
 
 @contextlib.contextmanager
@@ -65,7 +75,7 @@ def _start_lock() -> Iterator[None]:
         os.close(fd)
 
 
-def ensure_started(timeout: float = 20.0) -> dict[str, Any]:
+def ensure_started(timeout: float = 20.0) -> ServerInfo:
     info = read_info()
     if info is not None:
         return info
@@ -76,7 +86,7 @@ def ensure_started(timeout: float = 20.0) -> dict[str, Any]:
         return _spawn(timeout)
 
 
-def _spawn(timeout: float) -> dict[str, Any]:
+def _spawn(timeout: float) -> ServerInfo:
     import subprocess  # (only here: ~2 ms of every command otherwise)
 
     d = server_dir()
@@ -131,7 +141,7 @@ def stop(timeout: float = 20.0) -> int | None:
     return pid
 
 
-def token(info: dict[str, Any]) -> str:
+def token(info: ServerInfo) -> str:
     try:
         return Path(info["token_file"]).read_text().strip()
     except (KeyError, OSError) as e:

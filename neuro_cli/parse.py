@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-import signal
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from .errors import CLIError, ExitCode
@@ -33,25 +32,23 @@ def parse_life_span(value: str) -> float:
 
 
 def parse_signal(value: str) -> str:
-    """Validate a signal name or number locally: 'USR1', 'SIGUSR1', 'usr1', '10'."""
-    text = value.strip()
-    if text.isdigit():
-        if int(text) in {int(s) for s in signal.valid_signals()} and int(text) != 0:
-            return text
-    else:
-        name = text.upper()
-        name = name if name.startswith("SIG") else "SIG" + name
-        if isinstance(getattr(signal, name, None), signal.Signals):
-            return name
-    raise ValueError(f"invalid signal {value!r}: use a name like USR1, TERM, HUP or a number")
+    """Validate a signal name or number locally: 'USR1', 'SIGUSR1', 'usr1', '10' -> 'SIGUSR1'
+    (a name as the server takes it), a number as it is."""
+    from neuro_sdk._wire import signal_number, signal_spelling  # (only when a signal is given)
+
+    if signal_number(value) is None:
+        raise ValueError(f"invalid signal {value!r}: use a name like USR1, TERM, HUP or a number")
+    return signal_spelling(value)
 
 
 def parse_life_span_signal(value: str) -> tuple[str, float]:
     """``SIGNAL[@BEFORE]`` (``USR1@5m``, ``SIGTERM@30s``, ``10``) -> (``SIGUSR1``, 300.0), the
     signal as parse_signal gives it; BEFORE defaults to 60 s, as Slurm's --signal does."""
+    from neuro_sdk._wire import UNCATCHABLE, signal_number
+
     name, _, before = value.partition("@")
     sig = parse_signal(name)
-    if (int(sig) if sig.isdigit() else getattr(signal, sig)) in (signal.SIGKILL, signal.SIGSTOP):
+    if signal_number(sig) in UNCATCHABLE:
         raise ValueError(f"{name.strip()} cannot be caught: use a signal the job can handle")
     seconds = parse_timedelta(before).total_seconds() if before else 60.0
     if seconds <= 0:
@@ -66,7 +63,7 @@ def parse_date_or_delta(value: str, *, now: datetime | None = None) -> datetime:
     except ValueError:
         pass
     else:
-        return (now or datetime.now(timezone.utc)) - delta
+        return (now or datetime.now(UTC)) - delta
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
@@ -75,7 +72,7 @@ def parse_date_or_delta(value: str, *, now: datetime | None = None) -> datetime:
         ) from None
     if dt.tzinfo is None:
         dt = dt.astimezone()  # local time
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
 def parse_env(items: tuple[str, ...], files: tuple[str, ...], environ: dict[str, str]) -> dict[str, str]:
@@ -110,7 +107,7 @@ def parse_env(items: tuple[str, ...], files: tuple[str, ...], environ: dict[str,
 
 def format_timedelta(seconds: float) -> str:
     """3723 -> '1h2m3s'"""
-    s = int(round(seconds))
+    s = round(seconds)
     d, s = divmod(s, 86400)
     h, s = divmod(s, 3600)
     m, s = divmod(s, 60)
@@ -127,7 +124,7 @@ def parse_volume(spec: str) -> tuple[str, str, str, bool]:
         raise CLIError(f"invalid -v {spec!r}: use storage:PATH:/path[:ro], disk:NAME:/path[:ro]"
                        " or secret:KEY:/path", ExitCode.USAGE)
     read_only = scheme == "secret"
-    if scheme != "secret" and (rest.endswith(":ro") or rest.endswith(":rw")):
+    if scheme != "secret" and (rest.endswith((":ro", ":rw"))):
         read_only = rest.endswith(":ro")
         rest = rest[:-3]
     what, sep, path = rest.rpartition(":")

@@ -8,7 +8,8 @@ Config dir: env ``NEURO_CONFIG`` or ``~/.neuro`` (mode 0700).  It holds
        "cluster_name": "...", "org_name": "...", "project_name": "...",
        "server_config": {...raw GET /config...}}
 
-* ``server/server.json``, written by the embedded local server (not by the SDK)::
+* ``server/server.json``, written by the embedded local server (not by the SDK): a
+  :class:`neuro_sdk._wire.ServerInfo`::
 
       {"url": "http://127.0.0.1:PORT/api/v1", "pid": 123,
        "token_file": "<path of a 0600 file holding the token>", "server_config": {...}}
@@ -28,13 +29,14 @@ import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from yarl import URL
 
 from ._client import DEFAULT_TIMEOUT, Client
 from ._errors import AuthenticationError, ConfigError
 from ._utils import username_from_token
+from ._wire import SERVER_DIR, SERVER_INFO_FILE, ServerInfo
 
 if TYPE_CHECKING:
     import aiohttp
@@ -43,8 +45,6 @@ CONFIG_ENV = "NEURO_CONFIG"
 PASSED_CONFIG_ENVS = ("NEURO_PASSED_CONFIG", "APOLO_PASSED_CONFIG")
 DEFAULT_API_URL = URL("https://api.apolo.us/api/v1")
 CONFIG_FILE = "config.json"
-SERVER_DIR = "server"
-SERVER_INFO_FILE = "server.json"
 
 
 def default_config_dir() -> Path:
@@ -184,7 +184,7 @@ class Factory:
         self, *, timeout: aiohttp.ClientTimeout, session: aiohttp.ClientSession | None
     ) -> Client:
         path = self.server_info_file
-        data = _read_json(path, "local server info")
+        data = cast(ServerInfo, _read_json(path, "local server info"))
         token_file = Path(_require_str(data, "token_file", path)).expanduser()
         if not token_file.is_absolute():
             token_file = path.parent / token_file

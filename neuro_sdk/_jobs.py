@@ -46,32 +46,36 @@ from ._models import (
     Volume,
 )
 from ._parsing import (
-    CHANNELS_PROTOCOL,
-    CLOSE_STDIN_FRAME,
-    OFFSET,
     attach_query,
     bump_life_span_body,
     decode_output_frame,
     exec_create_body,
     exec_id_from_api,
+    exec_id_from_frame,
     exec_inspect_from_api,
     exec_query,
+    exec_resume_query,
     job_description_from_api,
     list_query,
     monitor_query,
-    exec_id_from_frame,
-    exec_resume_query,
     offset_from_frame,
-    resize_frame,
     run_request_body,
     signal_query,
     size_query,
     start_request_body,
-    stdin_frame,
     telemetry_from_api,
 )
 from ._transport import _Timeout, lazy_import, lazy_logger
 from ._utils import AsyncStream
+from ._wire import (
+    CHANNELS_PROTOCOL,
+    CLOSE_STDIN_FRAME,
+    LOG_OFFSET_PROTOCOL,
+    OFFSET,
+    Q_OFFSET,
+    resize_frame,
+    stdin_frame,
+)
 
 if TYPE_CHECKING:
     import asyncio
@@ -86,7 +90,6 @@ else:  # imported when first used: plain requests need neither (see _transport)
     aiohttp = lazy_import("aiohttp")
 
 NDJSON = "application/x-ndjson"
-LOG_OFFSET_PROTOCOL = "offset.logs.neuro"  # our server's log_ws extension: ``offset=N``
 MAX_LINE = 4 * 2**20
 MAX_CHUNK = 4 * 2**20  # port forwarding: local reads of at most this many bytes per frame
 MAX_STDIN_FRAME = 2**20  # stdin is sent in frames of at most this many bytes
@@ -669,7 +672,7 @@ class Jobs:
         query = monitor_query(since=since, timestamps=timestamps, separator=separator)
         protocols: tuple[str, ...] = ()
         if offset:
-            query.append(("offset", str(offset)))
+            query.append((Q_OFFSET, str(offset)))
             protocols = (LOG_OFFSET_PROTOCOL,)
         async with self._client._ws_connect(url, params=query, protocols=protocols) as ws:
             skip = 0 if ws.protocol == LOG_OFFSET_PROTOCOL else offset

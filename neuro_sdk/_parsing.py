@@ -6,7 +6,6 @@ telemetry and exec JSON -> models, and the channel framing of attach/exec stream
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,15 +26,29 @@ from ._models import (
     JobPriority,
     JobRestartPolicy,
     JobRuntime,
-    LifeSpanSignal,
     JobStatus,
     JobStatusHistory,
     JobStatusItem,
     JobTelemetry,
+    LifeSpanSignal,
     Message,
     Resources,
     SecretFile,
     Volume,
+)
+from ._wire import (
+    OFFSET_END,
+    Q_HEIGHT,
+    Q_LOGS,
+    Q_OFFSET,
+    Q_RESUMABLE,
+    Q_RESUME,
+    Q_WIDTH,
+    STATUS,
+    STDERR,
+    STDOUT,
+    parse_offset,
+    parse_status,
 )
 
 JSON = dict[str, Any]
@@ -618,17 +631,6 @@ def monitor_query(
 # ---------------------------------------------------------------------------------------------
 # attach / exec / resize / signals / telemetry (protocol 2.1 legacy table, 4.1, 4.3)
 
-CHANNELS_PROTOCOL = "v2.channels.neu.ro"
-"""Websocket subprotocol of the channel framing (protocol 4.1)."""
-
-STDIN, STDOUT, STDERR, STATUS, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
-OFFSET = 5
-"""Our extension, server -> client: ``0x05`` + ``{"offset": N}``, the byte of the job's output an
-attach stream with ``?offset=`` starts at (so that a client can reconnect and resume)."""
-
-CLOSE_STDIN_FRAME = bytes([CLOSE, STDIN])
-"""Client -> server "close channel 0" (stdin EOF), the k8s v5 convention."""
-
 _MIB = 2**20
 
 
@@ -654,13 +656,13 @@ def attach_query(
         ("stderr", _flag(stderr)),
     ]
     if logs:
-        query.append(("logs", "1"))
+        query.append((Q_LOGS, "1"))
     if offset is not None:
-        if offset != "end" and (isinstance(offset, bool) or not isinstance(offset, int)):
+        if offset != OFFSET_END and (isinstance(offset, bool) or not isinstance(offset, int)):
             raise ValueError(f"Invalid offset {offset!r}: a byte count or 'end'")
         if isinstance(offset, int) and offset < 0:
             raise ValueError(f"Invalid offset {offset!r}: a byte count or 'end'")
-        query.append(("offset", str(offset)))
+        query.append((Q_OFFSET, str(offset)))
     return query
 
 
@@ -698,7 +700,7 @@ def exec_query(
         for value in (rows, cols):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 10000:
                 raise ValueError(f"Invalid terminal size {rows}x{cols}: 1-10000 each")
-        query += [("h", str(rows)), ("w", str(cols))]
+        query += [(Q_HEIGHT, str(rows)), (Q_WIDTH, str(cols))]
     return query
 
 
@@ -707,8 +709,8 @@ def exec_resume_query(*, resumable: bool, resume: str | None, offset: int) -> li
     if resume is not None:
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise ValueError(f"Invalid offset {offset!r}: a byte count")
-        return [("resume", resume), ("offset", str(offset))]
-    return [("resumable", "1")] if resumable else []
+        return [(Q_RESUME, resume), (Q_OFFSET, str(offset))]
+    return [(Q_RESUMABLE, "1")] if resumable else []
 
 
 def exec_create_body(cmd: str | Iterable[str], *, tty: bool = False) -> JSON:
@@ -750,7 +752,7 @@ def exec_inspect_from_api(data: Any) -> ExecInspect:
 
 def size_query(*, w: int, h: int) -> list[tuple[str, str]]:
     """Query of ``POST .../resize`` and ``.../exec_resize``: ``w`` then ``h``."""
-    return [("w", str(int(w))), ("h", str(int(h)))]
+    return [(Q_WIDTH, str(int(w))), (Q_HEIGHT, str(int(h)))]
 
 
 def signal_query(signal: str | int) -> list[tuple[str, str]]:
@@ -801,48 +803,24 @@ def telemetry_from_api(data: Any) -> JobTelemetry:
         raise ProtocolError(f"Invalid telemetry frame: {detail}") from e
 
 
-def stdin_frame(data: bytes, *, legacy: bool = False) -> bytes:
-    """Client -> server stdin: ``0x00`` + bytes (legacy exec_start: the bytes alone)."""
-    return bytes(data) if legacy else bytes([STDIN]) + data
-
-
-def resize_frame(*, h: int, w: int) -> bytes:
-    """Client -> server terminal size: ``0x04`` + ``{"height": h, "width": w}``."""
-    return bytes([RESIZE]) + json.dumps({"height": int(h), "width": int(w)}).encode()
-
-
 def exit_code_from_frame(payload: bytes) -> int:
     """The payload of a ``0x03`` frame -> exit code; anything malformed -> 1."""
-    try:
-        status = json.loads(payload)
-    except ValueError:
-        return 1
-    code = status.get("exit_code") if isinstance(status, dict) else None
-    if isinstance(code, bool) or not isinstance(code, int):
-        return 1
-    return code
+    code = parse_status(payload)
+    return 1 if code is None else code
 
 
 def exec_id_from_frame(payload: bytes) -> str | None:
     """The ``exec_id`` of a resumable exec's ``0x05`` frame (our extension), if any."""
-    try:
-        data = json.loads(payload)
-    except ValueError:
-        return None
-    value = data.get("exec_id") if isinstance(data, dict) else None
-    return value if isinstance(value, str) else None
+    found = parse_offset(payload)
+    return found[1] if found is not None else None
 
 
 def offset_from_frame(payload: bytes) -> int:
     """The payload of a ``0x05`` frame (our extension) -> the output offset."""
-    try:
-        data = json.loads(payload)
-    except ValueError as e:
-        raise ProtocolError(f"Invalid offset frame: {payload[:200]!r}") from e
-    offset = data.get("offset") if isinstance(data, dict) else None
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+    found = parse_offset(payload)
+    if found is None:
         raise ProtocolError(f"Invalid offset frame: {payload[:200]!r}")
-    return offset
+    return found[0]
 
 
 def decode_output_frame(frame: bytes, *, legacy: bool = False) -> Message | int | None:

@@ -18,10 +18,13 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .config import ServerConfig
-from .store import JobRecord, Store, TokenRecord, now
+from .store import JobRecord, JobStatus, Store, TokenRecord, now
+
+if TYPE_CHECKING:
+    from .runtime.base import Runtime
 
 REMOVED = "UserRemoved"  # the kill reason of the jobs of a removed user
 
@@ -88,50 +91,50 @@ def server_running(data_dir: Path) -> bool:
 async def stop_jobs(config: ServerConfig, store: Store, jobs: Sequence[JobRecord]) -> None:
     """Cancel ``jobs`` (of a removed user): pending ones in the store, running and suspended
     ones through their runtime, waiting (bounded by the kill grace) until they have stopped."""
+    from .runtime import registry
     from .runtime.base import State
-    from .runtime.process import ProcessRuntime
 
-    process = ProcessRuntime(config.jobs_dir)
-    docker: Any = None
-    looked = False  # for the docker runtime (probing the engine takes a while)
+    # the process runtime's jobs outlive a server that ran them; the configured runtime's too
+    process = registry.create(config, "process")
+    other: Runtime | None = None
+    looked = False  # for the configured runtime (probing an engine takes a while)
     try:
         for job in jobs:
             store.set_kill_reason(job.id, REMOVED)
-            if job.status == "pending":
+            if job.status == JobStatus.PENDING:
                 # a start under way in a running server sees the kill reason and stops it
-                store.set_status(job.id, "cancelled", REMOVED, "The job's owner was removed")
-        running: list[tuple[Any, JobRecord]] = []
+                store.set_status(job.id, JobStatus.CANCELLED, REMOVED,
+                                 "The job's owner was removed")
+        running: list[tuple[Runtime, JobRecord]] = []
         for job in jobs:
-            runtime: Any = process
-            if process.inspect(job.id).state is not State.RUNNING:
+            runtime: Runtime = process
+            if (await process.inspect(job.id)).state is not State.RUNNING:
                 if not looked:
-                    docker, looked = await _docker(config), True
-                if docker is None or docker.inspect(job.id).state is not State.RUNNING:
+                    other, looked = await _configured(config), True
+                if other is None or (await other.inspect(job.id)).state is not State.RUNNING:
                     continue
-                runtime = docker
+                runtime = other
             running.append((runtime, job))
         await asyncio.gather(*(_stop(config, rt, job) for rt, job in running))
     finally:
-        if docker is not None:
-            await docker.close()
+        if other is not None:
+            await other.close()
 
 
-async def _docker(config: ServerConfig) -> Any:
-    """The docker runtime of this data dir, when the config lets a server use one."""
-    from .runtime.select import choose
+async def _configured(config: ServerConfig) -> Runtime | None:
+    """The runtime a server of this data dir uses, when it is not the process runtime."""
+    from .runtime.select import runtime_for
 
     if config.runtime == "process":
         return None
-    choice = await choose(config.runtime, config.docker_host)
-    if choice.kind != "docker" or not choice.url:
+    runtime, choice = await runtime_for(config)
+    if choice.name == "process":
+        await runtime.close()
         return None
-    from .runtime.docker import DockerRuntime
-
-    return DockerRuntime(choice.url, root=config.jobs_dir, port_connect=config.port_connect,
-                         network=None if config.network == "default" else config.network)
+    return runtime
 
 
-async def _stop(config: ServerConfig, runtime: Any, job: JobRecord) -> None:
+async def _stop(config: ServerConfig, runtime: Runtime, job: JobRecord) -> None:
     from .runtime.base import State
 
     grace = config.kill_grace_seconds
@@ -140,5 +143,5 @@ async def _stop(config: ServerConfig, runtime: Any, job: JobRecord) -> None:
     await runtime.stop(job.id, grace=grace)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace + 5
-    while runtime.inspect(job.id).state is State.RUNNING and loop.time() < deadline:
+    while (await runtime.inspect(job.id)).state is State.RUNNING and loop.time() < deadline:
         await asyncio.sleep(0.05)

@@ -9,10 +9,22 @@ from typing import Any
 
 from aiohttp import web
 
-from .auth import AuthError, Authenticator, load_secret
+from .auth import Authenticator, AuthError, load_secret
 from .config import ServerConfig
 from .diskfull import describe, disk_full
-from .handlers import disks, interactive, jobs, monitoring, secrets, shares, storage
+from .handlers import (
+    attach,
+    disks,
+    jobs,
+    monitoring,
+    port_forward,
+    secrets,
+    shares,
+    signals,
+    storage,
+    top,
+)
+from .handlers import exec as exec_
 from .handlers.common import STATE, USER, error_response
 from .jobusers import JobUsers
 from .runtime.base import Runtime
@@ -46,11 +58,11 @@ class State:
     def runtime_info(self) -> dict[str, Any]:
         """Which runtime serves the jobs and why (our extension of /config), and whether it
         keeps users apart (``users``, ``ports``: the process runtime)."""
-        info = self.runtime.info()
-        volumes = (f"unavailable: {info.no_mounts}" if info.no_mounts else info.volumes or (
-                   "bound into the job's container" if info.image_used else
+        info, can = self.runtime.info(), self.runtime.capabilities
+        volumes = (f"unavailable: {can.mounts}" if can.mounts else info.volumes or (
+                   "bound into the job's container" if can.runs_images else
                    "placed in a mount namespace of the job's own"))
-        return {"name": info.name, "image_used": info.image_used, "limits": info.limits,
+        return {"name": info.name, "image_used": can.runs_images, "limits": info.limits,
                 "note": info.note, "reason": self.runtime_reason, "volumes": volumes,
                 **(self.users.describe() if self.users is not None else {})}
 
@@ -107,7 +119,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         # aiohttp's own errors (404 route, 405, 413...) get a JSON body too
         message = e.reason if not e.text or e.text.startswith(f"{e.status}:") else e.text
-        if e.status == 404 and not e.text.startswith("{"):
+        if e.status == 404 and not (e.text or "").startswith("{"):
             message = f"not found: {request.path}"
         headers = {}
         if isinstance(e, web.HTTPMethodNotAllowed):
@@ -162,7 +174,7 @@ def base_url(request: web.Request) -> str:
 async def get_config(request: web.Request) -> web.Response:
     state: State = request.app[STATE]
     return web.json_response(server_config_json(state.config, base_url(request), request[USER],
-                                                state.runtime_info()))
+                                                state.runtime_info(), state.runtime.capacity()))
 
 
 def make_app(config: ServerConfig, store: Store, runtime: Runtime,
@@ -176,7 +188,7 @@ def make_app(config: ServerConfig, store: Store, runtime: Runtime,
     scheduler = Scheduler(config, store, runtime)
     auth = Authenticator(store, load_secret(config.data_dir))
     if users is None:
-        users = JobUsers(config, store, runtime=runtime.info().name)
+        users = JobUsers(config, store, host_users=runtime.capabilities.host_users)
     app[STATE] = State(config, store, runtime, scheduler, auth, runtime_reason=runtime_reason,
                        users=users)
     scheduler.issue_token = auth.issue
@@ -211,16 +223,16 @@ def make_app(config: ServerConfig, store: Store, runtime: Runtime,
     r.add_put("/api/v1/jobs/{job_id}/max_run_time_minutes", jobs.bump_life_span)
     r.add_get("/api/v1/jobs/{job_id}/log_ws", monitoring.log_ws)
     r.add_get("/api/v1/jobs/{job_id}/log", monitoring.log_http)
-    r.add_route("*", "/api/v1/jobs/{job_id}/attach", interactive.attach)
-    r.add_route("*", "/api/v1/jobs/{job_id}/exec", interactive.exec_ws)
-    r.add_post("/api/v1/jobs/{job_id}/exec_create", interactive.exec_create)
-    r.add_get("/api/v1/jobs/{job_id}/{exec_id}/exec_start", interactive.exec_start)
-    r.add_get("/api/v1/jobs/{job_id}/{exec_id}/exec_inspect", interactive.exec_inspect)
-    r.add_post("/api/v1/jobs/{job_id}/{exec_id}/exec_resize", interactive.exec_resize)
-    r.add_post("/api/v1/jobs/{job_id}/resize", interactive.resize)
-    r.add_get("/api/v1/jobs/{job_id}/port_forward/{port}", interactive.port_forward)
-    r.add_get("/api/v1/jobs/{job_id}/top", interactive.top)
-    r.add_post("/api/v1/jobs/{job_id}/kill", interactive.send_signal)
+    r.add_route("*", "/api/v1/jobs/{job_id}/attach", attach.attach)
+    r.add_route("*", "/api/v1/jobs/{job_id}/exec", exec_.exec_ws)
+    r.add_post("/api/v1/jobs/{job_id}/exec_create", exec_.exec_create)
+    r.add_get("/api/v1/jobs/{job_id}/{exec_id}/exec_start", exec_.exec_start)
+    r.add_get("/api/v1/jobs/{job_id}/{exec_id}/exec_inspect", exec_.exec_inspect)
+    r.add_post("/api/v1/jobs/{job_id}/{exec_id}/exec_resize", exec_.exec_resize)
+    r.add_post("/api/v1/jobs/{job_id}/resize", attach.resize)
+    r.add_get("/api/v1/jobs/{job_id}/port_forward/{port}", port_forward.port_forward)
+    r.add_get("/api/v1/jobs/{job_id}/top", top.top)
+    r.add_post("/api/v1/jobs/{job_id}/kill", signals.send_signal)
 
     async def on_startup(app: web.Application) -> None:
         await scheduler.start()

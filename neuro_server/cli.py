@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .config import ConfigError, ServerConfig, load_config
+from .runtime import registry
 
 if TYPE_CHECKING:
     from .store import Store
@@ -50,7 +51,7 @@ def _load(data_dir: Path | None, config_file: Path | None, **kw: Any) -> ServerC
     for what in tightened:
         click.echo(f"made private (only its owner may read it): {what}", err=True)
     try:
-        return load_config(path, config_file, **kw)
+        return registry.check(load_config(path, config_file, **kw))
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
 
@@ -80,7 +81,7 @@ def main() -> None:
 @config_option
 @click.option("--host", default=None, help="Address to listen on [default: 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port to listen on (0: any free port).")
-@click.option("--runtime", type=click.Choice(["auto", "process", "docker"]), default=None,
+@click.option("--runtime", type=click.Choice(["auto", *registry.names()]), default=None,
               help="How jobs run: docker (Docker/Podman), process, or auto [default: auto].")
 @click.option("--docker-host", default=None,
               help="Docker Engine API of the docker runtime (unix:///path or tcp://host:port).")
@@ -102,11 +103,12 @@ def serve(data_dir: Path | None, config_file: Path | None, host: str | None, por
 async def _serve(config: ServerConfig) -> None:
     from aiohttp import web
 
+    from neuro_sdk._wire import SERVER_INFO_FILE, ServerInfo, server_info_json
+
     from .app import make_app
     from .handlers.common import STATE
     from .ingress import Ingress
-    from .runtime.process import ProcessRuntime
-    from .runtime.select import choose
+    from .runtime.select import runtime_for
     from .serialize import server_config_json
     from .store import Store
 
@@ -116,17 +118,7 @@ async def _serve(config: ServerConfig) -> None:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise click.ClickException(f"another server already uses {config.data_dir}") from None
-    choice = await choose(config.runtime, config.docker_host)
-    if choice.kind == "docker":
-        from .runtime.docker import DockerRuntime
-
-        runtime: Any = DockerRuntime(
-            choice.url or "", root=config.jobs_dir, port_connect=config.port_connect,
-            network=None if config.network == "default" else config.network,
-            pids_limit=config.pids_limit)
-    else:
-        runtime = ProcessRuntime(config.jobs_dir, pids_limit=config.pids_limit,
-                                 output_limit=config.job_output_limit)
+    runtime, choice = await runtime_for(config)
     store = Store(config.db_path)
     app = make_app(config, store, runtime, runtime_reason=choice.reason)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -138,7 +130,7 @@ async def _serve(config: ServerConfig) -> None:
     async def start_site(port: int) -> int:
         site = web.TCPSite(runner, config.host, port)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        sockets = site._server.sockets if site._server else []  # type: ignore[attr-defined]
         return int(sockets[0].getsockname()[1]) if sockets else port
 
     port = await _on_last_port(start_site, config.port, port_file if config.embedded else None)
@@ -157,7 +149,7 @@ async def _serve(config: ServerConfig) -> None:
     assert ingress is not None
     app[STATE].ingress = ingress
     logging.info("listening on %s (runtime %s: %s)", base, runtime.info().name, choice.reason)
-    info_path = config.data_dir / "server.json"
+    info_path = config.data_dir / SERVER_INFO_FILE
     if config.embedded:
         user = getpass.getuser()
         store.add_user(user)
@@ -173,12 +165,13 @@ async def _serve(config: ServerConfig) -> None:
         if token is None:
             token = state.auth.issue(user, note="embedded")
             write_private(token_file, token)
-        write_private(info_path, json.dumps({
-            "url": f"{base}/api/v1",
-            "pid": os.getpid(),
-            "token_file": str(token_file),
-            "server_config": server_config_json(config, base, user, app[STATE].runtime_info()),
-        }))
+        write_private(info_path, server_info_json(ServerInfo(
+            url=f"{base}/api/v1",
+            pid=os.getpid(),
+            token_file=str(token_file),
+            server_config=server_config_json(config, base, user, app[STATE].runtime_info(),
+                                             runtime.capacity()),
+        )))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -194,9 +187,7 @@ async def _serve(config: ServerConfig) -> None:
                 pass
         await ingress.close()
         await runner.cleanup()
-        close = getattr(runtime, "close", None)
-        if close is not None:
-            await close()
+        await runtime.close()
         os.close(lock_fd)
 
 

@@ -85,12 +85,12 @@ class Ingress:
 
     # -- URLs ------------------------------------------------------------------------------
     def url(self, job: JobRecord) -> str | None:
-        if not job.spec.get("http"):
+        if job.spec.container.http is None:
             return None
         return f"http://{job.id}.{self.domain}:{self.port}/"
 
     def named_url(self, job: JobRecord) -> str | None:
-        if not job.spec.get("http") or not job.name:
+        if job.spec.container.http is None or not job.name:
             return None
         return f"http://{job.name}--{job.owner}.{self.domain}:{self.port}/"
 
@@ -133,12 +133,12 @@ class Ingress:
         if conn.job_id is not None and job.id != conn.job_id:
             return _Local(421, f"This connection is to job {conn.job_id}, not {job.id}: "
                                "open another one")
-        http = job.spec.get("http") or {}
-        if not http:
+        http = job.spec.container.http
+        if http is None:
             return _Local(404, f"Job {job.id} serves no HTTP port (run it with --http-port)")
         if req.path == LOGIN_PATH:
             return self._login(job, req.target)
-        if http.get("requires_auth"):
+        if http.requires_auth:
             user = self._user(req, job.id)
             if user is None:
                 return _Local(401, "This job requires you to log in: open it with "
@@ -152,7 +152,7 @@ class Ingress:
             from .runtime.base import RuntimeError_
 
             try:
-                up_r, up_w = await self.state.runtime.connect_port(job.id, int(http["port"]))
+                up_r, up_w = await self.state.runtime.connect_port(job.id, http.port)
             except RuntimeError_ as e:
                 return _Local(502, f"Job {job.id}: {e}")
             conn.connected(job.id, up_r, up_w)

@@ -23,7 +23,7 @@ A server that is not root (or with ``job_uids = "off"``) cannot keep users apart
 ``allow_shared_uid = true``.  Other runtimes keep jobs apart in containers: none of this
 applies to them.
 
-    users = JobUsers(config, store, runtime="process")
+    users = JobUsers(config, store, host_users=runtime.capabilities.host_users)
     users.refusal("bob")              # None, or why bob's jobs cannot run here (one line)
     who = await users.prepare("bob")  # JobUser, or None: as the server's user
 """
@@ -66,13 +66,14 @@ class JobUser:
 
 
 class JobUsers:
-    def __init__(self, config: ServerConfig, store: Store, *, runtime: str,
+    def __init__(self, config: ServerConfig, store: Store, *, host_users: bool,
                  euid: int | None = None, server_user: str | None = None) -> None:
-        """``runtime``: the name of the server's runtime (only "process" runs jobs on the
-        host).  ``euid`` and ``server_user`` are the server's (tests give others)."""
+        """``host_users``: the runtime runs jobs on the host as the uid it is given (its
+        capability; the process runtime's).  ``euid`` and ``server_user`` are the server's
+        (tests give others)."""
         self.config = config
         self.store = store
-        self.applies = runtime == "process"
+        self.applies = host_users
         self.euid = os.geteuid() if euid is None else euid
         self.server_user = server_user or _os_user()
         self.fence = PortFence(chain_name(config.data_dir))

@@ -5,50 +5,57 @@ from __future__ import annotations
 from typing import Any
 
 from .config import Preset, ServerConfig
-from .runtime.base import RuntimeInfo
-from .store import JobRecord, Transition, ts
+from .model import JobRecord, JobStatus, Transition
+from .runtime.base import Capacity, Runtime
+from .store import ts
+
+_REACHABLE = (JobStatus.RUNNING, JobStatus.SUSPENDED)  # states with an address
 
 
 def job_json(job: JobRecord, transitions: list[Transition] | None, config: ServerConfig,
-             runtime: RuntimeInfo, ingress: Any = None) -> dict[str, Any]:
+             runtime: Runtime, ingress: Any = None) -> dict[str, Any]:
     spec = job.spec
-    res = spec["resources"]
+    c = spec.container
+    info = runtime.info()
+    res = c.resources
     resources: dict[str, Any] = {
-        "cpu": res["cpu"],
-        "memory": res["memory"],
-        "memory_mb": res["memory"] // (1024 * 1024),
-        "shm": bool(res.get("shm")),
+        "cpu": res.cpu,
+        "memory": res.memory,
+        "memory_mb": res.memory // (1024 * 1024),
+        "shm": res.shm,
     }
-    if res.get("nvidia_gpu"):
-        resources["nvidia_gpu"] = res["nvidia_gpu"]
-        if res.get("nvidia_gpu_model"):
-            resources["nvidia_gpu_model"] = res["nvidia_gpu_model"]
+    if res.nvidia_gpu:
+        resources["nvidia_gpu"] = res.nvidia_gpu
+        if res.nvidia_gpu_model:
+            resources["nvidia_gpu_model"] = res.nvidia_gpu_model
     container: dict[str, Any] = {
-        "image": spec["image"],
+        "image": c.image,
         "resources": resources,
-        "env": spec["env"],
-        "volumes": [{"src_storage_uri": v["uri"], "dst_path": v["dst"], "read_only": v["read_only"]}
-                    for v in spec.get("storage_volumes") or ()],
+        "env": dict(c.env),
+        "volumes": [{"src_storage_uri": v.uri, "dst_path": v.dst, "read_only": v.read_only}
+                    for v in c.volumes],
     }
-    for key in ("entrypoint", "command", "working_dir"):
-        if spec.get(key):
-            container[key] = spec[key]
-    if spec.get("tty"):
+    for key, value in (("entrypoint", c.entrypoint), ("command", c.command),
+                       ("working_dir", c.working_dir)):
+        if value:
+            container[key] = value
+    if c.tty:
         container["tty"] = True
-    if spec.get("http"):
-        container["http"] = spec["http"]
-    if spec.get("secret_env_uris"):
-        container["secret_env"] = dict(spec["secret_env_uris"])  # URIs only, never values
-    if spec.get("disk_volumes"):
+    if c.http is not None:
+        container["http"] = {"port": c.http.port, "requires_auth": c.http.requires_auth,
+                             "health_check_path": c.http.health_check_path}
+    if c.secret_env:
+        container["secret_env"] = {var: s.uri for var, s in c.secret_env.items()}  # never values
+    if c.disk_volumes:
         container["disk_volumes"] = [{"src_disk_uri": f"disk://{config.cluster_name}/"
-                                                      f"{spec['org_name']}/{spec['project_name']}/{d['id']}",
-                                      "dst_path": d["dst"], "read_only": d["read_only"]}
-                                     for d in spec["disk_volumes"]]
-    if spec.get("secret_files"):
-        container["secret_volumes"] = [{"src_secret_uri": f["uri"], "dst_path": f["path"]}
-                                       for f in spec["secret_files"]]
+                                                      f"{spec.org_name}/{spec.project_name}/{d.id}",
+                                      "dst_path": d.dst, "read_only": d.read_only}
+                                     for d in c.disk_volumes]
+    if c.secret_files:
+        container["secret_volumes"] = [{"src_secret_uri": f.secret.uri, "dst_path": f.path}
+                                       for f in c.secret_files]
     history: dict[str, Any] = {
-        "status": job.status,
+        "status": job.status.value,
         "reason": job.reason,
         "description": job.description,
         "created_at": ts(job.created_at),
@@ -61,7 +68,7 @@ def job_json(job: JobRecord, transitions: list[Transition] | None, config: Serve
         history["finished_at"] = ts(job.finished_at)
     if job.exit_code is not None:
         history["exit_code"] = job.exit_code
-    org, project = spec["org_name"], spec["project_name"]
+    org, project = spec.org_name, spec.project_name
     out: dict[str, Any] = {
         "id": job.id,
         "owner": job.owner,
@@ -70,59 +77,58 @@ def job_json(job: JobRecord, transitions: list[Transition] | None, config: Serve
         "project_name": project,
         "namespace": "",
         "org_project_hash": "",
-        "status": job.status,
+        "status": job.status.value,
         "history": history,
         "container": container,
-        "scheduler_enabled": spec["scheduler_enabled"],
-        "is_preemptible": spec["scheduler_enabled"],
-        "preemptible_node": spec["preemptible_node"],
-        "is_preemptible_node_required": spec["preemptible_node"],
-        "pass_config": spec["pass_config"],
-        "privileged": spec["privileged"],
+        "scheduler_enabled": spec.scheduler_enabled,
+        "is_preemptible": spec.scheduler_enabled,
+        "preemptible_node": spec.preemptible_node,
+        "is_preemptible_node_required": spec.preemptible_node,
+        "pass_config": spec.pass_config,
+        "privileged": spec.privileged,
         "uri": f"job://{config.cluster_name}/{org}/{project}/{job.id}",
         "total_price_credits": "0",
         "price_credits_per_hour": "0",
-        "restart_policy": spec["restart_policy"],
-        **({"internal_hostname": job.address} if job.address and job.status in ("running", "suspended")
+        "restart_policy": spec.restart_policy.value,
+        **({"internal_hostname": job.address} if job.address and job.status in _REACHABLE
            else {}),
         **({"internal_hostname_named": job.hostname}
-           if job.hostname and job.status in ("running", "suspended") else {}),
+           if job.hostname and job.status in _REACHABLE else {}),
         **({"http_url": ingress.url(job)} if ingress is not None and ingress.url(job) else {}),
         **({"http_url_named": ingress.named_url(job)}
            if ingress is not None and ingress.named_url(job) else {}),
-        "priority": spec["priority"],
+        "priority": spec.priority.value,
         "tags": list(job.tags),
         "materialized": True,
         "being_dropped": False,
         "logs_removed": False,
         "runtime": {
             "name": runtime.name,
-            "image_used": runtime.image_used,
-            "limits": job.limits or runtime.limits,
-            "note": runtime.note,
+            "image_used": runtime.capabilities.runs_images,
+            "limits": job.limits or info.limits,
+            "note": info.note,
         },
     }
     if job.name:
         out["name"] = job.name
-    if spec.get("description"):
-        out["description"] = spec["description"]
-    if spec.get("preset_name"):
-        out["preset_name"] = spec["preset_name"]
-    if spec.get("schedule_timeout") is not None:
-        out["schedule_timeout"] = spec["schedule_timeout"]
-    if spec.get("energy_schedule_name"):
-        out["energy_schedule_name"] = spec["energy_schedule_name"]
+    if spec.description:
+        out["description"] = spec.description
+    if spec.preset_name:
+        out["preset_name"] = spec.preset_name
+    if spec.schedule_timeout is not None:
+        out["schedule_timeout"] = spec.schedule_timeout
+    if spec.energy_schedule_name:
+        out["energy_schedule_name"] = spec.energy_schedule_name
     if job.life_span is not None:
         out["max_run_time_minutes"] = max(1, int(job.life_span // 60))
         out["max_run_time_seconds"] = job.life_span
-    if spec.get("life_span_signal"):
-        warn = spec["life_span_signal"]
-        out["life_span_signal"] = {"signal": warn["signal"], "seconds_before": warn["seconds_before"],
+    if (warn := spec.life_span_signal) is not None:
+        out["life_span_signal"] = {"signal": warn.signal, "seconds_before": warn.seconds_before,
                                    "sent": job.warned_life_span == job.life_span}
     if transitions is not None:
         out["statuses"] = [
             {
-                "status": t.status,
+                "status": t.status.value,
                 "transition_time": ts(t.time),
                 "reason": t.reason,
                 "description": t.description,
@@ -156,8 +162,10 @@ def preset_json(p: Preset) -> dict[str, Any]:
 
 
 def server_config_json(config: ServerConfig, base_url: str, user: str | None,
-                       runtime: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``GET /api/v1/config`` (protocol.md 3.2).  Without a token: only the auth part."""
+                       runtime: dict[str, Any] | None = None,
+                       capacity: Capacity | None = None) -> dict[str, Any]:
+    """``GET /api/v1/config`` (protocol.md 3.2).  Without a token: only the auth part.
+    ``capacity``: what the runtime can give jobs (the resource pool), with a token."""
     api = f"{base_url}/api/v1"
     out: dict[str, Any] = {
         "auth_url": f"{base_url}/oauth/authorize",
@@ -172,12 +180,13 @@ def server_config_json(config: ServerConfig, base_url: str, user: str | None,
     if user is None:
         return out
     c = config.cluster_name
+    assert capacity is not None, "the config of a user names the resource pool"
     pool: dict[str, Any] = {
-        "name": "local", "min_size": 1, "max_size": 1, "cpu": config.cpu,
-        "memory": config.memory, "disk_size": 0, "is_preemptible": False,
+        "name": "local", "min_size": 1, "max_size": 1, "cpu": capacity.cpu,
+        "memory": capacity.memory, "disk_size": 0, "is_preemptible": False,
     }
-    if config.nvidia_gpu:
-        pool["nvidia_gpu"] = {"count": config.nvidia_gpu, "model": "nvidia-gpu"}
+    if capacity.nvidia_gpu:
+        pool["nvidia_gpu"] = {"count": capacity.nvidia_gpu, "model": "nvidia-gpu"}
     out["clusters"] = [{
         "name": c,
         "registry_url": f"{base_url}/registry",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import click
@@ -9,6 +10,23 @@ import click
 from ..deps import Deps
 from ._jobs_common import run_async
 from ._options import json_option
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateOptions:
+    size: int  # bytes
+    name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LsOptions:
+    as_json: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class RmOptions:
+    disks: tuple[str, ...]
+
 
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -54,15 +72,16 @@ def create(ctx: click.Context, size: int, name: str | None) -> None:
     Examples:
       neuro disk create 20G --name cache
     """
+    opts = CreateOptions(size, name)
+    run_async(ctx, lambda deps: run_create(opts, deps))
 
-    async def run(deps: Deps) -> int:
-        async with deps.client() as client:
-            disk = await client.disks.create(size, name=name)
-        deps.io.out(disk.id)
-        deps.io.err(f"Created disk {disk.name or disk.id} ({size} bytes): -v {disk.uri}:/path")
-        return 0
 
-    run_async(ctx, run)
+async def run_create(opts: CreateOptions, deps: Deps) -> int:
+    async with deps.client() as client:
+        disk = await client.disks.create(opts.size, name=opts.name)
+    deps.io.out(disk.id)
+    deps.io.err(f"Created disk {disk.name or disk.id} ({opts.size} bytes): -v {disk.uri}:/path")
+    return 0
 
 
 @group.command(short_help="List your disks")
@@ -75,26 +94,27 @@ def ls(ctx: click.Context, as_json: bool) -> None:
     Examples:
       neuro disk ls
     """
+    opts = LsOptions(as_json)
+    run_async(ctx, lambda deps: run_ls(opts, deps))
 
-    async def run(deps: Deps) -> int:
-        from ..formatters.common import iso, size
 
-        async with deps.client() as client:
-            disks = await client.disks.list()
-        if as_json:
-            from ..formatters.json_out import dumps
+async def run_ls(opts: LsOptions, deps: Deps) -> int:
+    from ..formatters.common import iso, size
 
-            deps.io.out(dumps([{"id": d.id, "name": d.name, "storage": d.storage,
-                                "used_bytes": d.used_bytes, "created_at": iso(d.created_at),
-                                "last_usage": iso(d.last_usage) or None} for d in disks]))
-            return 0
-        deps.io.out("ID\tNAME\tSIZE\tUSED\tCREATED")
-        for d in disks:
-            deps.io.out(f"{d.id}\t{d.name or ''}\t{size(d.storage)}\t{size(d.used_bytes)}\t"
-                        f"{iso(d.created_at)}")
+    async with deps.client() as client:
+        disks = await client.disks.list()
+    if opts.as_json:
+        from ..formatters.json_out import dumps
+
+        deps.io.out(dumps([{"id": d.id, "name": d.name, "storage": d.storage,
+                            "used_bytes": d.used_bytes, "created_at": iso(d.created_at),
+                            "last_usage": iso(d.last_usage) or None} for d in disks]))
         return 0
-
-    run_async(ctx, run)
+    deps.io.out("ID\tNAME\tSIZE\tUSED\tCREATED")
+    for d in disks:
+        deps.io.out(f"{d.id}\t{d.name or ''}\t{size(d.storage)}\t{size(d.used_bytes)}\t"
+                    f"{iso(d.created_at)}")
+    return 0
 
 
 @group.command(short_help="Remove disks")
@@ -107,12 +127,13 @@ def rm(ctx: click.Context, disks: tuple[str, ...]) -> None:
     Examples:
       neuro disk rm cache
     """
+    opts = RmOptions(disks)
+    run_async(ctx, lambda deps: run_rm(opts, deps))
 
-    async def run(deps: Deps) -> int:
-        async with deps.client() as client:
-            for d in disks:
-                await client.disks.rm(d)
-                deps.io.out(d)
-        return 0
 
-    run_async(ctx, run)
+async def run_rm(opts: RmOptions, deps: Deps) -> int:
+    async with deps.client() as client:
+        for d in opts.disks:
+            await client.disks.rm(d)
+            deps.io.out(d)
+    return 0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import sys
+import dataclasses
+from typing import IO
 
 import click
 
@@ -10,6 +11,22 @@ from ..deps import Deps
 from ..errors import CLIError, ExitCode
 from ._jobs_common import run_async
 from ._options import json_option
+
+
+@dataclasses.dataclass(frozen=True)
+class AddOptions:
+    key: str
+    value: bytes  # VALUE, read: from the file of @FILE, from standard input for -
+
+
+@dataclasses.dataclass(frozen=True)
+class LsOptions:
+    as_json: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class RmOptions:
+    keys: tuple[str, ...]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
@@ -29,10 +46,11 @@ def group() -> None:
     """
 
 
-def _value(text: str) -> bytes:
+def _value(text: str, stdin: IO[str]) -> bytes:
     """VALUE, or the bytes of a file for @FILE, or standard input for -."""
     if text == "-":
-        return sys.stdin.buffer.read()
+        buffer = getattr(stdin, "buffer", None)
+        return buffer.read() if buffer is not None else stdin.read().encode()
     if text.startswith("@"):
         import os
 
@@ -63,15 +81,17 @@ def add(ctx: click.Context, key: str, value: str) -> None:
       neuro secret add kubeconfig @~/.kube/config
       pass show db | neuro secret add db-password -
     """
-    data = _value(value)
+    deps: Deps = ctx.find_root().obj
+    # read here, before the event loop runs: Ctrl-C stops a read of the terminal at once
+    opts = AddOptions(key, _value(value, deps.io.stdin))
+    run_async(ctx, lambda deps: run_add(opts, deps))
 
-    async def run(deps: Deps) -> int:
-        async with deps.client() as client:
-            await client.secrets.add(key, data)
-        deps.io.err(f"Secret {key} saved ({len(data)} bytes)")
-        return 0
 
-    run_async(ctx, run)
+async def run_add(opts: AddOptions, deps: Deps) -> int:
+    async with deps.client() as client:
+        await client.secrets.add(opts.key, opts.value)
+    deps.io.err(f"Secret {opts.key} saved ({len(opts.value)} bytes)")
+    return 0
 
 
 @group.command(short_help="List your secrets")
@@ -84,21 +104,22 @@ def ls(ctx: click.Context, as_json: bool) -> None:
     Examples:
       neuro secret ls
     """
+    opts = LsOptions(as_json)
+    run_async(ctx, lambda deps: run_ls(opts, deps))
 
-    async def run(deps: Deps) -> int:
-        async with deps.client() as client:
-            secrets = await client.secrets.list()
-        if as_json:
-            from ..formatters.json_out import dumps
 
-            deps.io.out(dumps([{"key": s.key, "uri": str(s.uri)} for s in secrets]))
-            return 0
-        deps.io.out("KEY\tURI")
-        for s in secrets:
-            deps.io.out(f"{s.key}\t{s.uri}")
+async def run_ls(opts: LsOptions, deps: Deps) -> int:
+    async with deps.client() as client:
+        secrets = await client.secrets.list()
+    if opts.as_json:
+        from ..formatters.json_out import dumps
+
+        deps.io.out(dumps([{"key": s.key, "uri": str(s.uri)} for s in secrets]))
         return 0
-
-    run_async(ctx, run)
+    deps.io.out("KEY\tURI")
+    for s in secrets:
+        deps.io.out(f"{s.key}\t{s.uri}")
+    return 0
 
 
 @group.command(short_help="Remove secrets")
@@ -111,19 +132,20 @@ def rm(ctx: click.Context, keys: tuple[str, ...]) -> None:
     Examples:
       neuro secret rm db-password
     """
+    opts = RmOptions(keys)
+    run_async(ctx, lambda deps: run_rm(opts, deps))
 
-    async def run(deps: Deps) -> int:
-        from neuro_sdk import ResourceNotFound
 
-        failed = 0
-        async with deps.client() as client:
-            for key in keys:
-                try:
-                    await client.secrets.rm(key)
-                    deps.io.out(key)
-                except ResourceNotFound:
-                    deps.io.err(f"ERROR: no secret {key!r}")
-                    failed += 1
-        return 1 if failed else 0
+async def run_rm(opts: RmOptions, deps: Deps) -> int:
+    from neuro_sdk import ResourceNotFound
 
-    run_async(ctx, run)
+    failed = 0
+    async with deps.client() as client:
+        for key in opts.keys:
+            try:
+                await client.secrets.rm(key)
+                deps.io.out(key)
+            except ResourceNotFound:
+                deps.io.err(f"ERROR: no secret {key!r}")
+                failed += 1
+    return 1 if failed else 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 import click
 
@@ -12,6 +14,34 @@ from ..deps import Deps
 from ..errors import CLIError, ExitCode
 from ._jobs_common import run_async
 from ._options import json_option
+
+if TYPE_CHECKING:
+    from neuro_sdk import Client
+
+
+@dataclasses.dataclass(frozen=True)
+class LsOptions:
+    path: str = "storage:"
+    long: bool = False
+    as_json: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class MkdirOptions:
+    paths: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class RmOptions:
+    paths: tuple[str, ...]
+    recursive: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class CpOptions:
+    src: str  # one of them storage:PATH, the other local (- is stdin or stdout)
+    dst: str
+    recursive: bool = False
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
@@ -59,25 +89,26 @@ def ls(ctx: click.Context, path: str, long: bool, as_json: bool) -> None:
       neuro storage ls
       neuro storage ls -l storage:datasets
     """
+    opts = LsOptions(path, long, as_json)
+    run_async(ctx, lambda deps: run_ls(opts, deps))
 
-    async def run(deps: Deps) -> int:
-        from ..formatters.common import iso
 
-        async with deps.client() as client:
-            with _named(path):
-                entries = await client.storage.ls(path)
-        if as_json:
-            from ..formatters.json_out import dumps
+async def run_ls(opts: LsOptions, deps: Deps) -> int:
+    from ..formatters.common import iso
 
-            deps.io.out(dumps([{"name": e.name, "type": "directory" if e.is_dir else "file",
-                                "size": e.size, "modified": iso(e.modified)} for e in entries]))
-            return 0
-        for e in entries:
-            name = e.name + ("/" if e.is_dir else "")
-            deps.io.out(f"{e.size}\t{iso(e.modified)}\t{name}" if long else name)
+    async with deps.client() as client:
+        with _named(opts.path):
+            entries = await client.storage.ls(opts.path)
+    if opts.as_json:
+        from ..formatters.json_out import dumps
+
+        deps.io.out(dumps([{"name": e.name, "type": "directory" if e.is_dir else "file",
+                            "size": e.size, "modified": iso(e.modified)} for e in entries]))
         return 0
-
-    run_async(ctx, run)
+    for e in entries:
+        name = e.name + ("/" if e.is_dir else "")
+        deps.io.out(f"{e.size}\t{iso(e.modified)}\t{name}" if opts.long else name)
+    return 0
 
 
 @group.command(short_help="Make storage directories")
@@ -90,14 +121,15 @@ def mkdir(ctx: click.Context, paths: tuple[str, ...]) -> None:
     Examples:
       neuro storage mkdir storage:datasets/raw
     """
+    opts = MkdirOptions(paths)
+    run_async(ctx, lambda deps: run_mkdir(opts, deps))
 
-    async def run(deps: Deps) -> int:
-        async with deps.client() as client:
-            for p in paths:
-                await client.storage.mkdir(p)
-        return 0
 
-    run_async(ctx, run)
+async def run_mkdir(opts: MkdirOptions, deps: Deps) -> int:
+    async with deps.client() as client:
+        for p in opts.paths:
+            await client.storage.mkdir(p)
+    return 0
 
 
 @group.command(short_help="Remove files from storage")
@@ -112,15 +144,16 @@ def rm(ctx: click.Context, paths: tuple[str, ...], recursive: bool) -> None:
       neuro storage rm storage:old.csv
       neuro storage rm -r storage:runs/2024
     """
+    opts = RmOptions(paths, recursive)
+    run_async(ctx, lambda deps: run_rm(opts, deps))
 
-    async def run(deps: Deps) -> int:
-        async with deps.client() as client:
-            for p in paths:
-                with _named(p):
-                    await client.storage.rm(p, recursive=recursive)
-        return 0
 
-    run_async(ctx, run)
+async def run_rm(opts: RmOptions, deps: Deps) -> int:
+    async with deps.client() as client:
+        for p in opts.paths:
+            with _named(p):
+                await client.storage.rm(p, recursive=opts.recursive)
+    return 0
 
 
 @group.command(short_help="Copy files to or from storage")
@@ -150,52 +183,53 @@ def cp(ctx: click.Context, src: str, dst: str, recursive: bool) -> None:
         remote = dst if src == "-" else src
         if remote.endswith(("/", ":")):
             raise click.UsageError(f"{remote} is a directory: - needs a file's path")
-
-    async def run(deps: Deps) -> int:
-        async with deps.client() as client:
-            if src == "-":
-                await _make_parent(client, dst)
-                await client.storage.create(dst, _stdin_chunks())
-                return 0
-            if dst == "-":
-                with _named(src):
-                    is_dir = (await client.storage.stat(src)).is_dir
-                if is_dir:
-                    raise CLIError(f"{src} is a directory: - carries one file", ExitCode.BAD_INPUT)
-                async with client.storage.open(src) as chunks:
-                    async for data in chunks:
-                        deps.io.write_bytes(data)
-                return 0
-            if _is_remote(dst):
-                n = await _upload(client, Path(src), dst, recursive)
-            else:
-                with _named(src):
-                    n = await _download(client, src, Path(dst), recursive)
-        deps.io.err(f"Copied {n} file{'s' if n != 1 else ''}")
-        return 0
-
-    run_async(ctx, run)
+    opts = CpOptions(src, dst, recursive)
+    run_async(ctx, lambda deps: run_cp(opts, deps))
 
 
-async def _stdin_chunks() -> AsyncIterator[bytes]:
+async def run_cp(opts: CpOptions, deps: Deps) -> int:
+    src, dst = opts.src, opts.dst
+    async with deps.client() as client:
+        if src == "-":
+            await _make_parent(client, dst)
+            await client.storage.create(dst, _stdin_chunks(deps.io.stdin))
+            return 0
+        if dst == "-":
+            with _named(src):
+                is_dir = (await client.storage.stat(src)).is_dir
+            if is_dir:
+                raise CLIError(f"{src} is a directory: - carries one file", ExitCode.BAD_INPUT)
+            async with client.storage.open(src) as chunks:
+                async for data in chunks:
+                    deps.io.write_bytes(data)
+            return 0
+        if _is_remote(dst):
+            n = await _upload(client, Path(src), dst, opts.recursive)
+        else:
+            with _named(src):
+                n = await _download(client, src, Path(dst), opts.recursive)
+    deps.io.err(f"Copied {n} file{'s' if n != 1 else ''}")
+    return 0
+
+
+async def _stdin_chunks(stdin: IO[str]) -> AsyncIterator[bytes]:
     """Local stdin in chunks as they come (a thread reads: file, pipe or terminal)."""
     import asyncio
     import os
-    import sys
 
     loop = asyncio.get_running_loop()
-    fd = sys.stdin.fileno()
+    fd = stdin.fileno()
     while data := await loop.run_in_executor(None, os.read, fd, 1 << 20):
         yield data
 
 
-async def _upload(client, local: Path, dst: str, recursive: bool) -> int:  # type: ignore[no-untyped-def]
+async def _upload(client: Client, local: Path, dst: str, recursive: bool) -> int:
     if not local.exists():  # a local file named on the command line: a usage error
         raise CLIError(f"no such file or directory: {local}", ExitCode.USAGE)
     from neuro_sdk import ResourceNotFound
 
     target = dst.rstrip("/")
-    if dst.endswith("/") or dst.endswith(":"):
+    if dst.endswith(("/", ":")):
         target = f"{target}/{local.name}" if not target.endswith(":") else f"{target}{local.name}"
     else:
         try:
@@ -221,14 +255,14 @@ async def _upload(client, local: Path, dst: str, recursive: bool) -> int:  # typ
     return 1
 
 
-async def _make_parent(client, target: str) -> None:  # type: ignore[no-untyped-def]
+async def _make_parent(client: Client, target: str) -> None:
     """A file's directories are made as it is copied in (as object stores do)."""
     parent, sep, _name = target.rstrip("/").rpartition("/")
     if sep and parent.rstrip("/") not in ("storage:", "storage:/"):
         await client.storage.mkdir(parent)  # storage:a/b, or a storage://... URI's
 
 
-async def _download(client, src: str, local: Path, recursive: bool,  # type: ignore[no-untyped-def]
+async def _download(client: Client, src: str, local: Path, recursive: bool,
                     exact: bool = False) -> int:
     status = await client.storage.stat(src)
     name = src.rstrip("/").rsplit("/", 1)[-1].removeprefix("storage:")

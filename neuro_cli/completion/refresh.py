@@ -70,8 +70,8 @@ def refresh(*, wait: bool = False, timeout: float = TIMEOUT) -> bool:
     """Fetch and write the cache; False when there was no server to ask or it failed."""
     from ..embedded import config_dir, read_info
 
-    # logged in means config.json exists (neuro_sdk.Factory.is_logged_in); checked before
-    # importing the SDK, so a refresh with nothing to ask costs next to nothing
+    # logged in means config.json exists (neuro_sdk.Factory.is_logged_in), else a local server
+    # runs: checked before any request, so a refresh with nothing to ask ends at once
     if not (config_dir() / "config.json").exists() and read_info() is None:
         return False
     cache_dir().mkdir(parents=True, exist_ok=True, mode=0o700)

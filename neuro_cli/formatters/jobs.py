@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from neuro_sdk import JobDescription
 
 
-def status_rows(job: "JobDescription", now: datetime, tty: bool) -> list[tuple[str, str]]:
+def status_rows(job: JobDescription, now: datetime, tty: bool) -> list[tuple[str, str]]:
     """The rows of `neuro status`, in order; optional rows only when set."""
     h = job.history
     c = job.container
@@ -114,7 +114,7 @@ def status_rows(job: "JobDescription", now: datetime, tty: bool) -> list[tuple[s
     return rows
 
 
-def transitions_rows(job: "JobDescription", now: datetime, tty: bool) -> list[tuple[str, str, str]]:
+def transitions_rows(job: JobDescription, now: datetime, tty: bool) -> list[tuple[str, str, str]]:
     out = []
     for t in job.history.transitions:
         status = t.status.value + (f" ({t.reason})" if t.reason else "")
@@ -122,7 +122,7 @@ def transitions_rows(job: "JobDescription", now: datetime, tty: bool) -> list[tu
     return out
 
 
-def status_plain(job: "JobDescription", now: datetime) -> Iterable[str]:
+def status_plain(job: JobDescription, now: datetime) -> Iterable[str]:
     for key, value in status_rows(job, now, False):
         lines = value.split("\n")
         yield f"{key}: {lines[0]}"
@@ -135,7 +135,7 @@ def status_plain(job: "JobDescription", now: datetime) -> Iterable[str]:
             yield f"  {t}\t{status}" + (f"\t{desc}" if desc else "")
 
 
-def status_renderable(job: "JobDescription", now: datetime) -> Any:
+def status_renderable(job: JobDescription, now: datetime) -> Any:
     from rich import box
     from rich.console import Group
     from rich.table import Table
@@ -160,7 +160,7 @@ def status_renderable(job: "JobDescription", now: datetime) -> Any:
     return Group(grid, t)
 
 
-def run_command(job: "JobDescription") -> str:
+def run_command(job: JobDescription) -> str:
     """The `neuro run` line that recreates ``job`` (pure; words quoted for a POSIX shell)."""
     import shlex
 
@@ -182,8 +182,8 @@ def run_command(job: "JobDescription") -> str:
         words += ["-e", f"{k}={uri}"]
     for f in getattr(c, "secret_files", None) or ():
         words += ["-v", f"{f.secret_uri}:{f.container_path}"]
-    for v in c.volumes:
-        words += ["-v", f"{v.storage_uri}:{v.container_path}" + (":ro" if v.read_only else "")]
+    for vol in c.volumes:
+        words += ["-v", f"{vol.storage_uri}:{vol.container_path}" + (":ro" if vol.read_only else "")]
     for d in getattr(c, "disk_volumes", None) or ():
         words += ["-v", f"{d.disk_uri}:{d.container_path}" + (":ro" if d.read_only else "")]
     if c.working_dir:

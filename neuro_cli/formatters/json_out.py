@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -55,8 +55,8 @@ JOB_FIELDS: dict[str, tuple[str, str]] = {
     "restarts": ("integer", "how many times the job was restarted"),
     "http_url": ("string?", "URL of the job's HTTP port"),
     "internal_hostname": ("string?", "host name of the job inside the cluster"),
-    "internal_hostname_named": ("string?", "the name its owner's other jobs reach it by "
-                                "(NAME--OWNER), where the runtime resolves names"),
+    "internal_hostname_named": ("string?", ("the name its owner's other jobs reach it by "
+                                "(NAME--OWNER), where the runtime resolves names")),
     "privileged": ("boolean", "privileged container"),
 }
 TRANSITION_FIELDS: dict[str, tuple[str, str]] = {
@@ -81,8 +81,8 @@ CONFIG_FIELDS: dict[str, tuple[str, str]] = {
     "embedded": ("boolean", "the embedded local server serves this user"),
     "cluster_name": ("string?", "current cluster"),
     "runtime": ("object?", "name, reason, image_used, limits, users, ports of the server's runtime"),
-    "presets": ("array", "objects with name, cpu, memory (bytes), nvidia_gpu, nvidia_gpu_model, "
-                         "available (how many more jobs fit now)"),
+    "presets": ("array", ("objects with name, cpu, memory (bytes), nvidia_gpu, nvidia_gpu_model, "
+                         "available (how many more jobs fit now)")),
 }
 
 SECRET_FIELDS: dict[str, tuple[str, str]] = {
@@ -120,7 +120,7 @@ SCHEMAS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
 def _time(dt: datetime | None) -> str | None:
     if dt is None:
         return None
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _enum(value: Any) -> str:
@@ -139,7 +139,7 @@ def _life_span_signal(job: JobDescription) -> dict[str, Any] | None:
     return {"signal": warn.signal, "seconds_before": warn.seconds_before, "sent": warn.sent}
 
 
-def job_dict(job: "JobDescription", *, transitions: bool = False) -> dict[str, Any]:
+def job_dict(job: JobDescription, *, transitions: bool = False) -> dict[str, Any]:
     h = job.history
     c = job.container
     r = c.resources
@@ -192,7 +192,7 @@ def job_dict(job: "JobDescription", *, transitions: bool = False) -> dict[str, A
     return out
 
 
-def top_dict(job: "JobDescription", t: "JobTelemetry") -> dict[str, Any]:
+def top_dict(job: JobDescription, t: JobTelemetry) -> dict[str, Any]:
     def mib_bytes(exact: int | None, mib: float | None) -> int | None:
         if exact is not None:
             return int(exact)
@@ -202,7 +202,7 @@ def top_dict(job: "JobDescription", t: "JobTelemetry") -> dict[str, Any]:
         "id": job.id,
         "name": job.name,
         "status": job.status.value,
-        "timestamp": _time(datetime.fromtimestamp(t.timestamp, timezone.utc)),
+        "timestamp": _time(datetime.fromtimestamp(t.timestamp, UTC)),
         "cpu": t.cpu,
         "memory": mib_bytes(t.memory_bytes, t.memory) or 0,
         "gpu_duty_cycle": t.gpu_duty_cycle,
@@ -223,8 +223,9 @@ def dumps(value: Any, *, compact: bool = False) -> str:
 def check(value: Any, fields: Mapping[str, tuple[str, str]]) -> list[str]:
     """What is wrong with one object against documented fields (for the tests): missing or
     undocumented keys, wrong types."""
-    types = {"string": str, "integer": int, "number": (int, float), "boolean": bool,
-             "object": dict, "array": list}
+    types: dict[str, type | tuple[type, ...]] = {
+        "string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict,
+        "array": list}
     problems = []
     if not isinstance(value, dict):
         return [f"not an object: {value!r}"]

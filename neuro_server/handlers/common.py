@@ -80,7 +80,7 @@ def get_job(request: web.Request, job_id: str | None = None, need: str = "read")
     job_id = job_id or request.match_info["job_id"]
     if len(job_id) > 256:
         fail(web.HTTPBadRequest, "invalid job id")
-    job = state.store.get_job(job_id)
+    job: JobRecord | None = state.store.get_job(job_id)
     if job is None:
         fail(web.HTTPNotFound, f"no such job: {job_id}")
     me = caller(request)

@@ -16,17 +16,17 @@ from typing import Any
 from aiohttp import web
 
 from .. import disks
-from ..store import ACTIVE
+from ..store import ACTIVE, DiskRecord
 from ..validation import NAME_RE
 from .common import app_state, caller, fail, read_json
 
 
-def disk_json(request: web.Request, d: dict[str, Any]) -> dict[str, Any]:
+def disk_json(request: web.Request, d: DiskRecord) -> dict[str, Any]:
     config = app_state(request).config
     return {
-        "id": d["id"], "name": d["name"], "owner": d["owner"], "storage": d["size"],
-        "used_bytes": disks.used_bytes(config.data_dir, d["id"]), "status": "Ready",
-        "created_at": d["created_at"], "last_usage": d["last_usage"],
+        "id": d.id, "name": d.name, "owner": d.owner, "storage": d.size,
+        "used_bytes": disks.used_bytes(config.data_dir, d.id), "status": "Ready",
+        "created_at": d.created_at, "last_usage": d.last_usage,
         "cluster_name": config.cluster_name, "org_name": config.org_name,
         "project_name": config.project_name,
     }
@@ -35,7 +35,7 @@ def disk_json(request: web.Request, d: dict[str, Any]) -> dict[str, Any]:
 def users_of(request: web.Request, disk_id: str) -> list[str]:
     """Active jobs that mount the disk."""
     return [j.id for j in app_state(request).store.jobs_with_status(ACTIVE)
-            if any(v.get("id") == disk_id for v in j.spec.get("disk_volumes") or ())]
+            if any(v.id == disk_id for v in j.spec.container.disk_volumes)]
 
 
 async def create(request: web.Request) -> web.Response:
@@ -62,15 +62,17 @@ async def create(request: web.Request) -> web.Response:
     except disks.DiskError as e:
         st.store.delete_disk(disk_id)
         fail(web.HTTPBadRequest if e.status < 500 else web.HTTPInternalServerError, str(e))
-    return web.json_response(disk_json(request, st.store.disk(caller(request), disk_id)), status=201)
+    made = st.store.disk(caller(request), disk_id)
+    assert made is not None
+    return web.json_response(disk_json(request, made), status=201)
 
 
-def _disk(request: web.Request) -> dict[str, Any]:
+def _disk(request: web.Request) -> DiskRecord:
     ref = request.match_info["disk"]
-    d = app_state(request).store.disk(caller(request), ref)
+    d: DiskRecord | None = app_state(request).store.disk(caller(request), ref)
     if d is None:
         fail(web.HTTPNotFound, f"no disk {ref!r}")
-    return d  # type: ignore[return-value]
+    return d
 
 
 async def list_disks(request: web.Request) -> web.Response:
@@ -85,13 +87,13 @@ async def get_disk(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     st = app_state(request)
     d = _disk(request)
-    users = users_of(request, d["id"])
+    users = users_of(request, d.id)
     if users:
-        fail(web.HTTPConflict, f"disk {d['name'] or d['id']} is in use by {', '.join(users)}")
-    await disks.unmount(st.config.data_dir, d["id"])
-    disks.image(st.config.data_dir, d["id"]).unlink(missing_ok=True)
-    mnt = disks.mountpoint(st.config.data_dir, d["id"])
+        fail(web.HTTPConflict, f"disk {d.name or d.id} is in use by {', '.join(users)}")
+    await disks.unmount(st.config.data_dir, d.id)
+    disks.image(st.config.data_dir, d.id).unlink(missing_ok=True)
+    mnt = disks.mountpoint(st.config.data_dir, d.id)
     if mnt.exists():
         mnt.rmdir()
-    st.store.delete_disk(d["id"])
+    st.store.delete_disk(d.id)
     return web.Response(status=204)

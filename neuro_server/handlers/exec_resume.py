@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,7 +18,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from neuro_sdk._wire import channel_frame, offset_frame, status_frame
+
 from ..runtime.base import StdioSession
+from .sessions import channel_input
 
 KEEP_BYTES = 16 << 20
 LINGER = 60.0
@@ -75,17 +77,6 @@ class LiveExec:
                 await self.pump
 
 
-def resize_frame(payload: bytes) -> tuple[int, int] | None:
-    """(height, width) of a resize frame's ``{"height", "width"}``; None for garbage (a size
-    out of 1-10000 too: a terminal cannot take it), which is ignored."""
-    try:
-        size = json.loads(payload)
-        h, w = int(size["height"]), int(size["width"])
-    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
-        return None
-    return (h, w) if 0 < h <= 10000 and 0 < w <= 10000 else None
-
-
 def registry(state: Any) -> dict[str, LiveExec]:
     live: dict[str, LiveExec] = state.live_execs
     return live
@@ -128,7 +119,7 @@ async def serve(ws: web.WebSocketResponse, rec: LiveExec, offset: int) -> None:
     On a clean close from the client the command ends; on a dropped connection it lingers."""
     rec.attached += 1
     rec.left_at = None
-    await ws.send_bytes(bytes([5]) + json.dumps({"exec_id": rec.id, "offset": offset}).encode())
+    await ws.send_bytes(offset_frame(offset, exec_id=rec.id))
     clean = False
 
     async def output() -> None:
@@ -139,11 +130,11 @@ async def serve(ws: web.WebSocketResponse, rec: LiveExec, offset: int) -> None:
                 if start + len(data) <= pos:
                     continue
                 part = data[max(0, pos - start):]
-                await ws.send_bytes(bytes([fileno]) + part)
+                await ws.send_bytes(channel_frame(fileno, part))
                 pos = start + len(data)
             if rec.done and pos >= rec.end:
                 if rec.exit_code is not None:
-                    await ws.send_bytes(bytes([3]) + json.dumps({"exit_code": rec.exit_code}).encode())
+                    await ws.send_bytes(status_frame(rec.exit_code))
                 return
             await changed.wait()
 
@@ -155,16 +146,7 @@ async def serve(ws: web.WebSocketResponse, rec: LiveExec, offset: int) -> None:
                     clean = True
                     return
                 continue
-            data: bytes = msg.data
-            if not data:
-                continue
-            channel, payload = data[0], data[1:]
-            if channel == 0:
-                await rec.session.write(payload)
-            elif channel == 4 and (size := resize_frame(payload)) is not None:
-                await rec.session.resize(*size)
-            elif channel == 255 and payload[:1] == b"\x00":
-                await rec.session.close_stdin()
+            await channel_input(rec.session, msg.data)
         # aiohttp ends the loop on the client's close frame too
         clean = clean or ws.close_code == 1000
 

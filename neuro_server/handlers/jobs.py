@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
+from typing import Any
 
 from aiohttp import web
 
+from ..model import ACTIVE, FINISHED, JobRecord, StorageVolume
 from ..scheduler import NameTaken, QuotaExhausted
 from ..serialize import job_json
-from ..store import ACTIVE, FINISHED, JobRecord
 from ..validation import (
     MAX_LIFE_SPAN,
     ValidationError,
@@ -24,10 +26,10 @@ from .common import app_state, caller, fail, get_job, parse_bool, parse_time, re
 STATUSES = ACTIVE + FINISHED
 
 
-def _json(request: web.Request, job: JobRecord, with_transitions: bool = True) -> dict:  # type: ignore[type-arg]
+def _json(request: web.Request, job: JobRecord, with_transitions: bool = True) -> dict[str, Any]:
     st = app_state(request)
     trans = st.store.transitions(job.id) if with_transitions else None
-    return job_json(job, trans, st.config, st.runtime.info(), st.ingress)
+    return job_json(job, trans, st.config, st.runtime, st.ingress)
 
 
 async def create_job(request: web.Request) -> web.Response:
@@ -35,34 +37,37 @@ async def create_job(request: web.Request) -> web.Response:
     body = await read_json(request)
     if st.users is not None and (why := st.users.refusal(caller(request))):
         fail(web.HTTPForbidden, why)  # (a server that cannot keep users apart: jobusers.py)
-    needs_command = not st.runtime.info().image_used
+    can = st.runtime.capabilities
     parse = parse_start if "from_preset" in request.query else parse_run
     try:
-        new = parse(body, st.config, needs_command=needs_command)
+        new = parse(body, st.config, capacity=st.runtime.capacity(),
+                    needs_command=can.needs_command)
         check_secret_owners(new.spec, caller(request), st.config, st.store.user_exists)
     except ValidationError as e:
         fail(web.HTTPBadRequest, str(e))
-    missing = sorted({*new.spec["secret_env"].values(), *(f["key"] for f in new.spec["secret_files"])}
-                     - set(st.store.secret_keys(caller(request))))
+    c = new.spec.container
+    missing = sorted(c.secret_keys() - set(st.store.secret_keys(caller(request))))
     if missing:
         fail(web.HTTPBadRequest, f"no secret {missing[0]!r}: add it with "
                                  f"`neuro secret add {missing[0]} VALUE`")
-    new_dirs = await _storage_paths(request, new.spec)
-    for v in new.spec["disk_volumes"]:
-        d = st.store.disk(caller(request), v["ref"])
+    volumes, new_dirs = await _storage_paths(request, c.volumes)
+    disk_volumes = []
+    for v in c.disk_volumes:
+        d = st.store.disk(caller(request), v.ref)
         if d is None:
-            fail(web.HTTPBadRequest, f"no disk {v['ref']!r}: create it with `neuro disk create SIZE`")
-        v["id"] = d["id"]
-    if (new.spec["secret_files"] or new.spec["storage_volumes"] or new.spec["disk_volumes"]) \
-            and (why := st.runtime.info().no_mounts):
+            fail(web.HTTPBadRequest, f"no disk {v.ref!r}: create it with `neuro disk create SIZE`")
+        disk_volumes.append(dataclasses.replace(v, id=d.id))
+    new = dataclasses.replace(new, spec=dataclasses.replace(new.spec, container=dataclasses.replace(
+        c, volumes=volumes, disk_volumes=tuple(disk_volumes))))
+    if c.has_mounts and (why := can.mounts):
         fail(web.HTTPBadRequest, f"secret files, storage and disk volumes: {why}")
-    if new.spec.get("pass_config") and st.runtime.info().image_used and \
+    if new.spec.pass_config and not can.loopback_reachable and \
             st.config.host in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::", ""):
         # (the URL given to the job must name an address containers reach the server at)
         fail(web.HTTPBadRequest, "pass_config needs a server that containers can reach at a "
                                  "known address: serve it with --host ADDRESS (not loopback, "
                                  "not 0.0.0.0)")
-    if new.spec.get("privileged") and not st.runtime.info().image_used:
+    if new.spec.privileged and not can.privileged:
         fail(web.HTTPBadRequest, "privileged jobs need the docker runtime: the process runtime "
                                  "runs jobs as the server's user on the host")
     from .. import storage
@@ -117,8 +122,8 @@ async def list_jobs(request: web.Request) -> web.StreamResponse:
     ) if not other_cluster else iter(())
 
     def wanted(job: JobRecord) -> bool:
-        return (not orgs or job.spec["org_name"] in orgs) and (
-            not projects or job.spec["project_name"] in projects)
+        return (not orgs or job.spec.org_name in orgs) and (
+            not projects or job.spec.project_name in projects)
 
     if "application/x-ndjson" not in request.headers.get("Accept", ""):
         items = [_json(request, j) for j in jobs if wanted(j)]
@@ -142,7 +147,7 @@ async def list_jobs(request: web.Request) -> web.StreamResponse:
             await resp.write(b"".join(buf))
     except (ConnectionResetError, ConnectionError):
         raise
-    except Exception as e:  # mid-stream: a final error line, as platform-api does
+    except Exception as e:  # noqa: BLE001 - mid-stream: a final error line, as platform-api does
         await resp.write(json.dumps({"error": f"listing failed: {e}"}).encode() + b"\n")
     await resp.write_eof()
     return resp
@@ -246,7 +251,7 @@ async def browse(request: web.Request) -> web.Response:
     """A one-time link that logs the caller's browser in to the job's HTTP host."""
     st = app_state(request)
     job = get_job(request)
-    if not job.spec.get("http"):
+    if job.spec.container.http is None:
         fail(web.HTTPBadRequest, f"job {job.id} has no HTTP port (run it with --http-port)")
     if st.ingress is None:
         fail(web.HTTPBadRequest, "this server does not serve jobs over HTTP")
@@ -254,27 +259,31 @@ async def browse(request: web.Request) -> web.Response:
                               "login_url": st.ingress.login_url(job, caller(request))})
 
 
-async def _storage_paths(request: web.Request, spec: dict) -> list[str]:  # type: ignore[type-arg]
-    """Resolve each storage volume in the caller's tree: a read-only one must exist; the
-    read-write ones that are missing are returned, to be made once the job is accepted."""
+async def _storage_paths(request: web.Request, volumes: tuple[StorageVolume, ...]
+                         ) -> tuple[tuple[StorageVolume, ...], list[str]]:
+    """Resolve each storage volume in the caller's tree: a read-only one must exist.  The
+    volumes with their paths in the tree, and the read-write ones' paths that are missing,
+    to be made once the job is accepted."""
     from .. import storage
 
     st = app_state(request)
     me = caller(request)
     root = storage.user_root(st.config.data_dir, me)
+    resolved: list[StorageVolume] = []
     missing: list[str] = []
-    for v in spec["storage_volumes"]:
+    for v in volumes:
         try:
-            rel = storage.clean(storage.uri_path(v["uri"], st.config.cluster_name, me))
-            v["path"] = rel.as_posix()
-            exists = await asyncio.to_thread(storage.volume_exists, root, v["path"])
+            rel = storage.clean(storage.uri_path(v.uri, st.config.cluster_name, me))
+            path = rel.as_posix()
+            exists = await asyncio.to_thread(storage.volume_exists, root, path)
         except storage.StorageError as e:
             fail(web.HTTPBadRequest if e.status != 403 else web.HTTPForbidden,
-                 f"volume {v['uri']}: {e}")
+                 f"volume {v.uri}: {e}")
         if not exists:
-            if v["read_only"]:
-                fail(web.HTTPBadRequest, f"volume {v['uri']}: no such file or directory: "
-                                         f"{storage.shown(v['path'])} (a read-only volume "
+            if v.read_only:
+                fail(web.HTTPBadRequest, f"volume {v.uri}: no such file or directory: "
+                                         f"{storage.shown(path)} (a read-only volume "
                                          "must exist)")
-            missing.append(v["path"])
-    return missing
+            missing.append(path)
+        resolved.append(dataclasses.replace(v, path=path))
+    return tuple(resolved), missing

@@ -12,14 +12,11 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from neuro_sdk._wire import LOG_OFFSET_PROTOCOL, LOGS_PROTOCOL, Q_OFFSET
+
 from ..runtime.base import State
 from ..store import JobRecord
 from .common import app_state, fail, get_job, parse_bool, parse_time
-
-LOG_OFFSET_PROTOCOL = "offset.logs.neuro"
-"""Websocket subprotocol of our ``log_ws`` extension: a client that asks for it may pass
-``offset=N`` (bytes of this same stream it already has, from an earlier connection) and gets
-the stream from byte N on.  The official client asks for neither and sees nothing new."""
 
 MAX_CLOSE_REASON = 120  # a close frame's reason is at most 123 bytes
 
@@ -61,7 +58,7 @@ async def _runtime_job(st: Any, job_id: str) -> JobRecord | None:
     if job is None:
         return None
     # running in the store but unknown to the runtime: wait until the store catches up
-    while st.runtime.inspect(job_id).state == State.NOT_FOUND:
+    while (await st.runtime.inspect(job_id)).state == State.NOT_FOUND:
         if job.is_finished:
             return None
         await st.scheduler.wait_change(job_id, 1.0)
@@ -94,8 +91,8 @@ async def log_ws(request: web.Request) -> web.WebSocketResponse:
     since = parse_time(request.query.get("since"), "since")
     timestamps = parse_bool(request.query.get("timestamps"), "timestamps")
     parse_bool(request.query.get("debug"), "debug")
-    offset = parse_offset(request.query.get("offset"))
-    ws = web.WebSocketResponse(protocols=("logs.apolo.us", LOG_OFFSET_PROTOCOL), heartbeat=30)
+    offset = parse_offset(request.query.get(Q_OFFSET))
+    ws = web.WebSocketResponse(protocols=(LOGS_PROTOCOL, LOG_OFFSET_PROTOCOL), heartbeat=30)
     await ws.prepare(request)
     skip = offset if ws.ws_protocol == LOG_OFFSET_PROTOCOL else 0  # asked for, and agreed to
     pump = asyncio.create_task(

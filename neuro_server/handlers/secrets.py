@@ -25,7 +25,7 @@ def _key(value: object) -> str:
     if not isinstance(value, str) or not SECRET_KEY_RE.fullmatch(value):
         fail(web.HTTPBadRequest, "invalid secret key: use letters, digits, '_', '-' and '.', "
                                  "starting with a letter or '_' (at most 253)")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _item(request: web.Request, key: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ from .common import LEVELS, app_state, caller, fail, get_job, read_json
 def _job_id(uri: object) -> str:
     if not isinstance(uri, str) or not uri.startswith("job:"):
         fail(web.HTTPBadRequest, f"only jobs can be shared: {uri!r} is not a job URI (job:ID)")
-    job_id = uri.rstrip("/").rsplit("/", 1)[-1].removeprefix("job:")  # type: ignore[union-attr]
+    job_id = uri.rstrip("/").rsplit("/", 1)[-1].removeprefix("job:")
     if not job_id.startswith("job-"):
         fail(web.HTTPBadRequest, f"not a job URI: {uri!r}")
     return job_id

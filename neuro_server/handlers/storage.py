@@ -1,5 +1,5 @@
 """The storage API at ``storage_url`` (the shape of the platform's, WebHDFS-like): every path is
-in the caller's own tree (neuro_server/storage.py keeps it there, and says how links and
+in the caller's own tree (neuro_server/storage/ keeps it there, and says how links and
 special files are handled).
 
     GET    {storage_url}/PATH?op=LIST_STATUS      {"FileStatuses": {"FileStatus": [...]}}
@@ -12,7 +12,7 @@ special files are handled).
 Where users' jobs run as uids of their own (jobusers.py), what MKDIRS and CREATE make is the
 user's (and their tree is made theirs first), so that their jobs can write there.
 
-No file I/O runs on the event loop: every operation is a thread's (storage.py's functions), so
+No file I/O runs on the event loop: every operation is a thread's (storage/operations.py), so
 a slow disk or a FIFO a job made cannot stop the server.  Errors are one line: 400 a bad path
 or a file that is not served, 403 out of the tree, 404 missing, 409 in the way (a file where a
 directory should be, a directory not empty), 507 over the storage quota or the disk full (the

@@ -4,17 +4,25 @@ The server owns the job *records* (SQLite) and the status transitions; a runtime
 *processes* and their output.  A runtime must let jobs outlive the server: after a restart,
 ``inspect`` and ``wait`` work for jobs started by an earlier server process, and ``logs`` reads
 everything the job printed meanwhile.
+
+A runtime is a plug-in: one package under ``neuro_server/runtime/`` and one line in
+registry.py.  It declares what it can do (``Capabilities``: the server never guesses from its
+name or with ``hasattr``), what it can give jobs (``Capacity``), and implements ``Runtime``:
+every method the server calls is declared here, async wherever a runtime may have to ask
+something over the network (a cluster's REST API cannot answer ``inspect`` synchronously).
+The runtime's input is ``JobSpec``, a plain frozen dataclass the scheduler builds from the job
+model; nothing of the server's store or job model reaches a runtime.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from .control import TTY_SIZE
+TTY_SIZE = (24, 80)  # rows, columns of a terminal until a client says its size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,14 +94,59 @@ def job_hostname(name: str, owner: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class Capabilities:
+    """What a runtime can do, declared (never guessed from its name, nor with ``hasattr``)."""
+
+    runs_images: bool  # the job runs in its image; False: on the host (said plainly to users)
+    needs_command: bool  # a job must name a command (there is no image default CMD)
+    mounts: str = ""  # "" when volumes and secret files can be given to jobs, else why not
+    privileged: bool = False  # privileged jobs are possible (the admin still has to allow them)
+    # the runtime hands the job its GPUs itself (JobSpec.gpu_ids); False: the scheduler sets
+    # CUDA_VISIBLE_DEVICES in the job's environment
+    assigns_gpus: bool = False
+    loopback_reachable: bool = False  # jobs reach a server on loopback (pass_config)
+    reports_progress: bool = False  # start() reports its phases through the progress listener
+    # jobs run on the host as JobSpec.uid/gid: the server gives each user a uid of their own
+    # (jobusers.py), fences their ports and owns their files
+    host_users: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeCapacity:
+    """What one node (one machine) can give jobs."""
+
+    name: str
+    cpu: float  # cores
+    memory: int  # bytes
+    nvidia_gpu: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Capacity:
+    """What a runtime can give jobs, in total and per node (this machine: one node)."""
+
+    cpu: float  # cores
+    memory: int  # bytes
+    nvidia_gpu: int = 0
+    nodes: tuple[NodeCapacity, ...] = ()
+
+    @classmethod
+    def one_node(cls, name: str, cpu: float, memory: int, nvidia_gpu: int = 0) -> Capacity:
+        return cls(cpu, memory, nvidia_gpu, (NodeCapacity(name, cpu, memory, nvidia_gpu),))
+
+
+#: a runtime's progress listener: (job id, reason, description), e.g. ("job-1", "Pulling",
+#: "Pulling image X: ..."); the scheduler shows them as the pending job's reason
+ProgressListener = Callable[[str, str, str], None]
+
+
+@dataclasses.dataclass(frozen=True)
 class RuntimeInfo:
-    """How this runtime runs jobs, for `config show` and job status."""
+    """How this runtime runs jobs, in words, for `config show` and job status."""
 
     name: str  # "process", "docker"
-    image_used: bool  # False for the process runtime: it runs on the host, not in the image
     limits: str  # how limits are enforced, e.g. "cgroup v1 (memory, cpu)" or "rlimit (memory only)"
     note: str = ""  # plain words for users, e.g. "the image is not used: jobs run on this host"
-    no_mounts: str = ""  # why volumes and secret files cannot be given to jobs ("": they can)
     volumes: str = ""  # how volumes reach jobs, in plain words, where the runtime says more
     # the pending reason while a job starts (the platform's word is for containers)
     start_reason: str = "ContainerCreating"
@@ -119,30 +172,6 @@ class ExitInfo:
     lost: str = ""
 
 
-def record_time(record: Mapping[str, Any] | None, key: str) -> datetime | None:
-    """An ISO time from a state file written by a runtime (None when absent or broken)."""
-    value = (record or {}).get(key)
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def exit_from_record(record: Mapping[str, Any]) -> ExitInfo:
-    """ExitInfo from an ``exit.json`` record (the same format for every runtime)."""
-    from datetime import UTC
-
-    return ExitInfo(
-        exit_code=int(record.get("exit_code", 255)),
-        finished_at=record_time(record, "finished_at") or datetime.now(UTC),
-        oom_killed=bool(record.get("oom_killed", False)),
-        error=str(record.get("error") or ""),
-        lost=str(record.get("lost") or ""),
-    )
-
-
 class State(str, enum.Enum):
     NOT_FOUND = "not_found"  # the runtime knows nothing of this job (never started, or lost)
     RUNNING = "running"
@@ -166,7 +195,7 @@ class RuntimeError_(Exception):
 
 def tty_size(size: tuple[int, int] | None) -> tuple[int, int]:
     """The (rows, columns) to open a terminal at: ``size`` when given (RuntimeError_
-    BadRequest when out of range), else control.TTY_SIZE."""
+    BadRequest when out of range), else TTY_SIZE."""
     if size is None:
         return TTY_SIZE
     rows, cols = size
@@ -184,6 +213,29 @@ class Telemetry:
     memory: int  # bytes
     gpu_duty_cycle: int | None = None  # percent, for jobs with GPUs
     gpu_memory: int | None = None  # bytes
+
+
+class PortReader(Protocol):
+    """The reading half of a connection to a job's port (an asyncio StreamReader, or a relay)."""
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (all, to the end, when ``n`` < 0); b"" at the end."""
+
+
+class PortWriter(Protocol):
+    """The writing half of a connection to a job's port (an asyncio StreamWriter, or a relay)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def can_write_eof(self) -> bool: ...
+
+    def write_eof(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
 
 
 class StdioSession(Protocol):
@@ -213,7 +265,23 @@ class StdioSession(Protocol):
 
 
 class Runtime(Protocol):
-    def info(self) -> RuntimeInfo: ...
+    """A job runtime, as the server (scheduler, handlers, ingress) uses it."""
+
+    name: str  # as registry.py knows it: "process", "docker"
+    capabilities: Capabilities
+
+    def info(self) -> RuntimeInfo:
+        """How it runs jobs, in words (for `config show` and job status); cheap."""
+
+    def capacity(self) -> Capacity:
+        """What it can give jobs now (may be cached; a cluster's refreshes itself)."""
+
+    def set_progress_listener(self, listener: ProgressListener | None) -> None:
+        """Who hears what a start is doing (only called on a runtime that reports progress;
+        a runtime that does not keeps no listener)."""
+
+    async def close(self) -> None:
+        """Stop following jobs (they go on) and release connections; the server is ending."""
 
     async def start(self, spec: JobSpec) -> StartInfo:
         """Start the job; returns once its process runs (or raise RuntimeError_)."""
@@ -232,8 +300,9 @@ class Runtime(Protocol):
     async def resume(self, job_id: str) -> None:
         """Let frozen processes go on."""
 
-    def inspect(self, job_id: str) -> JobState:
-        """Cheap, synchronous: what the runtime knows now (used to reconcile after a restart)."""
+    async def inspect(self, job_id: str) -> JobState:
+        """What the runtime knows now (used to reconcile after a restart, and by handlers
+        waiting for a job to run or end); quick, but it may ask an engine or a cluster."""
 
     async def wait(self, job_id: str) -> ExitInfo:
         """Return when the job has exited and its output is fully written."""
@@ -248,6 +317,9 @@ class Runtime(Protocol):
     ) -> AsyncIterator[bytes]:
         """The job's output from the start (or ``since``); with ``follow`` it goes on while the
         job runs and ends once the job has exited and everything was read."""
+
+    async def log_size(self, job_id: str) -> int:
+        """How many bytes of output the job has produced so far (0 if none or unknown)."""
 
     async def cleanup(self, job_id: str) -> None:
         """Release what the finished job held (cgroups...); its output stays readable."""
@@ -264,18 +336,15 @@ class Runtime(Protocol):
                    size: tuple[int, int] | None = None) -> StdioSession:
         """Run ``argv`` beside the running job: same environment, working dir, limits and
         namespaces; with ``tty``, on a terminal of ``size`` (rows, columns; default
-        control.TTY_SIZE) from its first instruction.  Raise RuntimeError_ if the job is not
+        TTY_SIZE) from its first instruction.  Raise RuntimeError_ if the job is not
         running or argv cannot start."""
 
     async def resize(self, job_id: str, height: int, width: int) -> None:
         """Resize the TTY of a job started with ``tty``."""
 
-    async def connect_port(self, job_id: str, port: int) -> tuple[Any, Any]:
-        """Open a TCP connection to ``port`` where the job listens: (StreamReader,
-        StreamWriter).  Raise RuntimeError_ when nothing listens there."""
-
-    def log_size(self, job_id: str) -> int:
-        """How many bytes of output the job has produced so far (0 if none or unknown)."""
+    async def connect_port(self, job_id: str, port: int) -> tuple[PortReader, PortWriter]:
+        """Open a TCP connection to ``port`` where the job listens.  Raise RuntimeError_
+        (PortNotListening) when nothing listens there."""
 
     async def stats(self, job_id: str) -> Telemetry | None:
         """What the job uses now; None when it is not running."""

@@ -297,3 +297,15 @@ async def read_log(
     finally:
         os.close(log_fd)
         os.close(idx_fd)
+
+
+def truncate(job_dir: str, log_offset: int, log_records: int) -> None:
+    """Cut output.log/.idx back to ``log_offset`` bytes and ``log_records`` records (a writer
+    that recorded how far it got resumes from there; what was past it is written again)."""
+    for name, size in ((LOG_NAME, log_offset), (IDX_NAME, log_records * RECORD.size)):
+        p = os.path.join(job_dir, name)
+        try:
+            if os.path.getsize(p) > size:
+                os.truncate(p, size)
+        except FileNotFoundError:
+            pass

@@ -1,72 +1,54 @@
 """Which runtime serves the jobs, and why (shown by `neuro config show`).
 
-``runtime = "auto"`` (the default): the engine that ``DOCKER_HOST`` names, else the first of
-the standard Docker and Podman sockets that answers, else the process runtime.
+``runtime = "auto"`` (the default) tries the registered runtimes in the registry's order
+(registry.py): the first whose probe finds it can serve here (docker: the engine that
+``DOCKER_HOST`` names, else the first of the standard Docker and Podman sockets that answers;
+process: always).  A runtime named by the config must serve, or the server does not start.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import aiohttp
+from . import registry
 
-
-def standard_sockets() -> tuple[str, ...]:
-    uid = os.getuid()
-    return (
-        "/var/run/docker.sock",
-        "/run/podman/podman.sock",
-        f"/run/user/{uid}/podman/podman.sock",
-        f"/run/user/{uid}/docker.sock",
-    )
+if TYPE_CHECKING:
+    from ..config import ServerConfig
+    from .base import Runtime
 
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
-    kind: str  # "process" | "docker"
-    url: str | None
-    reason: str
+    name: str  # the runtime's name in the registry
+    where: str  # where it serves (e.g. its engine's URL; "" when there is nothing to name)
+    reason: str  # why this one, in words
 
 
-async def answers(url: str, timeout: float = 1.5) -> bool:
-    """Does a Docker Engine API answer /_ping at ``url`` (unix:///path or tcp://host:port)?"""
-    if url.startswith("unix://"):
-        path = url[len("unix://"):]
-        if not Path(path).exists():
-            return False
-        connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=path)
-        base = "http://engine"
-    else:
-        connector = aiohttp.TCPConnector()
-        base = url.replace("tcp://", "http://", 1)
-    try:
-        async with aiohttp.ClientSession(connector=connector) as s:
-            async with s.get(f"{base}/_ping", timeout=aiohttp.ClientTimeout(total=timeout)) as r:
-                return r.status == 200
-    except (aiohttp.ClientError, OSError, TimeoutError):
-        return False
+async def choose(config: ServerConfig, name: str | None = None) -> Choice:
+    """The runtime for ``config`` (``name``: instead of ``config.runtime``).  Raises
+    registry.Unavailable (a RuntimeError) when the runtime asked for cannot serve here, and
+    KeyError for a name no plug-in has."""
+    name = name or config.runtime
+    if name != "auto":
+        found = await registry.plugin(name).probe(config, True, ())
+        return Choice(name, found.where, found.reason)
+    passed: list[str] = []
+    for candidate in registry.names():
+        plugin = registry.plugin(candidate)
+        if not plugin.auto:
+            continue
+        try:
+            found = await plugin.probe(config, False, tuple(passed))
+        except registry.Unavailable as e:
+            passed.append(str(e))
+            continue
+        return Choice(candidate, found.where, found.reason)
+    raise registry.Unavailable("no runtime can serve jobs here: " + "; ".join(passed))
 
 
-async def choose(runtime: str, docker_host: str | None) -> Choice:
-    if runtime == "process":
-        return Choice("process", None, "set in the server config")
-    env_host = os.environ.get("DOCKER_HOST")
-    candidates: list[tuple[str, str]] = []
-    if docker_host:
-        candidates.append((docker_host, "set in the server config"))
-    if env_host:
-        candidates.append((env_host, "DOCKER_HOST names it"))
-    candidates += [(f"unix://{p}", f"found its socket {p}") for p in standard_sockets()]
-    for url, why in candidates:
-        if await answers(url):
-            return Choice("docker", url, why)
-    if runtime == "docker":
-        raise RuntimeError(
-            "the docker runtime was asked for, but no Docker or Podman engine answers "
-            f"(tried: {', '.join(u for u, _ in candidates)})")
-    return Choice("process", None,
-                  "no Docker or Podman engine answers (DOCKER_HOST "
-                  + ("does not answer" if env_host else "is not set")
-                  + " and no standard socket answers), so jobs run as local processes")
+async def runtime_for(config: ServerConfig, name: str | None = None) -> tuple[Runtime, Choice]:
+    """The runtime that serves ``config``'s jobs, made, and why it was chosen."""
+    choice = await choose(config, name)
+    found = registry.Found(choice.where, choice.reason)
+    return registry.plugin(choice.name).create(config, found), choice

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from .base import Capacity
 from .cgroups import JobCgroup
 
 
@@ -79,7 +80,7 @@ def cgroup_usage(cg: JobCgroup) -> tuple[int | None, int | None]:
 
 def tree_pids(root_pid: int) -> set[int]:
     """The descendants of ``root_pid`` (not itself): the job, its children, exec'd processes."""
-    import psutil
+    import psutil  # type: ignore[import-untyped]  # (types-psutil: not a dependency)
 
     try:
         return {p.pid for p in psutil.Process(root_pid).children(recursive=True)}
@@ -169,3 +170,16 @@ class Nvml:
             return None, None
         duty = round(sum(duties) / len(duties)) if duties else None
         return duty, memory
+
+
+def machine_capacity(nvml: Nvml | None = None) -> Capacity:
+    """All of this machine, as one node: its cores, its memory and the GPUs NVML sees."""
+    import socket
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    gpus = 0
+    lib = (nvml or Nvml())._load()
+    if lib is not None:
+        with contextlib.suppress(Exception):
+            gpus = int(lib.nvmlDeviceGetCount())
+    return Capacity.one_node(socket.gethostname(), float(os.cpu_count() or 1), memory, gpus)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from neuro_sdk._wire import SERVER_DIR, SERVER_INFO_FILE, ServerInfo, server_info_json
 from tests.sdk.helpers import TOKEN, job_json, server_config
 
 JOB = "job-11111111-2222-3333-4444-555555555555"
@@ -106,14 +107,14 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    d = tmp_path / ".neuro" / "server"
+    d = tmp_path / ".neuro" / SERVER_DIR
     d.mkdir(parents=True)
     (d / "token").write_text(TOKEN)
     os.chmod(d / "token", 0o600)
     config = server_config(f"{url}/api/v1/jobs")
-    (d / "server.json").write_text(json.dumps({
-        "url": f"{url}/api/v1", "pid": os.getpid(), "token_file": str(d / "token"),
-        "server_config": config}))
+    (d / SERVER_INFO_FILE).write_text(server_info_json(ServerInfo(
+        url=f"{url}/api/v1", pid=os.getpid(), token_file=str(d / "token"),
+        server_config=config)))
     try:
         yield Platform(tmp_path, seen, handler)
     finally:

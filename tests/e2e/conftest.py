@@ -102,7 +102,7 @@ def wait_job_ended_without_server(n: Neuro, job: str, timeout: float = 15) -> No
 def _ended(n: Neuro, job: str) -> bool:
     if n.runtime == "process":
         return (n.server_dir / "jobs" / job / "exit.json").exists()
-    from neuro_server.runtime import docker_api as api
+    from neuro_server.runtime.docker import api
 
     ep = api.Endpoint.parse(ENGINE)
     filters = json.dumps({"label": [f"neuro.job-id={job}"], "status": ["exited"]})

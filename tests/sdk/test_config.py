@@ -10,6 +10,7 @@ import pytest
 
 import neuro_sdk
 from neuro_sdk import AuthenticationError, ConfigError, Factory, JobStatus
+from neuro_sdk._wire import SERVER_DIR, SERVER_INFO_FILE, ServerInfo, server_info_json
 
 from .helpers import TOKEN, job_json, make_token
 from .stub_server import StubServer
@@ -161,21 +162,15 @@ async def test_login_with_passed_config_invalid(tmp_path: Path, data: str | None
 
 
 def write_server_info(config_dir: Path, url: str, raw_config: dict, token: str = TOKEN) -> Path:
-    server_dir = config_dir / "server"
+    """server.json as the embedded server writes it (neuro_server/cli.py: the same contract)."""
+    server_dir = config_dir / SERVER_DIR
     server_dir.mkdir(parents=True)
     token_file = server_dir / "token"
     token_file.write_text(token + "\n")
     os.chmod(token_file, 0o600)
-    (server_dir / "server.json").write_text(
-        json.dumps(
-            {
-                "url": url,
-                "pid": os.getpid(),
-                "token_file": str(token_file),
-                "server_config": raw_config,
-            }
-        )
-    )
+    info = ServerInfo(url=url, pid=os.getpid(), token_file=str(token_file),
+                      server_config=raw_config)
+    (server_dir / SERVER_INFO_FILE).write_text(server_info_json(info))
     return token_file
 
 

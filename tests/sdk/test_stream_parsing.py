@@ -10,8 +10,6 @@ import pytest
 
 from neuro_sdk import ExecInspect, JobTelemetry, Message, ProtocolError
 from neuro_sdk._parsing import (
-    CHANNELS_PROTOCOL,
-    CLOSE_STDIN_FRAME,
     attach_query,
     decode_output_frame,
     exec_command,
@@ -21,12 +19,11 @@ from neuro_sdk._parsing import (
     exec_query,
     exit_code_from_frame,
     offset_from_frame,
-    resize_frame,
     signal_query,
     size_query,
-    stdin_frame,
     telemetry_from_api,
 )
+from neuro_sdk._wire import CHANNELS_PROTOCOL, CLOSE_STDIN_FRAME, resize_frame, stdin_frame
 
 MIB = 2**20
 

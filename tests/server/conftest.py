@@ -20,6 +20,7 @@ from neuro_server.handlers.common import STATE
 from neuro_server.portfence import remove_chain
 from neuro_server.runtime import cgroups
 from neuro_server.runtime.process import ProcessRuntime
+from neuro_server.runtime.registry import capacity_from_config
 from neuro_server.store import Store
 from tests.conftest import kill_tree_of
 
@@ -79,7 +80,8 @@ async def api(tmp_path: Path, machine_gpus: int, server_options: dict[str, Any],
         **{"job_uids": job_uid_range(), "homes_dir": homes, **server_options},
     )
     store = Store(config.db_path)
-    runtime = ProcessRuntime(config.jobs_dir, cgroup_parent=f"neuro-test-{uuid.uuid4().hex[:8]}")
+    runtime = ProcessRuntime(config.jobs_dir, cgroup_parent=f"neuro-test-{uuid.uuid4().hex[:8]}",
+                             capacity=capacity_from_config(config))
     app = make_app(config, store, runtime)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()

@@ -332,11 +332,11 @@ async def test_attach_and_exec_sessions_of_a_job_are_capped(
     (and the server answered 500): the server stops short of it with a clear 429."""
     import aiohttp
 
-    from neuro_server.handlers import interactive
-    from neuro_server.runtime import supervisor
+    from neuro_server.handlers import sessions
+    from neuro_server.runtime.process.supervisor import clients as supervisor
 
-    assert interactive.MAX_SESSIONS < supervisor.MAX_CLIENTS
-    monkeypatch.setattr(interactive, "MAX_SESSIONS", 3)
+    assert sessions.MAX_SESSIONS < supervisor.MAX_CLIENTS
+    monkeypatch.setattr(sessions, "MAX_SESSIONS", 3)
     job = await _job(api, command="sleep 60")
     deadline = time.monotonic() + 20
     while (await _request(api, "GET", f"/jobs/{job['id']}"))[2]["status"] != "running":

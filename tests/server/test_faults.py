@@ -26,7 +26,8 @@ from neuro_server.handlers.common import STATE
 from neuro_server.jobusers import JobUsers
 from neuro_server.runtime import cgroups
 from neuro_server.runtime.process import ProcessRuntime
-from neuro_server.runtime.supervisor import SUPERVISOR, read_json
+from neuro_server.runtime.registry import capacity_from_config
+from neuro_server.runtime.jobdir import SUPERVISOR, read_json
 from neuro_server.store import Store
 from tests.conftest import kill_tree_of
 from tests.server.conftest import Api
@@ -42,10 +43,11 @@ async def serving(data: Path, cgroup_parent: str) -> AsyncIterator[tuple[Api, An
     config = load_config(data, cpu=8.0, memory=16 << 30, nvidia_gpu=0, kill_grace_seconds=2.0,
                          presets=(Preset("cpu-small", 0.5, 256 << 20),))
     store = Store(config.db_path)
-    runtime = ProcessRuntime(config.jobs_dir, cgroup_parent=cgroup_parent)
+    runtime = ProcessRuntime(config.jobs_dir, cgroup_parent=cgroup_parent,
+                             capacity=capacity_from_config(config))
     # alice is the server's own user here, as on a single-user machine: her jobs run as it
     # (they touch files in tmp_path)
-    users = JobUsers(config, store, runtime="process", server_user="alice")
+    users = JobUsers(config, store, host_users=True, server_user="alice")
     app = make_app(config, store, runtime, users=users)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()

@@ -47,6 +47,7 @@ from neuro_server.config import Preset, load_config
 from neuro_server.handlers.common import MAX_HEADER_ERROR, STATE
 from neuro_server.portfence import remove_chain
 from neuro_server.runtime.process import ProcessRuntime
+from neuro_server.runtime.registry import capacity_from_config
 from neuro_server.store import Store
 from tests.conftest import kill_tree_of
 from tests.server.conftest import job_uid_range
@@ -124,7 +125,8 @@ async def _start_job(fuzz_app: web.Application, owner: str, command: str,
 
     state = fuzz_app[STATE]
     new = parse_start({"image": "ubuntu", "command": command, "preset_name": "cpu-small",
-                       "max_run_time_minutes": 60}, state.config)
+                       "max_run_time_minutes": 60}, state.config,
+                      capacity=state.runtime.capacity())
     job = state.scheduler.create(owner, new)
     await _until(lambda: (j := state.store.get_job(job.id)) and j.status in want,
                  f"job {job.id} to be {want}")
@@ -158,7 +160,8 @@ async def fuzz(tmp_path: Path, homes: Path) -> AsyncIterator[Fuzz]:
         max_body_bytes=64 * 1024, max_running_jobs=1,
     )
     store = Store(config.db_path)
-    runtime = ProcessRuntime(config.jobs_dir, cgroup_parent=f"neuro-test-{uuid.uuid4().hex[:8]}")
+    runtime = ProcessRuntime(config.jobs_dir, cgroup_parent=f"neuro-test-{uuid.uuid4().hex[:8]}",
+                             capacity=capacity_from_config(config))
     app = make_app(config, store, runtime)
     errors = _Errors()
     logging.getLogger().addHandler(errors)

@@ -27,6 +27,7 @@ from aiohttp.test_utils import TestServer
 
 from neuro_server.auth import Authenticator, AuthError, load_secret
 from neuro_server.ingress import Ingress
+from neuro_server.model import Container, HttpPort, JobRequest, JobStatus, Resources
 from neuro_server.runtime.base import RuntimeError_
 from neuro_server.store import Store
 
@@ -138,9 +139,12 @@ class Setup:
     def add_job(self, name: str, owner: str = "alice", auth: bool = True,
                 target: tuple[str, int] | None = None) -> str:
         job_id = f"job-{uuid.uuid4()}"
+        spec = JobRequest(Container("ubuntu", Resources(cpu=0.5, memory=1 << 30),
+                                    http=HttpPort(8080, requires_auth=auth)),
+                          cluster_name="local", org_name="local", project_name="default")
         self.store.create_job(job_id=job_id, owner=owner, name=name, tags=(), life_span=None,
-                              reason="", spec={"http": {"port": 8080, "requires_auth": auth}})
-        self.store.set_status(job_id, "running")
+                              reason="", spec=spec)
+        self.store.set_status(job_id, JobStatus.RUNNING)
         if target is not None:
             self.runtime.targets[job_id] = target
         self.jobs[name] = job_id

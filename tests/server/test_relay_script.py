@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 
-from neuro_server.runtime.docker_relay import PY_RELAY, commands
+from neuro_server.runtime.docker.relay import PY_RELAY, commands
 
 
 def test_python_relay_round_trip() -> None:

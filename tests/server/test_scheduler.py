@@ -97,7 +97,8 @@ async def test_transitions_and_output(client: Client) -> None:
     times = [t.transition_time for t in job.history.transitions]
     assert times == sorted(times)
     assert job.runtime is not None and job.runtime.name == "process" and not job.runtime.image_used
-    assert "cgroup" in job.runtime.limits or "rlimit" in job.runtime.limits
+    limits = job.runtime.limits  # cpu-small's amounts, enforced here by cgroup or rlimit
+    assert limits.startswith("memory 256 MiB") and "cpu 0.5" in limits and " enforced by " in limits
     assert await client.jobs.tags() == ["t1"]
 
 
@@ -203,19 +204,28 @@ async def test_life_span_signal_is_sent_once_and_a_bump_rearms_it(client: Client
 def test_life_span_signal_is_due_once_per_life_span() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from neuro_server.store import JobRecord
+    from neuro_server.model import (
+        Container,
+        JobRecord,
+        JobRequest,
+        JobStatus,
+        LifeSpanSignal,
+        Resources,
+    )
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    job = JobRecord(id="j", owner="alice", name=None, status="running", reason="",
+    spec = JobRequest(Container("ubuntu", Resources(cpu=0.5, memory=1 << 30)),
+                      cluster_name="local", org_name="local", project_name="default",
+                      life_span_signal=LifeSpanSignal("SIGUSR1", 10, 2.5))
+    job = JobRecord(id="j", owner="alice", name=None, status=JobStatus.RUNNING, reason="",
                     description="", exit_code=None, created_at=t0, started_at=t0,
                     finished_at=None, restarts=0, life_span=3.0, kill_reason=None, limits="",
-                    spec={"life_span_signal": {"signal": "SIGUSR1", "signum": 10,
-                                               "seconds_before": 2.5}},
-                    tags=(), running_since=t0)
+                    spec=spec, tags=(), running_since=t0)
     at = t0 + timedelta(seconds=1)
     assert job.life_span_warning_due(at) == -0.5  # due since 0.5 s of run time
     sent = dataclasses.replace(job, warned_life_span=3.0)
     assert sent.life_span_warning_due(at) is None  # sent for this life span: not again
     bumped = dataclasses.replace(sent, life_span=63.0)
     assert bumped.life_span_warning_due(at) == 59.5  # a bump re-arms it, due later
-    assert dataclasses.replace(job, spec={}).life_span_warning_due(at) is None
+    no_signal = dataclasses.replace(spec, life_span_signal=None)
+    assert dataclasses.replace(job, spec=no_signal).life_span_warning_due(at) is None

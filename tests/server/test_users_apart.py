@@ -38,6 +38,7 @@ from neuro_server.handlers.common import STATE
 from neuro_server.jobusers import HomeError, JobUser, JobUsers, make_home
 from neuro_server.portfence import PREFIX, FenceError, PortFence, chain_name, remove_chain
 from neuro_server.runtime.process import ProcessRuntime
+from neuro_server.runtime.registry import capacity_from_config
 from neuro_server.store import Store
 from tests.conftest import kill_tree_of
 from tests.server.conftest import Api, job_uid_range
@@ -183,7 +184,8 @@ async def shared(server_options: dict[str, Any]) -> AsyncIterator[Shared]:
                              **{"job_uids": job_uid_range(), "homes_dir": homes,
                                 **server_options})
         store = Store(config.db_path)
-        runtime = ProcessRuntime(config.jobs_dir, cgroup_parent=cgroup_parent)
+        runtime = ProcessRuntime(config.jobs_dir, cgroup_parent=cgroup_parent,
+                                 capacity=capacity_from_config(config))
         app = make_app(config, store, runtime)
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
@@ -476,9 +478,10 @@ async def test_a_server_that_is_not_root_says_so_and_runs_only_its_users_jobs(
                          presets=(Preset("cpu-small", 0.1, 128 << 20),), **server_options)
     store = Store(config.db_path)
     cgroup_parent = f"neuro-test-{uuid.uuid4().hex[:8]}"
-    runtime = ProcessRuntime(config.jobs_dir, cgroup_parent=cgroup_parent)
+    runtime = ProcessRuntime(config.jobs_dir, cgroup_parent=cgroup_parent,
+                             capacity=capacity_from_config(config))
     # the server as alice would run it, not root (the check is the server's euid)
-    users = JobUsers(config, store, runtime="process", euid=1000, server_user="alice")
+    users = JobUsers(config, store, host_users=True, euid=1000, server_user="alice")
     app = make_app(config, store, runtime, users=users)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()

@@ -16,8 +16,9 @@ import pytest
 
 from neuro_server.runtime import cgroups
 from neuro_server.runtime.base import JobSpec
+from neuro_server.runtime.jobdir import EXIT, STARTED, SUPERVISOR, read_json
 from neuro_server.runtime.process import ProcessRuntime
-from neuro_server.runtime.supervisor import EXIT, STARTED, SUPERVISOR, read_json, supervisor_alive
+from neuro_server.runtime.process.procfs import supervisor_alive
 
 T = TypeVar("T")
 

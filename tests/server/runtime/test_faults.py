@@ -17,9 +17,10 @@ import pytest
 
 from neuro_server.runtime import cgroups
 from neuro_server.runtime.base import State
+from neuro_server.runtime.jobdir import SUPERVISOR, read_json
 from neuro_server.runtime.logfile import IDX_NAME, LOG_NAME, RECORD, STDOUT, LogWriter
 from neuro_server.runtime.process import ProcessRuntime
-from neuro_server.runtime.supervisor import SUPERVISOR, read_json, supervisor_alive
+from neuro_server.runtime.process.procfs import supervisor_alive
 from tests.server.runtime.conftest import eventually, kill_jobs, output, read_all, spec
 from tests.server.runtime.tmpfs import fill, free_bytes, needs_mount, small_tmpfs
 
@@ -113,7 +114,7 @@ async def test_process_full_disk_keeps_the_job_its_exit_code_and_exec(
     await rt.start(spec("full", ["sh", "-c", script]))
     await eventually(lambda: (tmp_path / "printed").exists())
     assert free_bytes(small_jobs_root) < 64 << 10
-    assert rt.inspect("full").state is State.RUNNING  # the supervisor lives on
+    assert (await rt.inspect("full")).state is State.RUNNING  # the supervisor lives on
     s = await rt.exec("full", ["sh", "-c", "echo from-exec"], tty=False, stdin=False)
     try:
         got = b""
@@ -173,7 +174,7 @@ async def test_process_lost_supervisor_takes_the_job_with_it(
     assert ex.lost == "the job's supervisor was lost; its processes were killed"
     assert ex.exit_code == 137
     await eventually(lambda: _dead(main) and _dead(child))
-    assert rt.inspect("lost").state is State.EXITED
+    assert (await rt.inspect("lost")).state is State.EXITED
     assert cgroups.JobCgroup.find(cgroup_parent, "lost", root) is None
     await rt.cleanup("lost")  # nothing left: no error
     assert not supervisor_alive(sup)
@@ -207,7 +208,7 @@ async def test_process_pids_limit_stops_a_fork_loop(
     await eventually(lambda: b"EAGAIN" in output(rt, "forks"))
     assert output(rt, "forks") == b"fork 32: EAGAIN\n"  # 31 children and the job itself
     assert int((pids_dir / "pids.current").read_text()) == 32
-    assert rt.inspect("forks").state is State.RUNNING  # the job goes on, only its forks fail
+    assert (await rt.inspect("forks")).state is State.RUNNING  # the job goes on, only its forks fail
     # the host goes on: another job starts, with the default limit
     other = ProcessRuntime(jobs_root, cgroup_parent=cgroup_parent)
     assert "pids 4096" in (await other.start(spec("next", ["echo", "hi"]))).limits

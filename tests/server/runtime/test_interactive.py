@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from neuro_server.runtime import control
 from neuro_server.runtime.base import JobSpec, RuntimeError_, State, StdioSession
-from neuro_server.runtime.process import ProcessRuntime
-from neuro_server.runtime.supervisor import SUPERVISOR, read_json, supervisor_alive
-from tests.server.runtime.conftest import eventually, needs_cgroup_v1, output, spec
+from neuro_server.runtime.jobdir import SUPERVISOR, read_json
+from neuro_server.runtime.process import ProcessRuntime, control
+from neuro_server.runtime.process.procfs import supervisor_alive
+from tests.server.runtime.conftest import eventually, output, spec
 
 PY = sys.executable
 ROOT = str(Path(__file__).resolve().parents[3])
@@ -144,42 +144,6 @@ async def test_tty_resize_sends_winch_and_stty_sees_it(
     await runtime.wait("winch")
 
 
-async def test_tty_eof_ends_cat(runtime: ProcessRuntime, sessions: list[StdioSession]) -> None:
-    await runtime.start(tty_spec("cat", ["cat"]))
-    s = await runtime.attach("cat", stdin=True, stdout=True, stderr=True)
-    sessions.append(s)
-    await s.write(b"abc\n")
-    await read_until(s, b"abc\r\nabc\r\n")  # the terminal's echo, then cat's
-    await s.close_stdin()
-    assert (await asyncio.wait_for(runtime.wait("cat"), TIMEOUT)).exit_code == 0
-    await read_to_end(s)
-    assert s.exit_code == 0  # type: ignore[attr-defined]
-
-
-async def test_two_clients_and_one_detaches(
-    runtime: ProcessRuntime, sessions: list[StdioSession]
-) -> None:
-    await runtime.start(tty_spec("two", ["sh"]))
-    a = await runtime.attach("two", stdin=True, stdout=True, stderr=True, logs=True)
-    b = await runtime.attach("two", stdin=False, stdout=True, stderr=True)
-    sessions += [a, b]
-    await prompted(a)
-    await a.write(b"echo $((100+1))\n")
-    await read_until(a, re.compile(rb"\r\n101\r\n[#$] $"))
-    await read_until(b, re.compile(rb"\r\n101\r\n[#$] $"))  # the next prompt: c may type
-    await a.close()  # detach: the job goes on
-    assert await a.read() is None
-    c = await runtime.attach("two", stdin=True, stdout=True, stderr=True)
-    sessions.append(c)
-    await c.write(b"echo $((200+2))\n")
-    await read_until(b, b"\r\n202\r\n")
-    await read_until(c, b"\r\n202\r\n")
-    assert runtime.inspect("two").state is State.RUNNING
-    await c.write(b"exit\n")
-    assert (await runtime.wait("two")).exit_code == 0
-    await read_to_end(b)  # ends with the job
-
-
 async def test_attach_with_logs_gets_everything_once(
     runtime: ProcessRuntime, sessions: list[StdioSession]
 ) -> None:
@@ -199,28 +163,6 @@ async def test_attach_with_logs_gets_everything_once(
     assert numbers[0] > 10  # live only: not from the start
     await runtime.stop("count", grace=0)
     await runtime.wait("count")
-
-
-async def test_attach_refusals(runtime: ProcessRuntime) -> None:
-    await runtime.start(spec("plain", ["sleep", "60"]))
-    with pytest.raises(RuntimeError_, match="not started with a tty") as e:
-        await runtime.attach("plain", stdin=True, stdout=True, stderr=True)
-    assert e.value.reason == "BadRequest"
-    with pytest.raises(RuntimeError_) as e:
-        await runtime.attach("nothing", stdin=False, stdout=True, stderr=True)
-    assert e.value.reason == "NotFound"
-    s = await runtime.attach("plain", stdin=False, stdout=True, stderr=True)
-    await s.write(b"ignored")  # no stdin: a no-op
-    await runtime.resize("plain", 10, 10)  # no tty: a no-op
-    await runtime.stop("plain", grace=0)
-    await runtime.wait("plain")
-    assert await read_to_end(s) == []
-    await s.close()
-    with pytest.raises(RuntimeError_) as e:
-        await runtime.attach("plain", stdin=False, stdout=True, stderr=True)
-    assert e.value.reason == "NotRunning"
-    with pytest.raises(RuntimeError_):
-        await runtime.resize("plain", 10, 10)
 
 
 def _start_elsewhere(root: Path, cgroup_parent: str, job: JobSpec) -> None:
@@ -245,7 +187,7 @@ async def test_attach_and_signal_after_a_server_restart(
     script = "trap 'echo got-usr1' USR1; echo ready; while read line; do echo \"[$line]\"; done"
     _start_elsewhere(jobs_root, cgroup_parent, tty_spec("later", ["sh", "-c", script]))
     rt = ProcessRuntime(jobs_root, cgroup_parent=cgroup_parent)  # the restarted server
-    assert rt.inspect("later").state is State.RUNNING
+    assert (await rt.inspect("later")).state is State.RUNNING
     s = await rt.attach("later", stdin=True, stdout=True, stderr=True, logs=True)
     sessions.append(s)
     await read_until(s, b"ready\r\n")
@@ -277,8 +219,8 @@ async def test_stop_a_tty_job_and_nothing_is_left(
     await eventually(gone)
     assert not path.exists() and not (d / control.CONTROL).exists()
     assert open_fds() == before
-    assert runtime.log_size("stoptty") == len(output(runtime, "stoptty")) > 0
-    assert runtime.log_size("never") == 0 and runtime.log_size("../x") == 0
+    assert await runtime.log_size("stoptty") == len(output(runtime, "stoptty")) > 0
+    assert await runtime.log_size("never") == 0 and await runtime.log_size("../x") == 0
 
 
 async def test_a_client_that_never_reads_does_not_hold_up_the_job(
@@ -393,17 +335,6 @@ async def test_exec_with_a_tty(runtime: ProcessRuntime, sessions: list[StdioSess
     await read_to_end(s)
 
 
-async def test_exec_refused_for_finished_and_unknown_jobs(runtime: ProcessRuntime) -> None:
-    await runtime.start(spec("done", ["true"]))
-    await runtime.wait("done")
-    with pytest.raises(RuntimeError_) as e:
-        await runtime.exec("done", ["true"], tty=False, stdin=False)
-    assert e.value.reason == "NotRunning"
-    with pytest.raises(RuntimeError_) as e:
-        await runtime.exec("nope", ["true"], tty=False, stdin=False)
-    assert e.value.reason == "NotFound"
-
-
 @pytest.mark.parametrize("tty", [False, True], ids=["pipes", "tty"])
 async def test_exec_of_a_missing_command_is_127(
     runtime: ProcessRuntime, sessions: list[StdioSession], tty: bool
@@ -470,23 +401,7 @@ async def test_exec_close_kills_and_reaps_it(
     assert await s.read() is None
     await eventually(lambda: dead(pid) and dead(child))
     assert open_fds() == before
-    assert runtime.inspect("box").state is State.RUNNING  # the job goes on
-
-
-async def test_exec_ends_with_the_job(
-    runtime: ProcessRuntime, sessions: list[StdioSession], tmp_path: Path
-) -> None:
-    await runtime.start(
-        spec("short", ["sh", "-c", f"until [ -e {tmp_path}/go ]; do sleep 0.01; done"])
-    )
-    s = await runtime.exec("short", ["sleep", "60"], tty=True, stdin=True)
-    sessions.append(s)
-    (tmp_path / "go").touch()
-    assert await asyncio.wait_for(s.wait(), TIMEOUT) == 137
-    await read_to_end(s)
-
-
-# -- ports ---------------------------------------------------------------------------------
+    assert (await runtime.inspect("box")).state is State.RUNNING  # the job goes on
 
 
 def _free_port() -> int:
@@ -573,22 +488,6 @@ async def test_connect_port_refusals(runtime: ProcessRuntime) -> None:
 
 
 # -- telemetry -----------------------------------------------------------------------------
-
-
-@needs_cgroup_v1
-async def test_stats_cpu_of_a_busy_loop_limited_to_half_a_core(runtime: ProcessRuntime) -> None:
-    await runtime.start(spec("busy", ["sh", "-c", "while :; do :; done"], cpu=0.5))
-    first = await runtime.stats("busy")
-    assert first is not None and 0.0 <= first.cpu <= 1.0
-    await asyncio.sleep(1.0)  # a measurement over time, not a wait for a condition
-    t = await runtime.stats("busy")
-    assert t is not None
-    assert 0.3 <= t.cpu <= 0.7, t
-    assert t.gpu_duty_cycle is None and t.gpu_memory is None  # no GPU here (no NVML)
-    await runtime.stop("busy", grace=0)
-    await runtime.wait("busy")
-    assert await runtime.stats("busy") is None
-    assert await runtime.stats("never") is None
 
 
 async def test_stats_memory_of_a_hungry_job(runtime: ProcessRuntime) -> None:

@@ -6,22 +6,20 @@ import asyncio
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from neuro_server.runtime import cgroups
-from neuro_server.runtime.base import JobSpec, RuntimeError_, State
+from neuro_server.runtime.base import JobSpec, State
+from neuro_server.runtime.jobdir import read_json
 from neuro_server.runtime.process import ProcessRuntime
-from neuro_server.runtime.supervisor import read_json, supervisor_alive
+from neuro_server.runtime.process.procfs import supervisor_alive
 from tests.server.runtime.conftest import (
     eventually,
     needs_cgroup_v1,
@@ -37,31 +35,9 @@ ROOT = str(Path(__file__).resolve().parents[3])
 async def test_process_info_says_the_image_is_not_used(runtime: ProcessRuntime) -> None:
     info = runtime.info()
     assert info.name == "process"
-    assert info.image_used is False
+    assert runtime.capabilities.runs_images is False
     assert "image is not used" in info.note
     assert "memory" in info.limits and "cpu" in info.limits
-
-
-async def test_process_echo_output(runtime: ProcessRuntime) -> None:
-    started = await runtime.start(spec("echo", ["echo", "hello", "world"]))
-    assert started.started_at.tzinfo is not None
-    ex = await runtime.wait("echo")
-    assert ex.exit_code == 0 and not ex.oom_killed and ex.error == ""
-    assert await read_all(runtime, "echo") == b"hello world\n"
-    assert await read_all(runtime, "echo", follow=False) == b"hello world\n"
-    st = runtime.inspect("echo")
-    assert st.state is State.EXITED and st.exit == ex and st.started_at == started.started_at
-
-
-@pytest.mark.parametrize("code", [0, 3], ids=["zero", "three"])
-async def test_process_exit_code(runtime: ProcessRuntime, code: int) -> None:
-    await runtime.start(spec("exit", ["sh", "-c", f"exit {code}"]))
-    assert (await runtime.wait("exit")).exit_code == code
-
-
-async def test_process_killed_by_signal_is_128_plus_n(runtime: ProcessRuntime) -> None:
-    await runtime.start(spec("sig", ["sh", "-c", "kill -USR1 $$"]))
-    assert (await runtime.wait("sig")).exit_code == 128 + signal.SIGUSR1
 
 
 async def test_process_stderr_interleaved_in_arrival_order(runtime: ProcessRuntime) -> None:
@@ -258,65 +234,6 @@ async def test_process_cgroup_limits_written_and_removed(
     await runtime.cleanup("cg")  # nothing left to do, and no error
 
 
-async def test_process_stop_runs_the_term_trap_within_grace(runtime: ProcessRuntime) -> None:
-    script = 'trap "echo got-term; exit 7" TERM; echo ready; while :; do sleep 0.05; done'
-    await runtime.start(spec("trap", ["sh", "-c", script]))
-    await eventually(lambda: b"ready" in output(runtime, "trap"))
-    t = time.monotonic()
-    await runtime.stop("trap", grace=30)
-    ex = await runtime.wait("trap")
-    assert ex.exit_code == 7
-    assert time.monotonic() - t < 10
-    logs = await read_all(runtime, "trap")  # dash may add "Terminated" for its killed sleep
-    assert logs.startswith(b"ready\n") and b"got-term\n" in logs
-
-
-async def test_process_stop_kills_a_job_that_ignores_term(runtime: ProcessRuntime) -> None:
-    script = 'trap "" TERM; echo ready; while :; do sleep 0.05; done'
-    await runtime.start(spec("stubborn", ["sh", "-c", script]))
-    await eventually(lambda: b"ready" in output(runtime, "stubborn"))
-    t = time.monotonic()
-    await runtime.stop("stubborn", grace=0.5)
-    ex = await runtime.wait("stubborn")
-    elapsed = time.monotonic() - t
-    assert ex.exit_code == 137
-    assert 0.5 <= elapsed < 10
-
-
-async def test_process_stop_while_starting(runtime: ProcessRuntime) -> None:
-    async def stop_soon() -> None:
-        await eventually(lambda: (runtime.root / "early" / "spec.json").exists())
-        await runtime.stop("early", grace=5)
-
-    await asyncio.gather(runtime.start(spec("early", ["sleep", "60"])), stop_soon())
-    assert (await runtime.wait("early")).exit_code == 128 + signal.SIGTERM
-
-
-async def test_process_stop_and_signal_of_finished_or_unknown_job_do_nothing(
-    runtime: ProcessRuntime,
-) -> None:
-    await runtime.start(spec("done", ["true"]))
-    await runtime.wait("done")
-    await runtime.stop("done", grace=1)
-    await runtime.signal("done", signal.SIGTERM)
-    await runtime.stop("never", grace=1)
-    await runtime.signal("never", signal.SIGTERM)
-    assert runtime.inspect("never").state is State.NOT_FOUND
-    assert runtime.inspect("../etc").state is State.NOT_FOUND
-    with pytest.raises(RuntimeError_):
-        await runtime.wait("never")
-
-
-async def test_process_signal_reaches_the_job(runtime: ProcessRuntime) -> None:
-    script = 'trap "echo got-usr1; exit 0" USR1; echo ready; while :; do sleep 0.05; done'
-    await runtime.start(spec("usr1", ["sh", "-c", script]))
-    await eventually(lambda: b"ready" in output(runtime, "usr1"))
-    await runtime.signal("usr1", signal.SIGUSR1)
-    assert (await runtime.wait("usr1")).exit_code == 0
-    logs = await read_all(runtime, "usr1")  # dash may report the sleep that USR1 killed
-    assert logs.startswith(b"ready\n") and b"got-usr1\n" in logs
-
-
 @pytest.mark.parametrize("with_cgroups", [True, False], ids=["cgroups", "no-cgroups"])
 async def test_process_background_children_are_killed_with_the_job(
     jobs_root: Path, cgroup_parent: str, tmp_path: Path, with_cgroups: bool
@@ -361,7 +278,7 @@ async def test_process_job_survives_the_server(
     _start_in_a_server_process(jobs_root, cgroup_parent, "survivor", ["sh", "-c", script])
 
     rt = ProcessRuntime(jobs_root, cgroup_parent=cgroup_parent)  # the restarted server
-    st = rt.inspect("survivor")
+    st = await rt.inspect("survivor")
     assert st.state is State.RUNNING and st.started_at is not None
     waiter = asyncio.create_task(rt.wait("survivor"))
     follower = asyncio.create_task(read_all(rt, "survivor"))
@@ -372,7 +289,7 @@ async def test_process_job_survives_the_server(
     assert ex.exit_code == 5
     expected = "".join(f"line {i}\n" for i in range(200)) + "after\n"
     assert (await asyncio.wait_for(follower, 15)).decode() == expected
-    assert rt.inspect("survivor").state is State.EXITED
+    assert (await rt.inspect("survivor")).state is State.EXITED
 
 
 async def test_process_job_that_ends_while_the_server_is_down(
@@ -386,7 +303,7 @@ async def test_process_job_that_ends_while_the_server_is_down(
     await eventually(exit_json.exists)
 
     rt = ProcessRuntime(jobs_root, cgroup_parent=cgroup_parent)
-    st = rt.inspect("offline")
+    st = await rt.inspect("offline")
     assert st.state is State.EXITED and st.exit is not None and st.exit.exit_code == 9
     assert (await rt.wait("offline")).exit_code == 9
     assert await read_all(rt, "offline") == b"before\nafter\n"
@@ -395,15 +312,15 @@ async def test_process_job_that_ends_while_the_server_is_down(
 async def test_process_lost_supervisor_is_not_found_until_buried(runtime: ProcessRuntime) -> None:
     await runtime.start(spec("lost", ["sleep", "60"]))
     sup = read_json(str(runtime.root / "lost" / "supervisor.json"))
-    assert sup is not None and runtime.inspect("lost").state is State.RUNNING
+    assert sup is not None and (await runtime.inspect("lost")).state is State.RUNNING
     os.kill(sup["pid"], signal.SIGKILL)
     await eventually(lambda: not supervisor_alive(sup))
-    assert runtime.inspect("lost").state is State.NOT_FOUND
+    assert (await runtime.inspect("lost")).state is State.NOT_FOUND
     assert await read_all(runtime, "lost") == b""  # follow ends: nobody writes any more
     # wait (or cleanup) kills what the supervisor left and records that end (test_faults.py)
     ex = await runtime.wait("lost")
     assert ex.lost and ex.exit_code == 137
-    assert runtime.inspect("lost").state is State.EXITED
+    assert (await runtime.inspect("lost")).state is State.EXITED
     pid = json.loads((runtime.root / "lost" / "started.json").read_text())["pid"]
     await eventually(lambda: _dead(pid))
 
@@ -413,28 +330,6 @@ def _dead(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"
     except FileNotFoundError:
         return True
-
-
-async def test_process_logs_since_and_timestamps(runtime: ProcessRuntime, tmp_path: Path) -> None:
-    go = tmp_path / "go"
-    script = f'echo first; until [ -e "{go}" ]; do sleep 0.01; done; echo second; echo third'
-    await runtime.start(spec("ts", ["sh", "-c", script]))
-    await eventually(lambda: b"first" in output(runtime, "ts"))
-    between = datetime.now(UTC)
-    go.touch()
-    await runtime.wait("ts")
-    assert await read_all(runtime, "ts", since=between) == b"second\nthird\n"
-    naive_utc = between.astimezone(UTC).replace(tzinfo=None)
-    assert await read_all(runtime, "ts", since=naive_utc) == b"second\nthird\n"
-    stamped = (await read_all(runtime, "ts", timestamps=True)).decode().splitlines()
-    assert [line.split(" ", 1)[1] for line in stamped] == ["first", "second", "third"]
-    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z")
-    times = []
-    for line in stamped:
-        ts = line.split(" ", 1)[0]
-        assert stamp.fullmatch(ts), line
-        times.append(datetime.fromisoformat(ts[:26] + "+00:00"))
-    assert times[0] <= between <= times[1]
 
 
 async def test_process_logs_waits_for_the_job_dir(runtime: ProcessRuntime) -> None:
@@ -459,22 +354,6 @@ async def test_process_big_output_is_complete(runtime: ProcessRuntime) -> None:
     assert await read_all(runtime, "big", follow=False) == following
 
 
-async def test_process_restarted_job_appends_to_its_log(runtime: ProcessRuntime) -> None:
-    await runtime.start(spec("again", ["echo", "one"]))
-    await runtime.wait("again")
-    await runtime.start(spec("again", ["sh", "-c", "echo two; exit 4"]))
-    assert (await runtime.wait("again")).exit_code == 4
-    assert await read_all(runtime, "again") == b"one\ntwo\n"
-
-
-async def test_process_cannot_start_a_running_job_twice(runtime: ProcessRuntime) -> None:
-    await runtime.start(spec("twice", ["sleep", "60"]))
-    with pytest.raises(RuntimeError_):
-        await runtime.start(spec("twice", ["sleep", "60"]))
-    await runtime.stop("twice", grace=0)
-    assert (await runtime.wait("twice")).exit_code in (137, 143)
-
-
 async def test_process_concurrent_starts(runtime: ProcessRuntime) -> None:
     n = 20
     starts = [
@@ -490,7 +369,7 @@ async def test_process_concurrent_starts(runtime: ProcessRuntime) -> None:
 
 def test_process_supervisor_imports_only_the_standard_library() -> None:
     code = (
-        "import sys, time; t = time.perf_counter(); import neuro_server.runtime.supervisor; "
+        "import sys, time; t = time.perf_counter(); import neuro_server.runtime.process.supervisor.__main__; "
         "print(time.perf_counter() - t); "
         "tops = {m.split('.')[0] for m in sys.modules} - sys.stdlib_module_names; "
         "print(' '.join(sorted(tops - {'__main__'})))"

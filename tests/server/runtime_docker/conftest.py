@@ -6,6 +6,7 @@ test has its own runtime instance label; teardown force-removes every container 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import shutil
@@ -20,9 +21,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from neuro_server.runtime import docker_api as api
 from neuro_server.runtime.base import JobSpec, StdioSession
-from neuro_server.runtime.docker import DockerRuntime
+from neuro_server.runtime.docker import DockerRuntime, api
 
 T = TypeVar("T")
 
@@ -159,14 +159,19 @@ def spec(
     )
 
 
-async def eventually(condition: Callable[[], T], timeout: float = TIMEOUT) -> T:
-    """Poll ``condition`` until it returns something true (a wait on a condition, not a nap)."""
+async def eventually(condition: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
+    """Poll ``condition`` until it returns something true (a wait on a condition, not a nap);
+    a condition that returns an awaitable is awaited."""
     deadline = time.monotonic() + timeout
-    while not (result := condition()):
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(0.02)
-    return result
 
 
 async def read_all(runtime: DockerRuntime, job_id: str, **kw: Any) -> bytes:

@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
 import signal
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from neuro_server.runtime import docker_api as api
 from neuro_server.runtime.base import JobSpec, RuntimeError_, State
-from neuro_server.runtime.docker import DockerRuntime
-from neuro_server.runtime.logfile import RECORD
+from neuro_server.runtime.docker import DockerRuntime, api
 from tests.server.runtime_docker.conftest import (
     ENGINE_URL,
     container_count,
@@ -36,24 +31,9 @@ skip_without_engine()
 async def test_docker_info_says_the_image_is_used(runtime: DockerRuntime) -> None:
     info = runtime.info()
     assert info.name == "docker"
-    assert info.image_used is True
+    assert runtime.capabilities.runs_images is True
     assert "memory" in info.limits and "cpu" in info.limits
     assert "container" in info.note
-
-
-async def test_docker_echo_output_and_exit_codes(runtime: DockerRuntime) -> None:
-    started = await runtime.start(spec("echo", ["echo", "hello", "world"]))
-    assert started.started_at.tzinfo is not None
-    ex = await runtime.wait("echo")
-    assert ex.exit_code == 0 and not ex.oom_killed and ex.error == ""
-    assert await read_all(runtime, "echo") == b"hello world\n"
-    assert await read_all(runtime, "echo", follow=False) == b"hello world\n"
-    st = runtime.inspect("echo")
-    assert st.state is State.EXITED and st.exit == ex
-    await runtime.start(spec("three", ["sh", "-c", "exit 3"]))
-    await runtime.start(spec("usr1", ["sh", "-c", "kill -USR1 $$"]))
-    assert (await runtime.wait("three")).exit_code == 3
-    assert (await runtime.wait("usr1")).exit_code == 128 + signal.SIGUSR1
 
 
 async def test_docker_inspect_racing_the_exit_is_asked_again(
@@ -86,14 +66,6 @@ async def test_docker_inspect_racing_the_exit_is_asked_again(
     with pytest.raises(RuntimeError_, match="boom"):
         await runtime.start(spec("other", ["true"]))
     assert [n for ref, n in failed.items() if ref not in before] == [1]  # not asked again
-
-
-async def test_docker_stdout_and_stderr_are_told_apart(runtime: DockerRuntime) -> None:
-    await runtime.start(spec("mixed", ["sh", "-c", "echo out1; sleep 0.1; echo err1 >&2"]))
-    assert (await runtime.wait("mixed")).exit_code == 0
-    assert await read_all(runtime, "mixed") == b"out1\nerr1\n"
-    idx = (runtime.root / "mixed" / "output.idx").read_bytes()
-    assert [rec[2] for rec in RECORD.iter_unpack(idx)] == [1, 2]
 
 
 async def test_docker_env_and_working_dir(runtime: DockerRuntime) -> None:
@@ -175,131 +147,12 @@ async def test_docker_limits_reach_the_container(runtime: DockerRuntime) -> None
     assert (await runtime.wait("lim")).exit_code == 128 + signal.SIGTERM
     await runtime.cleanup("lim")
     assert container_count(runtime.instance) == 0  # removed once its output was complete
-    assert runtime.inspect("lim").state is State.EXITED  # from the job's files
-
-
-async def test_docker_stop_runs_the_term_trap_within_grace(runtime: DockerRuntime) -> None:
-    script = 'trap "echo got-term; exit 7" TERM; echo ready; while :; do sleep 0.05; done'
-    await runtime.start(spec("trap", ["sh", "-c", script]))
-    await eventually(lambda: b"ready" in output(runtime, "trap"))
-    t = time.monotonic()
-    await runtime.stop("trap", grace=30)
-    ex = await runtime.wait("trap")
-    assert ex.exit_code == 7
-    assert time.monotonic() - t < 10
-    logs = await read_all(runtime, "trap")
-    assert logs.startswith(b"ready\n") and b"got-term\n" in logs
-
-
-async def test_docker_stop_kills_a_job_that_ignores_term(runtime: DockerRuntime) -> None:
-    script = 'trap "" TERM; echo ready; while :; do sleep 0.05; done'
-    await runtime.start(spec("stubborn", ["sh", "-c", script]))
-    await eventually(lambda: b"ready" in output(runtime, "stubborn"))
-    t = time.monotonic()
-    await runtime.stop("stubborn", grace=0.5)
-    ex = await runtime.wait("stubborn")
-    elapsed = time.monotonic() - t
-    assert ex.exit_code == 137 and not ex.oom_killed
-    assert 0.5 <= elapsed < 10
-
-
-async def test_docker_stop_while_starting(runtime: DockerRuntime) -> None:
-    async def stop_soon() -> None:
-        await eventually(lambda: (runtime.root / "early" / "spec.json").exists())
-        await runtime.stop("early", grace=5)
-
-    await asyncio.gather(runtime.start(spec("early", ["sleep", "60"])), stop_soon())
-    assert (await runtime.wait("early")).exit_code == 128 + signal.SIGTERM
-
-
-async def test_docker_stop_and_signal_of_finished_or_unknown_job_do_nothing(
-    runtime: DockerRuntime,
-) -> None:
-    await runtime.start(spec("done", ["true"]))
-    await runtime.wait("done")
-    await runtime.stop("done", grace=1)
-    await runtime.signal("done", signal.SIGTERM)
-    await runtime.stop("never", grace=1)
-    await runtime.signal("never", signal.SIGTERM)
-    assert runtime.inspect("never").state is State.NOT_FOUND
-    assert runtime.inspect("../etc").state is State.NOT_FOUND
-    with pytest.raises(RuntimeError_):
-        await runtime.wait("never")
-    with pytest.raises(RuntimeError_) as e:
-        await runtime.signal("done", 0)
-    assert e.value.reason == "BadRequest"
-
-
-async def test_docker_signal_reaches_the_job(runtime: DockerRuntime) -> None:
-    script = 'trap "echo got-usr1; exit 0" USR1; echo ready; while :; do sleep 0.05; done'
-    await runtime.start(spec("usr1", ["sh", "-c", script]))
-    await eventually(lambda: b"ready" in output(runtime, "usr1"))
-    await runtime.signal("usr1", signal.SIGUSR1)
-    assert (await runtime.wait("usr1")).exit_code == 0
-    assert b"got-usr1\n" in await read_all(runtime, "usr1")
-
-
-async def test_docker_logs_since_and_timestamps(runtime: DockerRuntime) -> None:
-    script = "echo first; trap 'echo second; echo third; exit 0' USR1; while :; do sleep 0.02; done"
-    await runtime.start(spec("ts", ["sh", "-c", script]))
-    await eventually(lambda: b"first" in output(runtime, "ts"))
-    between = datetime.now(UTC)
-    await runtime.signal("ts", signal.SIGUSR1)
-    await runtime.wait("ts")
-    assert await read_all(runtime, "ts", since=between) == b"second\nthird\n"
-    naive_utc = between.astimezone(UTC).replace(tzinfo=None)
-    assert await read_all(runtime, "ts", since=naive_utc) == b"second\nthird\n"
-    stamped = (await read_all(runtime, "ts", timestamps=True)).decode().splitlines()
-    assert [line.split(" ", 1)[1] for line in stamped] == ["first", "second", "third"]
-    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z")
-    times = []
-    for line in stamped:
-        ts = line.split(" ", 1)[0]
-        assert stamp.fullmatch(ts), line
-        times.append(datetime.fromisoformat(ts[:26] + "+00:00"))
-    assert times[0] <= between <= times[1]
-
-
-async def test_docker_logs_wait_for_the_job(runtime: DockerRuntime) -> None:
-    follower = asyncio.create_task(read_all(runtime, "later"))
-    await runtime.start(spec("later", ["echo", "late"]))
-    assert await asyncio.wait_for(follower, 20) == b"late\n"
-    assert await read_all(runtime, "absent", follow=False) == b""
-
-
-async def test_docker_big_output_is_complete(runtime: DockerRuntime) -> None:
-    # 8 MiB of numbered lines through the attach stream, every byte in order
-    script = "seq 1 1000000 | sed 's/$/ xxxxxxxx/'"
-    await runtime.start(spec("big", ["sh", "-c", script]))
-    following = await read_all(runtime, "big")
-    assert (await runtime.wait("big")).exit_code == 0
-    expected = "".join(f"{i} xxxxxxxx\n" for i in range(1, 1_000_001)).encode()
-    assert following == expected
-    assert await read_all(runtime, "big", follow=False) == expected
-
-
-async def test_docker_restarted_job_appends_to_its_log(runtime: DockerRuntime) -> None:
-    await runtime.start(spec("again", ["echo", "one"]))
-    await runtime.wait("again")
-    await runtime.start(spec("again", ["sh", "-c", "echo two; exit 4"]))
-    assert (await runtime.wait("again")).exit_code == 4
-    assert await read_all(runtime, "again") == b"one\ntwo\n"
-
-
-async def test_docker_cannot_start_a_running_job_twice(runtime: DockerRuntime) -> None:
-    await runtime.start(spec("twice", ["sleep", "60"]))
-    with pytest.raises(RuntimeError_):
-        await runtime.start(spec("twice", ["sleep", "60"]))
-    await runtime.stop("twice", grace=0)
-    assert (await runtime.wait("twice")).exit_code in (137, 143)
-
-
-# -- images ----------------------------------------------------------------------------------
+    assert (await runtime.inspect("lim")).state is State.EXITED  # from the job's files
 
 
 async def test_docker_missing_image_that_cannot_be_pulled(runtime: DockerRuntime) -> None:
     phases: list[tuple[str, str, str]] = []
-    runtime.on_progress = lambda job, reason, text: phases.append((job, reason, text))
+    runtime.set_progress_listener(lambda job, reason, text: phases.append((job, reason, text)))
     image = "docker.io/library/neuro-no-such-image:latest"
     with pytest.raises(RuntimeError_) as e:
         await asyncio.wait_for(runtime.start(spec("pull", ["true"], image=image)), 60)
@@ -307,7 +160,7 @@ async def test_docker_missing_image_that_cannot_be_pulled(runtime: DockerRuntime
     assert f"cannot pull image {image}: " in str(e.value) and len(str(e.value)) > 50
     assert ("pull", "Pulling", f"Pulling image {image}") in phases
     assert runtime.phase("pull") is None  # no start under way any more
-    assert runtime.inspect("pull").state is State.NOT_FOUND
+    assert (await runtime.inspect("pull")).state is State.NOT_FOUND
     assert await read_all(runtime, "pull") == b""  # nothing ran: a follower ends at once
     assert container_count(runtime.instance) == 0
 
@@ -371,7 +224,7 @@ async def test_docker_two_servers_see_only_their_own_jobs(
         assert await runtime.job_ids() == ["mine"] and await other.job_ids() == ["mine"]
         await other.stop("mine", grace=0)
         await other.wait("mine")
-        assert runtime.inspect("mine").state is State.RUNNING
+        assert (await runtime.inspect("mine")).state is State.RUNNING
     finally:
         await other.close()
         from tests.server.runtime_docker.conftest import remove_containers
@@ -390,7 +243,7 @@ async def test_docker_job_survives_the_server(jobs_root: Path, instance: str) ->
     start_in_a_server_process(jobs_root, instance, spec("survivor", ["sh", "-c", script]))
     rt = make_runtime(jobs_root, instance)  # the restarted server
     try:
-        st = rt.inspect("survivor")
+        st = await rt.inspect("survivor")
         assert st.state is State.RUNNING and st.started_at is not None
         assert await rt.job_ids() == ["survivor"]
         waiter = asyncio.create_task(rt.wait("survivor"))
@@ -403,7 +256,7 @@ async def test_docker_job_survives_the_server(jobs_root: Path, instance: str) ->
         expected = "".join(f"line {i}\n" for i in range(200)) + "after\n"
         assert (await asyncio.wait_for(follower, 20)).decode() == expected
         assert output(rt, "survivor").decode() == expected
-        assert rt.inspect("survivor").state is State.EXITED
+        assert (await rt.inspect("survivor")).state is State.EXITED
     finally:
         await rt.close()
 
@@ -415,8 +268,8 @@ async def test_docker_job_that_ends_while_the_server_is_down(
     start_in_a_server_process(jobs_root, instance, spec("offline", ["sh", "-c", script]))
     rt = make_runtime(jobs_root, instance)
     try:
-        await eventually(lambda: rt.inspect("offline").state is State.EXITED)
-        st = rt.inspect("offline")
+        await eventually(lambda: _is_exited(rt, "offline"))
+        st = await rt.inspect("offline")
         assert st.exit is not None and st.exit.exit_code == 9
         assert (await rt.wait("offline")).exit_code == 9
         assert await read_all(rt, "offline") == b"before\nno newline after\n"
@@ -440,7 +293,7 @@ async def test_docker_output_resumes_without_gap_or_duplicate(
     log.write_bytes(log.read_bytes() + b"garbage not recorded")  # a write the crash cut off
     rt2 = make_runtime(jobs_root, instance)
     try:
-        assert rt2.inspect("count").state in (State.RUNNING, State.EXITED)
+        assert (await rt2.inspect("count")).state in (State.RUNNING, State.EXITED)
         assert (await rt2.wait("count")).exit_code == 0
         expected = "".join(f"n {i}\n" for i in range(3000)).encode()
         assert await read_all(rt2, "count") == expected
@@ -458,7 +311,7 @@ async def test_docker_lost_container_is_not_found(runtime: DockerRuntime) -> Non
     with pytest.raises(RuntimeError_) as e:
         await asyncio.wait_for(runtime.wait("lost"), 20)
     assert e.value.reason == "NotFound"
-    assert runtime.inspect("lost").state is State.NOT_FOUND
+    assert (await runtime.inspect("lost")).state is State.NOT_FOUND
     assert await read_all(runtime, "lost") == b""
 
 
@@ -524,3 +377,7 @@ def test_docker_container_config(tmp_path: Path) -> None:
     assert ep["Entrypoint"] == ["sh", "-c"] and "Cmd" not in ep
     resolved = rt._container_config(spec("c", ["echo", "x"]))  # argv only: exactly that
     assert resolved["Entrypoint"] == ["echo"] and resolved["Cmd"] == ["x"]
+
+
+async def _is_exited(rt: DockerRuntime, job_id: str) -> bool:
+    return (await rt.inspect(job_id)).state is State.EXITED

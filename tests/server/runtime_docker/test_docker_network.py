@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from neuro_server.runtime import docker_api as api
-from neuro_server.runtime.docker import DockerRuntime
-from neuro_server.runtime.docker_network import PER_USER
+from neuro_server.runtime.docker import DockerRuntime, api
+from neuro_server.runtime.docker.network import PER_USER
 from tests.server.runtime_docker.conftest import (
     ENGINE_URL,
     eventually,
@@ -58,10 +57,10 @@ async def test_each_owner_has_a_network_and_names_resolve_only_there(
     nets = {n["Name"]: n["Labels"] for n in _networks(instance)}
     assert list(nets) == [f"neuro-{instance}-alice"]
     assert nets[f"neuro-{instance}-alice"]["neuro.owner"] == "alice"
-    info = await per_user.container_info(per_user.container_name("web"))
+    info = await per_user.engine.container_info(per_user.container_name("web"))
     ip = next(iter(info["NetworkSettings"]["Networks"].values()))["IPAddress"]
     assert ip
-    engine = (await per_user._engine_info_async())["name"]
+    engine = (await per_user.engine.info())["name"]
     _name, names = await per_user.networks.ensure("alice", engine)
     if not names:
         pytest.skip("the engine's networks have no DNS (Podman: install "

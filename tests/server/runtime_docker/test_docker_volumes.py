@@ -1,4 +1,4 @@
-"""The docker runtime's volumes, pinned (docker_volumes.py): the engine binds a staging mount of
+"""The docker runtime's volumes, pinned (docker/volumes.py): the engine binds a staging mount of
 the server's, made from the directory opened with no link followed; the staging mounts go once
 the container runs (it keeps its copies) and when a new server starts.  And the pids limit."""
 
@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from neuro_server.runtime import docker_api as api
-from neuro_server.runtime import docker_volumes
 from neuro_server.runtime.base import Mount, RuntimeError_
-from neuro_server.runtime.docker import DockerRuntime
+from neuro_server.runtime.docker import DockerRuntime, api
+from neuro_server.runtime.docker import volumes as docker_volumes
 from tests.server.runtime_docker.conftest import (
     ENGINE_URL,
     eventually,
@@ -57,7 +56,7 @@ async def test_docker_volumes_are_pinned_and_unstaged_once_running(
     assert output(runtime, "pinned") == b"alpha\nalpha\nro\nready\n"
     assert (tree / "out" / "w.txt").read_text() == "w\n"  # written through, after the unpin
     # the engine was given the staging mounts, which are gone now: the container has its own
-    info = await runtime.container_info(runtime._container_id("pinned") or "")
+    info = await runtime.engine.container_info(runtime._container_id("pinned") or "")
     sources = sorted(m["Source"] for m in (info or {}).get("Mounts") or ())
     staging = runtime.job_dir("pinned") / docker_volumes.STAGING
     assert sources == [f"{staging}/0", f"{staging}/1", f"{staging}/2"], sources
@@ -131,7 +130,7 @@ async def test_docker_a_fork_bomb_stops_at_the_pids_limit(jobs_root: Path, insta
     try:
         script = "i=0; while [ $i -lt 300 ]; do sleep 60 & i=$((i+1)); done; echo ALL-STARTED"
         await rt.start(spec("bomb", ["sh", "-c", script]))
-        info = await rt.container_info(rt._container_id("bomb") or "") or {}
+        info = await rt.engine.container_info(rt._container_id("bomb") or "") or {}
         assert info["HostConfig"]["PidsLimit"] == 64
         ex = await rt.wait("bomb")
         out = output(rt, "bomb")
