@@ -41,21 +41,33 @@ def apolo_command() -> list[str]:
     if not exe.exists():
         print(f"creating {venv} with apolo-cli=={APOLO_VERSION} ...", flush=True)
         subprocess.run([PY, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"apolo-cli=={APOLO_VERSION}"],
-                       check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", f"apolo-cli=={APOLO_VERSION}"], check=True
+        )
     return [str(exe), *APOLO_FLAGS]
 
 
 def time_piped(argv: Sequence[str], env: dict[str, str]) -> float:
     """Seconds to run argv to completion, output to /dev/null (the piped, non-tty path)."""
     t0 = time.perf_counter()
-    subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
     return time.perf_counter() - t0
 
 
-def run_tty(argv: Sequence[str], env: dict[str, str], stderr: int | object = subprocess.DEVNULL,
-            cols: int = 120, rows: int = 40) -> float:
+def run_tty(
+    argv: Sequence[str],
+    env: dict[str, str],
+    stderr: int | object = subprocess.DEVNULL,
+    cols: int = 120,
+    rows: int = 40,
+) -> float:
     """Seconds to run argv with stdin/stdout on a fresh pty (cols x rows), draining its output."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
@@ -84,8 +96,14 @@ def stats(samples: Sequence[float]) -> dict[str, float]:
     """Median, p10, p90, min and max, in milliseconds."""
     ms = sorted(s * 1000 for s in samples)
     deciles = statistics.quantiles(ms, n=10, method="inclusive") if len(ms) > 1 else ms * 9
-    return {"median": statistics.median(ms), "p10": deciles[0], "p90": deciles[-1],
-            "min": ms[0], "max": ms[-1], "n": len(ms)}
+    return {
+        "median": statistics.median(ms),
+        "p10": deciles[0],
+        "p90": deciles[-1],
+        "min": ms[0],
+        "max": ms[-1],
+        "n": len(ms),
+    }
 
 
 def call(argv: Sequence[str], env: dict[str, str]) -> str:
@@ -98,11 +116,14 @@ def call(argv: Sequence[str], env: dict[str, str]) -> str:
 
 def machine() -> dict[str, object]:
     cpu = platform.processor()
-    with contextlib.suppress(OSError, StopIteration):
-        with open("/proc/cpuinfo") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    return {"cpus": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
-            "python": platform.python_version()}
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
 
 
 Row = tuple[int, int, int, str]  # -X importtime: depth, self us, cumulative us, module
@@ -115,15 +136,21 @@ def importtime(argv: Sequence[str], env: dict[str, str], tty: bool = False) -> l
         if tty:
             run_tty(argv, env, stderr=err)
         else:
-            subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=err, check=True)
+            subprocess.run(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                check=True,
+            )
         err.seek(0)
         text = err.read()
     rows = []
     for line in text.splitlines():
         if not line.startswith("import time:") or "imported package" in line:
             continue
-        self_us, cum_us, name = line[len("import time:"):].split("|", 2)
+        self_us, cum_us, name = line[len("import time:") :].split("|", 2)
         name = name[1:]  # one space after the bar, then two per nesting level
         depth = (len(name) - len(name.lstrip(" "))) // 2
         rows.append((depth, int(self_us), int(cum_us), name.strip()))
@@ -148,8 +175,13 @@ def _package_times(rows: list[Row]) -> tuple[dict, dict, dict, float]:
     return inc, exc, modules, sum(cum for d, _, cum, _ in rows if d == 0) / 1000
 
 
-def import_summary(runs: list[list[Row]], baseline_total_ms: float,
-                   wanted: Sequence[str], min_ms: float = 1.5, top: int = 6) -> dict[str, object]:
+def import_summary(
+    runs: list[list[Row]],
+    baseline_total_ms: float,
+    wanted: Sequence[str],
+    min_ms: float = 1.5,
+    top: int = 6,
+) -> dict[str, object]:
     """Medians over runs: per package (see _package_times), the slowest modules by self time,
     the import total and what it adds to the interpreter's own startup imports."""
     per_run = [_package_times(rows) for rows in runs]
@@ -159,14 +191,17 @@ def import_summary(runs: list[list[Row]], baseline_total_ms: float,
         return med(r[i].get(key, 0.0) for r in per_run)
 
     exclusive = {p: median_of(1, p) for p in per_run[0][1]}
-    shown = sorted((p for p in exclusive if p in wanted or exclusive[p] >= min_ms),
-                   key=lambda p: -median_of(0, p))
+    shown = sorted(
+        (p for p in exclusive if p in wanted or exclusive[p] >= min_ms),
+        key=lambda p: -median_of(0, p),
+    )
     modules = sorted(((median_of(2, m), m) for m in per_run[0][2]), reverse=True)[:top]
     total = med(r[3] for r in per_run)
     return {
         "total_ms": total,
         "beyond_startup_ms": total - baseline_total_ms,
-        "packages": {p: {"inclusive_ms": median_of(0, p), "exclusive_ms": exclusive[p]}
-                     for p in shown},
+        "packages": {
+            p: {"inclusive_ms": median_of(0, p), "exclusive_ms": exclusive[p]} for p in shown
+        },
         "slowest_modules_self_ms": {m: ms for ms, m in modules},
     }

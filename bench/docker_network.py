@@ -38,16 +38,27 @@ async def main(runs: int) -> dict[str, dict[str, float]]:
 
     tmp = Path(tempfile.mkdtemp(prefix="neuro-bench-net-"))
     tag = uuid.uuid4().hex[:8]
-    rts = {"default network": DockerRuntime(ENGINE, root=tmp / "a", instance=f"bd{tag}"),
-           "per-user network": DockerRuntime(ENGINE, root=tmp / "b", instance=f"bu{tag}",
-                                             network="per-user")}
+    rts = {
+        "default network": DockerRuntime(ENGINE, root=tmp / "a", instance=f"bd{tag}"),
+        "per-user network": DockerRuntime(
+            ENGINE, root=tmp / "b", instance=f"bu{tag}", network="per-user"
+        ),
+    }
     times: dict[str, list[float]] = {k: [] for k in rts}
     try:
         for i in range(runs + 1):
             order = list(rts.items()) if i % 2 else list(reversed(rts.items()))
             for kind, rt in order:
-                spec = JobSpec(job_id=f"j{i}", argv=["sleep", "300"], env={}, working_dir=None,
-                               cpu=0, memory=0, image=IMAGE, owner="alice")
+                spec = JobSpec(
+                    job_id=f"j{i}",
+                    argv=["sleep", "300"],
+                    env={},
+                    working_dir=None,
+                    cpu=0,
+                    memory=0,
+                    image=IMAGE,
+                    owner="alice",
+                )
                 t0 = time.perf_counter()
                 await rt.start(spec)
                 times[kind].append(time.perf_counter() - t0)

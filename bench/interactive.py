@@ -102,12 +102,16 @@ def transfer(port: int, op: str, mib: int) -> float:
     return mib / elapsed
 
 
-def throughput(job_port: int, fwd_port: int, mib: int, reps: int,
-               procs: dict[str, psutil.Process]) -> dict:
+def throughput(
+    job_port: int, fwd_port: int, mib: int, reps: int, procs: dict[str, psutil.Process]
+) -> dict:
     """A warm-up, then `reps` rounds of direct and forwarded, down and up, interleaved; and the
     CPU time that `procs` (the server, port-forward) spend per MiB on each way."""
-    ways = {f"{op} {via}": (port, op) for op in ("down", "up")
-            for via, port in (("direct", job_port), ("forwarded", fwd_port))}
+    ways = {
+        f"{op} {via}": (port, op)
+        for op in ("down", "up")
+        for via, port in (("direct", job_port), ("forwarded", fwd_port))
+    }
     samples: dict[str, list[float]] = {w: [] for w in ways}
     cpu = {w: dict.fromkeys(procs, 0.0) for w in ways}
     for rnd in range(-1, reps):
@@ -118,15 +122,22 @@ def throughput(job_port: int, fwd_port: int, mib: int, reps: int,
                 samples[way].append(rate)
                 for n, p in procs.items():
                     cpu[way][n] += sum(p.cpu_times()[:2]) - before[n]
-    return {w: {"median": statistics.median(s), "min": min(s), "max": max(s),
-                "samples_mib_s": [round(x, 1) for x in s],
-                "cpu_ms_per_mib": {n: 1000 * c / (mib * reps) for n, c in cpu[w].items()}}
-            for w, s in samples.items()}
+    return {
+        w: {
+            "median": statistics.median(s),
+            "min": min(s),
+            "max": max(s),
+            "samples_mib_s": [round(x, 1) for x in s],
+            "cpu_ms_per_mib": {n: 1000 * c / (mib * reps) for n, c in cpu[w].items()},
+        }
+        for w, s in samples.items()
+    }
 
 
 async def round_trips(write, read, n: int) -> list[float]:  # type: ignore[no-untyped-def]
     """Wait for the b"R" the job prints once its tty is raw; then, n times, send one byte and
     time until its echo is back (after 5 bytes of warm-up)."""
+
     async def read_until(want: bytes) -> None:
         buf = b""
         while want not in buf:
@@ -147,8 +158,9 @@ async def round_trips(write, read, n: int) -> list[float]:  # type: ignore[no-un
 def local_pty(n: int) -> list[float]:
     """The same round trip on a local pty, with `cat` as its child: the floor."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen(["sh", "-c", CAT], stdin=slave, stdout=slave, stderr=slave,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        ["sh", "-c", CAT], stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+    )
     os.close(slave)
 
     async def write(b: bytes) -> None:
@@ -174,13 +186,16 @@ async def sdk_round_trips(cfg: Path, job: str, n: int) -> dict[str, list[float]]
     out = {}
     try:
         for name, session in (
-                ("attach", client.jobs.attach(job, stdin=True, stdout=True, tty=True, logs=True)),
-                ("exec", client.jobs.exec(job, ["sh", "-c", CAT], tty=True, stdin=True))):
+            ("attach", client.jobs.attach(job, stdin=True, stdout=True, tty=True, logs=True)),
+            ("exec", client.jobs.exec(job, ["sh", "-c", CAT], tty=True, stdin=True)),
+        ):
             async with session as stream:
+
                 async def read(stream=stream, name=name) -> bytes:  # type: ignore[no-untyped-def]
                     if (msg := await stream.read_out()) is None:
                         raise RuntimeError(f"{name}: the stream ended")
                     return msg.data
+
                 out[name] = await round_trips(stream.write_in, read, n)
     finally:
         await client.close()
@@ -211,14 +226,19 @@ async def top_load(cfg: Path, server_pid: int, jobs: list[str], window: float) -
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            out[f"{n} streams"] = {"server_cpu_pct": 100 * (t1 - t0) / (w1 - w0),
-                                   "samples": c1 - c0, "window_s": w1 - w0}
+            out[f"{n} streams"] = {
+                "server_cpu_pct": 100 * (t1 - t0) / (w1 - w0),
+                "samples": c1 - c0,
+                "window_s": w1 - w0,
+            }
     finally:
         await client.close()
     idle = out["0 streams"]["server_cpu_pct"]
     for v in out.values():
         if v["samples"]:  # server CPU per sample beyond idle
-            v["cpu_ms_per_sample"] = (v["server_cpu_pct"] - idle) * 10 * v["window_s"] / v["samples"]
+            v["cpu_ms_per_sample"] = (
+                (v["server_cpu_pct"] - idle) * 10 * v["window_s"] / v["samples"]
+            )
     return out
 
 
@@ -252,11 +272,18 @@ def main() -> None:
     home, cfg, log = tmp / "home", tmp / "neuro", tmp / "port-forward.log"
     home.mkdir()
     (cfg / "server").mkdir(parents=True, mode=0o700)
-    (cfg / "server" / "server.toml").write_text('[server]\nruntime = "process"\n[resources]\ncpu = 64\nmemory = "256GiB"\n')
+    (cfg / "server" / "server.toml").write_text(
+        '[server]\nruntime = "process"\n[resources]\ncpu = 64\nmemory = "256GiB"\n'
+    )
     (tmp / "serve.py").write_text(SERVE)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
-           "TERM": "xterm-256color", "NEURO_CONFIG": str(cfg),
-           "PYTHONUSERBASE": site.getuserbase()}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "TERM": "xterm-256color",
+        "NEURO_CONFIG": str(cfg),
+        "PYTHONUSERBASE": site.getuserbase(),
+    }
     jobs: list[str] = []
     forward: subprocess.Popen[bytes] | None = None
 
@@ -275,39 +302,64 @@ def main() -> None:
         with open(log, "wb") as f:
             forward = subprocess.Popen(
                 [*neuro, "port-forward", server_job, f"{fwd_port}:{job_port}"],
-                env=env, stdin=subprocess.DEVNULL, stdout=f, stderr=f)
-        wait_for(lambda: b"Press Ctrl-C" in log.read_bytes() or forward.poll() is not None,
-                 "neuro port-forward")
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=f,
+                stderr=f,
+            )
+        wait_for(
+            lambda: b"Press Ctrl-C" in log.read_bytes() or forward.poll() is not None,
+            "neuro port-forward",
+        )
         if forward.poll() is not None:
             raise RuntimeError(f"neuro port-forward: {log.read_text()}")
-        print(f"server {info['url']} (pid {info['pid']}); {len(jobs)} jobs; "
-              f"{os.cpu_count()} CPUs", flush=True)
-        procs = {"server": psutil.Process(int(info["pid"])),
-                 "port-forward": psutil.Process(forward.pid)}
+        print(
+            f"server {info['url']} (pid {info['pid']}); {len(jobs)} jobs; {os.cpu_count()} CPUs",
+            flush=True,
+        )
+        procs = {
+            "server": psutil.Process(int(info["pid"])),
+            "port-forward": psutil.Process(forward.pid),
+        }
         rates = throughput(job_port, fwd_port, args.mib, args.reps, procs)
-        keys = {"local pty": local_pty(args.keys),
-                **asyncio.run(sdk_round_trips(cfg, cat_job, args.keys))}
+        keys = {
+            "local pty": local_pty(args.keys),
+            **asyncio.run(sdk_round_trips(cfg, cat_job, args.keys)),
+        }
         top = asyncio.run(top_load(cfg, int(info["pid"]), sleepers, args.window))
         stats_call = asyncio.run(stats_cost(cfg / "server" / "jobs", sleepers[0], 200))
     finally:
         cleanup(neuro, env, jobs, forward, tmp)
 
-    keys_ms = {k: {**stats(v), "samples_ms": [round(x * 1000, 3) for x in v]}
-               for k, v in keys.items()}
+    keys_ms = {
+        k: {**stats(v), "samples_ms": [round(x * 1000, 3) for x in v]} for k, v in keys.items()
+    }
     figures = analyse(rates, keys_ms, top)
     report(args, rates, keys_ms, top, stats_call, figures)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine(), "args": vars(args), "neuro_command": neuro,
-        "throughput_mib_s": rates, "keystroke_ms": keys_ms, "top": top,
-        "runtime_stats_ms": stats_call, "figures": figures,
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                "machine": machine(),
+                "args": vars(args),
+                "neuro_command": neuro,
+                "throughput_mib_s": rates,
+                "keystroke_ms": keys_ms,
+                "top": top,
+                "runtime_stats_ms": stats_call,
+                "figures": figures,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"\nwrote {RESULTS}")
 
 
 def analyse(rates: dict, keys: dict, top: dict) -> dict:
     """The headline figures, against their targets."""
+
     def ratio(op: str) -> float:
         return rates[f"{op} forwarded"]["median"] / rates[f"{op} direct"]["median"]
 
@@ -315,21 +367,33 @@ def analyse(rates: dict, keys: dict, top: dict) -> dict:
         return keys[path]["median"] - keys["local pty"]["median"]
 
     top_cpu = {n: t["server_cpu_pct"] for n, t in top.items()}
-    figures = {name: {"value": value, "target": target} for name, value, target in (
-        ("forwarded / direct, down", ratio("down"), ">= 0.30"),
-        ("forwarded / direct, up", ratio("up"), None),
-        ("attach - local pty, median ms", added("attach"), "< 5"),
-        ("exec - local pty, median ms", added("exec"), None),
-        ("server CPU, 10 top streams - none, % of a core",
-         top_cpu["10 streams"] - top_cpu["0 streams"], None))}
+    figures = {
+        name: {"value": value, "target": target}
+        for name, value, target in (
+            ("forwarded / direct, down", ratio("down"), ">= 0.30"),
+            ("forwarded / direct, up", ratio("up"), None),
+            ("attach - local pty, median ms", added("attach"), "< 5"),
+            ("exec - local pty, median ms", added("exec"), None),
+            (
+                "server CPU, 10 top streams - none, % of a core",
+                top_cpu["10 streams"] - top_cpu["0 streams"],
+                None,
+            ),
+        )
+    }
     for f in (f for f in figures.values() if f["target"]):
         op, limit = f["target"].split()
         f["met"] = f["value"] >= float(limit) if op == ">=" else f["value"] < float(limit)
     return figures
 
 
-def cleanup(neuro: list[str], env: dict[str, str], jobs: list[str],
-            forward: subprocess.Popen[bytes] | None, tmp: Path) -> None:
+def cleanup(
+    neuro: list[str],
+    env: dict[str, str],
+    jobs: list[str],
+    forward: subprocess.Popen[bytes] | None,
+    tmp: Path,
+) -> None:
     """Stop port-forward, kill the jobs, stop the server, remove the temp dir: whatever happened."""
     if forward is not None and forward.poll() is None:
         forward.send_signal(signal.SIGINT)
@@ -346,24 +410,33 @@ def cleanup(neuro: list[str], env: dict[str, str], jobs: list[str],
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(args: argparse.Namespace, rates: dict, keys: dict, top: dict, stats_call: dict,
-           figures: dict) -> None:
-    print(f"\n{f'throughput, {args.mib} MiB a connection':<36}{'median':>9}{'min':>9}{'max':>9}"
-          f"   (MiB/s, {args.reps} runs); CPU ms per MiB: server, port-forward")
+def report(
+    args: argparse.Namespace, rates: dict, keys: dict, top: dict, stats_call: dict, figures: dict
+) -> None:
+    print(
+        f"\n{f'throughput, {args.mib} MiB a connection':<36}{'median':>9}{'min':>9}{'max':>9}"
+        f"   (MiB/s, {args.reps} runs); CPU ms per MiB: server, port-forward"
+    )
     for way, r in rates.items():
         cpu = ", ".join(f"{ms:.2f}" for ms in r["cpu_ms_per_mib"].values())
         print(f"{way:<36}{r['median']:9.1f}{r['min']:9.1f}{r['max']:9.1f}   {cpu}")
-    print(f"\n{'keystroke round trip':<36}{'median':>9}{'p10':>9}{'p90':>9}{'max':>9}"
-          f"   (ms, {args.keys} keys)")
+    print(
+        f"\n{'keystroke round trip':<36}{'median':>9}{'p10':>9}{'p90':>9}{'max':>9}"
+        f"   (ms, {args.keys} keys)"
+    )
     for path, k in keys.items():
         print(f"{path:<36}{k['median']:9.3f}{k['p10']:9.3f}{k['p90']:9.3f}{k['max']:9.3f}")
-    print(f"\n{'server CPU with top streams':<36}{'% core':>9}{'samples':>9}{'ms/sample':>10}"
-          f"   ({args.window:g} s each)")
+    print(
+        f"\n{'server CPU with top streams':<36}{'% core':>9}{'samples':>9}{'ms/sample':>10}"
+        f"   ({args.window:g} s each)"
+    )
     for n, t in top.items():
         per = f"{t['cpu_ms_per_sample']:10.2f}" if "cpu_ms_per_sample" in t else ""
         print(f"{n:<36}{t['server_cpu_pct']:9.2f}{t['samples']:9d}{per}")
-    print(f"runtime.stats() in process: {stats_call['median']:.2f} ms wall (median), "
-          f"{stats_call['cpu_ms_per_call']:.2f} ms CPU per call")
+    print(
+        f"runtime.stats() in process: {stats_call['median']:.2f} ms wall (median), "
+        f"{stats_call['cpu_ms_per_call']:.2f} ms CPU per call"
+    )
     print(f"\n{'figure':<52}{'value':>9}  target")
     for name, f in figures.items():
         verdict = {True: "met", False: "MISSED"}.get(f.get("met"), "")

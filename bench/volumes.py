@@ -35,15 +35,24 @@ async def main(runs: int) -> dict[str, dict[str, float]]:
     data.mkdir()
     out.mkdir()
     rt = ProcessRuntime(tmp / "jobs", cgroup_parent="neuro-bench-volumes")
-    views = {"mounts": [(str(data), "/bench-data", True), (str(out), "/bench-out", False)],
-             "files": [("/etc/bench-app/key", b"secret")]}
+    views = {
+        "mounts": [(str(data), "/bench-data", True), (str(out), "/bench-out", False)],
+        "files": [("/etc/bench-app/key", b"secret")],
+    }
     times: dict[str, list[float]] = {"plain": [], "volumes": []}
     try:
         for i in range(runs):
             for kind in ("plain", "volumes"):
                 extra = views if kind == "volumes" else {}
-                spec = JobSpec(job_id=f"{kind}-{i}", argv=["true"], env={}, working_dir=None,
-                               cpu=0, memory=0, **extra)  # type: ignore[arg-type]
+                spec = JobSpec(
+                    job_id=f"{kind}-{i}",
+                    argv=["true"],
+                    env={},
+                    working_dir=None,
+                    cpu=0,
+                    memory=0,
+                    **extra,
+                )  # type: ignore[arg-type]
                 t0 = time.perf_counter()
                 await rt.start(spec)
                 times[kind].append(time.perf_counter() - t0)

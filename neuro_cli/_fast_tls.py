@@ -30,8 +30,9 @@ class _BeforeImport:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def find_spec(self, name: str, path: Sequence[str] | None,
-                  target: types.ModuleType | None = None) -> ModuleSpec | None:
+    def find_spec(
+        self, name: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> ModuleSpec | None:
         if name == self.name:
             sys.meta_path.remove(self)
             install()
@@ -63,8 +64,9 @@ def install() -> None:
     wrap_bio = cls.wrap_bio
     wrap_socket = cls.wrap_socket
 
-    def deferred_load_default_certs(self: ssl.SSLContext,
-                                    purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH) -> None:
+    def deferred_load_default_certs(
+        self: ssl.SSLContext, purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH
+    ) -> None:
         pending.setdefault(self, []).append(lambda: load_default_certs(self, purpose))
 
     def deferred_set_default_verify_paths(self: ssl.SSLContext) -> None:

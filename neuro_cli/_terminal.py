@@ -19,11 +19,10 @@ import tty
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-
 if TYPE_CHECKING:
     from neuro_sdk import StdStream
 
-from .parse import DEFAULT_DETACH_KEYS, parse_detach_keys  # noqa: E402,F401  (re-exported)
+from .parse import DEFAULT_DETACH_KEYS, parse_detach_keys  # noqa: F401  (re-exported)
 
 
 class DetachMatcher:
@@ -97,8 +96,14 @@ class Outcome:
     seen: int = 0  # output bytes delivered so far (to resume after a reconnect)
 
 
-async def pump_tty(stream: "StdStream", outcome: Outcome, *, detach_keys: bytes,
-                   stdin_fd: int | None = None, stdout_fd: int | None = None) -> None:
+async def pump_tty(
+    stream: StdStream,
+    outcome: Outcome,
+    *,
+    detach_keys: bytes,
+    stdin_fd: int | None = None,
+    stdout_fd: int | None = None,
+) -> None:
     """Connect the local terminal (raw mode) to a TTY stream until it ends or the user
     detaches; ``outcome`` says which, and counts the output bytes delivered."""
     in_fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
@@ -217,15 +222,20 @@ async def read_stdin(queue: asyncio.Queue[bytes | None], fd: int | None = None) 
         loop.remove_reader(fd)
 
 
-async def pump_plain(stream: "StdStream", outcome: Outcome, *, forward_stdin: bool,
-                     stdin_queue: "asyncio.Queue[bytes | None] | None" = None) -> None:
+async def pump_plain(
+    stream: StdStream,
+    outcome: Outcome,
+    *,
+    forward_stdin: bool,
+    stdin_queue: asyncio.Queue[bytes | None] | None = None,
+) -> None:
     """Non-TTY: stdout frames to stdout, stderr frames to stderr; local stdin (when
     forwarded, or taken from ``stdin_queue``) is sent as it comes and its EOF closes the
     remote stdin."""
     loop = asyncio.get_running_loop()
     tasks: list[asyncio.Task[Any]] = []
 
-    async def drain_queue(queue: "asyncio.Queue[bytes | None]") -> None:
+    async def drain_queue(queue: asyncio.Queue[bytes | None]) -> None:
         while True:
             data = await queue.get()
             if data is None:

@@ -35,8 +35,13 @@ def walk(root: click.Command | None = None) -> Iterator[Node]:
         from .main import cli
 
         root = cli
-    ctx = click.Context(root, info_name="neuro", terminal_width=WIDTH, max_content_width=WIDTH,
-                        **root.context_settings)
+    ctx = click.Context(
+        root,
+        info_name="neuro",
+        terminal_width=WIDTH,
+        max_content_width=WIDTH,
+        **root.context_settings,
+    )
     yield from _walk(Node((), root, ctx, ""))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .iostreams import IOStreams
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclasses.dataclass
@@ -28,7 +28,7 @@ class Deps:
     on_sigint: Callable[[], None] | None = None
 
     @contextlib.asynccontextmanager
-    async def client(self) -> AsyncIterator["Client"]:
+    async def client(self) -> AsyncIterator[Client]:
         """A client for the logged-in server, else for the embedded local server (started on
         first use)."""
         from neuro_sdk import Factory

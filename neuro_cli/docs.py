@@ -47,13 +47,18 @@ def render(nodes: list[Node] | None = None) -> str:
 def columns_section() -> list[str]:
     from .formatters import columns
 
-    out = ["## ps columns", "",
-           "`neuro ps --format COLUMNS` (default `" + columns.DEFAULT_FORMAT + "`, or `ps-format` "
-           "in the user config): columns separated by spaces or commas. `a/b` stacks two fields "
-           "in one cell (each is a column of its own when piped). "
-           "`{field;align=left|right|center;min=N;max=N;width=N;TITLE}` sets a column's "
-           "options and title. A unique prefix names a field (`stat` is status).", "",
-           "| field | title |", "|---|---|"]
+    out = [
+        "## ps columns",
+        "",
+        "`neuro ps --format COLUMNS` (default `" + columns.DEFAULT_FORMAT + "`, or `ps-format` "
+        "in the user config): columns separated by spaces or commas. `a/b` stacks two fields "
+        "in one cell (each is a column of its own when piped). "
+        "`{field;align=left|right|center;min=N;max=N;width=N;TITLE}` sets a column's "
+        "options and title. A unique prefix names a field (`stat` is status).",
+        "",
+        "| field | title |",
+        "|---|---|",
+    ]
     out += [f"| `{name}` | {title} |" for name, (title, _get) in columns.FIELDS.items()]
     out.append("")
     return out
@@ -63,13 +68,19 @@ def user_config_section() -> list[str]:
     from . import user_config
 
     doc = user_config.__doc__ or ""
-    example = doc[doc.index("[job]"):doc.index("Loaded only")].rstrip()
-    return ["## User config", "",
-            "`~/.neuro/user.toml` (`$NEURO_CONFIG/user.toml`), overridden key by key by the "
-            "project's `.neuro.toml` (in the working directory or the nearest parent). An error "
-            "in either is a one-line message naming the file, exit code 70.", "",
-            "```toml", *[line[4:] if line.startswith("    ") else line
-                         for line in example.splitlines()], "```", ""]
+    example = doc[doc.index("[job]") : doc.index("Loaded only")].rstrip()
+    return [
+        "## User config",
+        "",
+        "`~/.neuro/user.toml` (`$NEURO_CONFIG/user.toml`), overridden key by key by the "
+        "project's `.neuro.toml` (in the working directory or the nearest parent). An error "
+        "in either is a one-line message naming the file, exit code 70.",
+        "",
+        "```toml",
+        *[line[4:] if line.startswith("    ") else line for line in example.splitlines()],
+        "```",
+        "",
+    ]
 
 
 def json_section() -> list[str]:
@@ -78,10 +89,18 @@ def json_section() -> list[str]:
 
     out = ["## JSON output", "", *json_out.USER_DOC.splitlines(), ""]
     for command, (shape, fields) in json_out.SCHEMAS.items():
-        out += [f"### neuro {command} --json", "", f"An {shape}:" if shape[0] in "ao" else shape, "",
-                "| field | type | meaning |", "|---|---|---|"]
-        out += [f"| `{k}` | {t.rstrip('?')}{' or null' if t.endswith('?') else ''} | {m} |"
-                for k, (t, m) in fields.items()]
+        out += [
+            f"### neuro {command} --json",
+            "",
+            f"An {shape}:" if shape[0] in "ao" else shape,
+            "",
+            "| field | type | meaning |",
+            "|---|---|---|",
+        ]
+        out += [
+            f"| `{k}` | {t.rstrip('?')}{' or null' if t.endswith('?') else ''} | {m} |"
+            for k, (t, m) in fields.items()
+        ]
         out.append("")
     return out
 

@@ -93,9 +93,23 @@ def _spawn(timeout: float) -> ServerInfo:
     log_path = d / "server.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "neuro_server", "serve", "--embedded", "--data-dir", str(d),
-             "--host", "127.0.0.1", "--port", "0"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "neuro_server",
+                "serve",
+                "--embedded",
+                "--data-dir",
+                str(d),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
             close_fds=True,
         )
     deadline = time.monotonic() + timeout
@@ -106,13 +120,17 @@ def _spawn(timeout: float) -> ServerInfo:
             return info
         if proc.poll() is not None:
             tail = _tail(log_path)
-            raise CLIError(f"the local server failed to start: {tail}", ExitCode.UNREACHABLE,
-                           hint=f"see {log_path}")
+            raise CLIError(
+                f"the local server failed to start: {tail}",
+                ExitCode.UNREACHABLE,
+                hint=f"see {log_path}",
+            )
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
     proc.terminate()
-    raise CLIError("the local server did not start in time", ExitCode.UNREACHABLE,
-                   hint=f"see {log_path}")
+    raise CLIError(
+        "the local server did not start in time", ExitCode.UNREACHABLE, hint=f"see {log_path}"
+    )
 
 
 def _tail(path: Path) -> str:

@@ -115,8 +115,11 @@ def classify(exc: BaseException) -> tuple[int, str, str]:
         return ExitCode.AUTH, msg, ""
     if isinstance(exc, ServerUnreachable):
         where = exc.url.split("?", 1)[0] if exc.url else "the server"
-        return (ExitCode.UNREACHABLE, f"cannot reach {where}: {unreachable_reason(exc)}",
-                "is the server running? `neuro server status` tells (for the local one)")
+        return (
+            ExitCode.UNREACHABLE,
+            f"cannot reach {where}: {unreachable_reason(exc)}",
+            "is the server running? `neuro server status` tells (for the local one)",
+        )
     if isinstance(exc, ServerNotAvailable):
         return ExitCode.UNREACHABLE, msg, "is the server running? `neuro server status` tells"
     if isinstance(exc, InsufficientStorage):
@@ -146,5 +149,8 @@ def classify(exc: BaseException) -> tuple[int, str, str]:
             return ExitCode.UNREACHABLE, f"connection failed: {msg}", ""
     except ImportError:  # pragma: no cover
         pass
-    return ExitCode.FAILURE, f"unexpected error: {type(exc).__name__}: {msg}", \
-        "run again with --show-traceback for details"
+    return (
+        ExitCode.FAILURE,
+        f"unexpected error: {type(exc).__name__}: {msg}",
+        "run again with --show-traceback for details",
+    )

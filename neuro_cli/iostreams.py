@@ -28,25 +28,32 @@ class IOStreams:
     width: int | None = None
 
     @classmethod
-    def system(cls, color: str = "auto") -> "IOStreams":
+    def system(cls, color: str = "auto") -> IOStreams:
         out_tty = sys.stdout.isatty()
         use_color = out_tty and "NO_COLOR" not in os.environ
         if color == "always" or os.environ.get("CLICOLOR_FORCE"):
             use_color = True
         elif color == "never":
             use_color = False
-        return cls(sys.stdin, sys.stdout, sys.stderr, out_tty, sys.stderr.isatty(),
-                   sys.stdin.isatty(), use_color)
+        return cls(
+            sys.stdin,
+            sys.stdout,
+            sys.stderr,
+            out_tty,
+            sys.stderr.isatty(),
+            sys.stdin.isatty(),
+            use_color,
+        )
 
     @classmethod
-    def test(cls, *, tty: bool = False, color: bool = False, width: int = 100) -> "IOStreams":
+    def test(cls, *, tty: bool = False, color: bool = False, width: int = 100) -> IOStreams:
         return cls(io.StringIO(), io.StringIO(), io.StringIO(), tty, tty, tty, color, width)
 
     @property
     def interactive(self) -> bool:
         return self.stdout_tty and self.stderr_tty and self.stdin_tty
 
-    def console(self, *, stderr: bool = False) -> "Console":
+    def console(self, *, stderr: bool = False) -> Console:
         from rich.console import Console
 
         tty = self.stderr_tty if stderr else self.stdout_tty

@@ -100,8 +100,11 @@ class LazyGroup(click.Group):
         # for its short help: list them from the table instead
         from click.shell_completion import CompletionItem
 
-        items = [CompletionItem(name, help=self.short.get(name, ""))
-                 for name in self.list_commands(ctx) if name.startswith(incomplete)]
+        items = [
+            CompletionItem(name, help=self.short.get(name, ""))
+            for name in self.list_commands(ctx)
+            if name.startswith(incomplete)
+        ]
         return items + click.Command.shell_complete(self, ctx, incomplete)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -120,14 +123,21 @@ class LazyGroup(click.Group):
 
 
 @click.group(
-    cls=LazyGroup, lazy=COMMANDS, short=SHORT_HELP,
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    short=SHORT_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(package_name="neuro", prog_name="neuro")
 @click.option("-v", "--verbose", count=True, help="More output; also shows tracebacks.")
 @click.option("--show-traceback", is_flag=True, help="Show the Python traceback on errors.")
-@click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
-              show_default=True, help="Colour in the output.")
+@click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Colour in the output.",
+)
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, show_traceback: bool, color: str) -> None:
     """Run compute jobs from container images on resource presets.
@@ -167,9 +177,10 @@ def main(argv: list[str] | None = None, *, fast_exit: bool = True) -> None:
         # CA certificates load at the first TLS handshake, not when aiohttp is imported
         install_before("aiohttp")
     # -v/--verbose are global options: before the command (a command's own -v is its own)
-    globals_ = args[:_command_index(args)]
+    globals_ = args[: _command_index(args)]
     show_tb = "--show-traceback" in globals_ or any(
-        a in ("-v", "--verbose") or a.startswith("-vv") for a in globals_)
+        a in ("-v", "--verbose") or a.startswith("-vv") for a in globals_
+    )
     by_sigint = False  # Ctrl-C ended it: leave the way SIGINT does (see _exit)
     try:
         if (word := _command_word(args)) is not None and word not in COMMANDS:
@@ -202,7 +213,7 @@ def main(argv: list[str] | None = None, *, fast_exit: bool = True) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         code = ExitCode.OK
-    except BaseException as e:  # noqa: BLE001 - the one place errors become exit codes
+    except BaseException as e:
         from .errors import Interrupted, JobExit, classify
 
         if isinstance(e, JobExit):
@@ -228,13 +239,13 @@ def main(argv: list[str] | None = None, *, fast_exit: bool = True) -> None:
 DOCKER_HINTS: dict[str, str] = {
     "-i": "`neuro run -t` is docker's -it: a TTY with your keyboard (the default on a terminal)",
     "--interactive": "`neuro run -t` is docker's -it: a TTY with your keyboard (the default on a "
-                     "terminal)",
+    "terminal)",
     "--rm": "there is nothing to remove: a finished job leaves only its record (`neuro ps -a`); "
-            "drop --rm",
+    "drop --rm",
     "-p": "--port-forward LOCAL:REMOTE forwards a port while attached (or `neuro port-forward`); "
-          "--http-port PORT serves HTTP at the job's URL",
+    "--http-port PORT serves HTTP at the job's URL",
     "--publish": "--port-forward LOCAL:REMOTE forwards a port while attached (or `neuro "
-                 "port-forward`); --http-port PORT serves HTTP at the job's URL",
+    "port-forward`); --http-port PORT serves HTTP at the job's URL",
     "--gpus": "GPUs, CPUs and memory come from the preset: --preset (`neuro config show` lists them)",
     "--cpus": "GPUs, CPUs and memory come from the preset: --preset (`neuro config show` lists them)",
     "-m": "GPUs, CPUs and memory come from the preset: --preset (`neuro config show` lists them)",
@@ -259,8 +270,7 @@ def usage_error_lines(e: click.UsageError) -> tuple[str, str]:
     hint = ""
     if isinstance(e, click.NoSuchOption):
         message = f"no such option: {e.option_name}"
-        if e.option_name in DOCKER_HINTS and ctx is not None and \
-                ctx.info_name == "run":
+        if e.option_name in DOCKER_HINTS and ctx is not None and ctx.info_name == "run":
             hint = DOCKER_HINTS[e.option_name]
         elif e.possibilities:
             hint = "did you mean " + " or ".join(sorted(e.possibilities)) + "?"
@@ -272,7 +282,9 @@ def usage_error_lines(e: click.UsageError) -> tuple[str, str]:
             names = ctx.command.list_commands(ctx)
             close = difflib.get_close_matches(found.group(1), names, n=3, cutoff=0.6)
             if close:
-                hint = "did you mean " + " or ".join(f"`{ctx.command_path} {c}`" for c in close) + "?"
+                hint = (
+                    "did you mean " + " or ".join(f"`{ctx.command_path} {c}`" for c in close) + "?"
+                )
             else:
                 hint = f"`{ctx.command_path} --help` lists the commands"
     if not hint and ctx is not None:

@@ -75,7 +75,9 @@ def parse_date_or_delta(value: str, *, now: datetime | None = None) -> datetime:
     return dt.astimezone(UTC)
 
 
-def parse_env(items: tuple[str, ...], files: tuple[str, ...], environ: dict[str, str]) -> dict[str, str]:
+def parse_env(
+    items: tuple[str, ...], files: tuple[str, ...], environ: dict[str, str]
+) -> dict[str, str]:
     """``--env-file`` lines first, then ``-e VAR=VAL`` (``-e VAR`` copies the local value)."""
     env: dict[str, str] = {}
     for f in files:
@@ -121,16 +123,22 @@ def parse_volume(spec: str) -> tuple[str, str, str, bool]:
     (kind, what, path in the job, read-only)."""
     scheme, _, rest = spec.partition(":")
     if scheme not in ("secret", "storage", "disk"):
-        raise CLIError(f"invalid -v {spec!r}: use storage:PATH:/path[:ro], disk:NAME:/path[:ro]"
-                       " or secret:KEY:/path", ExitCode.USAGE)
+        raise CLIError(
+            f"invalid -v {spec!r}: use storage:PATH:/path[:ro], disk:NAME:/path[:ro]"
+            " or secret:KEY:/path",
+            ExitCode.USAGE,
+        )
     read_only = scheme == "secret"
     if scheme != "secret" and (rest.endswith((":ro", ":rw"))):
         read_only = rest.endswith(":ro")
         rest = rest[:-3]
     what, sep, path = rest.rpartition(":")
     if not sep or not path.startswith("/") or (scheme != "storage" and not what):
-        example = {"secret": "secret:KEY:/absolute/path", "disk": "disk:NAME:/absolute/path[:ro]",
-                   "storage": "storage:PATH:/absolute/path[:ro]"}[scheme]
+        example = {
+            "secret": "secret:KEY:/absolute/path",
+            "disk": "disk:NAME:/absolute/path[:ro]",
+            "storage": "storage:PATH:/absolute/path[:ro]",
+        }[scheme]
         raise CLIError(f"invalid -v {spec!r}: use {example}", ExitCode.USAGE)
     return scheme, what, path, read_only
 
@@ -159,6 +167,8 @@ def parse_detach_keys(spec: str) -> bytes:
             if ch in specials:
                 out.append(specials[ch])
                 continue
-        raise ValueError(f"invalid detach key {key!r}: use a character or ctrl-<letter>, "
-                         "comma-separated (e.g. ctrl-p,ctrl-q)")
+        raise ValueError(
+            f"invalid detach key {key!r}: use a character or ctrl-<letter>, "
+            "comma-separated (e.g. ctrl-p,ctrl-q)"
+        )
     return bytes(out)

@@ -68,8 +68,10 @@ def _merge(into: UserConfig, data: dict[str, Any], path: Path) -> UserConfig:
                 raise CLIError(f"{path}: [job] must be a table", ExitCode.CONFIG)
             for key, v in value.items():
                 if key not in JOB_KEYS:
-                    raise CLIError(f"{path}: unknown key [job] {key}: use {', '.join(JOB_KEYS)}",
-                                   ExitCode.CONFIG)
+                    raise CLIError(
+                        f"{path}: unknown key [job] {key}: use {', '.join(JOB_KEYS)}",
+                        ExitCode.CONFIG,
+                    )
                 if not isinstance(v, str):
                     raise CLIError(f"{path}: [job] {key} must be a string", ExitCode.CONFIG)
                 job[key] = v
@@ -79,15 +81,17 @@ def _merge(into: UserConfig, data: dict[str, Any], path: Path) -> UserConfig:
             for name, v in value.items():
                 cmd = v.get("cmd") if isinstance(v, dict) else v
                 if not isinstance(cmd, str) or not cmd.strip():
-                    raise CLIError(f"{path}: alias {name!r} needs a command string",
-                                   ExitCode.CONFIG)
+                    raise CLIError(
+                        f"{path}: alias {name!r} needs a command string", ExitCode.CONFIG
+                    )
                 try:
                     aliases[name] = shlex.split(cmd)
                 except ValueError as e:
                     raise CLIError(f"{path}: alias {name!r}: {e}", ExitCode.CONFIG) from None
         else:
-            raise CLIError(f"{path}: unknown section [{section}]: use [job] or [alias]",
-                           ExitCode.CONFIG)
+            raise CLIError(
+                f"{path}: unknown section [{section}]: use [job] or [alias]", ExitCode.CONFIG
+            )
     return UserConfig(job, aliases, (*into.files, path))
 
 
@@ -109,5 +113,5 @@ def expand_alias(args: list[str], commands: set[str]) -> list[str]:
         return args
     aliases = load().aliases
     if args[i] in aliases:
-        return [*args[:i], *aliases[args[i]], *args[i + 1:]]
+        return [*args[:i], *aliases[args[i]], *args[i + 1 :]]
     return args

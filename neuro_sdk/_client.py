@@ -303,8 +303,12 @@ class Client:
             data = _json_dumps(json).encode()
             all_headers.setdefault("Content-Type", "application/json")
         elif isinstance(data, (str, bytes)):  # (the content types aiohttp gives them)
-            all_headers.setdefault("Content-Type", "text/plain; charset=utf-8"
-                                   if isinstance(data, str) else "application/octet-stream")
+            all_headers.setdefault(
+                "Content-Type",
+                "text/plain; charset=utf-8"
+                if isinstance(data, str)
+                else "application/octet-stream",
+            )
             data = data.encode() if isinstance(data, str) else data
         resp: Response | None = None
         proxy = env_proxy(url)
@@ -319,11 +323,13 @@ class Client:
                 resp = None
         if resp is None:
             if running_loop() is None:
-                resp = await self._aiohttp_buffered(method, url, all_headers, data, timeout, proxy,
-                                                    where)
+                resp = await self._aiohttp_buffered(
+                    method, url, all_headers, data, timeout, proxy, where
+                )
             else:
-                resp = await _aiohttp_request(self._get_session(), method, url, all_headers, data,
-                                              timeout, proxy, where)
+                resp = await _aiohttp_request(
+                    self._get_session(), method, url, all_headers, data, timeout, proxy, where
+                )
         async with resp:
             if resp.status >= 400:
                 text = await resp.text(errors="replace")
@@ -332,8 +338,16 @@ class Client:
                 )
             yield resp
 
-    async def _aiohttp_buffered(self, method: str, url: URL, headers: dict[str, str], data: Any,
-                                timeout: Any, proxy: URL | None, where: URL) -> _Response:
+    async def _aiohttp_buffered(
+        self,
+        method: str,
+        url: URL,
+        headers: dict[str, str],
+        data: Any,
+        timeout: Any,
+        proxy: URL | None,
+        where: URL,
+    ) -> _Response:
         """aiohttp without a running loop: on a private one, until the answer is all read."""
         import asyncio
 
@@ -341,8 +355,9 @@ class Client:
 
         async def fetch() -> _Response:
             async with aiohttp.ClientSession(timeout=aiohttp_timeout(self._timeout)) as session:
-                resp = await _aiohttp_request(session, method, url, headers, data, timeout, proxy,
-                                              where)
+                resp = await _aiohttp_request(
+                    session, method, url, headers, data, timeout, proxy, where
+                )
                 async with resp:
                     body = await resp.read()
                 return _Response.buffered(url, resp.status, resp.reason, resp.headers, body)
@@ -405,14 +420,22 @@ def _json_dumps(obj: Any) -> str:
     return json.dumps(obj)  # as aiohttp's JsonPayload does
 
 
-async def _aiohttp_request(session: aiohttp.ClientSession, method: str, url: URL,
-                           headers: dict[str, str], data: Any, timeout: Any,
-                           proxy: URL | None, where: URL) -> aiohttp.ClientResponse:
+async def _aiohttp_request(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: URL,
+    headers: dict[str, str],
+    data: Any,
+    timeout: Any,
+    proxy: URL | None,
+    where: URL,
+) -> aiohttp.ClientResponse:
     import aiohttp
 
     try:
-        return await session.request(method, url, data=data, headers=headers,
-                                     timeout=aiohttp_timeout(timeout), proxy=proxy)
+        return await session.request(
+            method, url, data=data, headers=headers, timeout=aiohttp_timeout(timeout), proxy=proxy
+        )
     except aiohttp.ClientConnectionError as e:
         raise ServerUnreachable(
             f"Cannot reach the server at {_strip_query(where)}: {e}", str(where)

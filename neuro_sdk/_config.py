@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import os
 import stat
@@ -145,9 +146,15 @@ class Factory:
         if passed is not None:
             # inside a job started with pass_config: act as its owner (first: on a host runtime
             # the job may share a home, and a config, with other logins of its owner)
-            return Client(passed["url"], passed["token"], cluster_name=passed.get("cluster"),
-                          org_name=passed.get("org_name"), project_name=passed.get("project_name"),
-                          timeout=timeout, session=session)
+            return Client(
+                passed["url"],
+                passed["token"],
+                cluster_name=passed.get("cluster"),
+                org_name=passed.get("org_name"),
+                project_name=passed.get("project_name"),
+                timeout=timeout,
+                session=session,
+            )
         if self.config_file.exists():
             return self._client_from_login_config(timeout=timeout, session=session)
         if self.server_info_file.exists():
@@ -317,10 +324,8 @@ class Factory:
     async def logout(self) -> None:
         """Forget the login: delete ``config.json`` (and the config dir when left empty)."""
         self.config_file.unlink(missing_ok=True)
-        try:
+        with contextlib.suppress(OSError):
             self._path.rmdir()
-        except OSError:
-            pass
 
 
 async def get(

@@ -55,10 +55,17 @@ class Disks:
     @staticmethod
     def _disk(raw: Any) -> Disk:
         try:
-            return Disk(str(raw["id"]), int(raw["storage"]), int(raw.get("used_bytes") or 0),
-                        str(raw.get("owner", "")), str(raw.get("status", "")), raw.get("name"),
-                        parse_datetime(raw.get("created_at")), parse_datetime(raw.get("last_usage")),
-                        str(raw.get("cluster_name", "")))
+            return Disk(
+                str(raw["id"]),
+                int(raw["storage"]),
+                int(raw.get("used_bytes") or 0),
+                str(raw.get("owner", "")),
+                str(raw.get("status", "")),
+                raw.get("name"),
+                parse_datetime(raw.get("created_at")),
+                parse_datetime(raw.get("last_usage")),
+                str(raw.get("cluster_name", "")),
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise ProtocolError(f"disks: a bad disk {raw!r}") from e
 

@@ -534,16 +534,26 @@ class Jobs:
             return None
         wait = max(0.0, min(timeout, 30.0))
         return await self._get_status(
-            job.id, {"If-None-Match": known[1], "Prefer": f"wait={wait:g}"}, unchanged=job,
+            job.id,
+            {"If-None-Match": known[1], "Prefer": f"wait={wait:g}"},
+            unchanged=job,
             read_timeout=wait + 30.0,
         )
 
-    async def _get_status(self, id: str, headers: dict[str, str], *,
-                          unchanged: JobDescription | None = None,
-                          read_timeout: float | None = None) -> JobDescription:
+    async def _get_status(
+        self,
+        id: str,
+        headers: dict[str, str],
+        *,
+        unchanged: JobDescription | None = None,
+        read_timeout: float | None = None,
+    ) -> JobDescription:
         url = self._client.url / "jobs" / id
-        timeout = None if read_timeout is None else _Timeout(
-            total=None, sock_connect=30, sock_read=read_timeout)
+        timeout = (
+            None
+            if read_timeout is None
+            else _Timeout(total=None, sock_connect=30, sock_read=read_timeout)
+        )
         async with self._client._request("GET", url, headers=headers, timeout=timeout) as resp:
             etag = resp.headers.get("ETag")
             if resp.status == 304 and unchanged is not None:
@@ -574,8 +584,9 @@ class Jobs:
         """Extension: let ``user`` read, write or manage the job
         (``POST {API}/users/{user}/permissions``)."""
         body = [{"uri": f"job:{id}", "action": action}]
-        async with self._client._request("POST", self._client.url / "users" / user / "permissions",
-                                         json=body):
+        async with self._client._request(
+            "POST", self._client.url / "users" / user / "permissions", json=body
+        ):
             pass
 
     async def shares(self, id: str) -> builtins.list[tuple[str, str]]:
@@ -655,8 +666,9 @@ class Jobs:
         if offset < 0:
             raise ValueError(f"offset must not be negative: {offset}")
         return AsyncStream(
-            self._monitor(id, since=since, timestamps=timestamps, separator=separator,
-                          offset=offset)
+            self._monitor(
+                id, since=since, timestamps=timestamps, separator=separator, offset=offset
+            )
         )
 
     async def _monitor(
@@ -894,9 +906,7 @@ class Jobs:
             )
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
-                raise OSError(
-                    errno.EADDRINUSE, f"local port {local_port} is already in use"
-                ) from e
+                raise OSError(errno.EADDRINUSE, f"local port {local_port} is already in use") from e
             raise
         try:
             yield server.sockets[0].getsockname()[1]

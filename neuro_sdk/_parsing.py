@@ -226,9 +226,11 @@ def _runtime(data: Any) -> JobRuntime | None:
 def _life_span_signal(data: Any) -> LifeSpanSignal | None:
     if not isinstance(data, Mapping) or not data.get("signal"):
         return None
-    return LifeSpanSignal(signal=str(data["signal"]),
-                          seconds_before=float(data.get("seconds_before") or 60.0),
-                          sent=bool(data.get("sent", False)))
+    return LifeSpanSignal(
+        signal=str(data["signal"]),
+        seconds_before=float(data.get("seconds_before") or 60.0),
+        sent=bool(data.get("sent", False)),
+    )
 
 
 def _enum_or(enum_cls: Any, value: Any, default: Any) -> Any:
@@ -503,8 +505,10 @@ def start_request_body(
     if privileged:
         body["privileged"] = True
     if life_span_signal is not None:
-        body["life_span_signal"] = {"signal": life_span_signal.signal,
-                                    "seconds_before": float(life_span_signal.seconds_before)}
+        body["life_span_signal"] = {
+            "signal": life_span_signal.signal,
+            "seconds_before": float(life_span_signal.seconds_before),
+        }
     return body
 
 

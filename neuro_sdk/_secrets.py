@@ -34,8 +34,9 @@ class Secret:
     def uri(self) -> URL:
         """``secret://CLUSTER/ORG/PROJECT/KEY``, as job specs name it."""
         parts = [p for p in (self.org_name, self.project_name) if p]
-        return URL.build(scheme="secret", host=self.cluster_name,
-                         path="/" + "/".join([*parts, self.key]))
+        return URL.build(
+            scheme="secret", host=self.cluster_name, path="/" + "/".join([*parts, self.key])
+        )
 
 
 class Secrets:
@@ -56,8 +57,17 @@ class Secrets:
         if not isinstance(body, builtins.list):
             raise ProtocolError("GET secrets: expected a list")
         cluster = self._client.cluster_name or ""
-        return [Secret(str(s["key"]), str(s.get("owner", "")), s.get("org_name"),
-                       s.get("project_name"), cluster) for s in body if isinstance(s, dict)]
+        return [
+            Secret(
+                str(s["key"]),
+                str(s.get("owner", "")),
+                s.get("org_name"),
+                s.get("project_name"),
+                cluster,
+            )
+            for s in body
+            if isinstance(s, dict)
+        ]
 
     async def add(self, key: str, value: bytes) -> None:
         """Create the secret ``key`` or replace its value."""

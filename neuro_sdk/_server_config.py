@@ -133,10 +133,7 @@ def _decimal(value: Any) -> Decimal:
 
 
 def parse_preset(raw: Mapping[str, Any]) -> Preset:
-    if "memory" in raw:
-        memory = int(raw["memory"])
-    else:
-        memory = int(raw["memory_mb"]) * _MIB
+    memory = int(raw["memory"]) if "memory" in raw else int(raw["memory_mb"]) * _MIB
     nvidia, nvidia_model = _gpu(raw, "nvidia")
     if nvidia is None and raw.get("gpu") is not None:  # <= 24.4 names
         nvidia, nvidia_model = int(raw["gpu"]), raw.get("gpu_model")

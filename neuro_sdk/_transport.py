@@ -57,11 +57,17 @@ else:
         FIELDS = ("total", "connect", "sock_read", "sock_connect", "ceil_threshold")
         __slots__ = ("ceil_threshold", "connect", "sock_connect", "sock_read", "total")
 
-        def __init__(self, total: float | None = None, connect: float | None = None,
-                     sock_read: float | None = None, sock_connect: float | None = None,
-                     ceil_threshold: float = 5) -> None:
-            for name, value in zip(self.FIELDS, (total, connect, sock_read, sock_connect,
-                                                    ceil_threshold)):
+        def __init__(
+            self,
+            total: float | None = None,
+            connect: float | None = None,
+            sock_read: float | None = None,
+            sock_connect: float | None = None,
+            ceil_threshold: float = 5,
+        ) -> None:
+            for name, value in zip(
+                self.FIELDS, (total, connect, sock_read, sock_connect, ceil_threshold), strict=False
+            ):
                 object.__setattr__(self, name, value)
 
         def __setattr__(self, name: str, value: object) -> None:
@@ -79,8 +85,11 @@ else:
             return hash(self._fields())
 
         def __repr__(self) -> str:
-            return "ClientTimeout(" + ", ".join(
-                f"{name}={getattr(self, name)!r}" for name in self.FIELDS) + ")"
+            return (
+                "ClientTimeout("
+                + ", ".join(f"{name}={getattr(self, name)!r}" for name in self.FIELDS)
+                + ")"
+            )
 
 
 CHUNK = 2**16
@@ -140,8 +149,12 @@ def aiohttp_timeout(timeout: Any) -> Any:
 
     if isinstance(timeout, aiohttp.ClientTimeout):
         return timeout
-    return aiohttp.ClientTimeout(total=timeout.total, connect=timeout.connect,
-                                 sock_read=timeout.sock_read, sock_connect=timeout.sock_connect)
+    return aiohttp.ClientTimeout(
+        total=timeout.total,
+        connect=timeout.connect,
+        sock_read=timeout.sock_read,
+        sock_connect=timeout.sock_connect,
+    )
 
 
 # -- proxies --------------------------------------------------------------------------------
@@ -168,8 +181,11 @@ def _bypassed(host: str, no_proxy: str | None) -> bool:
     """urllib's proxy_bypass_environment, plus loopback (as Go, so docker and kubectl, do): the
     embedded server is never reached through a proxy."""
     host = host.lower().rstrip(".")
-    if host in ("localhost", "::1") or host.endswith(".localhost") or (
-            host.startswith("127.") and host.replace(".", "").isdigit()):
+    if (
+        host in ("localhost", "::1")
+        or host.endswith(".localhost")
+        or (host.startswith("127.") and host.replace(".", "").isdigit())
+    ):
         return True
     if not no_proxy:
         return False
@@ -296,8 +312,9 @@ class _Conn:
             except ssl.SSLWantReadError:
                 await self._flush(timeout)
                 if not (data := await self._recv_raw(timeout)):
-                    raise ConnectionResetError("the server closed the connection in the TLS "
-                                               "handshake") from None
+                    raise ConnectionResetError(
+                        "the server closed the connection in the TLS handshake"
+                    ) from None
                 self._tls_in.write(data)
         await self._flush(timeout)
 
@@ -355,8 +372,7 @@ async def _connect(loop: asyncio.AbstractEventLoop, host: str, port: int) -> soc
     import socket
 
     try:  # an IP address needs no lookup (and no thread of the loop's executor)
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_NUMERICHOST)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
     except socket.gaierror:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     error: OSError = OSError(f"no address for {host}")
@@ -385,8 +401,10 @@ async def _open(url: URL, deadline: _Deadline) -> _Conn:
     try:
         if loop is None:
             # (an ASCII host as bytes: a str goes through the idna codec, another import)
-            sock = socket.create_connection((host.encode("ascii"), port),  # type: ignore[arg-type]
-                                            timeout=timeout)
+            sock = socket.create_connection(
+                (host.encode("ascii"), port),  # type: ignore[arg-type]
+                timeout=timeout,
+            )
         else:
             import asyncio
 
@@ -444,8 +462,13 @@ if TYPE_CHECKING:  # (typing only: what the SDK's modules may use of a response)
 
         async def __aenter__(self) -> Any: ...
 
-        async def __aexit__(self, typ: type[BaseException] | None, value: BaseException | None,
-                            tb: types.TracebackType | None, /) -> Any: ...
+        async def __aexit__(
+            self,
+            typ: type[BaseException] | None,
+            value: BaseException | None,
+            tb: types.TracebackType | None,
+            /,
+        ) -> Any: ...
 
 
 class _Headers(dict[str, str]):
@@ -469,8 +492,14 @@ class _Headers(dict[str, str]):
 class _Response:
     """A response of the light transport; the body is read from the connection as asked."""
 
-    def __init__(self, transport: _Transport | None, key: tuple[Any, ...], conn: _Conn | None,
-                 url: URL, deadline: _Deadline) -> None:
+    def __init__(
+        self,
+        transport: _Transport | None,
+        key: tuple[Any, ...],
+        conn: _Conn | None,
+        url: URL,
+        deadline: _Deadline,
+    ) -> None:
         self._transport = transport
         self._key = key
         self._conn = conn
@@ -489,8 +518,9 @@ class _Response:
         self._body: bytes | None = None
 
     @classmethod
-    def buffered(cls, url: URL, status: int, reason: str | None,
-                 headers: Mapping[str, str], body: bytes) -> _Response:
+    def buffered(
+        cls, url: URL, status: int, reason: str | None, headers: Mapping[str, str], body: bytes
+    ) -> _Response:
         """A response whose body is all here (from aiohttp on a private loop)."""
         resp = cls(None, (), None, url, _Deadline(_Timeout()))
         resp.status, resp.reason, resp.headers, resp._body = status, reason, headers, body
@@ -530,8 +560,9 @@ class _Response:
             headers.add(name, value)
         self.headers = headers
         connection = headers.get("Connection", "").lower()
-        self._keep_alive = ("close" not in connection if self.version == (1, 1)
-                            else "keep-alive" in connection)
+        self._keep_alive = (
+            "close" not in connection if self.version == (1, 1) else "keep-alive" in connection
+        )
         coding = headers.get("Transfer-Encoding", "").lower()
         if method == "HEAD" or self.status < 200 or self.status in (204, 304):
             self._framing = "none"
@@ -727,8 +758,9 @@ def _decompressor(encoding: str, first: bytes) -> zlib._Decompress:
     if encoding in ("gzip", "x-gzip"):
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
     # deflate is meant to be zlib-wrapped; some servers send it raw (aiohttp accepts both)
-    return zlib.decompressobj(zlib.MAX_WBITS if first[:1] and first[0] & 0x0F == 8
-                              else -zlib.MAX_WBITS)
+    return zlib.decompressobj(
+        zlib.MAX_WBITS if first[:1] and first[0] & 0x0F == 8 else -zlib.MAX_WBITS
+    )
 
 
 # -- the transport --------------------------------------------------------------------------
@@ -777,8 +809,9 @@ class _Transport:
             conn.close()
         return None
 
-    async def request(self, method: str, url: URL, headers: dict[str, str],
-                      body: bytes | None, timeout: Any) -> _Response:
+    async def request(
+        self, method: str, url: URL, headers: dict[str, str], body: bytes | None, timeout: Any
+    ) -> _Response:
         """Send the request, read the status line and headers; the body is read later.
 
         Raises :class:`_ConnectError` when no answer came, :class:`_Redirect` for a redirect.

@@ -57,7 +57,7 @@ def decode_jwt_payload(token: str) -> dict[str, Any]:
     except (ValueError, UnicodeError) as e:
         raise ValueError(f"the token is not a JWT: {e}") from e
     if not isinstance(claims, dict):
-        raise ValueError("the token is not a JWT: claims are not an object")  # noqa: TRY004
+        raise ValueError("the token is not a JWT: claims are not an object")
     return claims
 
 

@@ -133,13 +133,23 @@ def _json_object(payload: bytes) -> dict[str, Any] | None:
 _MIB = 1 << 20
 
 
-def telemetry_frame(*, cpu: float, memory: int, timestamp: float,
-                    gpu_duty_cycle: int | None = None, gpu_memory: int | None = None) -> str:
+def telemetry_frame(
+    *,
+    cpu: float,
+    memory: int,
+    timestamp: float,
+    gpu_duty_cycle: int | None = None,
+    gpu_memory: int | None = None,
+) -> str:
     """One ``top`` text frame (protocol 4.3): ``cpu`` in cores, ``memory`` in MiB and, our
     extension, ``memory_bytes`` exactly; the GPU keys only when the job has a GPU's numbers
     (``gpu_memory`` in MiB, ``gpu_memory_bytes``)."""
-    frame: dict[str, Any] = {"cpu": round(cpu, 4), "memory": memory // _MIB,
-                             "memory_bytes": memory, "timestamp": timestamp}
+    frame: dict[str, Any] = {
+        "cpu": round(cpu, 4),
+        "memory": memory // _MIB,
+        "memory_bytes": memory,
+        "timestamp": timestamp,
+    }
     if gpu_duty_cycle is not None:
         frame["gpu_duty_cycle"] = gpu_duty_cycle
     if gpu_memory is not None:

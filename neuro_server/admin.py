@@ -67,10 +67,13 @@ def token_table(tokens: Sequence[TokenRecord]) -> list[str]:
     t = now()
     rows = [("JTI", "CREATED", "EXPIRES", "STATE", "NOTE")] + [
         (tok.jti, _when(tok.created_at), _when(tok.expires_at), token_state(tok, t), tok.note)
-        for tok in tokens]
+        for tok in tokens
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4]
-            for r in rows]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4]
+        for r in rows
+    ]
 
 
 def server_running(data_dir: Path) -> bool:
@@ -103,8 +106,9 @@ async def stop_jobs(config: ServerConfig, store: Store, jobs: Sequence[JobRecord
             store.set_kill_reason(job.id, REMOVED)
             if job.status == JobStatus.PENDING:
                 # a start under way in a running server sees the kill reason and stops it
-                store.set_status(job.id, JobStatus.CANCELLED, REMOVED,
-                                 "The job's owner was removed")
+                store.set_status(
+                    job.id, JobStatus.CANCELLED, REMOVED, "The job's owner was removed"
+                )
         running: list[tuple[Runtime, JobRecord]] = []
         for job in jobs:
             runtime: Runtime = process
@@ -143,5 +147,5 @@ async def _stop(config: ServerConfig, runtime: Runtime, job: JobRecord) -> None:
     await runtime.stop(job.id, grace=grace)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace + 5
-    while (await runtime.inspect(job.id)).state is State.RUNNING and loop.time() < deadline:
+    while (await runtime.inspect(job.id)).state is State.RUNNING and loop.time() < deadline:  # noqa: ASYNC110 - the runtime has no event to wait on
         await asyncio.sleep(0.05)

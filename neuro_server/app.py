@@ -59,12 +59,25 @@ class State:
         """Which runtime serves the jobs and why (our extension of /config), and whether it
         keeps users apart (``users``, ``ports``: the process runtime)."""
         info, can = self.runtime.info(), self.runtime.capabilities
-        volumes = (f"unavailable: {can.mounts}" if can.mounts else info.volumes or (
-                   "bound into the job's container" if can.runs_images else
-                   "placed in a mount namespace of the job's own"))
-        return {"name": info.name, "image_used": can.runs_images, "limits": info.limits,
-                "note": info.note, "reason": self.runtime_reason, "volumes": volumes,
-                **(self.users.describe() if self.users is not None else {})}
+        volumes = (
+            f"unavailable: {can.mounts}"
+            if can.mounts
+            else info.volumes
+            or (
+                "bound into the job's container"
+                if can.runs_images
+                else "placed in a mount namespace of the job's own"
+            )
+        )
+        return {
+            "name": info.name,
+            "image_used": can.runs_images,
+            "limits": info.limits,
+            "note": info.note,
+            "reason": self.runtime_reason,
+            "volumes": volumes,
+            **(self.users.describe() if self.users is not None else {}),
+        }
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -102,8 +115,8 @@ async def _head_has_no_body(request: web.Request, response: web.StreamResponse) 
     """aiohttp leaves the body out of a HEAD answer for a plain Response, not for a streamed
     one: its bytes would be read as the next answer on the connection (a job's log could
     forge one).  Drop them."""
-    if request.method == "HEAD" and not isinstance(response, (web.Response,
-                                                              web.WebSocketResponse)):
+    if request.method == "HEAD" and not isinstance(response, (web.Response, web.WebSocketResponse)):
+
         async def discard(data: bytes | bytearray | memoryview) -> None:
             return None
 
@@ -124,7 +137,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = {}
         if isinstance(e, web.HTTPMethodNotAllowed):
             allowed = ", ".join(sorted(e.allowed_methods))
-            message = f"method {request.method} is not allowed on {request.path} (allowed: {allowed})"
+            message = (
+                f"method {request.method} is not allowed on {request.path} (allowed: {allowed})"
+            )
             headers["Allow"] = allowed
         raise error_response(type(e), message, headers=headers) from None
     except ConnectionError:
@@ -140,7 +155,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise error_response(
                 web.HTTPInsufficientStorage,
                 f"the server's disk is full ({describe(e)}): the request could not be "
-                "completed; try again once space is freed on the server") from None
+                "completed; try again once space is freed on the server",
+            ) from None
         log.exception("unhandled error on %s %s", request.method, request.path)
         raise error_response(web.HTTPInternalServerError, "internal server error") from None
 
@@ -173,12 +189,24 @@ def base_url(request: web.Request) -> str:
 
 async def get_config(request: web.Request) -> web.Response:
     state: State = request.app[STATE]
-    return web.json_response(server_config_json(state.config, base_url(request), request[USER],
-                                                state.runtime_info(), state.runtime.capacity()))
+    return web.json_response(
+        server_config_json(
+            state.config,
+            base_url(request),
+            request[USER],
+            state.runtime_info(),
+            state.runtime.capacity(),
+        )
+    )
 
 
-def make_app(config: ServerConfig, store: Store, runtime: Runtime,
-             runtime_reason: str = "", users: JobUsers | None = None) -> web.Application:
+def make_app(
+    config: ServerConfig,
+    store: Store,
+    runtime: Runtime,
+    runtime_reason: str = "",
+    users: JobUsers | None = None,
+) -> web.Application:
     """``users``: who jobs run as (default: as jobusers.py says for this server's user)."""
     app = web.Application(
         middlewares=[error_middleware, auth_middleware], client_max_size=config.max_body_bytes
@@ -189,8 +217,9 @@ def make_app(config: ServerConfig, store: Store, runtime: Runtime,
     auth = Authenticator(store, load_secret(config.data_dir))
     if users is None:
         users = JobUsers(config, store, host_users=runtime.capabilities.host_users)
-    app[STATE] = State(config, store, runtime, scheduler, auth, runtime_reason=runtime_reason,
-                       users=users)
+    app[STATE] = State(
+        config, store, runtime, scheduler, auth, runtime_reason=runtime_reason, users=users
+    )
     scheduler.issue_token = auth.issue
     scheduler.users = users
     r = app.router
@@ -240,11 +269,13 @@ def make_app(config: ServerConfig, store: Store, runtime: Runtime,
     async def on_cleanup(app: web.Application) -> None:
         await scheduler.close()
         assert users is not None
-        await users.close(idle=not any(
-            users.apart(j.owner) for j in store.jobs_with_status(("running", "suspended"))))
+        await users.close(
+            idle=not any(
+                users.apart(j.owner) for j in store.jobs_with_status(("running", "suspended"))
+            )
+        )
         store.close()
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
     return app
-

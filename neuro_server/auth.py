@@ -98,15 +98,19 @@ class Authenticator:
         if cached is not None:
             return cached
         try:
-            raw = jwt.decode(token, self._secret, algorithms=[ALGORITHM],
-                             options={"verify_exp": verify_exp})
+            raw = jwt.decode(
+                token, self._secret, algorithms=[ALGORITHM], options={"verify_exp": verify_exp}
+            )
         except jwt.ExpiredSignatureError:
             raise AuthError("token expired") from None
         except jwt.PyJWTError:
             raise AuthError("invalid token") from None
         jti, identity, exp = raw.get("jti"), raw.get("identity"), raw.get("exp")
-        if not isinstance(jti, str) or not isinstance(identity, str) or (
-                exp is not None and (isinstance(exp, bool) or not isinstance(exp, (int, float)))):
+        if (
+            not isinstance(jti, str)
+            or not isinstance(identity, str)
+            or (exp is not None and (isinstance(exp, bool) or not isinstance(exp, (int, float))))
+        ):
             raise AuthError("invalid token")
         claims = Claims(identity, jti, None if exp is None else float(exp))
         if len(self._claims) > 10_000:

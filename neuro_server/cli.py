@@ -29,11 +29,16 @@ def default_data_dir() -> Path:
 
 
 data_dir_option = click.option(
-    "--data-dir", type=click.Path(path_type=Path), default=None,
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
     help="Where the database, secrets and job output live [default: ~/.neuro/server].",
 )
 config_option = click.option(
-    "--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
     help="Server config file (TOML) [default: DATA_DIR/server.toml].",
 )
 
@@ -81,18 +86,45 @@ def main() -> None:
 @config_option
 @click.option("--host", default=None, help="Address to listen on [default: 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port to listen on (0: any free port).")
-@click.option("--runtime", type=click.Choice(["auto", *registry.names()]), default=None,
-              help="How jobs run: docker (Docker/Podman), process, or auto [default: auto].")
-@click.option("--docker-host", default=None,
-              help="Docker Engine API of the docker runtime (unix:///path or tcp://host:port).")
-@click.option("--embedded", is_flag=True, hidden=True,
-              help="Run as the CLI's local server: create the local user and publish server.json.")
-def serve(data_dir: Path | None, config_file: Path | None, host: str | None, port: int | None,
-          runtime: str | None, docker_host: str | None, embedded: bool) -> None:
+@click.option(
+    "--runtime",
+    type=click.Choice(["auto", *registry.names()]),
+    default=None,
+    help="How jobs run: docker (Docker/Podman), process, or auto [default: auto].",
+)
+@click.option(
+    "--docker-host",
+    default=None,
+    help="Docker Engine API of the docker runtime (unix:///path or tcp://host:port).",
+)
+@click.option(
+    "--embedded",
+    is_flag=True,
+    hidden=True,
+    help="Run as the CLI's local server: create the local user and publish server.json.",
+)
+def serve(
+    data_dir: Path | None,
+    config_file: Path | None,
+    host: str | None,
+    port: int | None,
+    runtime: str | None,
+    docker_host: str | None,
+    embedded: bool,
+) -> None:
     """Run the server until SIGTERM or Ctrl-C"""
-    config = _load(data_dir, config_file, host=host, port=port, runtime=runtime,
-                   docker_host=docker_host, embedded=embedded)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = _load(
+        data_dir,
+        config_file,
+        host=host,
+        port=port,
+        runtime=runtime,
+        docker_host=docker_host,
+        embedded=embedded,
+    )
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     try:
         asyncio.run(_serve(config))
@@ -144,11 +176,14 @@ async def _serve(config: ServerConfig) -> None:
         ingress = Ingress(app[STATE], config.host, port, config.http_domain)
         return await ingress.start()
 
-    await _on_last_port(start_ingress, config.http_port,
-                        config.data_dir / "http_port" if config.embedded else None)
+    await _on_last_port(
+        start_ingress, config.http_port, config.data_dir / "http_port" if config.embedded else None
+    )
     assert ingress is not None
     app[STATE].ingress = ingress
-    logging.info("listening on %s (runtime %s: %s)", base, runtime.info().name, choice.reason)
+    logging.getLogger("neuro_server").info(
+        "listening on %s (runtime %s: %s)", base, runtime.info().name, choice.reason
+    )
     info_path = config.data_dir / SERVER_INFO_FILE
     if config.embedded:
         user = getpass.getuser()
@@ -160,18 +195,24 @@ async def _serve(config: ServerConfig) -> None:
             token = token_file.read_text().strip()
             try:
                 state.auth.verify(token)
-            except Exception:
+            except Exception:  # noqa: BLE001 - any bad token: mint a new one
                 token = None
         if token is None:
             token = state.auth.issue(user, note="embedded")
             write_private(token_file, token)
-        write_private(info_path, server_info_json(ServerInfo(
-            url=f"{base}/api/v1",
-            pid=os.getpid(),
-            token_file=str(token_file),
-            server_config=server_config_json(config, base, user, app[STATE].runtime_info(),
-                                             runtime.capacity()),
-        )))
+        write_private(
+            info_path,
+            server_info_json(
+                ServerInfo(
+                    url=f"{base}/api/v1",
+                    pid=os.getpid(),
+                    token_file=str(token_file),
+                    server_config=server_config_json(
+                        config, base, user, app[STATE].runtime_info(), runtime.capacity()
+                    ),
+                )
+            ),
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -198,7 +239,7 @@ async def _on_last_port(start: Any, configured: int, remember: Path | None) -> i
     port = configured
     if remember is not None and configured == 0:
         try:
-            port = int(remember.read_text())
+            port = int(remember.read_text())  # noqa: ASYNC240 - at start-up, before serving
         except (OSError, ValueError):
             port = 0
     try:
@@ -224,8 +265,13 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 
 expires_option = click.option(
-    "--expires", "expires_in", metavar="DURATION", callback=_duration, default=None,
-    help="The token stops working after this long, e.g. 30d, 12h, 1w2d [default: never].")
+    "--expires",
+    "expires_in",
+    metavar="DURATION",
+    callback=_duration,
+    default=None,
+    help="The token stops working after this long, e.g. 30d, 12h, 1w2d [default: never].",
+)
 
 
 @main.command("add-user")
@@ -233,13 +279,16 @@ expires_option = click.option(
 @config_option
 @expires_option
 @click.argument("name")
-def add_user(data_dir: Path | None, config_file: Path | None, expires_in: float | None,
-             name: str) -> None:
+def add_user(
+    data_dir: Path | None, config_file: Path | None, expires_in: float | None, name: str
+) -> None:
     """Add a user and print a token for them"""
     from .validation import NAME_RE
 
     if not (1 <= len(name) <= 64) or not NAME_RE.fullmatch(name):
-        raise click.ClickException(f"invalid user name {name!r}: lower-case letters, digits and dashes")
+        raise click.ClickException(
+            f"invalid user name {name!r}: lower-case letters, digits and dashes"
+        )
     config = _load(data_dir, config_file)
     _print_token(config, name, create=True, expires_in=expires_in, note="add-user")
 
@@ -249,15 +298,18 @@ def add_user(data_dir: Path | None, config_file: Path | None, expires_in: float 
 @config_option
 @expires_option
 @click.argument("name")
-def token(data_dir: Path | None, config_file: Path | None, expires_in: float | None,
-          name: str) -> None:
+def token(
+    data_dir: Path | None, config_file: Path | None, expires_in: float | None, name: str
+) -> None:
     """Print a new token for an existing user"""
-    _print_token(_load(data_dir, config_file), name, create=False, expires_in=expires_in,
-                 note="token")
+    _print_token(
+        _load(data_dir, config_file), name, create=False, expires_in=expires_in, note="token"
+    )
 
 
-def _print_token(config: ServerConfig, name: str, *, create: bool, expires_in: float | None,
-                 note: str) -> None:
+def _print_token(
+    config: ServerConfig, name: str, *, create: bool, expires_in: float | None, note: str
+) -> None:
     from .auth import Authenticator, load_secret
 
     with _store(config) as store:
@@ -265,8 +317,11 @@ def _print_token(config: ServerConfig, name: str, *, create: bool, expires_in: f
             store.add_user(name)
         else:
             _require_user(store, name)
-        click.echo(Authenticator(store, load_secret(config.data_dir)).issue(
-            name, expires_in=expires_in, note=note))
+        click.echo(
+            Authenticator(store, load_secret(config.data_dir)).issue(
+                name, expires_in=expires_in, note=note
+            )
+        )
 
 
 @contextlib.contextmanager
@@ -282,7 +337,9 @@ def _store(config: ServerConfig) -> Iterator[Store]:
 
 def _require_user(store: Store, name: str) -> None:
     if not store.user_exists(name):
-        raise click.ClickException(f"no such user: {name} (add it with: neuro-server add-user {name})")
+        raise click.ClickException(
+            f"no such user: {name} (add it with: neuro-server add-user {name})"
+        )
 
 
 @main.command()
@@ -316,11 +373,15 @@ def revoke_token(data_dir: Path | None, config_file: Path | None, token_or_jti: 
     with _store(config) as store:
         if looks_like_jwt(arg):
             try:
-                jti = Authenticator(store, load_secret(config.data_dir)).claims(
-                    arg, verify_exp=False).jti
+                jti = (
+                    Authenticator(store, load_secret(config.data_dir))
+                    .claims(arg, verify_exp=False)
+                    .jti
+                )
             except AuthError:
                 raise click.ClickException(
-                    "not a token of this server (its signature does not verify)") from None
+                    "not a token of this server (its signature does not verify)"
+                ) from None
         elif valid_jti(arg):
             jti = arg
         else:
@@ -356,12 +417,15 @@ def remove_user(data_dir: Path | None, config_file: Path | None, name: str) -> N
         store.remove_user(name)
         click.echo(f"Removed user {name}: {live} tokens revoked, {secrets} secrets deleted")
         if active:
-            click.echo(f"Killing {len(active)} active jobs of {name}: "
-                       + ", ".join(j.id for j in active))
+            click.echo(
+                f"Killing {len(active)} active jobs of {name}: " + ", ".join(j.id for j in active)
+            )
             asyncio.run(stop_jobs(config, store, active))
             if not server_running(config.data_dir):
-                click.echo("No server runs on this data dir: it records them as cancelled "
-                           "when it next starts")
+                click.echo(
+                    "No server runs on this data dir: it records them as cancelled "
+                    "when it next starts"
+                )
     storage = config.data_dir / "storage" / name
     if storage.exists():
         click.echo(f"Kept: {name}'s storage in {storage} (delete it yourself if unwanted)")

@@ -49,8 +49,18 @@ from pathlib import Path
 from typing import Any
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$")
-_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
-          "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "m": 1000**2,
+    "g": 1000**3,
+    "t": 1000**4,
+    "ki": 1024,
+    "mi": 1024**2,
+    "gi": 1024**3,
+    "ti": 1024**4,
+}
 
 
 class ConfigError(Exception):
@@ -125,8 +135,9 @@ def parse_uid_range(value: object) -> tuple[int, int] | None:
         return None
     m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", value) if isinstance(value, str) else None
     if m is None:
-        raise ConfigError(f"invalid job_uids {value!r}: FIRST-LAST, e.g. \"1000000-1999999\", "
-                          "or \"off\"")
+        raise ConfigError(
+            f'invalid job_uids {value!r}: FIRST-LAST, e.g. "1000000-1999999", or "off"'
+        )
     first, last = int(m.group(1)), int(m.group(2))
     if not 0 < first <= last <= MAX_UID:
         raise ConfigError(f"invalid job_uids {value!r}: 1 <= FIRST <= LAST <= {MAX_UID}")
@@ -217,8 +228,17 @@ def load_config(data_dir: Path, config_file: Path | None = None, **overrides: An
         raise ConfigError(f"config file not found: {path}")
     kw: dict[str, Any] = {"data_dir": data_dir}
     server = raw.get("server", {})
-    for key in ("host", "cluster_name", "org_name", "project_name", "runtime", "docker_host",
-                "http_domain", "port_connect", "network"):
+    for key in (
+        "host",
+        "cluster_name",
+        "org_name",
+        "project_name",
+        "runtime",
+        "docker_host",
+        "http_domain",
+        "port_connect",
+        "network",
+    ):
         if key in server:
             kw[key] = str(server[key])
     for key in ("port", "max_running_jobs", "http_port"):

@@ -10,6 +10,7 @@ owner could read or replace what the server keeps there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import stat
@@ -18,8 +19,20 @@ from pathlib import Path
 UMASK = 0o077
 
 #: files the server and the admin commands keep at the top of the data dir
-FILES = ("neuro.db", "neuro.db-wal", "neuro.db-shm", "neuro.db-journal", "secret", "token",
-         "server.json", "port", "http_port", "server.log", "server.lock", "start.lock")
+FILES = (
+    "neuro.db",
+    "neuro.db-wal",
+    "neuro.db-shm",
+    "neuro.db-journal",
+    "secret",
+    "token",
+    "server.json",
+    "port",
+    "http_port",
+    "server.log",
+    "server.lock",
+    "start.lock",
+)
 #: directories below it (each user's storage, the jobs' files, disks)
 DIRS = ("storage", "jobs", "disks")
 
@@ -45,8 +58,10 @@ def _tighten(path: Path, mode: int, changed: list[str]) -> None:
     if stat.S_ISLNK(st.st_mode):
         return
     if st.st_uid != os.geteuid():
-        raise DataDirError(f"{path} belongs to {_who(st.st_uid)}, not to this server's user "
-                           f"{_who(os.geteuid())}: chown it, or use another --data-dir")
+        raise DataDirError(
+            f"{path} belongs to {_who(st.st_uid)}, not to this server's user "
+            f"{_who(os.geteuid())}: chown it, or use another --data-dir"
+        )
     if st.st_mode & 0o077:
         os.chmod(path, mode)
         changed.append(f"{path.name or path} {stat.S_IMODE(st.st_mode):04o} -> {mode:04o}")
@@ -66,9 +81,12 @@ def secure(data_dir: Path) -> list[str]:
     for name in FILES:
         _tighten(data_dir / name, 0o600, changed)
     # SQLite makes the -wal and -shm files with the mode of the database: make it 0600 first
-    try:
-        os.close(os.open(data_dir / "neuro.db", os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                         | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
-    except FileExistsError:
-        pass
+    with contextlib.suppress(FileExistsError):
+        os.close(
+            os.open(
+                data_dir / "neuro.db",
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+            )
+        )
     return changed

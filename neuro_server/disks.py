@@ -65,8 +65,12 @@ async def create_image(data_dir: Path, disk_id: str, size: int) -> None:
     def mkfs() -> subprocess.CompletedProcess[str]:
         with open(path, "wb") as f:
             f.truncate(size)  # sparse: takes space only as it fills
-        return subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0",
-                               str(path)], capture_output=True, text=True, check=False)
+        return subprocess.run(
+            ["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
 
     r = await asyncio.to_thread(mkfs)
     if r.returncode != 0:
@@ -108,8 +112,12 @@ def _give_root(mnt: Path, owner: tuple[int, int]) -> None:
 async def _mount(data_dir: Path, disk_id: str, mnt: Path) -> None:
 
     def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["mount", "-o", "loop,nosuid,nodev", str(image(data_dir, disk_id)),
-                               str(mnt)], capture_output=True, text=True, check=False)
+        return subprocess.run(
+            ["mount", "-o", "loop,nosuid,nodev", str(image(data_dir, disk_id)), str(mnt)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
 
     r = await asyncio.to_thread(run)
     if r.returncode != 0:

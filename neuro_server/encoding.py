@@ -50,8 +50,10 @@ def decode(text: str) -> JobRequest:
         return _from_v1(data)
     if version == 2:
         return from_json(data)
-    raise EncodingError(f"a job's request of encoding version {version!r} (this server "
-                        f"reads 1 to {VERSION}): written by a newer server?")
+    raise EncodingError(
+        f"a job's request of encoding version {version!r} (this server "
+        f"reads 1 to {VERSION}): written by a newer server?"
+    )
 
 
 # -- version 2 ---------------------------------------------------------------------------------
@@ -62,8 +64,13 @@ def to_json(r: JobRequest) -> dict[str, Any]:
         "v": VERSION,
         "container": {
             "image": c.image,
-            "resources": {"cpu": res.cpu, "memory": res.memory, "shm": res.shm,
-                          "nvidia_gpu": res.nvidia_gpu, "nvidia_gpu_model": res.nvidia_gpu_model},
+            "resources": {
+                "cpu": res.cpu,
+                "memory": res.memory,
+                "shm": res.shm,
+                "nvidia_gpu": res.nvidia_gpu,
+                "nvidia_gpu_model": res.nvidia_gpu_model,
+            },
             "argv": list(c.argv),
             "entrypoint": c.entrypoint,
             "command": c.command,
@@ -71,13 +78,21 @@ def to_json(r: JobRequest) -> dict[str, Any]:
             "env": dict(c.env),
             "secret_env": {var: _ref(s) for var, s in c.secret_env.items()},
             "tty": c.tty,
-            "http": None if c.http is None else {
-                "port": c.http.port, "requires_auth": c.http.requires_auth,
-                "health_check_path": c.http.health_check_path},
-            "volumes": [{"uri": v.uri, "dst": v.dst, "read_only": v.read_only, "path": v.path}
-                        for v in c.volumes],
-            "disk_volumes": [{"ref": d.ref, "uri": d.uri, "dst": d.dst,
-                              "read_only": d.read_only, "id": d.id} for d in c.disk_volumes],
+            "http": None
+            if c.http is None
+            else {
+                "port": c.http.port,
+                "requires_auth": c.http.requires_auth,
+                "health_check_path": c.http.health_check_path,
+            },
+            "volumes": [
+                {"uri": v.uri, "dst": v.dst, "read_only": v.read_only, "path": v.path}
+                for v in c.volumes
+            ],
+            "disk_volumes": [
+                {"ref": d.ref, "uri": d.uri, "dst": d.dst, "read_only": d.read_only, "id": d.id}
+                for d in c.disk_volumes
+            ],
             "secret_files": [{"path": f.path, "secret": _ref(f.secret)} for f in c.secret_files],
         },
         "cluster_name": r.cluster_name,
@@ -87,9 +102,13 @@ def to_json(r: JobRequest) -> dict[str, Any]:
         "description": r.description,
         "restart_policy": r.restart_policy.value,
         "priority": r.priority.value,
-        "life_span_signal": None if r.life_span_signal is None else {
-            "signal": r.life_span_signal.signal, "signum": r.life_span_signal.signum,
-            "seconds_before": r.life_span_signal.seconds_before},
+        "life_span_signal": None
+        if r.life_span_signal is None
+        else {
+            "signal": r.life_span_signal.signal,
+            "signum": r.life_span_signal.signum,
+            "seconds_before": r.life_span_signal.seconds_before,
+        },
         "privileged": r.privileged,
         "pass_config": r.pass_config,
         "scheduler_enabled": r.scheduler_enabled,
@@ -111,27 +130,41 @@ def from_json(d: Mapping[str, Any]) -> JobRequest:
     return JobRequest(
         container=Container(
             image=c["image"],
-            resources=Resources(cpu=float(res["cpu"]), memory=int(res["memory"]),
-                                shm=bool(res.get("shm")), nvidia_gpu=int(res.get("nvidia_gpu") or 0),
-                                nvidia_gpu_model=res.get("nvidia_gpu_model")),
+            resources=Resources(
+                cpu=float(res["cpu"]),
+                memory=int(res["memory"]),
+                shm=bool(res.get("shm")),
+                nvidia_gpu=int(res.get("nvidia_gpu") or 0),
+                nvidia_gpu_model=res.get("nvidia_gpu_model"),
+            ),
             argv=tuple(c.get("argv") or ()),
             entrypoint=c.get("entrypoint"),
             command=c.get("command"),
             working_dir=c.get("working_dir"),
             env=dict(c.get("env") or {}),
-            secret_env={var: SecretRef(s["key"], s["uri"])
-                        for var, s in (c.get("secret_env") or {}).items()},
+            secret_env={
+                var: SecretRef(s["key"], s["uri"]) for var, s in (c.get("secret_env") or {}).items()
+            },
             tty=bool(c.get("tty")),
-            http=None if not http else HttpPort(
-                int(http["port"]), bool(http.get("requires_auth")),
-                http.get("health_check_path") or "/"),
-            volumes=tuple(StorageVolume(v["uri"], v["dst"], bool(v.get("read_only")), v.get("path"))
-                          for v in c.get("volumes") or ()),
-            disk_volumes=tuple(DiskVolume(v["ref"], v["uri"], v["dst"], bool(v.get("read_only")),
-                                          v.get("id")) for v in c.get("disk_volumes") or ()),
-            secret_files=tuple(SecretFile(f["path"], SecretRef(f["secret"]["key"],
-                                                               f["secret"]["uri"]))
-                               for f in c.get("secret_files") or ()),
+            http=None
+            if not http
+            else HttpPort(
+                int(http["port"]),
+                bool(http.get("requires_auth")),
+                http.get("health_check_path") or "/",
+            ),
+            volumes=tuple(
+                StorageVolume(v["uri"], v["dst"], bool(v.get("read_only")), v.get("path"))
+                for v in c.get("volumes") or ()
+            ),
+            disk_volumes=tuple(
+                DiskVolume(v["ref"], v["uri"], v["dst"], bool(v.get("read_only")), v.get("id"))
+                for v in c.get("disk_volumes") or ()
+            ),
+            secret_files=tuple(
+                SecretFile(f["path"], SecretRef(f["secret"]["key"], f["secret"]["uri"]))
+                for f in c.get("secret_files") or ()
+            ),
         ),
         cluster_name=d["cluster_name"],
         org_name=d["org_name"],
@@ -165,27 +198,42 @@ def _from_v1(s: Mapping[str, Any]) -> JobRequest:
     return JobRequest(
         container=Container(
             image=s.get("image") or "",
-            resources=Resources(cpu=float(res.get("cpu", 0)), memory=int(res.get("memory", 0)),
-                                shm=bool(res.get("shm")), nvidia_gpu=int(res.get("nvidia_gpu") or 0),
-                                nvidia_gpu_model=res.get("nvidia_gpu_model")),
+            resources=Resources(
+                cpu=float(res.get("cpu", 0)),
+                memory=int(res.get("memory", 0)),
+                shm=bool(res.get("shm")),
+                nvidia_gpu=int(res.get("nvidia_gpu") or 0),
+                nvidia_gpu_model=res.get("nvidia_gpu_model"),
+            ),
             argv=tuple(s.get("argv") or ()),
             entrypoint=s.get("entrypoint"),
             command=s.get("command"),
             working_dir=s.get("working_dir"),
             env=dict(s.get("env") or {}),
-            secret_env={var: SecretRef(key, uris.get(var) or f"secret:{key}")
-                        for var, key in (s.get("secret_env") or {}).items()},
+            secret_env={
+                var: SecretRef(key, uris.get(var) or f"secret:{key}")
+                for var, key in (s.get("secret_env") or {}).items()
+            },
             tty=bool(s.get("tty")),
-            http=None if not http else HttpPort(
-                int(http["port"]), bool(http.get("requires_auth")),
-                http.get("health_check_path") or "/"),
-            volumes=tuple(StorageVolume(v["uri"], v["dst"], bool(v.get("read_only")), v.get("path"))
-                          for v in s.get("storage_volumes") or ()),
-            disk_volumes=tuple(DiskVolume(v["ref"], v["uri"], v["dst"], bool(v.get("read_only")),
-                                          v.get("id")) for v in s.get("disk_volumes") or ()),
-            secret_files=tuple(SecretFile(f["path"], SecretRef(f["key"],
-                                                               f.get("uri") or f"secret:{f['key']}"))
-                               for f in s.get("secret_files") or ()),
+            http=None
+            if not http
+            else HttpPort(
+                int(http["port"]),
+                bool(http.get("requires_auth")),
+                http.get("health_check_path") or "/",
+            ),
+            volumes=tuple(
+                StorageVolume(v["uri"], v["dst"], bool(v.get("read_only")), v.get("path"))
+                for v in s.get("storage_volumes") or ()
+            ),
+            disk_volumes=tuple(
+                DiskVolume(v["ref"], v["uri"], v["dst"], bool(v.get("read_only")), v.get("id"))
+                for v in s.get("disk_volumes") or ()
+            ),
+            secret_files=tuple(
+                SecretFile(f["path"], SecretRef(f["key"], f.get("uri") or f"secret:{f['key']}"))
+                for f in s.get("secret_files") or ()
+            ),
         ),
         cluster_name=s.get("cluster_name") or "",
         org_name=s.get("org_name") or "",

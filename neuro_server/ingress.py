@@ -57,8 +57,16 @@ MAX_PIPELINED = 32  # requests sent on to the job and not answered yet, per conn
 
 
 class Ingress:
-    def __init__(self, state: Any, host: str, port: int, domain: str, *,
-                 session_ttl: float = SESSION_TTL, secret: bytes | None = None) -> None:
+    def __init__(
+        self,
+        state: Any,
+        host: str,
+        port: int,
+        domain: str,
+        *,
+        session_ttl: float = SESSION_TTL,
+        secret: bytes | None = None,
+    ) -> None:
         self.state = state
         if secret is None:
             secret = load_secret(state.config.data_dir)
@@ -71,8 +79,9 @@ class Ingress:
         self._conns: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port,
-                                                  limit=MAX_HEAD)
+        self._server = await asyncio.start_server(
+            self._handle, self.host, self.port, limit=MAX_HEAD
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
@@ -131,8 +140,9 @@ class Ingress:
         if job is None:
             return _Local(404, f"No job serves HTTP at {req.host or 'this address'}")
         if conn.job_id is not None and job.id != conn.job_id:
-            return _Local(421, f"This connection is to job {conn.job_id}, not {job.id}: "
-                               "open another one")
+            return _Local(
+                421, f"This connection is to job {conn.job_id}, not {job.id}: open another one"
+            )
         http = job.spec.container.http
         if http is None:
             return _Local(404, f"Job {job.id} serves no HTTP port (run it with --http-port)")
@@ -141,9 +151,12 @@ class Ingress:
         if http.requires_auth:
             user = self._user(req, job.id)
             if user is None:
-                return _Local(401, "This job requires you to log in: open it with "
-                                   f"`neuro job browse {job.name or job.id}`, or send "
-                                   "Authorization: Bearer TOKEN")
+                return _Local(
+                    401,
+                    "This job requires you to log in: open it with "
+                    f"`neuro job browse {job.name or job.id}`, or send "
+                    "Authorization: Bearer TOKEN",
+                )
             if not self._may_read(job, user):
                 return _Local(403, f"{user} has no access to job {job.id}")
         if job.status != "running":
@@ -165,17 +178,20 @@ class Ingress:
         for name, value in req.fields:
             low = name.lower()
             if low in ("content-length", "transfer-encoding"):  # one, in one spelling
-                value = "" if framed else ("chunked" if req.body.chunked else
-                                           str(req.body.length))
+                value = "" if framed else ("chunked" if req.body.chunked else str(req.body.length))
                 framed = True
             elif low == "cookie":
                 value = _without_cookie(value)
             elif (low == "authorization" and self._ours(value)) or (
-                    not req.websocket and low in ("upgrade", "http2-settings")):
+                not req.websocket and low in ("upgrade", "http2-settings")
+            ):
                 continue
             elif not req.websocket and low == "connection":
-                value = ", ".join(t for t in (t.strip() for t in value.split(","))
-                                  if t and t.lower() not in ("upgrade", "http2-settings"))
+                value = ", ".join(
+                    t
+                    for t in (t.strip() for t in value.split(","))
+                    if t and t.lower() not in ("upgrade", "http2-settings")
+                )
             if value:
                 fields.append((name, value))
         return serialize(f"{req.method} {req.target} HTTP/1.{req.minor}", fields)
@@ -218,10 +234,15 @@ class Ingress:
         code = (parse_qs(urlsplit(target).query).get("code") or [""])[0]
         entry = self._codes.pop(code, None)
         if entry is None or entry[2] < time.monotonic() or entry[1] != job.id:
-            return _Local(403, "This login link is not valid (any more): run "
-                               f"`neuro job browse {job.name or job.id}` again")
-        cookie = (f"{COOKIE}={self.sessions.issue(entry[0], job.id)}; Path=/; "
-                  f"Max-Age={int(self.sessions.ttl)}; HttpOnly; SameSite=Lax")
+            return _Local(
+                403,
+                "This login link is not valid (any more): run "
+                f"`neuro job browse {job.name or job.id}` again",
+            )
+        cookie = (
+            f"{COOKIE}={self.sessions.issue(entry[0], job.id)}; Path=/; "
+            f"Max-Age={int(self.sessions.ttl)}; HttpOnly; SameSite=Lax"
+        )
         return _Local(302, "", (("Location", "/"), ("Set-Cookie", cookie)))
 
 
@@ -249,8 +270,9 @@ class _Connection:
     the ingress's own answer if any).  The request pump queues what the response pump owes
     before it sends the request on, so the response pump always knows what comes next."""
 
-    def __init__(self, ingress: Ingress, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, ingress: Ingress, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.ingress = ingress
         self.client = Reader(reader)
         self.client_w = writer
@@ -370,8 +392,11 @@ class _Connection:
                     await _reply(self.client_w, 502, f"Job {self.job_id}: {e}")
                 return False
             self.answering = True
-            self.client_w.write(serialize(resp.status_line, [
-                (k, v) for k, v in resp.fields if not _sets_our_cookie(k, v)]))
+            self.client_w.write(
+                serialize(
+                    resp.status_line, [(k, v) for k, v in resp.fields if not _sets_our_cookie(k, v)]
+                )
+            )
             await self.client_w.drain()
             if resp.status == 101 and entry.upgrade is not None:
                 entry.upgrade.set_result(True)
@@ -386,9 +411,13 @@ class _Connection:
 
 
 def _our_cookies(fields: list[tuple[str, str]]) -> list[str]:
-    return [value.strip() for name, header in fields if name.lower() == "cookie"
-            for key, _, value in (p.partition("=") for p in header.split(";"))
-            if key.strip() == COOKIE]
+    return [
+        value.strip()
+        for name, header in fields
+        if name.lower() == "cookie"
+        for key, _, value in (p.partition("=") for p in header.split(";"))
+        if key.strip() == COOKIE
+    ]
 
 
 def _without_cookie(header: str) -> str:
@@ -400,14 +429,25 @@ def _sets_our_cookie(name: str, value: str) -> bool:
     return name.lower() == "set-cookie" and value.partition("=")[0].strip() == COOKIE
 
 
-async def _reply(writer: asyncio.StreamWriter, status: int, text: str,
-                 headers: tuple[tuple[str, str], ...] = ()) -> None:
-    reasons = {302: "Found", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-               404: "Not Found", 421: "Misdirected Request",
-               431: "Request Header Fields Too Large", 502: "Bad Gateway"}
+async def _reply(
+    writer: asyncio.StreamWriter, status: int, text: str, headers: tuple[tuple[str, str], ...] = ()
+) -> None:
+    reasons = {
+        302: "Found",
+        400: "Bad Request",
+        401: "Unauthorized",
+        403: "Forbidden",
+        404: "Not Found",
+        421: "Misdirected Request",
+        431: "Request Header Fields Too Large",
+        502: "Bad Gateway",
+    }
     body = (text + "\n").encode() if text else b""
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers)
-    writer.write(f"HTTP/1.1 {status} {reasons.get(status, 'Error')}\r\n{extra}"
-                 f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
-                 "Connection: close\r\n\r\n".encode("latin-1") + body)
+    writer.write(
+        f"HTTP/1.1 {status} {reasons.get(status, 'Error')}\r\n{extra}"
+        f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n".encode("latin-1")
+        + body
+    )
     await writer.drain()

@@ -128,7 +128,11 @@ def parse_request(head: bytes) -> Request:
     if not target.startswith("/") and not (target == "*" and method == "OPTIONS"):
         raise FramingError(400, "only origin-form request targets (/path) are served")
     hosts = values(fields, "host")
-    if len(hosts) > 1 or (minor == 1 and not hosts) or not _HOST.fullmatch(hosts[0] if hosts else ""):
+    if (
+        len(hosts) > 1
+        or (minor == 1 and not hosts)
+        or not _HOST.fullmatch(hosts[0] if hosts else "")
+    ):
         raise FramingError(400, "a request needs one valid Host header")
     host = hosts[0].lower() if hosts else ""
     host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
@@ -143,9 +147,16 @@ def parse_request(head: bytes) -> Request:
             raise FramingError(400, f"unsupported Transfer-Encoding {', '.join(codings)!r}")
     conn = tokens(fields, "connection")
     websocket = "upgrade" in conn and tokens(fields, "upgrade") == ["websocket"]
-    return Request(method, target, minor, fields, host,
-                   Body(length=length or 0, chunked=bool(codings)),
-                   last=minor == 0 or "close" in conn, websocket=websocket)
+    return Request(
+        method,
+        target,
+        minor,
+        fields,
+        host,
+        Body(length=length or 0, chunked=bool(codings)),
+        last=minor == 0 or "close" in conn,
+        websocket=websocket,
+    )
 
 
 def parse_response(head: bytes, method: str) -> Response:
@@ -173,8 +184,7 @@ def parse_response(head: bytes, method: str) -> Response:
 
 
 def serialize(start: str, fields: Fields) -> bytes:
-    return "".join([start, "\r\n", *(f"{k}: {v}\r\n" for k, v in fields), "\r\n"]).encode(
-        "latin-1")
+    return "".join([start, "\r\n", *(f"{k}: {v}\r\n" for k, v in fields), "\r\n"]).encode("latin-1")
 
 
 class Reader:
@@ -219,8 +229,8 @@ class Reader:
                 del self._buf[:2]
             end = self._buf.find(b"\r\n\r\n", max(0, searched - 3))
             if end >= 0:
-                head = bytes(self._buf[:end + 4])
-                del self._buf[:end + 4]
+                head = bytes(self._buf[: end + 4])
+                del self._buf[: end + 4]
                 return head
             searched = len(self._buf)
             if searched > MAX_HEAD:
@@ -238,8 +248,8 @@ class Reader:
             if not (data := await self._read()):
                 raise Truncated("the connection closed in a chunked body")
             self._buf += data
-        out = bytes(self._buf[:end + 2])
-        del self._buf[:end + 2]
+        out = bytes(self._buf[: end + 2])
+        del self._buf[: end + 2]
         if len(out) > limit:
             raise FramingError(who, "a bad line in a chunked body")
         return out

@@ -49,8 +49,9 @@ class Sessions:
 
     def issue(self, user: str, job_id: str, *, now: float | None = None) -> str:
         expiry = int((time.time() if now is None else now) + self.ttl)
-        payload = _b64(json.dumps({"u": user, "j": job_id, "e": expiry},
-                                  separators=(",", ":")).encode())
+        payload = _b64(
+            json.dumps({"u": user, "j": job_id, "e": expiry}, separators=(",", ":")).encode()
+        )
         return f"{payload}.{_b64(self._mac(payload))}"
 
     def verify(self, cookie: str, job_id: str) -> str:
@@ -91,9 +92,16 @@ class Sessions:
             claims = json.loads(_unb64(payload))
         except (binascii.Error, ValueError):
             return None
-        user, job, expiry = (claims.get(k) for k in ("u", "j", "e")) if isinstance(
-            claims, dict) else (None, None, None)
-        if not isinstance(user, str) or not isinstance(job, str) or isinstance(expiry, bool) \
-                or not isinstance(expiry, (int, float)):
+        user, job, expiry = (
+            (claims.get(k) for k in ("u", "j", "e"))
+            if isinstance(claims, dict)
+            else (None, None, None)
+        )
+        if (
+            not isinstance(user, str)
+            or not isinstance(job, str)
+            or isinstance(expiry, bool)
+            or not isinstance(expiry, (int, float))
+        ):
             return None
         return user, job, float(expiry)

@@ -31,6 +31,7 @@ applies to them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import getpass
 import grp
@@ -66,8 +67,15 @@ class JobUser:
 
 
 class JobUsers:
-    def __init__(self, config: ServerConfig, store: Store, *, host_users: bool,
-                 euid: int | None = None, server_user: str | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        store: Store,
+        *,
+        host_users: bool,
+        euid: int | None = None,
+        server_user: str | None = None,
+    ) -> None:
         """``host_users``: the runtime runs jobs on the host as the uid it is given (its
         capability; the process runtime's).  ``euid`` and ``server_user`` are the server's
         (tests give others)."""
@@ -100,21 +108,31 @@ class JobUsers:
         if not self.applies:
             return {}
         if self.separates:
-            return {"users": "each user's jobs run as a uid of their own",
-                    "ports": self.fence.describe()}
+            return {
+                "users": "each user's jobs run as a uid of their own",
+                "ports": self.fence.describe(),
+            }
         why = self._why_shared()
-        return {"users": f"not kept apart: every job runs as {self.server_user} ({why})",
-                "ports": f"not kept apart ({why})"}
+        return {
+            "users": f"not kept apart: every job runs as {self.server_user} ({why})",
+            "ports": f"not kept apart ({why})",
+        }
 
     def refusal(self, owner: str) -> str | None:
         """Why ``owner``'s jobs cannot run here (one line), None when they can."""
-        if (not self.applies or self.separates or owner == self.server_user
-                or self.config.allow_shared_uid):
+        if (
+            not self.applies
+            or self.separates
+            or owner == self.server_user
+            or self.config.allow_shared_uid
+        ):
             return None
         who = self.server_user
-        return (f"this server cannot keep users apart ({self._why_shared()}): it runs only "
-                f"{who}'s jobs; its admin may run every user's jobs as {who} with "
-                "allow_shared_uid = true in server.toml")
+        return (
+            f"this server cannot keep users apart ({self._why_shared()}): it runs only "
+            f"{who}'s jobs; its admin may run every user's jobs as {who} with "
+            "allow_shared_uid = true in server.toml"
+        )
 
     def job_user(self, owner: str) -> JobUser | None:
         """``owner``'s uid (allocated now if they have none), or None: their jobs run as the
@@ -127,8 +145,11 @@ class JobUsers:
         if uid is None:  # (the host's ids are read only then)
             uid = self.store.allocate_job_uid(owner, first, last, taken=host_ids())
         if uid is None:
-            raise RuntimeError_(f"no uid left for {owner}'s jobs in job_uids {first}-{last}: "
-                                "the admin must widen the range", reason="ContainerCannotRun")
+            raise RuntimeError_(
+                f"no uid left for {owner}'s jobs in job_uids {first}-{last}: "
+                "the admin must widen the range",
+                reason="ContainerCannotRun",
+            )
         return JobUser(owner, uid, uid, str(self.config.homes_dir / owner))
 
     def owner_ids(self, owner: str) -> tuple[int, int] | None:
@@ -148,8 +169,9 @@ class JobUsers:
         try:
             await asyncio.to_thread(self._prepare_files, who)
         except OSError as e:
-            raise RuntimeError_(f"cannot prepare {owner}'s home or storage: {e}",
-                                reason="ContainerCannotRun") from None
+            raise RuntimeError_(
+                f"cannot prepare {owner}'s home or storage: {e}", reason="ContainerCannotRun"
+            ) from None
         self._fenced = True
         if not self.fence.fenced(who.uid):
             async with self._fence_lock:  # (one thread at a time: the others wait here)
@@ -164,8 +186,9 @@ class JobUsers:
             await asyncio.to_thread(self.fence.allow, who.uid)
         except FenceError as e:
             if self.fence.why_not is None:
-                raise RuntimeError_(f"cannot keep {who.name}'s ports apart now: {e}",
-                                    reason="ContainerCannotRun") from None
+                raise RuntimeError_(
+                    f"cannot keep {who.name}'s ports apart now: {e}", reason="ContainerCannotRun"
+                ) from None
             if not self._warned_fence:
                 log.warning("users' jobs' ports are not kept apart: %s", e)
                 self._warned_fence = True
@@ -219,10 +242,8 @@ def make_home(homes_dir: Path, who: JobUser) -> None:
     nobody can put a link where a home is made."""
     _check_homes_dir(homes_dir)
     home = homes_dir / who.name
-    try:
+    with contextlib.suppress(FileExistsError):
         os.mkdir(home, 0o700)
-    except FileExistsError:
-        pass
     storage.own_tree(home, who.uid, who.gid)
 
 
@@ -240,9 +261,13 @@ def _check_homes_dir(homes_dir: Path) -> None:
             raise HomeError(f"homes_dir {homes_dir}: {path} is not a directory")
         mode = stat.S_IMODE(st.st_mode)
         if not mode & 0o001:
-            raise HomeError(f"homes_dir {homes_dir}: {path} is not open to other users (mode "
-                            f"{mode:04o}): their jobs could not reach their homes; chmod o+x "
-                            "it, or set homes_dir elsewhere in server.toml")
+            raise HomeError(
+                f"homes_dir {homes_dir}: {path} is not open to other users (mode "
+                f"{mode:04o}): their jobs could not reach their homes; chmod o+x "
+                "it, or set homes_dir elsewhere in server.toml"
+            )
         if st.st_uid != 0 or (mode & 0o022 and not mode & stat.S_ISVTX):
-            raise HomeError(f"homes_dir {homes_dir}: {path} could be replaced by another user "
-                            "than root (its owner or mode): set homes_dir elsewhere")
+            raise HomeError(
+                f"homes_dir {homes_dir}: {path} could be replaced by another user "
+                "than root (its owner or mode): set homes_dir elsewhere"
+            )

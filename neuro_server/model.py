@@ -149,8 +149,10 @@ class Container:
 
     def secret_keys(self) -> set[str]:
         """The keys of every secret the job uses."""
-        return {*(s.key for s in self.secret_env.values()),
-                *(f.secret.key for f in self.secret_files)}
+        return {
+            *(s.key for s in self.secret_env.values()),
+            *(f.secret.key for f in self.secret_files),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +226,9 @@ class JobRecord:
     devices: tuple[int, ...] = ()  # the GPUs assigned to it (NVML indices)
     address: str = ""  # where other jobs reach it while it runs
     hostname: str = ""  # ... and by which name (NAME--OWNER), where the runtime resolves names
-    run_seconds: float = 0.0  # run time of the segments that ended (not suspended, not between restarts)
+    run_seconds: float = (
+        0.0  # run time of the segments that ended (not suspended, not between restarts)
+    )
     running_since: datetime | None = None  # start of the current segment
     warned_life_span: float | None = None  # the life span its warning signal was sent for
 

@@ -33,8 +33,18 @@ RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
 # openat2 came after the system call tables were unified: one number nearly everywhere
-SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437, "arm64": 437, "riscv64": 437, "ppc64le": 437,
-               "ppc64": 437, "s390x": 437, "i686": 437, "i386": 437, "armv7l": 437}
+SYS_OPENAT2 = {
+    "x86_64": 437,
+    "aarch64": 437,
+    "arm64": 437,
+    "riscv64": 437,
+    "ppc64le": 437,
+    "ppc64": 437,
+    "s390x": 437,
+    "i686": 437,
+    "i386": 437,
+    "armv7l": 437,
+}
 _RETRIES = 8  # EAGAIN: a rename elsewhere in the tree raced the lookup; the kernel asks again
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -42,8 +52,7 @@ _libc.syscall.restype = ctypes.c_long
 
 
 class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64)]
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
 class PathError(OSError):
@@ -58,12 +67,14 @@ class PathError(OSError):
         return str(self.strerror)
 
 
-_WHY = {errno.ELOOP: "is a symbolic link (not followed in a volume)",
-        errno.ENOENT: "no such file or directory",
-        errno.ENOTDIR: "not a directory",
-        errno.EXDEV: "leads out of the tree",
-        errno.EACCES: "permission denied",
-        errno.ENAMETOOLONG: "name too long"}
+_WHY = {
+    errno.ELOOP: "is a symbolic link (not followed in a volume)",
+    errno.ENOENT: "no such file or directory",
+    errno.ENOTDIR: "not a directory",
+    errno.EXDEV: "leads out of the tree",
+    errno.EACCES: "permission denied",
+    errno.ENAMETOOLONG: "name too long",
+}
 
 use_openat2 = True  # tests turn it off to exercise the walk
 
@@ -113,11 +124,13 @@ def _openat2(root_fd: int, rel: str) -> int | None:
     number = SYS_OPENAT2.get(platform.machine())
     if number is None:
         return None
-    how = _OpenHow(os.O_PATH | os.O_CLOEXEC, 0,
-                   RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+    how = _OpenHow(
+        os.O_PATH | os.O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
+    )
     for _ in range(_RETRIES):
-        fd = int(_libc.syscall(number, root_fd, rel.encode(), ctypes.byref(how),
-                               ctypes.sizeof(how)))
+        fd = int(
+            _libc.syscall(number, root_fd, rel.encode(), ctypes.byref(how), ctypes.sizeof(how))
+        )
         if fd >= 0:
             return fd
         err = ctypes.get_errno()
@@ -141,8 +154,9 @@ def _walk(root_fd: int, parts: list[str]) -> int:
             err = e.errno or errno.EIO
             if err == errno.ENOTDIR and _is_link(cur, name):
                 err = errno.ELOOP
-            raise PathError(err, "/".join(parts[:i + 1]),
-                            _WHY.get(err, os.strerror(err))) from None
+            raise PathError(
+                err, "/".join(parts[: i + 1]), _WHY.get(err, os.strerror(err))
+            ) from None
         finally:
             os.close(cur)
         cur = nxt

@@ -44,10 +44,42 @@ def uid_rules(uid: int) -> list[list[str]]:
     """The rules of one job uid (see the module's docstring)."""
     u = str(uid)
     return [
-        ["-m", "owner", "--uid-owner", u, "-m", "conntrack", "--ctstate", "NEW",
-         "-m", "connmark", "--mark", "0", "-j", "CONNMARK", "--set-mark", u],
-        ["-m", "owner", "--uid-owner", u, "-m", "connmark", "!", "--mark", "0",
-         "-m", "connmark", "!", "--mark", u, "-j", "DROP"],
+        [
+            "-m",
+            "owner",
+            "--uid-owner",
+            u,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "NEW",
+            "-m",
+            "connmark",
+            "--mark",
+            "0",
+            "-j",
+            "CONNMARK",
+            "--set-mark",
+            u,
+        ],
+        [
+            "-m",
+            "owner",
+            "--uid-owner",
+            u,
+            "-m",
+            "connmark",
+            "!",
+            "--mark",
+            "0",
+            "-m",
+            "connmark",
+            "!",
+            "--mark",
+            u,
+            "-j",
+            "DROP",
+        ],
     ]
 
 
@@ -144,13 +176,16 @@ class PortFence:
             raise FenceError(f"{tool}: {getattr(e, 'strerror', None) or e}") from None
         if r.returncode != 0:
             text = (r.stderr or r.stdout).strip().splitlines()
-            raise FenceError(f"{tool} refused: {text[0] if text else f'exit {r.returncode}'}",
-                             passing=r.returncode == BUSY)
+            raise FenceError(
+                f"{tool} refused: {text[0] if text else f'exit {r.returncode}'}",
+                passing=r.returncode == BUSY,
+            )
 
     @staticmethod
     def _call(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([tool, "-w", "5", *args], capture_output=True, text=True,
-                              timeout=30, check=False)
+        return subprocess.run(
+            [tool, "-w", "5", *args], capture_output=True, text=True, timeout=30, check=False
+        )
 
 
 def remove_chain(data_dir: Path) -> None:

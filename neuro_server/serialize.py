@@ -12,8 +12,13 @@ from .store import ts
 _REACHABLE = (JobStatus.RUNNING, JobStatus.SUSPENDED)  # states with an address
 
 
-def job_json(job: JobRecord, transitions: list[Transition] | None, config: ServerConfig,
-             runtime: Runtime, ingress: Any = None) -> dict[str, Any]:
+def job_json(
+    job: JobRecord,
+    transitions: list[Transition] | None,
+    config: ServerConfig,
+    runtime: Runtime,
+    ingress: Any = None,
+) -> dict[str, Any]:
     spec = job.spec
     c = spec.container
     info = runtime.info()
@@ -32,28 +37,42 @@ def job_json(job: JobRecord, transitions: list[Transition] | None, config: Serve
         "image": c.image,
         "resources": resources,
         "env": dict(c.env),
-        "volumes": [{"src_storage_uri": v.uri, "dst_path": v.dst, "read_only": v.read_only}
-                    for v in c.volumes],
+        "volumes": [
+            {"src_storage_uri": v.uri, "dst_path": v.dst, "read_only": v.read_only}
+            for v in c.volumes
+        ],
     }
-    for key, value in (("entrypoint", c.entrypoint), ("command", c.command),
-                       ("working_dir", c.working_dir)):
+    for key, value in (
+        ("entrypoint", c.entrypoint),
+        ("command", c.command),
+        ("working_dir", c.working_dir),
+    ):
         if value:
             container[key] = value
     if c.tty:
         container["tty"] = True
     if c.http is not None:
-        container["http"] = {"port": c.http.port, "requires_auth": c.http.requires_auth,
-                             "health_check_path": c.http.health_check_path}
+        container["http"] = {
+            "port": c.http.port,
+            "requires_auth": c.http.requires_auth,
+            "health_check_path": c.http.health_check_path,
+        }
     if c.secret_env:
         container["secret_env"] = {var: s.uri for var, s in c.secret_env.items()}  # never values
     if c.disk_volumes:
-        container["disk_volumes"] = [{"src_disk_uri": f"disk://{config.cluster_name}/"
-                                                      f"{spec.org_name}/{spec.project_name}/{d.id}",
-                                      "dst_path": d.dst, "read_only": d.read_only}
-                                     for d in c.disk_volumes]
+        container["disk_volumes"] = [
+            {
+                "src_disk_uri": f"disk://{config.cluster_name}/"
+                f"{spec.org_name}/{spec.project_name}/{d.id}",
+                "dst_path": d.dst,
+                "read_only": d.read_only,
+            }
+            for d in c.disk_volumes
+        ]
     if c.secret_files:
-        container["secret_volumes"] = [{"src_secret_uri": f.secret.uri, "dst_path": f.path}
-                                       for f in c.secret_files]
+        container["secret_volumes"] = [
+            {"src_secret_uri": f.secret.uri, "dst_path": f.path} for f in c.secret_files
+        ]
     history: dict[str, Any] = {
         "status": job.status.value,
         "reason": job.reason,
@@ -90,13 +109,18 @@ def job_json(job: JobRecord, transitions: list[Transition] | None, config: Serve
         "total_price_credits": "0",
         "price_credits_per_hour": "0",
         "restart_policy": spec.restart_policy.value,
-        **({"internal_hostname": job.address} if job.address and job.status in _REACHABLE
-           else {}),
-        **({"internal_hostname_named": job.hostname}
-           if job.hostname and job.status in _REACHABLE else {}),
+        **({"internal_hostname": job.address} if job.address and job.status in _REACHABLE else {}),
+        **(
+            {"internal_hostname_named": job.hostname}
+            if job.hostname and job.status in _REACHABLE
+            else {}
+        ),
         **({"http_url": ingress.url(job)} if ingress is not None and ingress.url(job) else {}),
-        **({"http_url_named": ingress.named_url(job)}
-           if ingress is not None and ingress.named_url(job) else {}),
+        **(
+            {"http_url_named": ingress.named_url(job)}
+            if ingress is not None and ingress.named_url(job)
+            else {}
+        ),
         "priority": spec.priority.value,
         "tags": list(job.tags),
         "materialized": True,
@@ -123,8 +147,11 @@ def job_json(job: JobRecord, transitions: list[Transition] | None, config: Serve
         out["max_run_time_minutes"] = max(1, int(job.life_span // 60))
         out["max_run_time_seconds"] = job.life_span
     if (warn := spec.life_span_signal) is not None:
-        out["life_span_signal"] = {"signal": warn.signal, "seconds_before": warn.seconds_before,
-                                   "sent": job.warned_life_span == job.life_span}
+        out["life_span_signal"] = {
+            "signal": warn.signal,
+            "seconds_before": warn.seconds_before,
+            "sent": job.warned_life_span == job.life_span,
+        }
     if transitions is not None:
         out["statuses"] = [
             {
@@ -161,9 +188,13 @@ def preset_json(p: Preset) -> dict[str, Any]:
     return out
 
 
-def server_config_json(config: ServerConfig, base_url: str, user: str | None,
-                       runtime: dict[str, Any] | None = None,
-                       capacity: Capacity | None = None) -> dict[str, Any]:
+def server_config_json(
+    config: ServerConfig,
+    base_url: str,
+    user: str | None,
+    runtime: dict[str, Any] | None = None,
+    capacity: Capacity | None = None,
+) -> dict[str, Any]:
     """``GET /api/v1/config`` (protocol.md 3.2).  Without a token: only the auth part.
     ``capacity``: what the runtime can give jobs (the resource pool), with a token."""
     api = f"{base_url}/api/v1"
@@ -174,7 +205,11 @@ def server_config_json(config: ServerConfig, base_url: str, user: str | None,
         "client_id": "neuro",
         "audience": base_url,
         "headless_callback_url": f"{base_url}/oauth/show-code",
-        "callback_urls": ["http://127.0.0.1:54540", "http://127.0.0.1:54541", "http://127.0.0.1:54542"],
+        "callback_urls": [
+            "http://127.0.0.1:54540",
+            "http://127.0.0.1:54541",
+            "http://127.0.0.1:54542",
+        ],
         "authorized": user is not None,
     }
     if user is None:
@@ -182,33 +217,45 @@ def server_config_json(config: ServerConfig, base_url: str, user: str | None,
     c = config.cluster_name
     assert capacity is not None, "the config of a user names the resource pool"
     pool: dict[str, Any] = {
-        "name": "local", "min_size": 1, "max_size": 1, "cpu": capacity.cpu,
-        "memory": capacity.memory, "disk_size": 0, "is_preemptible": False,
+        "name": "local",
+        "min_size": 1,
+        "max_size": 1,
+        "cpu": capacity.cpu,
+        "memory": capacity.memory,
+        "disk_size": 0,
+        "is_preemptible": False,
     }
     if capacity.nvidia_gpu:
         pool["nvidia_gpu"] = {"count": capacity.nvidia_gpu, "model": "nvidia-gpu"}
-    out["clusters"] = [{
-        "name": c,
-        "registry_url": f"{base_url}/registry",
-        "storage_url": f"{api}/storage",
-        "users_url": f"{api}/users",
-        "monitoring_url": f"{api}/jobs",
-        "secrets_url": f"{api}/secrets",
-        "disks_url": f"{api}/disk",
-        "buckets_url": f"{api}/buckets",
-        "resource_pool_types": [pool],
-        "resource_presets": [preset_json(p) for p in config.presets],
-        "orgs": [config.org_name],
-        "timezone": "UTC",
-        "energy_schedules": [],
-        "storage_volumes": [],
-        "apps": {"apps_hostname_templates": []},
-    }]
+    out["clusters"] = [
+        {
+            "name": c,
+            "registry_url": f"{base_url}/registry",
+            "storage_url": f"{api}/storage",
+            "users_url": f"{api}/users",
+            "monitoring_url": f"{api}/jobs",
+            "secrets_url": f"{api}/secrets",
+            "disks_url": f"{api}/disk",
+            "buckets_url": f"{api}/buckets",
+            "resource_pool_types": [pool],
+            "resource_presets": [preset_json(p) for p in config.presets],
+            "orgs": [config.org_name],
+            "timezone": "UTC",
+            "energy_schedules": [],
+            "storage_volumes": [],
+            "apps": {"apps_hostname_templates": []},
+        }
+    ]
     out["orgs"] = [{"name": config.org_name, "role": "admin"}]
-    out["projects"] = [{
-        "name": config.project_name, "cluster_name": c, "org_name": config.org_name,
-        "role": "admin", "is_default": True,
-    }]
+    out["projects"] = [
+        {
+            "name": config.project_name,
+            "cluster_name": c,
+            "org_name": config.org_name,
+            "role": "admin",
+            "is_default": True,
+        }
+    ]
     if runtime is not None:
         out["neuro_runtime"] = runtime  # our extension: which runtime serves the jobs, and why
     return out

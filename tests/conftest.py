@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,7 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
-        if key.startswith(("NEURO_", "APOLO_")) or key in ("NO_COLOR", "CLICOLOR_FORCE", "PAGER", "COLUMNS"):
+        if key.startswith(("NEURO_", "APOLO_")) or key in (
+            "NO_COLOR",
+            "CLICOLOR_FORCE",
+            "PAGER",
+            "COLUMNS",
+        ):
             monkeypatch.delenv(key, raising=False)
 
 
@@ -45,10 +51,8 @@ def kill_tree_of(data_dir: Path) -> None:
         except (OSError, ValueError, KeyError):
             pass
     for p in victims:
-        try:
+        with contextlib.suppress(psutil.Error):
             p.kill()
-        except psutil.Error:
-            pass
     psutil.wait_procs(victims, timeout=5)
     kill_cgroups_of(data_dir)
 
@@ -96,24 +100,39 @@ class Neuro:
         self.server_dir.mkdir(parents=True, exist_ok=True)
         (self.server_dir / "server.toml").write_text(text)
 
-    def __call__(self, *args: str, timeout: float = 60, input: str | None = None,
-                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self,
+        *args: str,
+        timeout: float = 60,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "neuro_cli", *args],
-            env={**self.env, **(env or {})}, cwd=self.home, capture_output=True, text=True,
-            timeout=timeout, input=input,
+            env={**self.env, **(env or {})},
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
         )
 
     def popen(self, *args: str, **kw: object) -> subprocess.Popen[str]:
         kw.setdefault("text", True)  # text=False for bytes
         return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
-            [sys.executable, "-m", "neuro_cli", *args], env=self.env, cwd=self.home,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw,
+            [sys.executable, "-m", "neuro_cli", *args],
+            env=self.env,
+            cwd=self.home,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            **kw,
         )
 
     def ok(self, *args: str, timeout: float = 60) -> str:
         r = self(*args, timeout=timeout)
-        assert r.returncode == 0, f"neuro {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}"
+        assert r.returncode == 0, (
+            f"neuro {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}"
+        )
         return r.stdout
 
     def wait_status(self, job: str, want: set[str], timeout: float = 30) -> str:

@@ -88,9 +88,14 @@ def _literal_import(call: ast.Call) -> str | None:
     """The literal name of ``importlib.import_module("x")`` or ``__import__("x")``."""
     f = call.func
     named = (isinstance(f, ast.Attribute) and f.attr == "import_module") or (
-        isinstance(f, ast.Name) and f.id in ("import_module", "__import__"))
-    if named and call.args and isinstance(call.args[0], ast.Constant) and \
-            isinstance(call.args[0].value, str):
+        isinstance(f, ast.Name) and f.id in ("import_module", "__import__")
+    )
+    if (
+        named
+        and call.args
+        and isinstance(call.args[0], ast.Constant)
+        and isinstance(call.args[0].value, str)
+    ):
         return call.args[0].value
     return None
 
@@ -110,8 +115,11 @@ def test_import_contracts_hold_in_the_source() -> None:
     for imp in all_imports():
         package = imp.module.split(".")[0]
         bad = [f for f in FORBIDDEN[package] if _under(imp.target, f)]
-        if package == "neuro_server" and _under(imp.target, "neuro_sdk") and not any(
-                _under(imp.target, ok) for ok in SERVER_MAY_USE_OF_SDK):
+        if (
+            package == "neuro_server"
+            and _under(imp.target, "neuro_sdk")
+            and not any(_under(imp.target, ok) for ok in SERVER_MAY_USE_OF_SDK)
+        ):
             bad.append("neuro_sdk (but its _wire)")
         if bad:
             broken.append(f"{imp.module}:{imp.line} imports {imp.target}")
@@ -120,16 +128,21 @@ def test_import_contracts_hold_in_the_source() -> None:
 
 def test_import_contracts_the_wire_module_is_pure() -> None:
     found = modules()
-    imported = {i.target.split(".")[0] for i in imports_of("neuro_sdk._wire",
-                                                           found["neuro_sdk._wire"], set(found))}
+    imported = {
+        i.target.split(".")[0]
+        for i in imports_of("neuro_sdk._wire", found["neuro_sdk._wire"], set(found))
+    }
     assert imported - {"__future__"} <= set(sys.stdlib_module_names), imported
 
 
 def test_import_contracts_no_import_loop_in_the_server() -> None:
     graph: dict[str, set[str]] = {}
     for imp in all_imports():
-        if imp.module.startswith("neuro_server") and _under(imp.target, "neuro_server") and \
-                imp.target != imp.module:
+        if (
+            imp.module.startswith("neuro_server")
+            and _under(imp.target, "neuro_server")
+            and imp.target != imp.module
+        ):
             graph.setdefault(imp.module, set()).add(imp.target)
     loops = [sorted(c) for c in _cycles(graph)]
     assert loops == [], "import loops: " + "; ".join(" <-> ".join(c) for c in loops)
@@ -183,8 +196,14 @@ print(json.dumps(sorted(sys.modules)))
 @pytest.mark.parametrize("package", PACKAGES)
 def test_import_contracts_hold_at_run_time(package: str) -> None:
     """Importing every module of a package pulls in nothing it must not import."""
-    r = subprocess.run([sys.executable, "-c", PROBE, package], capture_output=True, text=True,
-                       timeout=120, check=False, cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, "-c", PROBE, package],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
     assert r.returncode == 0, r.stderr
     loaded = json.loads(r.stdout)
     assert [m for m in loaded if any(_under(m, f) for f in FORBIDDEN[package])] == []
@@ -193,7 +212,13 @@ def test_import_contracts_hold_at_run_time(package: str) -> None:
 def test_import_contracts_the_sdk_alone() -> None:
     """``import neuro_sdk``, as a library user does: none of the CLI, the server or a UI."""
     code = "import json, sys, neuro_sdk; print(json.dumps(sorted(sys.modules)))"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                       check=True, cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=ROOT,
+    )
     loaded = json.loads(r.stdout)
     assert [m for m in loaded if any(_under(m, f) for f in FORBIDDEN["neuro_sdk"])] == []

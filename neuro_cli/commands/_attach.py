@@ -10,9 +10,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from .._terminal import Outcome, pump_plain, pump_tty
 from ..deps import Deps
 from ..errors import Interrupted
-from .._terminal import Outcome, pump_plain, pump_tty
 from ._jobs_common import (
     Attempts,
     Progress,
@@ -28,12 +28,24 @@ if TYPE_CHECKING:
     from neuro_sdk import JobDescription, StdStream
 
 
-PROMPT = ("\nCtrl-C: [k]ill the job, [d]etach (it goes on), or [c]ontinue? "
-          "(Ctrl-C again: detach and quit) ")
-PROMPT_PENDING = ("\nCtrl-C: the job has not started yet. [k]ill it, [d]etach (it stays "
-                  "pending), or [c]ontinue waiting? (Ctrl-C again: detach and quit) ")
-KEYS = {b"k": "kill", b"d": "detach", b"c": "continue", b"\r": "continue", b"\n": "continue",
-        b"\x1b": "continue", b"\x03": "interrupt", b"\x04": "detach"}
+PROMPT = (
+    "\nCtrl-C: [k]ill the job, [d]etach (it goes on), or [c]ontinue? "
+    "(Ctrl-C again: detach and quit) "
+)
+PROMPT_PENDING = (
+    "\nCtrl-C: the job has not started yet. [k]ill it, [d]etach (it stays "
+    "pending), or [c]ontinue waiting? (Ctrl-C again: detach and quit) "
+)
+KEYS = {
+    b"k": "kill",
+    b"d": "detach",
+    b"c": "continue",
+    b"\r": "continue",
+    b"\n": "continue",
+    b"\x1b": "continue",
+    b"\x03": "interrupt",
+    b"\x04": "detach",
+}
 
 
 async def ctrl_c_dialog(deps: Deps, keys: asyncio.Queue[bytes], *, pending: bool = False) -> str:
@@ -74,7 +86,7 @@ async def ctrl_c_dialog(deps: Deps, keys: asyncio.Queue[bytes], *, pending: bool
         while True:
             data = await keys.get()
             for i in range(len(data)):
-                choice = KEYS.get(data[i:i + 1].lower())
+                choice = KEYS.get(data[i : i + 1].lower())
                 if choice is not None:
                     words = {"interrupt": "Ctrl-C again: detach"}
                     deps.io.err(words.get(choice, choice))
@@ -84,9 +96,18 @@ async def ctrl_c_dialog(deps: Deps, keys: asyncio.Queue[bytes], *, pending: bool
         termios.tcsetattr(fd, termios.TCSADRAIN, old)
 
 
-async def attach_loop(deps: Deps, job_id: str, *, tty: bool, stdin: bool, detach_keys: bytes,
-                      from_start: bool, retry_for: float = 60.0, ref: str | None = None,
-                      restarts: int = 0) -> int:
+async def attach_loop(
+    deps: Deps,
+    job_id: str,
+    *,
+    tty: bool,
+    stdin: bool,
+    detach_keys: bytes,
+    from_start: bool,
+    retry_for: float = 60.0,
+    ref: str | None = None,
+    restarts: int = 0,
+) -> int:
     """Attach until the job ends (its exit code) or the user detaches (0).  A dropped
     connection is retried with backoff; the output resumes at the byte where it stopped.  A
     job that restarts (``--restart``; ``restarts``: its count when the caller saw it) is
@@ -99,26 +120,31 @@ async def attach_loop(deps: Deps, job_id: str, *, tty: bool, stdin: bool, detach
     give_up = loop.time() + retry_for
     while True:
         try:
-            async with deps.client() as client:
-                async with client.jobs.attach(
-                    job_id, stdin=stdin, stdout=True, stderr=not tty, tty=tty,
+            async with (
+                deps.client() as client,
+                client.jobs.attach(
+                    job_id,
+                    stdin=stdin,
+                    stdout=True,
+                    stderr=not tty,
+                    tty=tty,
                     offset="end" if offset is None else offset,
-                ) as stream:
-                    start = stream.offset if stream.offset is not None else (offset or 0)
-                    outcome = Outcome()
-                    try:
-                        if tty:
-                            await pump_tty(stream, outcome, detach_keys=detach_keys)
-                        else:
-                            await _plain_with_dialog(deps, stream, job_id, ref, outcome)
-                    finally:
-                        offset = start + outcome.seen
-                    delay = 0.1
-                    give_up = loop.time() + retry_for
+                ) as stream,
+            ):
+                start = stream.offset if stream.offset is not None else (offset or 0)
+                outcome = Outcome()
+                try:
+                    if tty:
+                        await pump_tty(stream, outcome, detach_keys=detach_keys)
+                    else:
+                        await _plain_with_dialog(deps, stream, job_id, ref, outcome)
+                finally:
+                    offset = start + outcome.seen
+                delay = 0.1
+                give_up = loop.time() + retry_for
             if outcome.detached:
                 if tty:
-                    deps.io.err(f"\r\nDetached from {ref}: it keeps running "
-                                f"(neuro attach {ref}).")
+                    deps.io.err(f"\r\nDetached from {ref}: it keeps running (neuro attach {ref}).")
                 return 0
             if outcome.exit_code is None:
                 # the stream ended without the job's exit frame: the connection dropped, or
@@ -138,7 +164,9 @@ async def attach_loop(deps: Deps, job_id: str, *, tty: bool, stdin: bool, detach
             if not isinstance(e, ResourceNotFound):
                 if not is_connection_error(e) or loop.time() > give_up:
                     raise
-                deps.io.err(("\r\n" if tty else "") + f"Connection lost; reconnecting in {delay:.1f}s")
+                deps.io.err(
+                    ("\r\n" if tty else "") + f"Connection lost; reconnecting in {delay:.1f}s"
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
@@ -163,8 +191,9 @@ async def _next_attempt(deps: Deps, job: JobDescription, attempts: Attempts) -> 
             await wait_started(client, current, deps, quiet=True)
 
 
-async def _rest_and_result(deps: Deps, job_id: str, offset: int | None, tty: bool,
-                           attempts: Attempts | None = None) -> int:
+async def _rest_and_result(
+    deps: Deps, job_id: str, offset: int | None, tty: bool, attempts: Attempts | None = None
+) -> int:
     """Print the job's output from byte ``offset`` on (None: nothing more), then its result;
     return the exit code for the command."""
     if offset is not None:
@@ -175,8 +204,14 @@ async def _rest_and_result(deps: Deps, job_id: str, offset: int | None, tty: boo
     return attempts.exit_code(job) if attempts is not None else job_exit_code(job)
 
 
-async def interruptible(deps: Deps, job_id: str, make: Callable[[], Awaitable[None]], *,
-                        ref: str | None = None, pending: bool = False) -> str:
+async def interruptible(
+    deps: Deps,
+    job_id: str,
+    make: Callable[[], Awaitable[None]],
+    *,
+    ref: str | None = None,
+    pending: bool = False,
+) -> str:
     """Run ``make()``; on Ctrl-C ask what to do (kill, detach, continue: then ``make()`` runs
     again and must resume where it stopped).  Returns "done", "detach", "kill" or "interrupt"
     (detached by Ctrl-C: the caller ends as interrupted, see errors.Interrupted).  ``ref``
@@ -216,8 +251,9 @@ async def interruptible(deps: Deps, job_id: str, make: Callable[[], Awaitable[No
                 deps.io.err(f"Killed {ref}")
                 return choice
             if pending:
-                deps.io.err(f"Left {ref} pending: it is not killed, and starts when the server "
-                            "can run it.")
+                deps.io.err(
+                    f"Left {ref} pending: it is not killed, and starts when the server can run it."
+                )
                 deps.io.err(f"  see it: neuro status {ref}    cancel it: neuro kill {ref}")
             else:
                 deps.io.err(f"Detached from {ref}: it keeps running.")
@@ -229,11 +265,13 @@ async def interruptible(deps: Deps, job_id: str, make: Callable[[], Awaitable[No
             loop.add_signal_handler(signal.SIGINT, deps.on_sigint)
 
 
-async def _plain_with_dialog(deps: Deps, stream: StdStream, job_id: str, ref: str,
-                             outcome: Outcome) -> None:
+async def _plain_with_dialog(
+    deps: Deps, stream: StdStream, job_id: str, ref: str, outcome: Outcome
+) -> None:
     """Non-TTY attach: stream output; Ctrl-C opens the kill/detach/continue dialog."""
     choice = await interruptible(
-        deps, job_id, lambda: pump_plain(stream, outcome, forward_stdin=False), ref=ref)
+        deps, job_id, lambda: pump_plain(stream, outcome, forward_stdin=False), ref=ref
+    )
     if choice in ("interrupt", "kill"):
         raise Interrupted  # Ctrl-C ended it: 130, and a shell loop around it stops
     outcome.detached = choice == "detach"

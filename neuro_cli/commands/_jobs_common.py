@@ -3,6 +3,7 @@ arguments, waiting for a job to start and following its output across reconnects
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import signal
@@ -22,8 +23,9 @@ if TYPE_CHECKING:
 JOB_ID_RE = re.compile(r"^job-[0-9a-z]{8}-[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{12}$")
 
 
-def run_async(ctx: click.Context, fn: Callable[[Deps], Awaitable[int | None]], *,
-              loop: bool = True) -> None:
+def run_async(
+    ctx: click.Context, fn: Callable[[Deps], Awaitable[int | None]], *, loop: bool = True
+) -> None:
     """Run a command body on a fresh event loop; a non-zero result becomes the exit code.
 
     ``loop=False`` is for the one-shot commands that only make plain requests: with no event
@@ -51,10 +53,8 @@ def run_async(ctx: click.Context, fn: Callable[[Deps], Awaitable[int | None]], *
             task.cancel()
 
         deps.on_sigint = on_sigint
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # (not the main thread)
             loop.add_signal_handler(signal.SIGINT, on_sigint)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
-            pass
         try:
             return await fn(deps)
         except asyncio.CancelledError:
@@ -81,7 +81,7 @@ def _run_without_loop(coro: Awaitable[int | None]) -> int | None:
         return result
 
 
-async def resolve_job(client: "Client", ref: str) -> str:
+async def resolve_job(client: Client, ref: str) -> str:
     """JOB is an id, or the name of the caller's most recent job with that name."""
     if JOB_ID_RE.match(ref):
         return ref
@@ -89,8 +89,9 @@ async def resolve_job(client: "Client", ref: str) -> str:
         ref = ref.rsplit("/", 1)[-1].removeprefix("job:")
         if JOB_ID_RE.match(ref):
             return ref
-    async with client.jobs.list(name=ref, owners={client.username}, reverse=True,
-                                limit=1) as it:  # closed once the first job is in
+    async with client.jobs.list(
+        name=ref, owners={client.username}, reverse=True, limit=1
+    ) as it:  # closed once the first job is in
         async for job in it:
             return job.id
     raise CLIError(f"no such job: {ref}", ExitCode.NOT_FOUND, hint=NO_SUCH_JOB_HINT)
@@ -120,15 +121,17 @@ def not_running_text(job: JobDescription) -> str:
     }.get(status, f"its status is {status}")
 
 
-def runtime_note(job: "JobDescription") -> str | None:
+def runtime_note(job: JobDescription) -> str | None:
     rt = getattr(job, "runtime", None)
     if rt is not None and not rt.image_used:
-        return (f"Note: the {rt.name} runtime does not use the image {job.container.image}: "
-                "the command runs on this host")
+        return (
+            f"Note: the {rt.name} runtime does not use the image {job.container.image}: "
+            "the command runs on this host"
+        )
     return None
 
 
-def _status_line(job: "JobDescription") -> str:
+def _status_line(job: JobDescription) -> str:
     h = job.history
     text = f"Status: {job.status.value}"
     if h.reason:
@@ -195,8 +198,14 @@ class ProgressLine:
             self.text = ""
 
 
-async def wait_started(client: "Client", job: "JobDescription", deps: Deps, *, quiet: bool,
-                       stop_when_queued: bool = False) -> "JobDescription":
+async def wait_started(
+    client: Client,
+    job: JobDescription,
+    deps: Deps,
+    *,
+    quiet: bool,
+    stop_when_queued: bool = False,
+) -> JobDescription:
     """Wait until the job leaves pending, showing each pending reason with elapsed time.
 
     With ``stop_when_queued``, return as soon as the job waits for resources (``Scheduling``)."""
@@ -208,8 +217,9 @@ async def wait_started(client: "Client", job: "JobDescription", deps: Deps, *, q
             progress.close()
 
 
-async def _wait_started(client: "Client", job: "JobDescription", progress: ProgressLine | None,
-                        stop_when_queued: bool) -> "JobDescription":
+async def _wait_started(
+    client: Client, job: JobDescription, progress: ProgressLine | None, stop_when_queued: bool
+) -> JobDescription:
     import asyncio
 
     delay = 0.02
@@ -255,8 +265,15 @@ class Progress:
     connected: bool = False  # a stream is open (the output so far is on its way)
 
 
-async def follow_output(deps: Deps, job_id: str, *, since: Any = None, timestamps: bool = False,
-                        retry_for: float = 60.0, progress: Progress | None = None) -> None:
+async def follow_output(
+    deps: Deps,
+    job_id: str,
+    *,
+    since: Any = None,
+    timestamps: bool = False,
+    retry_for: float = 60.0,
+    progress: Progress | None = None,
+) -> None:
     """Copy the job's output to stdout until the job is finished and its output drained.
 
     A dropped connection (the server restarted, for example) is retried with backoff, and the
@@ -274,8 +291,9 @@ async def follow_output(deps: Deps, job_id: str, *, since: Any = None, timestamp
     while True:
         try:
             async with deps.client() as client:
-                async with client.jobs.monitor(job_id, since=since, timestamps=timestamps,
-                                               offset=progress.seen) as chunks:
+                async with client.jobs.monitor(
+                    job_id, since=since, timestamps=timestamps, offset=progress.seen
+                ) as chunks:
                     progress.connected = True
                     async for chunk in chunks:
                         deps.io.write_bytes(chunk)
@@ -293,8 +311,9 @@ async def follow_output(deps: Deps, job_id: str, *, since: Any = None, timestamp
         delay = min(delay * 2, 2.0)
 
 
-async def final_status(deps: Deps, job_id: str, *, restarts: int | None = None,
-                       retry_for: float = 60.0) -> JobDescription:
+async def final_status(
+    deps: Deps, job_id: str, *, restarts: int | None = None, retry_for: float = 60.0
+) -> JobDescription:
     """The job's status once it is finished (the output can end a moment before the record)
     or, given ``restarts`` (the count the caller has seen), once it was restarted.
 
@@ -367,8 +386,9 @@ class Attempts:
         else:
             why = "its end"
         delay = re.search(r"restart \d+ in (\d+(?:\.\d+)?s)", text)
-        return (f"restarting after {why}, attempt {self.restarts + 1}"
-                + (f" (in {delay.group(1)})" if delay else ""))
+        return f"restarting after {why}, attempt {self.restarts + 1}" + (
+            f" (in {delay.group(1)})" if delay else ""
+        )
 
     def exit_code(self, job: JobDescription) -> int:
         """What the run exits with: the job's code; killed between two attempts (no code of
@@ -378,8 +398,9 @@ class Attempts:
         return job_exit_code(job)
 
 
-async def follow_attempts(deps: Deps, job_id: str, *, progress: Progress,
-                          attempts: Attempts) -> None:
+async def follow_attempts(
+    deps: Deps, job_id: str, *, progress: Progress, attempts: Attempts
+) -> None:
     """:func:`follow_output`, with a line on stderr between the attempts of a job that
     restarts (the output stream goes on across them)."""
     import asyncio
@@ -398,8 +419,9 @@ async def follow_attempts(deps: Deps, job_id: str, *, progress: Progress,
         deps.io.err(line)
 
 
-async def _announce_restarts(deps: Deps, job_id: str, progress: Progress,
-                             attempts: Attempts) -> None:
+async def _announce_restarts(
+    deps: Deps, job_id: str, progress: Progress, attempts: Attempts
+) -> None:
     import asyncio
 
     while True:
@@ -432,7 +454,7 @@ async def _output_quiet(progress: Progress, quiet: float = 0.25, most: float = 2
 
     loop = asyncio.get_running_loop()
     end = loop.time() + most
-    while not progress.connected and loop.time() < end:
+    while not progress.connected and loop.time() < end:  # noqa: ASYNC110 - bounded poll of a flag
         await asyncio.sleep(0.02)
     seen, since = progress.seen, loop.time()
     while loop.time() < end and loop.time() - since < quiet:
@@ -441,7 +463,7 @@ async def _output_quiet(progress: Progress, quiet: float = 0.25, most: float = 2
             seen, since = progress.seen, loop.time()
 
 
-def result_line(job: "JobDescription") -> str:
+def result_line(job: JobDescription) -> str:
     h = job.history
     if job.status.value == "succeeded":
         return f"Job {job.id} finished successfully"
@@ -451,7 +473,7 @@ def result_line(job: "JobDescription") -> str:
     return f"Job {job.id} failed ({h.reason}{code}){': ' + h.description if h.description else ''}"
 
 
-def job_exit_code(job: "JobDescription") -> int:
+def job_exit_code(job: JobDescription) -> int:
     """What an attached ``run`` exits with: the job's code; failed without one: 125."""
     code = job.history.exit_code
     if code is not None:

@@ -40,7 +40,9 @@ def parse_port_pair(value: str) -> tuple[int, int]:
     return local, remote
 
 
-def _ports(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+def _ports(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[tuple[int, int], ...]:
     try:
         return tuple(parse_port_pair(v) for v in values)
     except ValueError as e:
@@ -56,21 +58,30 @@ def _keys(ctx: click.Context, param: click.Parameter, value: str) -> bytes:
 
 def port_forward_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--port-forward", "port_forwards", multiple=True, metavar="LOCAL:REMOTE",
-        callback=_ports, help="Forward a local port to the job's port while attached (repeatable).",
+        "--port-forward",
+        "port_forwards",
+        multiple=True,
+        metavar="LOCAL:REMOTE",
+        callback=_ports,
+        help="Forward a local port to the job's port while attached (repeatable).",
     )(f)
 
 
 def detach_keys_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--detach-keys", default=DEFAULT_DETACH_KEYS, show_default=True, callback=_keys,
+        "--detach-keys",
+        default=DEFAULT_DETACH_KEYS,
+        show_default=True,
+        callback=_keys,
         help="Key sequence that detaches from a TTY session ('' disables it).",
     )(f)
 
 
 def tty_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "-t/-T", "--tty/--no-tty", default=None,
+        "-t/-T",
+        "--tty/--no-tty",
+        default=None,
         help="Allocate a TTY [default: when stdin, stdout and stderr are all terminals].",
     )(f)
 
@@ -84,5 +95,6 @@ def keys_text(keys: bytes) -> str:
 
 def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--json``: the command prints JSON, with the fields documented in docs/cli.md."""
-    return click.option("--json", "as_json", is_flag=True,
-                        help="Print JSON (fields: docs/cli.md, JSON output).")(fn)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON (fields: docs/cli.md, JSON output)."
+    )(fn)

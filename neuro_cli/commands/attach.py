@@ -12,14 +12,16 @@ from ._jobs_common import job_ref, not_running_text, resolve_job, run_async, wai
 from ._options import detach_keys_option, keys_text, port_forward_option
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
-               short_help="Attach to a running job")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]}, short_help="Attach to a running job"
+)
 @click.argument("job", type=JOB)
 @detach_keys_option
 @port_forward_option
 @click.pass_context
-def command(ctx: click.Context, job: str, detach_keys: bytes,
-            port_forwards: tuple[tuple[int, int], ...]) -> None:
+def command(
+    ctx: click.Context, job: str, detach_keys: bytes, port_forwards: tuple[tuple[int, int], ...]
+) -> None:
     """Attach the terminal to a running job's own stdin and stdout.
 
     For a TTY job (started with -t) typing goes to the job and the detach keys (Ctrl-P Ctrl-Q)
@@ -34,8 +36,9 @@ def command(ctx: click.Context, job: str, detach_keys: bytes,
     run_async(ctx, lambda deps: run(job, detach_keys, port_forwards, deps))
 
 
-async def run(ref: str, detach_keys: bytes, port_forwards: tuple[tuple[int, int], ...],
-              deps: Deps) -> int:
+async def run(
+    ref: str, detach_keys: bytes, port_forwards: tuple[tuple[int, int], ...], deps: Deps
+) -> int:
     from .port_forward import forwarding
 
     async with deps.client() as client:
@@ -44,16 +47,32 @@ async def run(ref: str, detach_keys: bytes, port_forwards: tuple[tuple[int, int]
         if job.status.is_pending:
             job = await wait_started(client, job, deps, quiet=False)
         if job.status.is_finished:
-            raise CLIError(f"job {job_id} is not running: {not_running_text(job)}",
-                           ExitCode.BAD_INPUT, hint=f"`neuro logs {ref}` prints its output")
+            raise CLIError(
+                f"job {job_id} is not running: {not_running_text(job)}",
+                ExitCode.BAD_INPUT,
+                hint=f"`neuro logs {ref}` prints its output",
+            )
         name = job_ref(job, client.username)
     tty = bool(job.container.tty)
     if tty and not deps.io.interactive:
-        raise CLIError("the job has a TTY: attach from a terminal", ExitCode.USAGE,
-                       hint=f"`neuro logs {ref}` follows its output without one")
+        raise CLIError(
+            "the job has a TTY: attach from a terminal",
+            ExitCode.USAGE,
+            hint=f"`neuro logs {ref}` follows its output without one",
+        )
     if tty:
-        deps.io.err(f"Attached to {job_id} (terminal). Press {keys_text(detach_keys)} to detach; "
-                    "if you see no prompt, press Enter.")
+        deps.io.err(
+            f"Attached to {job_id} (terminal). Press {keys_text(detach_keys)} to detach; "
+            "if you see no prompt, press Enter."
+        )
     async with forwarding(deps, job_id, port_forwards):
-        return await attach_loop(deps, job_id, tty=tty, stdin=tty, detach_keys=detach_keys,
-                                 from_start=False, ref=name, restarts=job.history.restarts)
+        return await attach_loop(
+            deps,
+            job_id,
+            tty=tty,
+            stdin=tty,
+            detach_keys=detach_keys,
+            from_start=False,
+            ref=name,
+            restarts=job.history.restarts,
+        )

@@ -9,8 +9,10 @@ from ..deps import Deps
 from ._jobs_common import resolve_job, run_async
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
-               short_help="Open a job's HTTP URL in a browser")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Open a job's HTTP URL in a browser",
+)
 @click.argument("job", type=JOB)
 @click.option("--no-browser", is_flag=True, help="Print the URLs instead of opening a browser.")
 @click.pass_context

@@ -17,8 +17,10 @@ def _delta(ctx: click.Context, param: click.Parameter, value: str) -> float:
         raise click.BadParameter(str(e)) from None
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
-               short_help="Extend the life span of a job")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Extend the life span of a job",
+)
 @click.argument("job", type=JOB)
 @click.argument("timedelta", callback=_delta)
 @click.pass_context

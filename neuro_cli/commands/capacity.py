@@ -9,8 +9,10 @@ from ._jobs_common import run_async
 from ._options import json_option
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
-               short_help="Show how many jobs of each preset fit now")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Show how many jobs of each preset fit now",
+)
 @json_option
 @click.pass_context
 def command(ctx: click.Context, as_json: bool) -> None:

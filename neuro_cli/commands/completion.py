@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
-               short_help="Print a shell completion script")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Print a shell completion script",
+)
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def command(shell: str) -> None:
     """Print the completion script for SHELL (bash, zsh or fish).

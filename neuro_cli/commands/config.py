@@ -9,8 +9,10 @@ from ._jobs_common import run_async
 from ._options import json_option
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]},
-             short_help="Show the client configuration")
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Show the client configuration",
+)
 def group() -> None:
     """Show the client configuration.
 
@@ -39,9 +41,10 @@ def show(ctx: click.Context, as_json: bool) -> None:
 
 
 async def _show(deps: Deps, as_json: bool = False) -> int:
+    from neuro_sdk import Factory
+
     from ..embedded import config_dir, server_dir
     from ..formatters.common import size
-    from neuro_sdk import Factory
 
     io = deps.io
     async with deps.client() as client:
@@ -54,19 +57,39 @@ async def _show(deps: Deps, as_json: bool = False) -> int:
     if as_json:
         from ..formatters.json_out import dumps
 
-        io.out(dumps({
-            "user": client.username, "url": str(client.url), "embedded": embedded_mode,
-            "cluster_name": client.cluster_name,
-            "runtime": {k: rt.get(k) for k in ("name", "reason", "image_used", "limits", "users",
-                                               "ports")} if rt else None,
-            "presets": [{"name": p.name, "cpu": p.cpu, "memory": int(p.memory),
-                         "nvidia_gpu": int(p.nvidia_gpu or 0), "nvidia_gpu_model": p.nvidia_gpu_model,
-                         "available": int(cap.get(p.name, 0))} for p in presets],
-        }))
+        io.out(
+            dumps(
+                {
+                    "user": client.username,
+                    "url": str(client.url),
+                    "embedded": embedded_mode,
+                    "cluster_name": client.cluster_name,
+                    "runtime": {
+                        k: rt.get(k)
+                        for k in ("name", "reason", "image_used", "limits", "users", "ports")
+                    }
+                    if rt
+                    else None,
+                    "presets": [
+                        {
+                            "name": p.name,
+                            "cpu": p.cpu,
+                            "memory": int(p.memory),
+                            "nvidia_gpu": int(p.nvidia_gpu or 0),
+                            "nvidia_gpu_model": p.nvidia_gpu_model,
+                            "available": int(cap.get(p.name, 0)),
+                        }
+                        for p in presets
+                    ],
+                }
+            )
+        )
         return 0
     io.out(f"User: {client.username}")
     io.out(f"API URL: {client.url}")
-    io.out(f"Server: {'embedded local server (' + str(server_dir()) + ')' if embedded_mode else 'remote'}")
+    io.out(
+        f"Server: {'embedded local server (' + str(server_dir()) + ')' if embedded_mode else 'remote'}"
+    )
     io.out(f"Cluster: {client.cluster_name}")
     if rt:
         io.out(f"Runtime: {rt.get('name')}" + (f" ({rt['reason']})" if rt.get("reason") else ""))
@@ -93,7 +116,9 @@ def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
     """Rows as columns padded to their widest cell (a terminal shows tabs as jumps to the
     next multiple of 8, which leaves a table ragged)."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    return [
+        "   ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in rows
+    ]
 
 
 @group.command("show-token", short_help="Print the API token")

@@ -46,8 +46,9 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
         raise click.BadParameter(str(e)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]},
-             short_help="Manage persistent disks")
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]}, short_help="Manage persistent disks"
+)
 def group() -> None:
     """Manage persistent disks: filesystems of a fixed size that outlive jobs. A job mounts one
     with -v disk:NAME:/path[:ro]; one job writes to a disk at a time (others wait, with
@@ -106,14 +107,27 @@ async def run_ls(opts: LsOptions, deps: Deps) -> int:
     if opts.as_json:
         from ..formatters.json_out import dumps
 
-        deps.io.out(dumps([{"id": d.id, "name": d.name, "storage": d.storage,
-                            "used_bytes": d.used_bytes, "created_at": iso(d.created_at),
-                            "last_usage": iso(d.last_usage) or None} for d in disks]))
+        deps.io.out(
+            dumps(
+                [
+                    {
+                        "id": d.id,
+                        "name": d.name,
+                        "storage": d.storage,
+                        "used_bytes": d.used_bytes,
+                        "created_at": iso(d.created_at),
+                        "last_usage": iso(d.last_usage) or None,
+                    }
+                    for d in disks
+                ]
+            )
+        )
         return 0
     deps.io.out("ID\tNAME\tSIZE\tUSED\tCREATED")
     for d in disks:
-        deps.io.out(f"{d.id}\t{d.name or ''}\t{size(d.storage)}\t{size(d.used_bytes)}\t"
-                    f"{iso(d.created_at)}")
+        deps.io.out(
+            f"{d.id}\t{d.name or ''}\t{size(d.storage)}\t{size(d.used_bytes)}\t{iso(d.created_at)}"
+        )
     return 0
 
 

@@ -9,10 +9,10 @@ import sys
 
 import click
 
+from .._terminal import Outcome, pump_plain, pump_tty, read_stdin, terminal_size
 from ..completion.types import JOB
 from ..deps import Deps
 from ..errors import CLIError, ExitCode
-from .._terminal import Outcome, pump_plain, pump_tty, read_stdin, terminal_size
 from ._jobs_common import not_running_text, resolve_job, run_async
 from ._options import detach_keys_option, tty_option
 
@@ -26,17 +26,30 @@ class Options:
     detach_keys: bytes = b"\x10\x11"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
-               short_help="Run a command in a running job")
-@click.option("-i", "--stdin", "stdin", is_flag=True,
-              help="Pass standard input on to the command (a TTY always gets the keyboard).")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Run a command in a running job",
+)
+@click.option(
+    "-i",
+    "--stdin",
+    "stdin",
+    is_flag=True,
+    help="Pass standard input on to the command (a TTY always gets the keyboard).",
+)
 @tty_option
 @detach_keys_option
 @click.argument("job", type=JOB)
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
-def command(ctx: click.Context, stdin: bool, tty: bool | None, detach_keys: bytes, job: str,
-            cmd: tuple[str, ...]) -> None:
+def command(
+    ctx: click.Context,
+    stdin: bool,
+    tty: bool | None,
+    detach_keys: bytes,
+    job: str,
+    cmd: tuple[str, ...],
+) -> None:
     """Run CMD in a running job (same environment, working dir and limits) and exit with
     its exit code (125 if the connection ended without one).
 
@@ -61,16 +74,21 @@ async def run(opts: Options, deps: Deps) -> int:
     if tty is None:
         tty = io.interactive
     elif tty and not io.interactive:
-        raise CLIError("-t needs a terminal: stdin, stdout and stderr must all be terminals",
-                       ExitCode.USAGE, hint="use -T (and -i to pass stdin on)")
+        raise CLIError(
+            "-t needs a terminal: stdin, stdout and stderr must all be terminals",
+            ExitCode.USAGE,
+            hint="use -T (and -i to pass stdin on)",
+        )
     async with deps.client() as client:
         job_id = await resolve_job(client, opts.job)
         job = await client.jobs.status(job_id)
         if not job.status.is_running:
-            raise CLIError(f"job {job_id} is not running: {not_running_text(job)}",
-                           ExitCode.BAD_INPUT)
-    outcome = await _exec_with_resume(deps, job_id, list(opts.cmd), tty, opts.detach_keys,
-                                      stdin=tty or opts.stdin)
+            raise CLIError(
+                f"job {job_id} is not running: {not_running_text(job)}", ExitCode.BAD_INPUT
+            )
+    outcome = await _exec_with_resume(
+        deps, job_id, list(opts.cmd), tty, opts.detach_keys, stdin=tty or opts.stdin
+    )
     if outcome.detached:
         io.err("\r\nDetached: the command was stopped.")
         return 0
@@ -80,9 +98,16 @@ async def run(opts: Options, deps: Deps) -> int:
     return outcome.exit_code
 
 
-async def _exec_with_resume(deps: Deps, job_id: str, cmd: list[str], tty: bool,
-                            detach_keys: bytes, *, stdin: bool,
-                            retry_for: float = 60.0) -> Outcome:
+async def _exec_with_resume(
+    deps: Deps,
+    job_id: str,
+    cmd: list[str],
+    tty: bool,
+    detach_keys: bytes,
+    *,
+    stdin: bool,
+    retry_for: float = 60.0,
+) -> Outcome:
     """Run the command; when the connection drops, reconnect to the same command (the server
     keeps it for a while) and resume its output at the byte where it stopped."""
     from neuro_sdk import ResourceNotFound
@@ -93,7 +118,8 @@ async def _exec_with_resume(deps: Deps, job_id: str, cmd: list[str], tty: bool,
     outcome = Outcome()
     # (a queue that outlives reconnects; a TTY reads its keyboard itself)
     stdin_queue: asyncio.Queue[bytes | None] | None = (
-        asyncio.Queue(maxsize=16) if stdin and not tty else None)
+        asyncio.Queue(maxsize=16) if stdin and not tty else None
+    )
     reader = None if stdin_queue is None else loop.create_task(read_stdin(stdin_queue))
     exec_id: str | None = None
     start = 0
@@ -102,19 +128,29 @@ async def _exec_with_resume(deps: Deps, job_id: str, cmd: list[str], tty: bool,
     try:
         while True:
             try:
-                async with deps.client() as client:
-                    async with client.jobs.exec(
-                        job_id, cmd, tty=tty, stdin=stdin, stdout=True, stderr=not tty,
-                        resumable=exec_id is None, resume=exec_id, offset=start + outcome.seen,
+                async with (
+                    deps.client() as client,
+                    client.jobs.exec(
+                        job_id,
+                        cmd,
+                        tty=tty,
+                        stdin=stdin,
+                        stdout=True,
+                        stderr=not tty,
+                        resumable=exec_id is None,
+                        resume=exec_id,
+                        offset=start + outcome.seen,
                         size=terminal_size(sys.stdout.fileno()) if tty else None,
-                    ) as stream:
-                        exec_id = stream.exec_id or exec_id
-                        start, outcome.seen = start + outcome.seen, 0
-                        if tty:
-                            await pump_tty(stream, outcome, detach_keys=detach_keys)
-                        else:
-                            await pump_plain(stream, outcome, forward_stdin=False,
-                                             stdin_queue=stdin_queue)
+                    ) as stream,
+                ):
+                    exec_id = stream.exec_id or exec_id
+                    start, outcome.seen = start + outcome.seen, 0
+                    if tty:
+                        await pump_tty(stream, outcome, detach_keys=detach_keys)
+                    else:
+                        await pump_plain(
+                            stream, outcome, forward_stdin=False, stdin_queue=stdin_queue
+                        )
                 if outcome.detached or outcome.exit_code is not None or exec_id is None:
                     return outcome
                 # the stream ended without an exit code: the connection dropped
@@ -135,4 +171,3 @@ async def _exec_with_resume(deps: Deps, job_id: str, cmd: list[str], tty: bool,
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-

@@ -9,8 +9,10 @@ from ..deps import Deps
 from ._jobs_common import resolve_job, run_async
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
-               short_help="Print the run command of a job")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Print the run command of a job",
+)
 @click.argument("job", type=JOB)
 @click.pass_context
 def command(ctx: click.Context, job: str) -> None:

@@ -14,8 +14,14 @@ from ._options import parsed
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]}, short_help="Kill jobs")
 @click.argument("jobs", nargs=-1, required=True, type=JOB)
-@click.option("-s", "--signal", "signal", callback=parsed(parse_signal), metavar="SIGNAL",
-              help="Send this signal instead of stopping the job (e.g. USR1); the job goes on.")
+@click.option(
+    "-s",
+    "--signal",
+    "signal",
+    callback=parsed(parse_signal),
+    metavar="SIGNAL",
+    help="Send this signal instead of stopping the job (e.g. USR1); the job goes on.",
+)
 @click.pass_context
 def command(ctx: click.Context, jobs: tuple[str, ...], signal: str | None) -> None:
     """Kill jobs: SIGTERM, then SIGKILL after the server's grace period.

@@ -9,11 +9,16 @@ from ..deps import Deps
 from ._jobs_common import run_async
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
-               short_help="Log in to a neuro server")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]}, short_help="Log in to a neuro server"
+)
 @click.argument("url")
-@click.option("--token", required=True, envvar="NEURO_TOKEN",
-              help="API token (e.g. from `neuro-server add-user NAME`) [env: NEURO_TOKEN].")
+@click.option(
+    "--token",
+    required=True,
+    envvar="NEURO_TOKEN",
+    help="API token (e.g. from `neuro-server add-user NAME`) [env: NEURO_TOKEN].",
+)
 @click.pass_context
 def login(ctx: click.Context, url: str, token: str) -> None:
     """Log in to a neuro (or Neu.ro/Apolo-compatible) server with a token.
@@ -37,18 +42,25 @@ def login(ctx: click.Context, url: str, token: str) -> None:
         try:
             await factory.login_with_token(token, api)
         except ServerUnreachable as e:
-            raise CLIError(f"cannot reach {api}: {unreachable_reason(e)}", ExitCode.UNREACHABLE,
-                           hint="check the URL, and that the server (`neuro-server serve`) "
-                                "runs there and can be reached from here") from None
+            raise CLIError(
+                f"cannot reach {api}: {unreachable_reason(e)}",
+                ExitCode.UNREACHABLE,
+                hint="check the URL, and that the server (`neuro-server serve`) "
+                "runs there and can be reached from here",
+            ) from None
         except ResourceNotFound as e:
-            raise CLIError(f"no neuro server API at {api}: it answered {e}", ExitCode.NOT_FOUND,
-                           hint="check the URL: the API URL of a server, e.g. "
-                                "http://head-node:8080/api/v1") from None
+            raise CLIError(
+                f"no neuro server API at {api}: it answered {e}",
+                ExitCode.NOT_FOUND,
+                hint="check the URL: the API URL of a server, e.g. http://head-node:8080/api/v1",
+            ) from None
         except AuthError as e:
             why = str(e).removesuffix(": log in again (neuro login)")
-            raise CLIError(f"the server at {api} refused the token: {why}", ExitCode.AUTH,
-                           hint="check the token; on the server, `neuro-server token USER` "
-                                "prints a new one") from None
+            raise CLIError(
+                f"the server at {api} refused the token: {why}",
+                ExitCode.AUTH,
+                hint="check the token; on the server, `neuro-server token USER` prints a new one",
+            ) from None
         forget_completion_cache()  # it lists the jobs of the previous server
         client = await factory.get()
         try:
@@ -69,13 +81,17 @@ def _api_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise click.BadParameter(
             f"{url!r} is not a server URL: use http(s)://HOST[:PORT]/api/v1, e.g. "
-            "http://head-node:8080/api/v1", param_hint="URL")
+            "http://head-node:8080/api/v1",
+            param_hint="URL",
+        )
     api = url.rstrip("/")
     return api if api.endswith("/api/v1") else api + "/api/v1"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
-               short_help="Log out and go back to the local server")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Log out and go back to the local server",
+)
 @click.pass_context
 def logout(ctx: click.Context) -> None:
     """Log out: forget the server and token; later commands use the local server.

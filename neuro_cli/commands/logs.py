@@ -13,11 +13,16 @@ from ._jobs_common import follow_output, resolve_job, run_async
 from ._options import parsed
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
-               short_help="Print the output of a job")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]}, short_help="Print the output of a job"
+)
 @click.argument("job", type=JOB)
-@click.option("--since", callback=parsed(parse_date_or_delta), metavar="DATE_OR_TIMEDELTA",
-              help="Only output printed at or after this time (ISO date, or a delta like 10m).")
+@click.option(
+    "--since",
+    callback=parsed(parse_date_or_delta),
+    metavar="DATE_OR_TIMEDELTA",
+    help="Only output printed at or after this time (ISO date, or a delta like 10m).",
+)
 @click.option("--timestamps", is_flag=True, help="Prefix each line with its time (RFC 3339, UTC).")
 @click.pass_context
 def command(ctx: click.Context, job: str, since: datetime | None, timestamps: bool) -> None:

@@ -17,8 +17,9 @@ from ._options import _ports
 
 
 @contextlib.asynccontextmanager
-async def forwarding(deps: Deps, job_id: str,
-                     pairs: tuple[tuple[int, int], ...]) -> AsyncIterator[None]:
+async def forwarding(
+    deps: Deps, job_id: str, pairs: tuple[tuple[int, int], ...]
+) -> AsyncIterator[None]:
     """Forward every LOCAL:REMOTE pair while the body runs."""
     if not pairs:
         yield
@@ -29,15 +30,20 @@ async def forwarding(deps: Deps, job_id: str,
                 await stack.enter_async_context(client.jobs.port_forward(job_id, local, remote))
             except OSError as e:
                 if e.errno == errno.EADDRINUSE:
-                    raise CLIError(f"local port {local} is already in use", ExitCode.FAILURE,
-                                   hint=f"pick another one, e.g. {local + 10000 if local < 55535 else 0}:{remote}") from None
+                    raise CLIError(
+                        f"local port {local} is already in use",
+                        ExitCode.FAILURE,
+                        hint=f"pick another one, e.g. {local + 10000 if local < 55535 else 0}:{remote}",
+                    ) from None
                 raise
             deps.io.err(f"Port localhost:{local} will be forwarded to port {remote} of {job_id}")
         yield
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
-               short_help="Forward local ports to a job")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Forward local ports to a job",
+)
 @click.argument("job", type=JOB)
 @click.argument("ports", nargs=-1, required=True, callback=_ports, metavar="LOCAL:REMOTE...")
 @click.pass_context
@@ -60,8 +66,9 @@ async def run(ref: str, ports: tuple[tuple[int, int], ...], deps: Deps) -> int:
         job_id = await resolve_job(client, ref)
         job = await client.jobs.status(job_id)
         if not job.status.is_running:
-            raise CLIError(f"job {job_id} is not running: {not_running_text(job)}",
-                           ExitCode.BAD_INPUT)
+            raise CLIError(
+                f"job {job_id} is not running: {not_running_text(job)}", ExitCode.BAD_INPUT
+            )
     try:
         async with forwarding(deps, job_id, ports):
             deps.io.err("Press Ctrl-C to stop forwarding")
@@ -71,7 +78,8 @@ async def run(ref: str, ports: tuple[tuple[int, int], ...], deps: Deps) -> int:
         raise Interrupted from None  # Ctrl-C ends it as it ends `logs`: 130
     reason = f" ({job.history.reason})" if job.history.reason else ""
     ended = {"succeeded": "succeeded", "cancelled": "was cancelled"}.get(
-        job.status.value, job.status.value)
+        job.status.value, job.status.value
+    )
     deps.io.err(f"Job {job_id} {ended}{reason}: forwarding stopped")
     return 0
 

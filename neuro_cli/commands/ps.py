@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -15,6 +16,8 @@ from ._options import json_option, parsed
 
 if TYPE_CHECKING:
     from neuro_sdk import Client, JobStatus
+
+    from ..formatters.columns import Column
 
 STATUS_CHOICES = ("pending", "suspended", "running", "succeeded", "failed", "cancelled")
 
@@ -46,7 +49,7 @@ def _format(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     return value
 
 
-def _columns(spec: str | None) -> list:  # type: ignore[type-arg]
+def _columns(spec: str | None) -> list[Column]:
     """--format, else the user config's [job] ps-format, else the default."""
     from ..errors import CLIError, ExitCode
     from ..formatters.columns import DEFAULT_FORMAT, parse_format
@@ -66,30 +69,71 @@ def _columns(spec: str | None) -> list:  # type: ignore[type-arg]
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]}, short_help="List jobs")
-@click.option("-s", "--status", "statuses", multiple=True, type=click.Choice(STATUS_CHOICES),
-              help="Show jobs in this status (repeatable) [default: pending, suspended, running].")
+@click.option(
+    "-s",
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(STATUS_CHOICES),
+    help="Show jobs in this status (repeatable) [default: pending, suspended, running].",
+)
 @click.option("-a", "--all", "all_", is_flag=True, help="Show jobs in every status.")
 @click.option("-n", "--name", help="Only jobs with this name.")
-@click.option("-t", "--tag", "tags", multiple=True, help="Only jobs with all these tags (repeatable).")
-@click.option("-o", "--owner", "owners", multiple=True,
-              help="Only jobs of this owner (repeatable; ME is you).")
-@click.option("--since", callback=parsed(parse_date_or_delta), metavar="DATE_OR_TIMEDELTA",
-              help="Only jobs created at or after this time (ISO date or e.g. 1h ago as 1h).")
-@click.option("--until", callback=parsed(parse_date_or_delta), metavar="DATE_OR_TIMEDELTA",
-              help="Only jobs created at or before this time.")
-@click.option("--recent-first/--recent-last", default=False,
-              help="Newest jobs first [default: oldest first].")
+@click.option(
+    "-t", "--tag", "tags", multiple=True, help="Only jobs with all these tags (repeatable)."
+)
+@click.option(
+    "-o",
+    "--owner",
+    "owners",
+    multiple=True,
+    help="Only jobs of this owner (repeatable; ME is you).",
+)
+@click.option(
+    "--since",
+    callback=parsed(parse_date_or_delta),
+    metavar="DATE_OR_TIMEDELTA",
+    help="Only jobs created at or after this time (ISO date or e.g. 1h ago as 1h).",
+)
+@click.option(
+    "--until",
+    callback=parsed(parse_date_or_delta),
+    metavar="DATE_OR_TIMEDELTA",
+    help="Only jobs created at or before this time.",
+)
+@click.option(
+    "--recent-first/--recent-last", default=False, help="Newest jobs first [default: oldest first]."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only job ids.")
-@click.option("--format", "columns", callback=_format, metavar="COLUMNS",
-              help="Columns, e.g. 'id/name status/when image command' (docs/cli.md, ps columns).")
-@click.option("--watch", is_flag=True,
-              help="Keep the list up to date: redrawn in place on a terminal, a line per change in a pipe.")
+@click.option(
+    "--format",
+    "columns",
+    callback=_format,
+    metavar="COLUMNS",
+    help="Columns, e.g. 'id/name status/when image command' (docs/cli.md, ps columns).",
+)
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep the list up to date: redrawn in place on a terminal, a line per change in a pipe.",
+)
 @json_option
 @click.pass_context
-def command(ctx: click.Context, statuses: tuple[str, ...], all_: bool, name: str | None,
-            tags: tuple[str, ...], owners: tuple[str, ...], since: datetime | None,
-            until: datetime | None, recent_first: bool, quiet: bool, columns: str | None,
-            watch: bool, as_json: bool) -> None:
+def command(
+    ctx: click.Context,
+    statuses: tuple[str, ...],
+    all_: bool,
+    name: str | None,
+    tags: tuple[str, ...],
+    owners: tuple[str, ...],
+    since: datetime | None,
+    until: datetime | None,
+    recent_first: bool,
+    quiet: bool,
+    columns: str | None,
+    watch: bool,
+    as_json: bool,
+) -> None:
     """List jobs: the active ones unless -s or -a says otherwise.
 
     A table on a terminal; tab-separated lines with a header and ISO-8601 UTC times in a pipe.
@@ -109,8 +153,20 @@ def command(ctx: click.Context, statuses: tuple[str, ...], all_: bool, name: str
         raise click.UsageError("-q/--quiet and --json cannot be used together")
     if watch and (quiet or as_json):
         raise click.UsageError("--watch cannot be used with -q/--quiet or --json")
-    opts = Options(statuses, all_, name, tags, owners, since, until, recent_first, quiet, as_json,
-                   columns, watch)
+    opts = Options(
+        statuses,
+        all_,
+        name,
+        tags,
+        owners,
+        since,
+        until,
+        recent_first,
+        quiet,
+        as_json,
+        columns,
+        watch,
+    )
     run_async(ctx, lambda deps: run(opts, deps), loop=watch)  # (one-shot: no event loop)
 
 
@@ -132,9 +188,15 @@ async def run(opts: Options, deps: Deps) -> int:
         if opts.watch:
             assert columns is not None
             return await _watch(client, opts, statuses, owners, columns, deps)
-        stream = client.jobs.list(statuses=statuses, name=opts.name, tags=opts.tags,
-                                  owners=owners, since=opts.since, until=opts.until,
-                                  reverse=opts.recent_first)
+        stream = client.jobs.list(
+            statuses=statuses,
+            name=opts.name,
+            tags=opts.tags,
+            owners=owners,
+            since=opts.since,
+            until=opts.until,
+            reverse=opts.recent_first,
+        )
         # closed however the loop ends (a reader that went away: `neuro ps | head -1`)
         async with stream as it:
             if opts.quiet:
@@ -167,8 +229,14 @@ async def run(opts: Options, deps: Deps) -> int:
 WATCH_INTERVAL = 1.0
 
 
-async def _watch(client: "Client", opts: Options, statuses: set["JobStatus"], owners: set[str],
-                 columns: list, deps: Deps) -> int:  # type: ignore[type-arg]
+async def _watch(
+    client: Client,
+    opts: Options,
+    statuses: set[JobStatus],
+    owners: set[str],
+    columns: list[Column],
+    deps: Deps,
+) -> int:
     """Re-list every second until Ctrl-C.  On a terminal the table is redrawn in place (rich
     Live); piped, the header once, then a job's line whenever it appears or changes, and its
     last line when it leaves the list (e.g. an active job that finished)."""
@@ -181,17 +249,27 @@ async def _watch(client: "Client", opts: Options, statuses: set["JobStatus"], ow
     if io.stdout_tty:
         from rich.live import Live
 
-        live = Live(console=io.console(), auto_refresh=False, transient=False,
-                    vertical_overflow="visible")
+        live = Live(
+            console=io.console(), auto_refresh=False, transient=False, vertical_overflow="visible"
+        )
         live.start()
     else:
         io.out(header(columns))
     seen: dict[str, str] = {}  # piped: the last line printed per job
     try:
         while True:
-            jobs = [job async for job in client.jobs.list(
-                statuses=statuses, name=opts.name, tags=opts.tags, owners=owners,
-                since=opts.since, until=opts.until, reverse=opts.recent_first)]
+            jobs = [
+                job
+                async for job in client.jobs.list(
+                    statuses=statuses,
+                    name=opts.name,
+                    tags=opts.tags,
+                    owners=owners,
+                    since=opts.since,
+                    until=opts.until,
+                    reverse=opts.recent_first,
+                )
+            ]
             now = deps.now()
             if live is not None:
                 live.update(render_table(jobs, columns, now), refresh=True)
@@ -205,10 +283,8 @@ async def _watch(client: "Client", opts: Options, statuses: set["JobStatus"], ow
                         seen[job.id] = text
                 for gone in [i for i in seen if i not in listed]:
                     del seen[gone]
-                    try:
+                    with contextlib.suppress(Exception):  # gone for good: nothing more to say
                         io.out(line(await client.jobs.status(gone), columns, now))
-                    except Exception:  # noqa: BLE001 - gone for good: nothing more to say
-                        pass
             await asyncio.sleep(WATCH_INTERVAL)
     finally:  # (Ctrl-C ends a watch as it ends `logs`: interrupted, 130)
         if live is not None:

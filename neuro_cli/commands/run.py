@@ -39,8 +39,9 @@ from ._options import detach_keys_option, keys_text, parsed, port_forward_option
 from .port_forward import forwarding
 
 if TYPE_CHECKING:
-    from neuro_sdk import Client, JobDescription
     from yarl import URL
+
+    from neuro_sdk import Client, JobDescription
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,59 +81,143 @@ class Options:
 )
 @click.argument("image")
 @click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
-@click.option("-s", "--preset", type=PRESET, help="Resource preset (see `neuro config show`) [default: the first].")
+@click.option(
+    "-s",
+    "--preset",
+    type=PRESET,
+    help="Resource preset (see `neuro config show`) [default: the first].",
+)
 @click.option("-n", "--name", help="Job name: 3-40 lower-case letters, digits, dashes.")
 @click.option("--tag", "tags", multiple=True, help="Tag the job (repeatable).")
 @click.option("-d", "--description", help="A free-text description.")
-@click.option("-e", "--env", multiple=True, metavar="VAR=VAL",
-              help="Environment variable (repeatable); VAR alone copies the local value; "
-                   "VAR=secret:KEY takes a secret.")
-@click.option("--env-file", "env_files", multiple=True, type=click.Path(dir_okay=False),
-              help="File of VAR=VAL lines (repeatable); -e wins over it.")
-@click.option("-v", "--volume", "volumes", multiple=True, metavar="MOUNT",
-              help="Mount storage:PATH:/path[:ro], disk:NAME:/path[:ro] or secret:KEY:/path (repeatable).")
+@click.option(
+    "-e",
+    "--env",
+    multiple=True,
+    metavar="VAR=VAL",
+    help="Environment variable (repeatable); VAR alone copies the local value; "
+    "VAR=secret:KEY takes a secret.",
+)
+@click.option(
+    "--env-file",
+    "env_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="File of VAR=VAL lines (repeatable); -e wins over it.",
+)
+@click.option(
+    "-v",
+    "--volume",
+    "volumes",
+    multiple=True,
+    metavar="MOUNT",
+    help="Mount storage:PATH:/path[:ro], disk:NAME:/path[:ro] or secret:KEY:/path (repeatable).",
+)
 @click.option("-w", "--workdir", help="Working directory of the command.")
 @click.option("--entrypoint", help="Override the image's entrypoint.")
-@click.option("--life-span", callback=parsed(parse_life_span), metavar="TIMEDELTA",
-              help="Stop the job after it ran this long, e.g. 1d2h3m4s [default: no limit].")
-@click.option("--life-span-signal", callback=parsed(parse_life_span_signal),
-              metavar="SIG[@BEFORE]",
-              help="Send SIG this long before the life span ends (to checkpoint), e.g. "
-                   "USR1@5m [BEFORE default: 1m].")
-@click.option("--detach", is_flag=True, help="Do not stream the output: print the job id and return.")
-@click.option("--wait-start/--no-wait-start", default=True, show_default=True,
-              help="Wait for the job to start before returning (--no-wait-start implies --detach).")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the job id (and the output when attached).")
-@click.option("--restart", type=click.Choice(["never", "on-failure", "always"]), default="never",
-              show_default=True, help="Restart the job when it exits (with a growing delay).")
-@click.option("--wait-for-seat", is_flag=True,
-              help="Over your quota of running jobs: wait in the queue instead of failing.")
-@click.option("--schedule-timeout", callback=parsed(parse_life_span), metavar="TIMEDELTA",
-              help="Fail if the job has not started within this time, e.g. 10m.")
-@click.option("--http-port", type=click.IntRange(1, 65535), metavar="PORT",
-              help="Serve the job's HTTP port at its own URL (see `neuro job browse`).")
-@click.option("--http-auth/--no-http-auth", default=True, show_default=True,
-              help="Require your token (or a shared user's) for the HTTP URL.")
-@click.option("--extshm/--no-extshm", default=True, show_default=True,
-              help="Give the job a large /dev/shm (containers; e.g. PyTorch data loaders).")
-@click.option("--pass-config", is_flag=True,
-              help="Let `neuro` and the SDK inside the job act as you (e.g. start jobs).")
-@click.option("--privileged", is_flag=True,
-              help="Run the container privileged (where the server allows it).")
+@click.option(
+    "--life-span",
+    callback=parsed(parse_life_span),
+    metavar="TIMEDELTA",
+    help="Stop the job after it ran this long, e.g. 1d2h3m4s [default: no limit].",
+)
+@click.option(
+    "--life-span-signal",
+    callback=parsed(parse_life_span_signal),
+    metavar="SIG[@BEFORE]",
+    help="Send SIG this long before the life span ends (to checkpoint), e.g. "
+    "USR1@5m [BEFORE default: 1m].",
+)
+@click.option(
+    "--detach", is_flag=True, help="Do not stream the output: print the job id and return."
+)
+@click.option(
+    "--wait-start/--no-wait-start",
+    default=True,
+    show_default=True,
+    help="Wait for the job to start before returning (--no-wait-start implies --detach).",
+)
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Print only the job id (and the output when attached)."
+)
+@click.option(
+    "--restart",
+    type=click.Choice(["never", "on-failure", "always"]),
+    default="never",
+    show_default=True,
+    help="Restart the job when it exits (with a growing delay).",
+)
+@click.option(
+    "--wait-for-seat",
+    is_flag=True,
+    help="Over your quota of running jobs: wait in the queue instead of failing.",
+)
+@click.option(
+    "--schedule-timeout",
+    callback=parsed(parse_life_span),
+    metavar="TIMEDELTA",
+    help="Fail if the job has not started within this time, e.g. 10m.",
+)
+@click.option(
+    "--http-port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Serve the job's HTTP port at its own URL (see `neuro job browse`).",
+)
+@click.option(
+    "--http-auth/--no-http-auth",
+    default=True,
+    show_default=True,
+    help="Require your token (or a shared user's) for the HTTP URL.",
+)
+@click.option(
+    "--extshm/--no-extshm",
+    default=True,
+    show_default=True,
+    help="Give the job a large /dev/shm (containers; e.g. PyTorch data loaders).",
+)
+@click.option(
+    "--pass-config",
+    is_flag=True,
+    help="Let `neuro` and the SDK inside the job act as you (e.g. start jobs).",
+)
+@click.option(
+    "--privileged", is_flag=True, help="Run the container privileged (where the server allows it)."
+)
 @tty_option
 @detach_keys_option
 @port_forward_option
 @click.pass_context
-def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | None,
-            name: str | None, tags: tuple[str, ...], description: str | None,
-            env: tuple[str, ...], env_files: tuple[str, ...], volumes: tuple[str, ...],
-            workdir: str | None,
-            entrypoint: str | None, life_span: float | None, detach: bool, wait_start: bool,
-            quiet: bool, restart: str, wait_for_seat: bool, schedule_timeout: float | None,
-            http_port: int | None, http_auth: bool, extshm: bool, pass_config: bool,
-            privileged: bool, tty: bool | None, detach_keys: bytes,
-            port_forwards: tuple[tuple[int, int], ...],
-            life_span_signal: tuple[str, float] | None) -> None:
+def command(
+    ctx: click.Context,
+    image: str,
+    cmd: tuple[str, ...],
+    preset: str | None,
+    name: str | None,
+    tags: tuple[str, ...],
+    description: str | None,
+    env: tuple[str, ...],
+    env_files: tuple[str, ...],
+    volumes: tuple[str, ...],
+    workdir: str | None,
+    entrypoint: str | None,
+    life_span: float | None,
+    detach: bool,
+    wait_start: bool,
+    quiet: bool,
+    restart: str,
+    wait_for_seat: bool,
+    schedule_timeout: float | None,
+    http_port: int | None,
+    http_auth: bool,
+    extshm: bool,
+    pass_config: bool,
+    privileged: bool,
+    tty: bool | None,
+    detach_keys: bytes,
+    port_forwards: tuple[tuple[int, int], ...],
+    life_span_signal: tuple[str, float] | None,
+) -> None:
     """Run a job: start IMAGE with CMD on a resource preset.
 
     Shows the job's progress while it is pending, then streams its output and exits with the
@@ -153,23 +238,48 @@ def command(ctx: click.Context, image: str, cmd: tuple[str, ...], preset: str | 
     """
     if workdir is not None and not workdir.startswith("/"):
         raise click.BadParameter("must be an absolute path", param_hint="'--workdir'")
-    opts = Options(image, cmd, preset, name, tags, description, env, env_files, workdir,
-                   entrypoint, life_span, detach or not wait_start, wait_start, quiet, tty,
-                   detach_keys, port_forwards, privileged, restart, wait_for_seat,
-                   schedule_timeout, volumes, http_port, http_auth, pass_config, extshm,
-                   life_span_signal)
+    opts = Options(
+        image,
+        cmd,
+        preset,
+        name,
+        tags,
+        description,
+        env,
+        env_files,
+        workdir,
+        entrypoint,
+        life_span,
+        detach or not wait_start,
+        wait_start,
+        quiet,
+        tty,
+        detach_keys,
+        port_forwards,
+        privileged,
+        restart,
+        wait_for_seat,
+        schedule_timeout,
+        volumes,
+        http_port,
+        http_auth,
+        pass_config,
+        extshm,
+        life_span_signal,
+    )
     run_async(ctx, lambda deps: run(opts, deps))
 
 
-def _secret_uri(client: "Client", key: str) -> "URL":
+def _secret_uri(client: Client, key: str) -> URL:
     """``secret:KEY`` in full, as the platform names it: secret://CLUSTER/ORG/PROJECT/KEY."""
     from yarl import URL
 
     if key.startswith("//"):
         return URL("secret:" + key)
     parts = [p for p in (client.org_name, client.project_name) if p]
-    return URL.build(scheme="secret", host=client.cluster_name or "",
-                     path="/" + "/".join([*parts, key]))
+    return URL.build(
+        scheme="secret", host=client.cluster_name or "", path="/" + "/".join([*parts, key])
+    )
 
 
 def _user_defaults(preset: str | None, life_span: float | None) -> tuple[str | None, float | None]:
@@ -188,8 +298,10 @@ def _user_defaults(preset: str | None, life_span: float | None) -> tuple[str | N
     return preset, life_span
 
 
-_IMAGE_RE = re.compile(r"([\w.-]+(:\d+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
-                       r"(:[\w][\w.-]*)?(@sha256:[0-9a-f]{64})?")
+_IMAGE_RE = re.compile(
+    r"([\w.-]+(:\d+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+    r"(:[\w][\w.-]*)?(@sha256:[0-9a-f]{64})?"
+)
 
 
 def understood(opts: Options) -> str | None:
@@ -201,17 +313,27 @@ def understood(opts: Options) -> str | None:
     desc = opts.description
     # (an image named as a local command, followed by no command or by words that are none:
     # `neuro run python train.py`; `neuro run python -- python3 x.py` is an image's command)
-    image_is_command = "/" not in opts.image and ":" not in opts.image and bool(
-        shutil.which(opts.image)) and not (opts.cmd and shutil.which(opts.cmd[0]))
-    desc_is_image = desc is not None and _IMAGE_RE.fullmatch(desc) is not None and (
-        image_is_command or not opts.cmd)
+    image_is_command = (
+        "/" not in opts.image
+        and ":" not in opts.image
+        and bool(shutil.which(opts.image))
+        and not (opts.cmd and shutil.which(opts.cmd[0]))
+    )
+    desc_is_image = (
+        desc is not None
+        and _IMAGE_RE.fullmatch(desc) is not None
+        and (image_is_command or not opts.cmd)
+    )
     if not desc_is_image and not (image_is_command and desc is None):
         return None
     parts = [f"description {desc!r}"] if desc is not None else []
     parts.append(f"image {opts.image!r}")
     parts.append(f"command {shlex.join(opts.cmd)!r}" if opts.cmd else "the image's own command")
-    why = ("-d is --description, as on the platform; docker's -d is --detach here"
-           if desc_is_image else "IMAGE comes first: neuro run IMAGE -- CMD...")
+    why = (
+        "-d is --description, as on the platform; docker's -d is --detach here"
+        if desc_is_image
+        else "IMAGE comes first: neuro run IMAGE -- CMD..."
+    )
     return f"Note: understood {', '.join(parts)} ({why})"
 
 
@@ -224,6 +346,8 @@ def _command_string(cmd: tuple[str, ...]) -> str | None:
 
 
 async def run(opts: Options, deps: Deps) -> int:
+    from yarl import URL
+
     from neuro_sdk import (
         DiskVolume,
         HTTPPort,
@@ -233,10 +357,9 @@ async def run(opts: Options, deps: Deps) -> int:
         SecretFile,
         Volume,
     )
-    from yarl import URL
 
     env = parse_env(opts.env, opts.env_files, dict(os.environ))
-    secret_keys = {k: v[len("secret:"):] for k, v in env.items() if v.startswith("secret:")}
+    secret_keys = {k: v[len("secret:") :] for k, v in env.items() if v.startswith("secret:")}
     for k in secret_keys:
         del env[k]
     mounts = [parse_volume(v) for v in opts.volumes]
@@ -248,8 +371,11 @@ async def run(opts: Options, deps: Deps) -> int:
     if tty is None:
         tty = io.interactive and not opts.detach
     elif tty and not io.interactive and not opts.detach:
-        raise CLIError("-t needs a terminal: stdin, stdout and stderr must all be terminals",
-                       ExitCode.USAGE, hint="use -T, or --detach")
+        raise CLIError(
+            "-t needs a terminal: stdin, stdout and stderr must all be terminals",
+            ExitCode.USAGE,
+            hint="use -T, or --detach",
+        )
     try:
         image = RemoteImage.parse(opts.image)
     except ValueError as e:
@@ -262,9 +388,12 @@ async def run(opts: Options, deps: Deps) -> int:
     if opts.life_span_signal is not None and life_span is None:
         raise CLIError("--life-span-signal needs a life span: add --life-span", ExitCode.USAGE)
     if opts.life_span_signal is not None and opts.life_span_signal[1] >= (life_span or 0):
-        raise CLIError(f"--life-span-signal comes {format_timedelta(opts.life_span_signal[1])} "
-                       f"before the end of a {format_timedelta(life_span or 0)} life span: it "
-                       "must come within it", ExitCode.USAGE)
+        raise CLIError(
+            f"--life-span-signal comes {format_timedelta(opts.life_span_signal[1])} "
+            f"before the end of a {format_timedelta(life_span or 0)} life span: it "
+            "must come within it",
+            ExitCode.USAGE,
+        )
     async with deps.client() as client:
         if preset is None:
             cfg = await client.get_server_config()
@@ -291,9 +420,12 @@ async def run(opts: Options, deps: Deps) -> int:
             secret_env={k: _secret_uri(client, key) for k, key in secret_keys.items()} or None,
             secret_files=[SecretFile(_secret_uri(client, key), path) for key, path in secret_paths],
             volumes=[Volume(URL("storage:" + what), path, ro) for what, path, ro in storage_mounts],
-            disk_volumes=[DiskVolume(URL("disk:" + what), path, ro) for what, path, ro in disk_mounts],
+            disk_volumes=[
+                DiskVolume(URL("disk:" + what), path, ro) for what, path, ro in disk_mounts
+            ],
             schedule_timeout=opts.schedule_timeout,
-            life_span_signal=LifeSpanSignal(*opts.life_span_signal) if opts.life_span_signal
+            life_span_signal=LifeSpanSignal(*opts.life_span_signal)
+            if opts.life_span_signal
             else None,
         )
         ref = job_ref(job, client.username)
@@ -314,8 +446,11 @@ async def run(opts: Options, deps: Deps) -> int:
         started: list[JobDescription] = []
 
         async def wait() -> None:
-            started.append(await wait_started(client, job, deps, quiet=opts.quiet,
-                                              stop_when_queued=opts.detach))
+            started.append(
+                await wait_started(
+                    client, job, deps, quiet=opts.quiet, stop_when_queued=opts.detach
+                )
+            )
 
         # Ctrl-C while it waits to start: kill it, or leave it pending (and say how to kill it)
         choice = await interruptible(deps, job.id, wait, ref=ref, pending=True)
@@ -337,11 +472,20 @@ async def run(opts: Options, deps: Deps) -> int:
     async with forwarding(deps, job.id, opts.port_forwards):
         if tty:
             if not opts.quiet:
-                io.err(f"Attached to the job's terminal. Press {keys_text(opts.detach_keys)} "
-                       "to detach; if you see no prompt, press Enter.")
-            return await attach_loop(deps, job.id, tty=True, stdin=True,
-                                     detach_keys=opts.detach_keys, from_start=True, ref=ref,
-                                     restarts=job.history.restarts)
+                io.err(
+                    f"Attached to the job's terminal. Press {keys_text(opts.detach_keys)} "
+                    "to detach; if you see no prompt, press Enter."
+                )
+            return await attach_loop(
+                deps,
+                job.id,
+                tty=True,
+                stdin=True,
+                detach_keys=opts.detach_keys,
+                from_start=True,
+                ref=ref,
+                restarts=job.history.restarts,
+            )
         progress = Progress()
         attempts = Attempts(restarts=job.history.restarts)
 

@@ -29,8 +29,7 @@ class RmOptions:
     keys: tuple[str, ...]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]},
-             short_help="Manage secrets")
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, short_help="Manage secrets")
 def group() -> None:
     """Manage secrets: named values that jobs get as environment variables or files, without
     the values ever appearing in a job's description, its status or the server's log.

@@ -11,8 +11,9 @@ from ._jobs_common import resolve_job, run_async
 from ._options import parsed
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
-               short_help="Send a signal to a job")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]}, short_help="Send a signal to a job"
+)
 @click.argument("job", type=JOB)
 @click.argument("signal", callback=parsed(parse_signal))
 @click.pass_context

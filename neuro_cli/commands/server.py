@@ -7,8 +7,10 @@ import click
 from .. import embedded
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]},
-             short_help="Manage the embedded local server")
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Manage the embedded local server",
+)
 def group() -> None:
     """Manage the embedded local server.
 

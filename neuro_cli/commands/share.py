@@ -10,16 +10,19 @@ from ..errors import CLIError, ExitCode
 from ._jobs_common import resolve_job, run_async
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
-               short_help="Share a job with another user")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Share a job with another user",
+)
 @click.argument("job", type=JOB)
 @click.argument("user", required=False)
 @click.argument("action", type=click.Choice(["read", "write", "manage"]), default="read")
 @click.option("--revoke", is_flag=True, help="Take the access back instead.")
 @click.option("-l", "--list", "list_", is_flag=True, help="List who the job is shared with.")
 @click.pass_context
-def command(ctx: click.Context, job: str, user: str | None, action: str, revoke: bool,
-            list_: bool) -> None:
+def command(
+    ctx: click.Context, job: str, user: str | None, action: str, revoke: bool, list_: bool
+) -> None:
     """Share JOB with USER: read (see it, its logs and telemetry; `neuro ps -o OWNER` lists
     it), write (also attach, exec, port-forward, signal and kill it), or manage (also share it).
 
@@ -37,8 +40,9 @@ def command(ctx: click.Context, job: str, user: str | None, action: str, revoke:
     run_async(ctx, lambda deps: run(job, user, action, revoke, list_, deps))
 
 
-async def run(ref: str, user: str | None, action: str, revoke: bool, list_: bool,
-              deps: Deps) -> int:
+async def run(
+    ref: str, user: str | None, action: str, revoke: bool, list_: bool, deps: Deps
+) -> int:
     from neuro_sdk import ResourceNotFound
 
     async with deps.client() as client:
@@ -58,8 +62,11 @@ async def run(ref: str, user: str | None, action: str, revoke: bool, list_: bool
             except ResourceNotFound as e:
                 if not str(e).startswith("no user"):
                     raise
-                raise CLIError(str(e), ExitCode.NOT_FOUND,
-                               hint=f"users are added on the server: `neuro-server add-user "
-                                    f"{user}` (it prints their token)") from None
+                raise CLIError(
+                    str(e),
+                    ExitCode.NOT_FOUND,
+                    hint=f"users are added on the server: `neuro-server add-user "
+                    f"{user}` (it prints their token)",
+                ) from None
             deps.io.err(f"Shared job {job_id} with {user} ({action})")
     return 0

@@ -10,8 +10,9 @@ from ._jobs_common import resolve_job, run_async
 from ._options import json_option
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
-               short_help="Show the status of a job")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]}, short_help="Show the status of a job"
+)
 @click.argument("job", type=JOB)
 @json_option
 @click.pass_context

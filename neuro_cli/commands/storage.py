@@ -44,8 +44,10 @@ class CpOptions:
     recursive: bool = False
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]},
-             short_help="Manage files in your storage")
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Manage files in your storage",
+)
 def group() -> None:
     """Manage files in your storage: a tree on the server that jobs mount with
     -v storage:PATH:/path[:ro]. Remote paths are written storage:PATH.
@@ -102,8 +104,19 @@ async def run_ls(opts: LsOptions, deps: Deps) -> int:
     if opts.as_json:
         from ..formatters.json_out import dumps
 
-        deps.io.out(dumps([{"name": e.name, "type": "directory" if e.is_dir else "file",
-                            "size": e.size, "modified": iso(e.modified)} for e in entries]))
+        deps.io.out(
+            dumps(
+                [
+                    {
+                        "name": e.name,
+                        "type": "directory" if e.is_dir else "file",
+                        "size": e.size,
+                        "modified": iso(e.modified),
+                    }
+                    for e in entries
+                ]
+            )
+        )
         return 0
     for e in entries:
         name = e.name + ("/" if e.is_dir else "")
@@ -224,7 +237,7 @@ async def _stdin_chunks(stdin: IO[str]) -> AsyncIterator[bytes]:
 
 
 async def _upload(client: Client, local: Path, dst: str, recursive: bool) -> int:
-    if not local.exists():  # a local file named on the command line: a usage error
+    if not local.exists():  # noqa: ASYNC240 - a local file named on the command line: a usage error
         raise CLIError(f"no such file or directory: {local}", ExitCode.USAGE)
     from neuro_sdk import ResourceNotFound
 
@@ -237,12 +250,12 @@ async def _upload(client: Client, local: Path, dst: str, recursive: bool) -> int
                 target = f"{target}/{local.name}"
         except ResourceNotFound:
             pass
-    if local.is_dir():
+    if local.is_dir():  # noqa: ASYNC240 - local files, named on the command line
         if not recursive:
             raise CLIError(f"{local} is a directory: use -r", ExitCode.BAD_INPUT)
         count = 0
         await client.storage.mkdir(target)
-        for p in sorted(local.rglob("*")):
+        for p in sorted(local.rglob("*")):  # noqa: ASYNC240 - local files, named on the command line
             rel = p.relative_to(local).as_posix()
             if p.is_dir():
                 await client.storage.mkdir(f"{target}/{rel}")
@@ -262,11 +275,12 @@ async def _make_parent(client: Client, target: str) -> None:
         await client.storage.mkdir(parent)  # storage:a/b, or a storage://... URI's
 
 
-async def _download(client: Client, src: str, local: Path, recursive: bool,
-                    exact: bool = False) -> int:
+async def _download(
+    client: Client, src: str, local: Path, recursive: bool, exact: bool = False
+) -> int:
     status = await client.storage.stat(src)
     name = src.rstrip("/").rsplit("/", 1)[-1].removeprefix("storage:")
-    target = local / name if local.is_dir() and not exact else local
+    target = local / name if local.is_dir() and not exact else local  # noqa: ASYNC240 - a local path
     if not status.is_dir:
         await client.storage.download(src, target)
         return 1

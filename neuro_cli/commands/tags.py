@@ -8,8 +8,10 @@ from ..deps import Deps
 from ._jobs_common import run_async
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
-               short_help="List the tags of your jobs")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="List the tags of your jobs",
+)
 @click.pass_context
 def command(ctx: click.Context) -> None:
     """List every tag you have put on jobs (neuro run --tag), one per line.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -30,24 +30,56 @@ def _sort(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]},
-               short_help="Show live CPU, memory and GPU use of jobs")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Show live CPU, memory and GPU use of jobs",
+)
 @click.argument("jobs", nargs=-1, type=JOB)
 @click.option("-n", "--name", help="Only jobs with this name.")
 @click.option("-t", "--tag", "tags", multiple=True, help="Only jobs with all these tags.")
 @click.option("-o", "--owner", "owners", multiple=True, help="Only jobs of this owner (ME is you).")
-@click.option("--since", callback=parsed(parse_date_or_delta), metavar="DATE_OR_TIMEDELTA", help="Only jobs created since.")
-@click.option("--until", callback=parsed(parse_date_or_delta), metavar="DATE_OR_TIMEDELTA", help="Only jobs created until.")
-@click.option("--sort", default="cpu", show_default=True, callback=_sort,
-              help="Sort by cpu, memory, gpu, gpu_memory, id, name or when (comma list; -KEY reverses).")
+@click.option(
+    "--since",
+    callback=parsed(parse_date_or_delta),
+    metavar="DATE_OR_TIMEDELTA",
+    help="Only jobs created since.",
+)
+@click.option(
+    "--until",
+    callback=parsed(parse_date_or_delta),
+    metavar="DATE_OR_TIMEDELTA",
+    help="Only jobs created until.",
+)
+@click.option(
+    "--sort",
+    default="cpu",
+    show_default=True,
+    callback=_sort,
+    help="Sort by cpu, memory, gpu, gpu_memory, id, name or when (comma list; -KEY reverses).",
+)
 @click.option("--no-stream", is_flag=True, help="Print one sample of each job and exit.")
-@click.option("--timeout", type=float, default=0, show_default=True,
-              help="Stop after this many seconds (0: never).")
+@click.option(
+    "--timeout",
+    type=float,
+    default=0,
+    show_default=True,
+    help="Stop after this many seconds (0: never).",
+)
 @json_option
 @click.pass_context
-def command(ctx: click.Context, jobs: tuple[str, ...], name: str | None, tags: tuple[str, ...],
-            owners: tuple[str, ...], since: datetime | None, until: datetime | None, sort: str,
-            no_stream: bool, timeout: float, as_json: bool) -> None:
+def command(
+    ctx: click.Context,
+    jobs: tuple[str, ...],
+    name: str | None,
+    tags: tuple[str, ...],
+    owners: tuple[str, ...],
+    since: datetime | None,
+    until: datetime | None,
+    sort: str,
+    no_stream: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
     """Show live CPU, memory and GPU use of running jobs: the given ones, or all of yours
     (new jobs join the table as they start).
 
@@ -61,21 +93,25 @@ def command(ctx: click.Context, jobs: tuple[str, ...], name: str | None, tags: t
     """
     if jobs and (name or owners or since or until):
         raise click.UsageError("give JOBS or filters (--name, --owner, --since, --until), not both")
-    run_async(ctx, lambda deps: run(jobs, name, tags, owners, since, until, sort, no_stream,
-                                    timeout, deps, as_json))
+    run_async(
+        ctx,
+        lambda deps: run(
+            jobs, name, tags, owners, since, until, sort, no_stream, timeout, deps, as_json
+        ),
+    )
 
 
 class _Watch:
     """The jobs on screen and the latest sample of each, one `top` stream per job."""
 
-    def __init__(self, client: "Client") -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
-        self.jobs: dict[str, "JobDescription"] = {}
-        self.samples: dict[str, "JobTelemetry"] = {}
+        self.jobs: dict[str, JobDescription] = {}
+        self.samples: dict[str, JobTelemetry] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.changed = asyncio.Event()
 
-    def add(self, job: "JobDescription") -> None:
+    def add(self, job: JobDescription) -> None:
         if job.id in self.tasks or not job.status.is_running:
             return
         self.jobs[job.id] = job
@@ -86,7 +122,7 @@ class _Watch:
             async for t in self.client.jobs.top(job_id):
                 self.samples[job_id] = t
                 self.changed.set()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a sampler that fails stops quietly
             pass
         self.jobs.pop(job_id, None)
         self.samples.pop(job_id, None)
@@ -105,10 +141,19 @@ class _Watch:
         return sort_rows([top_values(j, self.samples.get(i)) for i, j in self.jobs.items()], sort)
 
 
-async def run(refs: tuple[str, ...], name: str | None, tags: tuple[str, ...],
-              owners: tuple[str, ...], since: datetime | None, until: datetime | None,
-              sort: str, no_stream: bool, timeout: float, deps: Deps,
-              as_json: bool = False) -> int:
+async def run(
+    refs: tuple[str, ...],
+    name: str | None,
+    tags: tuple[str, ...],
+    owners: tuple[str, ...],
+    since: datetime | None,
+    until: datetime | None,
+    sort: str,
+    no_stream: bool,
+    timeout: float,
+    deps: Deps,
+    as_json: bool = False,
+) -> int:
     from neuro_sdk import JobStatus
 
     async with deps.client() as client:
@@ -118,16 +163,23 @@ async def run(refs: tuple[str, ...], name: str | None, tags: tuple[str, ...],
         async def refresh() -> None:
             if refs:
                 return
-            async for job in client.jobs.list(statuses={JobStatus.RUNNING}, name=name, tags=tags,
-                                              owners=owner_set, since=since, until=until):
+            async for job in client.jobs.list(
+                statuses={JobStatus.RUNNING},
+                name=name,
+                tags=tags,
+                owners=owner_set,
+                since=since,
+                until=until,
+            ):
                 watch.add(job)
 
         if refs:
             for ref in refs:
                 job = await client.jobs.status(await resolve_job(client, ref))
                 if not job.status.is_running:
-                    raise CLIError(f"job {job.id} is not running: {not_running_text(job)}",
-                                   ExitCode.BAD_INPUT)
+                    raise CLIError(
+                        f"job {job.id} is not running: {not_running_text(job)}", ExitCode.BAD_INPUT
+                    )
                 watch.add(job)
         else:
             await refresh()
@@ -142,8 +194,11 @@ async def run(refs: tuple[str, ...], name: str | None, tags: tuple[str, ...],
 def _json_rows(watch: _Watch, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from ..formatters.json_out import top_dict
 
-    return [top_dict(watch.jobs[r["id"]], watch.samples[r["id"]]) for r in rows
-            if r["id"] in watch.samples and r["id"] in watch.jobs]
+    return [
+        top_dict(watch.jobs[r["id"]], watch.samples[r["id"]])
+        for r in rows
+        if r["id"] in watch.samples and r["id"] in watch.jobs
+    ]
 
 
 async def _one_shot(watch: _Watch, sort: str, deps: Deps, as_json: bool = False) -> int:
@@ -172,8 +227,9 @@ async def _one_shot(watch: _Watch, sort: str, deps: Deps, as_json: bool = False)
     return 0
 
 
-async def _live(watch: _Watch, refresh: Any, sort: str, timeout: float, deps: Deps,
-                as_json: bool = False) -> int:
+async def _live(
+    watch: _Watch, refresh: Any, sort: str, timeout: float, deps: Deps, as_json: bool = False
+) -> int:
     from ..formatters.top import COLUMNS, row_cells, top_table
 
     loop = asyncio.get_running_loop()
@@ -216,9 +272,10 @@ async def _live(watch: _Watch, refresh: Any, sort: str, timeout: float, deps: De
                     if sample is None or printed.get(r["id"]) == sample.timestamp:
                         continue
                     printed[r["id"]] = sample.timestamp
-                    stamp = datetime.fromtimestamp(sample.timestamp, timezone.utc)
-                    io.out("\t".join((stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                      *row_cells(r, now, False))))
+                    stamp = datetime.fromtimestamp(sample.timestamp, UTC)
+                    io.out(
+                        "\t".join((stamp.strftime("%Y-%m-%dT%H:%M:%SZ"), *row_cells(r, now, False)))
+                    )
             if loop.time() >= next_list:
                 await refresh()
                 next_list = loop.time() + 3

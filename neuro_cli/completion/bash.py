@@ -112,10 +112,13 @@ def render(specs: list[Spec]) -> str:
         + "\n_neuro_spec() {\n"
         + "    # $1: the command path; sets cmds, opts, vopts (options that take a value), args\n"
         + '    cmds="" opts="" vopts="" args=""\n'
-        + '    case "$1" in\n' + "\n".join(spec_cases) + "\n    esac\n}\n"
+        + '    case "$1" in\n'
+        + "\n".join(spec_cases)
+        + "\n    esac\n}\n"
         + "\n_neuro_optkind() {\n"
         + "    # $1: the command path, $2: an option; sets kind, what its value completes to\n"
-        + '    case "$1|$2" in\n' + "\n".join(kind_cases)
+        + '    case "$1|$2" in\n'
+        + "\n".join(kind_cases)
         + '\n    *) kind="-" ;;\n    esac\n}\n'
         + BODY
     )

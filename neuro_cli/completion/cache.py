@@ -11,6 +11,7 @@ scripts; ``neuro __complete refresh`` refreshes in the foreground.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -44,10 +45,8 @@ def load() -> dict[str, Any] | None:
 
 def forget() -> None:
     """Drop the cache (after login or logout it describes another server)."""
-    try:
+    with contextlib.suppress(OSError):
         cache_file().unlink()
-    except OSError:
-        pass
 
 
 def values(kind: str, now: float | None = None) -> list[tuple[str, str]]:
@@ -92,8 +91,11 @@ def request_refresh() -> bool:
     try:
         subprocess.Popen(
             [sys.executable, "-m", "neuro_cli.completion.refresh"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, close_fds=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
         )
     except OSError:
         return False

@@ -106,9 +106,12 @@ def render(specs: list[Spec]) -> str:
         + "\nfunction __neuro_spec --description 'neuro: subcommands, options and arguments of a command path'\n"
         + "    set -g __neuro_cmds\n    set -g __neuro_opts\n    set -g __neuro_vopts\n"
         + "    set -g __neuro_args\n"
-        + '    switch "$argv[1]"\n' + "\n".join(spec_cases) + "\n    end\nend\n"
+        + '    switch "$argv[1]"\n'
+        + "\n".join(spec_cases)
+        + "\n    end\nend\n"
         + "\nfunction __neuro_optkind --description 'neuro: what the value of an option completes to'\n"
-        + '    switch "$argv[1]|$argv[2]"\n' + "\n".join(kind_cases)
+        + '    switch "$argv[1]|$argv[2]"\n'
+        + "\n".join(kind_cases)
         + "\n        case '*'\n            echo -\n    end\nend\n"
         + BODY
     )

@@ -32,14 +32,17 @@ async def fetch() -> dict[str, Any]:
         cfg = await client.get_server_config()
         cluster = cfg.clusters.get(client.cluster_name or "")
         presets = [
-            {"name": p.name,
-             "help": f"{p.cpu:g} CPU, {size(p.memory)}"
-                     + (f", {p.nvidia_gpu} GPU" if p.nvidia_gpu else "")}
+            {
+                "name": p.name,
+                "help": f"{p.cpu:g} CPU, {size(p.memory)}"
+                + (f", {p.nvidia_gpu} GPU" if p.nvidia_gpu else ""),
+            }
             for p in (cluster.presets.values() if cluster else ())
         ]
         jobs = []
-        async for job in client.jobs.list(statuses=JobStatus.active_items(), limit=MAX_JOBS,
-                                          reverse=True):
+        async for job in client.jobs.list(
+            statuses=JobStatus.active_items(), limit=MAX_JOBS, reverse=True
+        ):
             jobs.append({"id": job.id, "name": job.name, "status": job.status.value})
     return {"version": 1, "time": time.time(), "jobs": jobs, "presets": presets}
 

@@ -72,8 +72,9 @@ def spec_of(node: Node) -> Spec:
                 flag = p.is_flag or p.count
                 # short names first; click keeps the help option's names in a set
                 names = sorted((*p.opts, *p.secondary_opts), key=lambda n: n.startswith("--"))
-                options.append(Option(tuple(names),
-                                      None if flag else kind_of(p), first_sentence(p.help)))
+                options.append(
+                    Option(tuple(names), None if flag else kind_of(p), first_sentence(p.help))
+                )
         elif isinstance(p, click.Argument):
             args.append(kind_of(p) + ("*" if p.nargs == -1 else ""))
     return Spec(node.path, tuple(commands), tuple(options), tuple(args))

@@ -119,11 +119,14 @@ def render(specs: list[Spec]) -> str:
         + "    # $1: the command path; sets cmds (and their names), opts, vopts (options that\n"
         + "    # take a value), args\n"
         + "    cmds=() opts=() vopts=() args=()\n"
-        + "    case $1 in\n" + "\n".join(spec_cases) + "\n    esac\n"
+        + "    case $1 in\n"
+        + "\n".join(spec_cases)
+        + "\n    esac\n"
         + "    names=(${cmds%%:*})\n}\n"
         + "\n_neuro_optkind() {\n"
         + "    # $1: the command path, $2: an option; sets REPLY, what its value completes to\n"
-        + '    case "$1|$2" in\n' + "\n".join(kind_cases)
+        + '    case "$1|$2" in\n'
+        + "\n".join(kind_cases)
         + "\n    (*) REPLY=- ;;\n    esac\n}\n"
         + BODY
     )

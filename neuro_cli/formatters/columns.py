@@ -16,7 +16,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .common import duration, when
 
@@ -28,7 +28,7 @@ DEFAULT_FORMAT = "id/name status/when image/preset command"
 Getter = Callable[["JobDescription", datetime, bool], str]
 
 
-def when_time(job: "JobDescription") -> datetime | None:
+def when_time(job: JobDescription) -> datetime | None:
     """Created for pending, started for running or suspended, finished for finished jobs."""
     h = job.history
     if job.status.is_finished:
@@ -38,7 +38,7 @@ def when_time(job: "JobDescription") -> datetime | None:
     return h.created_at
 
 
-def command_of(job: "JobDescription") -> str:
+def command_of(job: JobDescription) -> str:
     c = job.container
     return " ".join(p for p in (c.entrypoint, c.command) if p)
 
@@ -63,15 +63,23 @@ FIELDS: dict[str, tuple[str, Getter]] = {
     "life_span": ("LIFE-SPAN", lambda j, now, tty: duration(j.life_span) if j.life_span else ""),
     "workdir": ("WORKDIR", lambda j, now, tty: j.container.working_dir or ""),
     "preset": ("PRESET", lambda j, now, tty: j.preset_name or ""),
-    "exit_code": ("EXIT", lambda j, now, tty: "" if j.history.exit_code is None
-                  else str(j.history.exit_code)),
+    "exit_code": (
+        "EXIT",
+        lambda j, now, tty: "" if j.history.exit_code is None else str(j.history.exit_code),
+    ),
     "reason": ("REASON", lambda j, now, tty: j.history.reason or ""),
 }
 # cell limits of the default table (the id never cut)
 _LIMITS: dict[str, dict[str, int]] = {
-    "id": {"min": 40}, "status": {"min": 14}, "when": {"min": 14},
-    "created": {"min": 14}, "started": {"min": 14}, "finished": {"min": 14},
-    "image": {"min": 12}, "command": {"min": 10}, "preset": {"min": 9},
+    "id": {"min": 40},
+    "status": {"min": 14},
+    "when": {"min": 14},
+    "created": {"min": 14},
+    "started": {"min": 14},
+    "finished": {"min": 14},
+    "image": {"min": 12},
+    "command": {"min": 10},
+    "preset": {"min": 9},
 }
 
 
@@ -79,7 +87,7 @@ _LIMITS: dict[str, dict[str, int]] = {
 class Column:
     fields: tuple[str, ...]  # one, or two stacked
     title: str
-    align: str = "left"
+    align: Literal["left", "right", "center"] = "left"
     min: int | None = None
     max: int | None = None
     width: int | None = None
@@ -171,20 +179,25 @@ def header(columns: Iterable[Column]) -> str:
     return "\t".join(FIELDS[f][0] for c in columns for f in c.fields)
 
 
-def line(job: "JobDescription", columns: Iterable[Column], now: datetime) -> str:
+def line(job: JobDescription, columns: Iterable[Column], now: datetime) -> str:
     return "\t".join(
         FIELDS[f][1](job, now, False).replace("\t", " ").replace("\n", " ")
-        for c in columns for f in c.fields
+        for c in columns
+        for f in c.fields
     )
 
 
 STATUS_STYLE = {
-    "pending": "cyan", "suspended": "magenta", "running": "blue",
-    "succeeded": "green", "cancelled": "yellow", "failed": "red",
+    "pending": "cyan",
+    "suspended": "magenta",
+    "running": "blue",
+    "succeeded": "green",
+    "cancelled": "yellow",
+    "failed": "red",
 }
 
 
-def render_table(jobs: Iterable["JobDescription"], columns: list[Column], now: datetime) -> Any:
+def render_table(jobs: Iterable[JobDescription], columns: list[Column], now: datetime) -> Any:
     """A rich renderable: the jobs' table, the first column bold, statuses coloured, stacked
     values in italics, laid out for the width it is drawn at (see :class:`JobsTable`)."""
     from rich.text import Text
@@ -261,11 +274,20 @@ class JobsTable:
         from rich.table import Table
 
         sizes, gap = self.widths(options.max_width)
-        table = Table(box=box.SIMPLE_HEAVY, show_edge=False, pad_edge=False,
-                      padding=(0, 1) if gap == 3 else (0, 1, 0, 0))
-        for c, w in zip(self.columns, sizes):
-            table.add_column(c.title, justify=c.align, width=w,  # type: ignore[arg-type]
-                             no_wrap=True, overflow="ellipsis")
+        table = Table(
+            box=box.SIMPLE_HEAVY,
+            show_edge=False,
+            pad_edge=False,
+            padding=(0, 1) if gap == 3 else (0, 1, 0, 0),
+        )
+        for c, w in zip(self.columns, sizes, strict=False):
+            table.add_column(
+                c.title,
+                justify=c.align,
+                width=w,
+                no_wrap=True,
+                overflow="ellipsis",
+            )
         for cells in self.rows:
             table.add_row(*cells)
         yield table

@@ -57,15 +57,25 @@ def status_rows(job: JobDescription, now: datetime, tty: bool) -> list[tuple[str
     rows.append(("Resources", res))
     if job.scheduler_enabled:
         rows.append(("Round robin", "yes: may be suspended to let other jobs run"))
-    if job.restart_policy and str(getattr(job.restart_policy, "value", job.restart_policy)) != "never":
-        rows.append(("Restart policy", str(getattr(job.restart_policy, "value", job.restart_policy))))
+    if (
+        job.restart_policy
+        and str(getattr(job.restart_policy, "value", job.restart_policy)) != "never"
+    ):
+        rows.append(
+            ("Restart policy", str(getattr(job.restart_policy, "value", job.restart_policy)))
+        )
     if h.restarts:
         rows.append(("Restarts", str(h.restarts)))
     rows.append(("Life span", duration(job.life_span) if job.life_span else "no limit"))
     warn = getattr(job, "life_span_signal", None)
     if warn is not None:
-        rows.append(("Life span signal", f"{warn.signal} {duration(warn.seconds_before)} before "
-                     "its end" + (" (sent)" if warn.sent else "")))
+        rows.append(
+            (
+                "Life span signal",
+                f"{warn.signal} {duration(warn.seconds_before)} before "
+                "its end" + (" (sent)" if warn.sent else ""),
+            )
+        )
     if c.tty:
         rows.append(("TTY", "yes"))
     if job.internal_hostname:
@@ -82,23 +92,43 @@ def status_rows(job: JobDescription, now: datetime, tty: bool) -> list[tuple[str
         rows.append(("Environment", "\n".join(f"{k}={v}" for k, v in sorted(c.env.items()))))
     secret_env = getattr(c, "secret_env", None)
     if secret_env:
-        rows.append(("Secret environment",
-                     "\n".join(f"{k}={v}" for k, v in sorted(secret_env.items()))))
+        rows.append(
+            ("Secret environment", "\n".join(f"{k}={v}" for k, v in sorted(secret_env.items())))
+        )
     disk_volumes = getattr(c, "disk_volumes", None)
     if disk_volumes:
-        rows.append(("Disk volumes", "\n".join(
-            f"{v.container_path} <- {v.disk_uri}" + (" (read-only)" if v.read_only else "")
-            for v in disk_volumes)))
+        rows.append(
+            (
+                "Disk volumes",
+                "\n".join(
+                    f"{v.container_path} <- {v.disk_uri}" + (" (read-only)" if v.read_only else "")
+                    for v in disk_volumes
+                ),
+            )
+        )
     if c.volumes:
-        rows.append(("Volumes", "\n".join(
-            f"{v.container_path} <- {v.storage_uri}" + (" (read-only)" if v.read_only else "")
-            for v in c.volumes)))
+        rows.append(
+            (
+                "Volumes",
+                "\n".join(
+                    f"{v.container_path} <- {v.storage_uri}"
+                    + (" (read-only)" if v.read_only else "")
+                    for v in c.volumes
+                ),
+            )
+        )
     secret_files = getattr(c, "secret_files", None)
     if secret_files:
-        rows.append(("Secret files", "\n".join(f"{f.container_path} <- {f.secret_uri}"
-                                                for f in secret_files)))
+        rows.append(
+            (
+                "Secret files",
+                "\n".join(f"{f.container_path} <- {f.secret_uri}" for f in secret_files),
+            )
+        )
     rows.append(("Created", when(h.created_at, now, tty) if tty else iso(h.created_at)))
-    if h.started_at and not (job.status.is_finished and h.started_at == h.finished_at and h.exit_code is None):
+    if h.started_at and not (
+        job.status.is_finished and h.started_at == h.finished_at and h.exit_code is None
+    ):
         rows.append(("Started", when(h.started_at, now, tty)))
     if job.life_span and h.started_at and not job.status.is_finished:
         from datetime import timedelta
@@ -183,7 +213,10 @@ def run_command(job: JobDescription) -> str:
     for f in getattr(c, "secret_files", None) or ():
         words += ["-v", f"{f.secret_uri}:{f.container_path}"]
     for vol in c.volumes:
-        words += ["-v", f"{vol.storage_uri}:{vol.container_path}" + (":ro" if vol.read_only else "")]
+        words += [
+            "-v",
+            f"{vol.storage_uri}:{vol.container_path}" + (":ro" if vol.read_only else ""),
+        ]
     for d in getattr(c, "disk_volumes", None) or ():
         words += ["-v", f"{d.disk_uri}:{d.container_path}" + (":ro" if d.read_only else "")]
     if c.working_dir:
@@ -194,8 +227,10 @@ def run_command(job: JobDescription) -> str:
         words += ["--life-span", _duration(job.life_span)]
     warn = getattr(job, "life_span_signal", None)
     if warn is not None:
-        words += ["--life-span-signal",
-                  f"{warn.signal.removeprefix('SIG')}@{_duration(warn.seconds_before)}"]
+        words += [
+            "--life-span-signal",
+            f"{warn.signal.removeprefix('SIG')}@{_duration(warn.seconds_before)}",
+        ]
     policy = str(getattr(job.restart_policy, "value", job.restart_policy))
     if policy != "never":
         words += ["--restart", policy]

@@ -49,14 +49,24 @@ JOB_FIELDS: dict[str, tuple[str, str]] = {
     "tags": ("array", "tags"),
     "description": ("string?", "the job's description"),
     "life_span": ("number?", "seconds of run time before the job is stopped; null: no limit"),
-    "life_span_signal": ("object?", ("signal (a name), seconds_before (its life span's end) "
-                                     "and sent (boolean): its warning before its life span ends")),
+    "life_span_signal": (
+        "object?",
+        (
+            "signal (a name), seconds_before (its life span's end) "
+            "and sent (boolean): its warning before its life span ends"
+        ),
+    ),
     "restart_policy": ("string", "never, on-failure or always"),
     "restarts": ("integer", "how many times the job was restarted"),
     "http_url": ("string?", "URL of the job's HTTP port"),
     "internal_hostname": ("string?", "host name of the job inside the cluster"),
-    "internal_hostname_named": ("string?", ("the name its owner's other jobs reach it by "
-                                "(NAME--OWNER), where the runtime resolves names")),
+    "internal_hostname_named": (
+        "string?",
+        (
+            "the name its owner's other jobs reach it by "
+            "(NAME--OWNER), where the runtime resolves names"
+        ),
+    ),
     "privileged": ("boolean", "privileged container"),
 }
 TRANSITION_FIELDS: dict[str, tuple[str, str]] = {
@@ -80,9 +90,17 @@ CONFIG_FIELDS: dict[str, tuple[str, str]] = {
     "url": ("string", "API URL"),
     "embedded": ("boolean", "the embedded local server serves this user"),
     "cluster_name": ("string?", "current cluster"),
-    "runtime": ("object?", "name, reason, image_used, limits, users, ports of the server's runtime"),
-    "presets": ("array", ("objects with name, cpu, memory (bytes), nvidia_gpu, nvidia_gpu_model, "
-                         "available (how many more jobs fit now)")),
+    "runtime": (
+        "object?",
+        "name, reason, image_used, limits, users, ports of the server's runtime",
+    ),
+    "presets": (
+        "array",
+        (
+            "objects with name, cpu, memory (bytes), nvidia_gpu, nvidia_gpu_model, "
+            "available (how many more jobs fit now)"
+        ),
+    ),
 }
 
 SECRET_FIELDS: dict[str, tuple[str, str]] = {
@@ -163,15 +181,21 @@ def job_dict(job: JobDescription, *, transitions: bool = False) -> dict[str, Any
         "working_dir": c.working_dir,
         "env": dict(c.env),
         "secret_env": {k: str(v) for k, v in (c.secret_env or {}).items()},
-        "secret_files": [{"path": f.container_path, "uri": str(f.secret_uri)}
-                         for f in c.secret_files],
-        "volumes": [{"path": v.container_path, "uri": str(v.storage_uri),
-                     "read_only": bool(v.read_only)} for v in c.volumes],
+        "secret_files": [
+            {"path": f.container_path, "uri": str(f.secret_uri)} for f in c.secret_files
+        ],
+        "volumes": [
+            {"path": v.container_path, "uri": str(v.storage_uri), "read_only": bool(v.read_only)}
+            for v in c.volumes
+        ],
         "tty": bool(c.tty),
         "preset": job.preset_name,
-        "resources": {"cpu": r.cpu, "memory": int(r.memory_mb) * 1024 * 1024,
-                      "nvidia_gpu": int(getattr(r, "nvidia_gpu", None) or 0),
-                      "shm": bool(r.shm)},
+        "resources": {
+            "cpu": r.cpu,
+            "memory": int(r.memory_mb) * 1024 * 1024,
+            "nvidia_gpu": int(getattr(r, "nvidia_gpu", None) or 0),
+            "shm": bool(r.shm),
+        },
         "tags": list(job.tags),
         "description": job.description,
         "life_span": job.life_span,
@@ -185,8 +209,12 @@ def job_dict(job: JobDescription, *, transitions: bool = False) -> dict[str, Any
     }
     if transitions:
         out["transitions"] = [
-            {"status": t.status.value, "reason": t.reason or "",
-             "description": t.description or "", "time": _time(t.transition_time)}
+            {
+                "status": t.status.value,
+                "reason": t.reason or "",
+                "description": t.description or "",
+                "time": _time(t.transition_time),
+            }
             for t in h.transitions
         ]
     return out
@@ -224,14 +252,22 @@ def check(value: Any, fields: Mapping[str, tuple[str, str]]) -> list[str]:
     """What is wrong with one object against documented fields (for the tests): missing or
     undocumented keys, wrong types."""
     types: dict[str, type | tuple[type, ...]] = {
-        "string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict,
-        "array": list}
+        "string": str,
+        "integer": int,
+        "number": (int, float),
+        "boolean": bool,
+        "object": dict,
+        "array": list,
+    }
     problems = []
     if not isinstance(value, dict):
         return [f"not an object: {value!r}"]
     if "<preset>" in fields:
-        return [f"{k}: not an integer" for k, v in value.items()
-                if not isinstance(v, int) or isinstance(v, bool)]
+        return [
+            f"{k}: not an integer"
+            for k, v in value.items()
+            if not isinstance(v, int) or isinstance(v, bool)
+        ]
     for key in fields.keys() - value.keys():
         problems.append(f"missing {key}")
     for key in value.keys() - fields.keys():
@@ -243,6 +279,8 @@ def check(value: Any, fields: Mapping[str, tuple[str, str]]) -> list[str]:
         if v is None and typ.endswith("?"):
             continue
         want = types[typ.rstrip("?")]
-        if (isinstance(v, bool) and typ.rstrip("?") in ("integer", "number")) or not isinstance(v, want):
+        if (isinstance(v, bool) and typ.rstrip("?") in ("integer", "number")) or not isinstance(
+            v, want
+        ):
             problems.append(f"{key}: {v!r} is not {typ}")
     return problems

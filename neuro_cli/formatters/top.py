@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .common import iso, when
 from .columns import when_time
+from .common import iso, when
 
 if TYPE_CHECKING:
     from neuro_sdk import JobDescription, JobTelemetry
@@ -24,15 +24,19 @@ def _mib(n: int | float | None) -> str:
     return f"{mib:.1f}" if mib < 100 else f"{mib:.0f}"
 
 
-def top_values(job: "JobDescription", t: "JobTelemetry | None") -> dict[str, Any]:
+def top_values(job: JobDescription, t: JobTelemetry | None) -> dict[str, Any]:
     mem = getattr(t, "memory_bytes", None) if t else None
     if t is not None and mem is None:
         mem = int(t.memory * (1 << 20))
     gpu_mem = getattr(t, "gpu_memory_bytes", None) if t else None
     return {
-        "id": job.id, "name": job.name or "", "when": when_time(job),
-        "cpu": t.cpu if t else None, "memory": mem,
-        "gpu": t.gpu_duty_cycle if t else None, "gpu_memory": gpu_mem,
+        "id": job.id,
+        "name": job.name or "",
+        "when": when_time(job),
+        "cpu": t.cpu if t else None,
+        "memory": mem,
+        "gpu": t.gpu_duty_cycle if t else None,
+        "gpu_memory": gpu_mem,
     }
 
 
@@ -53,7 +57,9 @@ def sort_rows(rows: list[dict[str, Any]], spec: str) -> list[dict[str, Any]]:
 
 def row_cells(r: Mapping[str, Any], now: datetime, tty: bool) -> tuple[str, ...]:
     return (
-        r["id"], r["name"], when(r["when"], now, tty) if tty else iso(r["when"]),
+        r["id"],
+        r["name"],
+        when(r["when"], now, tty) if tty else iso(r["when"]),
         "" if r["cpu"] is None else f"{r['cpu']:.3f}",
         _mib(r["memory"]),
         "" if r["gpu"] is None else str(r["gpu"]),
@@ -71,10 +77,14 @@ def top_table(rows: Sequence[Mapping[str, Any]], now: datetime, max_rows: int | 
     ncols = len(COLUMNS) if with_gpu else len(COLUMNS) - 2
     for col in COLUMNS[:ncols]:
         numeric = col not in ("ID", "NAME", "WHEN")
-        table.add_column(col, justify="right" if numeric else "left", no_wrap=True,
-                         style="bold" if col == "ID" else None,
-                         min_width=40 if col == "ID" else None,
-                         overflow="ellipsis")
+        table.add_column(
+            col,
+            justify="right" if numeric else "left",
+            no_wrap=True,
+            style="bold" if col == "ID" else None,
+            min_width=40 if col == "ID" else None,
+            overflow="ellipsis",
+        )
     shown = rows if max_rows is None else rows[:max_rows]
     for r in shown:
         table.add_row(*row_cells(r, now, True)[:ncols])

@@ -47,7 +47,7 @@ class _Skip:
             if len(data) <= self._left:
                 self._left -= len(data)
                 continue
-            data, self._left = data[self._left:], 0
+            data, self._left = data[self._left :], 0
             return fileno, data
 
     def __getattr__(self, name: str) -> Any:
@@ -88,9 +88,17 @@ async def attach(request: web.Request) -> web.WebSocketResponse:
             if offset < 0:
                 fail(web.HTTPBadRequest, f"invalid offset {raw_offset!r}: a byte count or 'end'")
     try:
-        session: StdioSession = await open_session(request, job.id, lambda: st.runtime.attach(
-            job.id, stdin=stdin, stdout=f["stdout"], stderr=f["stderr"] and not tty,
-            logs=f[Q_LOGS] or offset is not None))
+        session: StdioSession = await open_session(
+            request,
+            job.id,
+            lambda: st.runtime.attach(
+                job.id,
+                stdin=stdin,
+                stdout=f["stdout"],
+                stderr=f["stderr"] and not tty,
+                logs=f[Q_LOGS] or offset is not None,
+            ),
+        )
     except RuntimeError_ as e:
         raise runtime_error(e) from None
     if offset:

@@ -21,12 +21,13 @@ MAX_BODY_ERROR = 16 * 1024  # characters of the message in the JSON body
 def _cut(message: str, limit: int) -> str:
     """The message, at most ``limit`` characters: errors quote what the client sent, which
     may be any size; a cut one ends with an ellipsis."""
-    return message if len(message) <= limit else message[:limit - 1] + "\u2026"
+    return message if len(message) <= limit else message[: limit - 1] + "\u2026"
 
 
 def _header(message: str, extra: dict[str, Any]) -> str:
     """The X-Error JSON, at most MAX_HEADER_ERROR bytes: a character may take 12 as an
     escape (ASCII only in a header), so the message is cut to fit what it encodes to."""
+
     def encoded(n: int) -> str:
         return json.dumps({"error": _cut(message, n), **extra})
 
@@ -42,12 +43,20 @@ def _header(message: str, extra: dict[str, Any]) -> str:
     return encoded(fits)
 
 
-def error_response(cls: type[web.HTTPException], message: str, *,
-                   headers: dict[str, str] | None = None, **extra: Any) -> web.HTTPException:
+def error_response(
+    cls: type[web.HTTPException],
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> web.HTTPException:
     body = json.dumps({"error": _cut(message, MAX_BODY_ERROR), **extra})
     header = _header(message, extra)
-    kw: dict[str, Any] = {"text": body, "content_type": "application/json",
-                          "headers": {**(headers or {}), "X-Error": header}}
+    kw: dict[str, Any] = {
+        "text": body,
+        "content_type": "application/json",
+        "headers": {**(headers or {}), "X-Error": header},
+    }
     if cls in (web.HTTPRequestEntityTooLarge, web.HTTPMethodNotAllowed):
         # their constructors insist on sizes or methods; build a plain one of the status
         exc = web.HTTPException(**kw)
@@ -123,8 +132,10 @@ async def read_json(request: web.Request) -> Any:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        fail(web.HTTPRequestEntityTooLarge,
-             f"request body too large (at most {request.app[STATE].config.max_body_bytes} bytes)")
+        fail(
+            web.HTTPRequestEntityTooLarge,
+            f"request body too large (at most {request.app[STATE].config.max_body_bytes} bytes)",
+        )
     if not raw:
         return None
     try:
@@ -166,5 +177,8 @@ def _text(value: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:
-        fail(web.HTTPBadRequest, f"the request body has a string that is not valid Unicode "
-                                 f"text ({e.reason}: {value[e.start]!r})")
+        fail(
+            web.HTTPBadRequest,
+            f"the request body has a string that is not valid Unicode "
+            f"text ({e.reason}: {value[e.start]!r})",
+        )

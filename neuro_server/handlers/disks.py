@@ -24,18 +24,27 @@ from .common import app_state, caller, fail, read_json
 def disk_json(request: web.Request, d: DiskRecord) -> dict[str, Any]:
     config = app_state(request).config
     return {
-        "id": d.id, "name": d.name, "owner": d.owner, "storage": d.size,
-        "used_bytes": disks.used_bytes(config.data_dir, d.id), "status": "Ready",
-        "created_at": d.created_at, "last_usage": d.last_usage,
-        "cluster_name": config.cluster_name, "org_name": config.org_name,
+        "id": d.id,
+        "name": d.name,
+        "owner": d.owner,
+        "storage": d.size,
+        "used_bytes": disks.used_bytes(config.data_dir, d.id),
+        "status": "Ready",
+        "created_at": d.created_at,
+        "last_usage": d.last_usage,
+        "cluster_name": config.cluster_name,
+        "org_name": config.org_name,
         "project_name": config.project_name,
     }
 
 
 def users_of(request: web.Request, disk_id: str) -> list[str]:
     """Active jobs that mount the disk."""
-    return [j.id for j in app_state(request).store.jobs_with_status(ACTIVE)
-            if any(v.id == disk_id for v in j.spec.container.disk_volumes)]
+    return [
+        j.id
+        for j in app_state(request).store.jobs_with_status(ACTIVE)
+        if any(v.id == disk_id for v in j.spec.container.disk_volumes)
+    ]
 
 
 async def create(request: web.Request) -> web.Response:
@@ -44,13 +53,24 @@ async def create(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         fail(web.HTTPBadRequest, "the request body must be a JSON object")
     size = body.get("storage")
-    if isinstance(size, bool) or not isinstance(size, int) or not disks.MIN_SIZE <= size <= disks.MAX_SIZE:
-        fail(web.HTTPBadRequest, f"'storage' must be a size in bytes between "
-                                 f"{disks.MIN_SIZE >> 20} MiB and {disks.MAX_SIZE >> 40} TiB")
+    if (
+        isinstance(size, bool)
+        or not isinstance(size, int)
+        or not disks.MIN_SIZE <= size <= disks.MAX_SIZE
+    ):
+        fail(
+            web.HTTPBadRequest,
+            f"'storage' must be a size in bytes between "
+            f"{disks.MIN_SIZE >> 20} MiB and {disks.MAX_SIZE >> 40} TiB",
+        )
     name = body.get("name")
-    if name is not None and (not isinstance(name, str) or not 3 <= len(name) <= 40
-                             or not NAME_RE.fullmatch(name)):
-        fail(web.HTTPBadRequest, f"invalid disk name {name!r}: 3-40 lower-case letters, digits, dashes")
+    if name is not None and (
+        not isinstance(name, str) or not 3 <= len(name) <= 40 or not NAME_RE.fullmatch(name)
+    ):
+        fail(
+            web.HTTPBadRequest,
+            f"invalid disk name {name!r}: 3-40 lower-case letters, digits, dashes",
+        )
     why = disks.why_unsupported()
     if why:
         fail(web.HTTPBadRequest, why)
@@ -76,8 +96,9 @@ def _disk(request: web.Request) -> DiskRecord:
 
 
 async def list_disks(request: web.Request) -> web.Response:
-    return web.json_response([disk_json(request, d)
-                              for d in app_state(request).store.disks(caller(request))])
+    return web.json_response(
+        [disk_json(request, d) for d in app_state(request).store.disks(caller(request))]
+    )
 
 
 async def get_disk(request: web.Request) -> web.Response:

@@ -47,8 +47,11 @@ async def exec_ws(request: web.Request) -> web.WebSocketResponse:
     size = terminal_size(request) if f["tty"] and wants_size else None
     st = app_state(request)
     try:
-        session = await open_session(request, job.id, lambda: st.runtime.exec(
-            job.id, argv, tty=f["tty"], stdin=f["stdin"], size=size))
+        session = await open_session(
+            request,
+            job.id,
+            lambda: st.runtime.exec(job.id, argv, tty=f["tty"], stdin=f["stdin"], size=size),
+        )
     except RuntimeError_ as e:
         raise runtime_error(e) from None
     ws, _ = websocket(request, (CHANNELS_PROTOCOL,))
@@ -59,7 +62,8 @@ async def exec_ws(request: web.Request) -> web.WebSocketResponse:
         raise
     # on a TTY everything arrives as stdout
     wanted = frozenset({1} if f["stdout"] or f["tty"] else set()) | frozenset(
-        {2} if f["stderr"] and not f["tty"] else set())
+        {2} if f["stderr"] and not f["tty"] else set()
+    )
     if f[Q_RESUMABLE]:
         if len(exec_resume.registry(st)) >= exec_resume.MAX_LIVE:
             await session.close()
@@ -83,8 +87,10 @@ async def _exec_resume(request: web.Request, job: JobRecord, exec_id: str) -> we
     except ValueError:
         offset = -1
     if offset < rec.start or offset > rec.end:
-        fail(web.HTTPBadRequest, f"cannot resume at byte {offset}: output from {rec.start} to "
-                                 f"{rec.end} is kept")
+        fail(
+            web.HTTPBadRequest,
+            f"cannot resume at byte {offset}: output from {rec.start} to {rec.end} is kept",
+        )
     ws, _ = websocket(request, (CHANNELS_PROTOCOL,))
     await ws.prepare(request)
     await exec_resume.serve(ws, rec, offset)
@@ -170,8 +176,15 @@ async def exec_create(request: web.Request) -> web.Response:
         _evict(execs, len(execs) - MAX_EXECS + 1)
     if len(execs) >= MAX_EXECS:
         fail(web.HTTPTooManyRequests, "too many exec sessions; try again later")
-    rec = ExecRecord(id=uuid.uuid4().hex, job_id=job.id, owner=caller(request), argv=argv,
-                     command=command, tty=tty, stdin=stdin)
+    rec = ExecRecord(
+        id=uuid.uuid4().hex,
+        job_id=job.id,
+        owner=caller(request),
+        argv=argv,
+        command=command,
+        tty=tty,
+        stdin=stdin,
+    )
     execs[rec.id] = rec
     return web.json_response({"exec_id": rec.id})
 
@@ -184,8 +197,9 @@ async def exec_start(request: web.Request) -> web.WebSocketResponse:
     rec.started = rec.running = True  # running from now on: never evicted while it starts
     st = app_state(request)
     try:
-        session = await open_session(request, job.id, lambda: st.runtime.exec(
-            job.id, rec.argv, tty=rec.tty, stdin=rec.stdin))
+        session = await open_session(
+            request, job.id, lambda: st.runtime.exec(job.id, rec.argv, tty=rec.tty, stdin=rec.stdin)
+        )
     except RuntimeError_ as e:
         rec.exit_code, rec.running = 127, False
         raise runtime_error(e) from None
@@ -222,10 +236,17 @@ async def exec_start(request: web.Request) -> web.WebSocketResponse:
 async def exec_inspect(request: web.Request) -> web.Response:
     job = get_job(request)
     rec = _exec_record(request, job)
-    return web.json_response({
-        "id": rec.id, "running": rec.running, "exit_code": rec.exit_code, "job_id": job.id,
-        "tty": rec.tty, "entrypoint": rec.argv[0], "command": rec.command,
-    })
+    return web.json_response(
+        {
+            "id": rec.id,
+            "running": rec.running,
+            "exit_code": rec.exit_code,
+            "job_id": job.id,
+            "tty": rec.tty,
+            "entrypoint": rec.argv[0],
+            "command": rec.command,
+        }
+    )
 
 
 async def exec_resize(request: web.Request) -> web.Response:

@@ -87,7 +87,11 @@ async def reap(state: Any) -> None:
     live = registry(state)
     now = time.monotonic()
     for key, rec in list(live.items()):
-        if rec.attached == 0 and rec.left_at is not None and (rec.done or now - rec.left_at > LINGER):
+        if (
+            rec.attached == 0
+            and rec.left_at is not None
+            and (rec.done or now - rec.left_at > LINGER)
+        ):
             del live[key]
             await rec.close()
 
@@ -106,8 +110,9 @@ def schedule_reap(state: Any) -> None:
     loop.call_later(LINGER + 1, run)
 
 
-def new_live_exec(state: Any, owner: str, job_id: str, session: StdioSession,
-                  streams: frozenset[int]) -> LiveExec:
+def new_live_exec(
+    state: Any, owner: str, job_id: str, session: StdioSession, streams: frozenset[int]
+) -> LiveExec:
     rec = LiveExec(uuid.uuid4().hex, owner, job_id, session, streams)
     rec.pump = asyncio.create_task(rec.run())
     registry(state)[rec.id] = rec
@@ -129,7 +134,7 @@ async def serve(ws: web.WebSocketResponse, rec: LiveExec, offset: int) -> None:
             for start, fileno, data in list(rec.chunks):
                 if start + len(data) <= pos:
                     continue
-                part = data[max(0, pos - start):]
+                part = data[max(0, pos - start) :]
                 await ws.send_bytes(channel_frame(fileno, part))
                 pos = start + len(data)
             if rec.done and pos >= rec.end:

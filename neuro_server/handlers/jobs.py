@@ -40,16 +40,19 @@ async def create_job(request: web.Request) -> web.Response:
     can = st.runtime.capabilities
     parse = parse_start if "from_preset" in request.query else parse_run
     try:
-        new = parse(body, st.config, capacity=st.runtime.capacity(),
-                    needs_command=can.needs_command)
+        new = parse(
+            body, st.config, capacity=st.runtime.capacity(), needs_command=can.needs_command
+        )
         check_secret_owners(new.spec, caller(request), st.config, st.store.user_exists)
     except ValidationError as e:
         fail(web.HTTPBadRequest, str(e))
     c = new.spec.container
     missing = sorted(c.secret_keys() - set(st.store.secret_keys(caller(request))))
     if missing:
-        fail(web.HTTPBadRequest, f"no secret {missing[0]!r}: add it with "
-                                 f"`neuro secret add {missing[0]} VALUE`")
+        fail(
+            web.HTTPBadRequest,
+            f"no secret {missing[0]!r}: add it with `neuro secret add {missing[0]} VALUE`",
+        )
     volumes, new_dirs = await _storage_paths(request, c.volumes)
     disk_volumes = []
     for v in c.disk_volumes:
@@ -57,19 +60,33 @@ async def create_job(request: web.Request) -> web.Response:
         if d is None:
             fail(web.HTTPBadRequest, f"no disk {v.ref!r}: create it with `neuro disk create SIZE`")
         disk_volumes.append(dataclasses.replace(v, id=d.id))
-    new = dataclasses.replace(new, spec=dataclasses.replace(new.spec, container=dataclasses.replace(
-        c, volumes=volumes, disk_volumes=tuple(disk_volumes))))
+    new = dataclasses.replace(
+        new,
+        spec=dataclasses.replace(
+            new.spec,
+            container=dataclasses.replace(c, volumes=volumes, disk_volumes=tuple(disk_volumes)),
+        ),
+    )
     if c.has_mounts and (why := can.mounts):
         fail(web.HTTPBadRequest, f"secret files, storage and disk volumes: {why}")
-    if new.spec.pass_config and not can.loopback_reachable and \
-            st.config.host in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::", ""):
+    if (
+        new.spec.pass_config
+        and not can.loopback_reachable
+        and st.config.host in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::", "")
+    ):
         # (the URL given to the job must name an address containers reach the server at)
-        fail(web.HTTPBadRequest, "pass_config needs a server that containers can reach at a "
-                                 "known address: serve it with --host ADDRESS (not loopback, "
-                                 "not 0.0.0.0)")
+        fail(
+            web.HTTPBadRequest,
+            "pass_config needs a server that containers can reach at a "
+            "known address: serve it with --host ADDRESS (not loopback, "
+            "not 0.0.0.0)",
+        )
     if new.spec.privileged and not can.privileged:
-        fail(web.HTTPBadRequest, "privileged jobs need the docker runtime: the process runtime "
-                                 "runs jobs as the server's user on the host")
+        fail(
+            web.HTTPBadRequest,
+            "privileged jobs need the docker runtime: the process runtime "
+            "runs jobs as the server's user on the host",
+        )
     from .. import storage
 
     root = storage.user_root(st.config.data_dir, caller(request))
@@ -80,8 +97,12 @@ async def create_job(request: web.Request) -> web.Response:
             await asyncio.to_thread(storage.own_tree, root, *owner)
         made = await asyncio.to_thread(storage.make_new_dirs, root, new_dirs, owner)
     except OSError as e:  # (own_tree: the tree is the server's to give)
-        fail(web.HTTPInsufficientStorage if storage.os_error(e, "").status == 507
-             else web.HTTPInternalServerError, f"your storage: {e.strerror or e}")
+        fail(
+            web.HTTPInsufficientStorage
+            if storage.os_error(e, "").status == 507
+            else web.HTTPInternalServerError,
+            f"your storage: {e.strerror or e}",
+        )
     except storage.StorageError as e:
         fail(web.HTTPBadRequest if e.status != 403 else web.HTTPForbidden, f"volume: {e}")
     try:
@@ -114,16 +135,26 @@ async def list_jobs(request: web.Request) -> web.StreamResponse:
     orgs = {o for o in q.getall("org_name", []) if o and o != "NO_ORG"}
     projects = {p for p in q.getall("project_name", []) if p}
     other_cluster = bool(clusters) and st.config.cluster_name not in clusters
-    jobs = st.store.list_jobs(
-        owners=owners, viewer=me, statuses=statuses, name=q.get("name") or None, tags=q.getall("tag", []),
-        since=parse_time(q.get("since"), "since"), until=parse_time(q.get("until"), "until"),
-        reverse=parse_bool(q.get("reverse"), "reverse"),
-        limit=None if (orgs or projects) else lim,
-    ) if not other_cluster else iter(())
+    jobs = (
+        st.store.list_jobs(
+            owners=owners,
+            viewer=me,
+            statuses=statuses,
+            name=q.get("name") or None,
+            tags=q.getall("tag", []),
+            since=parse_time(q.get("since"), "since"),
+            until=parse_time(q.get("until"), "until"),
+            reverse=parse_bool(q.get("reverse"), "reverse"),
+            limit=None if (orgs or projects) else lim,
+        )
+        if not other_cluster
+        else iter(())
+    )
 
     def wanted(job: JobRecord) -> bool:
         return (not orgs or job.spec.org_name in orgs) and (
-            not projects or job.spec.project_name in projects)
+            not projects or job.spec.project_name in projects
+        )
 
     if "application/x-ndjson" not in request.headers.get("Accept", ""):
         items = [_json(request, j) for j in jobs if wanted(j)]
@@ -158,8 +189,10 @@ def _etag(job: JobRecord) -> str:
     life span, tags): what someone waiting for a change cares about."""
     import hashlib
 
-    key = (f"{job.status}|{job.reason}|{job.description}|{job.exit_code}|{job.restarts}|"
-           f"{job.life_span}|{job.started_at}|{job.finished_at}|{','.join(job.tags)}")
+    key = (
+        f"{job.status}|{job.reason}|{job.description}|{job.exit_code}|{job.restarts}|"
+        f"{job.life_span}|{job.started_at}|{job.finished_at}|{','.join(job.tags)}"
+    )
     return '"' + hashlib.sha1(key.encode()).hexdigest()[:16] + '"'
 
 
@@ -214,8 +247,10 @@ async def bump_life_span(request: web.Request) -> web.Response:
         fail(web.HTTPBadRequest, "the request body must be a JSON object")
     minutes = body.get("additional_max_run_time_minutes")
     seconds = body.get("additional_max_run_time_seconds")
-    for key, value in (("additional_max_run_time_minutes", minutes),
-                       ("additional_max_run_time_seconds", seconds)):
+    for key, value in (
+        ("additional_max_run_time_minutes", minutes),
+        ("additional_max_run_time_seconds", seconds),
+    ):
         if value is not None and finite(value) is None:
             fail(web.HTTPBadRequest, f"'{key}' must be a number")
     if seconds is not None:
@@ -233,8 +268,10 @@ async def bump_life_span(request: web.Request) -> web.Response:
     if job.life_span is None:
         fail(web.HTTPBadRequest, f"job {job.id} has no life span limit to extend")
     if job.life_span + add > MAX_LIFE_SPAN:
-        fail(web.HTTPBadRequest, f"a life span can be at most {MAX_LIFE_SPAN / 60:.0f} minutes "
-                                 "(100 years)")
+        fail(
+            web.HTTPBadRequest,
+            f"a life span can be at most {MAX_LIFE_SPAN / 60:.0f} minutes (100 years)",
+        )
     st.scheduler.bump_life_span(job, add)
     return web.Response(status=204)
 
@@ -255,12 +292,14 @@ async def browse(request: web.Request) -> web.Response:
         fail(web.HTTPBadRequest, f"job {job.id} has no HTTP port (run it with --http-port)")
     if st.ingress is None:
         fail(web.HTTPBadRequest, "this server does not serve jobs over HTTP")
-    return web.json_response({"url": st.ingress.url(job),
-                              "login_url": st.ingress.login_url(job, caller(request))})
+    return web.json_response(
+        {"url": st.ingress.url(job), "login_url": st.ingress.login_url(job, caller(request))}
+    )
 
 
-async def _storage_paths(request: web.Request, volumes: tuple[StorageVolume, ...]
-                         ) -> tuple[tuple[StorageVolume, ...], list[str]]:
+async def _storage_paths(
+    request: web.Request, volumes: tuple[StorageVolume, ...]
+) -> tuple[tuple[StorageVolume, ...], list[str]]:
     """Resolve each storage volume in the caller's tree: a read-only one must exist.  The
     volumes with their paths in the tree, and the read-write ones' paths that are missing,
     to be made once the job is accepted."""
@@ -277,13 +316,17 @@ async def _storage_paths(request: web.Request, volumes: tuple[StorageVolume, ...
             path = rel.as_posix()
             exists = await asyncio.to_thread(storage.volume_exists, root, path)
         except storage.StorageError as e:
-            fail(web.HTTPBadRequest if e.status != 403 else web.HTTPForbidden,
-                 f"volume {v.uri}: {e}")
+            fail(
+                web.HTTPBadRequest if e.status != 403 else web.HTTPForbidden, f"volume {v.uri}: {e}"
+            )
         if not exists:
             if v.read_only:
-                fail(web.HTTPBadRequest, f"volume {v.uri}: no such file or directory: "
-                                         f"{storage.shown(path)} (a read-only volume "
-                                         "must exist)")
+                fail(
+                    web.HTTPBadRequest,
+                    f"volume {v.uri}: no such file or directory: "
+                    f"{storage.shown(path)} (a read-only volume "
+                    "must exist)",
+                )
             missing.append(path)
         resolved.append(dataclasses.replace(v, path=path))
     return tuple(resolved), missing

@@ -23,8 +23,9 @@ MAX_CLOSE_REASON = 120  # a close frame's reason is at most 123 bytes
 log = logging.getLogger(__name__)
 
 
-async def job_output(request: web.Request, job_id: str, since: datetime | None,
-                     timestamps: bool, skip: int = 0) -> AsyncIterator[bytes]:
+async def job_output(
+    request: web.Request, job_id: str, since: datetime | None, timestamps: bool, skip: int = 0
+) -> AsyncIterator[bytes]:
     """The job's output from the start (or ``since``), less its first ``skip`` bytes; follows
     while the job is pending or running, across its restarts, and ends only once the job is
     finished and its output drained: a run's end, or a record that lags behind it, is not the
@@ -36,11 +37,12 @@ async def job_output(request: web.Request, job_id: str, since: datetime | None,
         if job is None:
             return
         produced = 0  # each run's read starts from the top: the log is append-only
-        async for chunk in st.runtime.logs(job_id, since=since, timestamps=timestamps,
-                                           follow=not job.is_finished):
+        async for chunk in st.runtime.logs(
+            job_id, since=since, timestamps=timestamps, follow=not job.is_finished
+        ):
             start, produced = produced, produced + len(chunk)
             if produced > position:
-                yield chunk[max(0, position - start):]
+                yield chunk[max(0, position - start) :]
                 position = produced
         if job.is_finished or not await _next_run(st, job_id, job.restarts):
             return
@@ -96,7 +98,8 @@ async def log_ws(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     skip = offset if ws.ws_protocol == LOG_OFFSET_PROTOCOL else 0  # asked for, and agreed to
     pump = asyncio.create_task(
-        _pump(job_output(request, job.id, since, timestamps, skip), ws.send_bytes))
+        _pump(job_output(request, job.id, since, timestamps, skip), ws.send_bytes)
+    )
 
     async def client_gone() -> None:
         async for msg in ws:
@@ -152,8 +155,9 @@ async def log_http(request: web.Request) -> web.StreamResponse:
     if request.method == "HEAD":
         return resp  # the headers only: no log to follow
     try:
-        await _while_connected(request, _pump(job_output(request, job.id, since, timestamps),
-                                              resp.write))
+        await _while_connected(
+            request, _pump(job_output(request, job.id, since, timestamps), resp.write)
+        )
     except Exception as e:  # noqa: BLE001 - answered below: the body must not look complete
         if not isinstance(e, ConnectionError):
             log.warning("log of %s failed: %s", job.id, e)

@@ -29,8 +29,9 @@ async def port_forward(request: web.Request) -> web.WebSocketResponse:
         # clients show "error" (the SDK takes the message from it): say what failed there too
         msg = f"Cannot connect to port {port}"
         body = json.dumps({"msg": msg, "error": f"{msg}: {e}"})
-        raise web.HTTPBadRequest(text=body, content_type="application/json",
-                                 headers={"X-Error": body}) from None
+        raise web.HTTPBadRequest(
+            text=body, content_type="application/json", headers={"X-Error": body}
+        ) from None
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=8 << 20)
     try:
         await ws.prepare(request)

@@ -23,15 +23,22 @@ MAX_VALUE = 1 << 20
 
 def _key(value: object) -> str:
     if not isinstance(value, str) or not SECRET_KEY_RE.fullmatch(value):
-        fail(web.HTTPBadRequest, "invalid secret key: use letters, digits, '_', '-' and '.', "
-                                 "starting with a letter or '_' (at most 253)")
+        fail(
+            web.HTTPBadRequest,
+            "invalid secret key: use letters, digits, '_', '-' and '.', "
+            "starting with a letter or '_' (at most 253)",
+        )
     return value
 
 
 def _item(request: web.Request, key: str) -> dict[str, str]:
     config = app_state(request).config
-    return {"key": key, "owner": caller(request), "org_name": config.org_name,
-            "project_name": config.project_name}
+    return {
+        "key": key,
+        "owner": caller(request),
+        "org_name": config.org_name,
+        "project_name": config.project_name,
+    }
 
 
 async def list_secrets(request: web.Request) -> web.Response:
@@ -62,8 +69,9 @@ async def get_secret(request: web.Request) -> web.Response:
     value = app_state(request).store.secret(caller(request), key)
     if value is None:
         fail(web.HTTPNotFound, f"no secret {key!r}")
-    return web.json_response({**_item(request, key),
-                              "value": base64.b64encode(value).decode("ascii")})
+    return web.json_response(
+        {**_item(request, key), "value": base64.b64encode(value).decode("ascii")}
+    )
 
 
 async def delete_secret(request: web.Request) -> web.Response:

@@ -57,21 +57,25 @@ def _release(counts: dict[str, int], job_id: str) -> None:
         del counts[job_id]
 
 
-async def open_session(request: web.Request, job_id: str,
-                       opener: Callable[[], Awaitable[StdioSession]]) -> StdioSession:
+async def open_session(
+    request: web.Request, job_id: str, opener: Callable[[], Awaitable[StdioSession]]
+) -> StdioSession:
     """Open an attach or exec session with the job, at most MAX_SESSIONS at a time: past
     its supervisor's own limit it would drop the connection, and the server answer 500."""
     counts: dict[str, int] = app_state(request).sessions
     if counts.get(job_id, 0) >= MAX_SESSIONS:
-        fail(web.HTTPTooManyRequests, f"job {job_id} has {MAX_SESSIONS} attach and exec sessions "
-                                      "open: close one first")
+        fail(
+            web.HTTPTooManyRequests,
+            f"job {job_id} has {MAX_SESSIONS} attach and exec sessions open: close one first",
+        )
     counts[job_id] = counts.get(job_id, 0) + 1  # taken before waiting: others count it
     try:
         session = await opener()
     except ConnectionError as e:  # (the supervisor hung up: it is gone, or full)
         _release(counts, job_id)
-        raise RuntimeError_(f"job {job_id} did not take the session: {e}",
-                            reason="Unavailable") from None
+        raise RuntimeError_(
+            f"job {job_id} did not take the session: {e}", reason="Unavailable"
+        ) from None
     except BaseException:
         _release(counts, job_id)
         raise
@@ -106,8 +110,14 @@ def terminal_size(request: web.Request) -> tuple[int, int]:
     return h, w
 
 
-async def pump_session(ws: web.WebSocketResponse, session: StdioSession, *, v2: bool,
-                       exit_code: Any = None, streams: frozenset[int] = frozenset({1, 2})) -> None:
+async def pump_session(
+    ws: web.WebSocketResponse,
+    session: StdioSession,
+    *,
+    v2: bool,
+    exit_code: Any = None,
+    streams: frozenset[int] = frozenset({1, 2}),
+) -> None:
     """Copy the session's output (the ``streams`` asked for) to the websocket and the
     websocket's input to the session until either ends; then send the exit code frame (v2)
     when there is one."""
@@ -144,7 +154,9 @@ async def pump_session(ws: web.WebSocketResponse, session: StdioSession, *, v2: 
         for t in (out, inp):
             t.cancel()
         for t in (out, inp):
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError, Exception):
+            with contextlib.suppress(
+                asyncio.CancelledError, ConnectionError, RuntimeError, Exception
+            ):
                 await t
         await session.close()
         if not ws.closed:
@@ -165,9 +177,12 @@ async def channel_input(session: StdioSession, data: bytes) -> None:
         await session.close_stdin()
 
 
-def websocket(request: web.Request,
-              protocols: tuple[str, ...] = ()) -> tuple[web.WebSocketResponse, bool]:
+def websocket(
+    request: web.Request, protocols: tuple[str, ...] = ()
+) -> tuple[web.WebSocketResponse, bool]:
     """The websocket to answer with, and whether the client speaks the channel framing."""
-    asked = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    asked = [
+        p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
+    ]
     v2 = any(p in (CHANNELS_PROTOCOL, ATTACH_PROTOCOL) for p in asked)
     return web.WebSocketResponse(protocols=protocols, heartbeat=30, max_msg_size=8 << 20), v2

@@ -65,5 +65,6 @@ async def revoke(request: web.Request) -> web.Response:
 
 async def list_shares(request: web.Request) -> web.Response:
     job = get_job(request, need="manage")
-    return web.json_response([{"user": u, "action": a}
-                              for u, a in app_state(request).store.shares(job.id)])
+    return web.json_response(
+        [{"user": u, "action": a} for u, a in app_state(request).store.shares(job.id)]
+    )

@@ -28,7 +28,9 @@ async def send_signal(request: web.Request) -> web.Response:
     job = get_job(request, need="write")
     signum = parse_signal(request.query.get("signal"))
     if job.status != "running":
-        fail(web.HTTPBadRequest, f"job {job.id} is not running (it is {job.status}): no signal sent")
+        fail(
+            web.HTTPBadRequest, f"job {job.id} is not running (it is {job.status}): no signal sent"
+        )
     try:
         await app_state(request).runtime.signal(job.id, signum)
     except RuntimeError_ as e:

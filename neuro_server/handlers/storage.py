@@ -38,8 +38,12 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 _HTTP: dict[int, type[web.HTTPException]] = {
-    400: web.HTTPBadRequest, 403: web.HTTPForbidden, 404: web.HTTPNotFound,
-    409: web.HTTPConflict, 507: web.HTTPInsufficientStorage}
+    400: web.HTTPBadRequest,
+    403: web.HTTPForbidden,
+    404: web.HTTPNotFound,
+    409: web.HTTPConflict,
+    507: web.HTTPInsufficientStorage,
+}
 
 
 def _refuse(e: storage.StorageError) -> NoReturn:
@@ -57,8 +61,9 @@ async def _io(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         _refuse(e)
 
 
-async def _owned(release: Callable[[R], object], fn: Callable[P, R], *args: P.args,
-                 **kwargs: P.kwargs) -> R:
+async def _owned(
+    release: Callable[[R], object], fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+) -> R:
     """``_io`` for what must be let go of (a descriptor, an upload): when the handler is
     cancelled meanwhile, the thread's result is released as soon as it comes, not leaked."""
     task = asyncio.ensure_future(_io(fn, *args, **kwargs))
@@ -66,7 +71,8 @@ async def _owned(release: Callable[[R], object], fn: Callable[P, R], *args: P.ar
         return await asyncio.shield(task)
     except asyncio.CancelledError:
         task.add_done_callback(
-            lambda t: None if t.cancelled() or t.exception() else release(t.result()))
+            lambda t: None if t.cancelled() or t.exception() else release(t.result())
+        )
         raise
 
 
@@ -93,8 +99,9 @@ async def get(request: web.Request) -> web.StreamResponse:
         return web.json_response({"FileStatus": await _io(storage.file_status, root, path)})
     fd, size = await _owned(lambda got: os.close(got[0]), storage.open_file, root, path)
     try:
-        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream",
-                                           "Content-Length": str(size)})
+        resp = web.StreamResponse(
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        )
         await resp.prepare(request)
         left = size  # what was promised: a file growing meanwhile is cut there
         while left > 0 and (data := await asyncio.to_thread(os.read, fd, min(CHUNK, left))):
@@ -140,8 +147,9 @@ async def put(request: web.Request) -> web.Response:
     return web.Response(status=201)
 
 
-async def _receive(request: web.Request, upload: storage.Upload,
-                   usage: storage.Usage | None) -> None:
+async def _receive(
+    request: web.Request, upload: storage.Upload, usage: storage.Usage | None
+) -> None:
     """The body into ``upload``, within the quota; on any failure (the quota, a full disk, the
     client gone) the partial file is removed."""
     reserved = 0

@@ -29,9 +29,15 @@ async def top(request: web.Request) -> web.WebSocketResponse:
             if current.status == "running":
                 t = await st.runtime.stats(job.id)
                 if t is not None:
-                    await ws.send_str(telemetry_frame(
-                        cpu=t.cpu, memory=t.memory, timestamp=t.timestamp,
-                        gpu_duty_cycle=t.gpu_duty_cycle, gpu_memory=t.gpu_memory))
+                    await ws.send_str(
+                        telemetry_frame(
+                            cpu=t.cpu,
+                            memory=t.memory,
+                            timestamp=t.timestamp,
+                            gpu_duty_cycle=t.gpu_duty_cycle,
+                            gpu_memory=t.gpu_memory,
+                        )
+                    )
             await st.scheduler.wait_change(job.id, 1.0)
 
     async def client_gone() -> None:

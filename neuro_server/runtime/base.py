@@ -155,7 +155,9 @@ class RuntimeInfo:
 @dataclasses.dataclass(frozen=True)
 class StartInfo:
     started_at: datetime
-    limits: str  # what was actually enforced for this job, e.g. "memory 1.0 GiB, cpu 0.5 (cgroup v1)"
+    limits: (
+        str  # what was actually enforced for this job, e.g. "memory 1.0 GiB, cpu 0.5 (cgroup v1)"
+    )
     # where other jobs reach it: the host's jobs at localhost; a container at its id where its
     # network resolves names, else at its IP
     address: str = "localhost"
@@ -324,16 +326,24 @@ class Runtime(Protocol):
     async def cleanup(self, job_id: str) -> None:
         """Release what the finished job held (cgroups...); its output stays readable."""
 
-    async def attach(self, job_id: str, *, stdin: bool, stdout: bool, stderr: bool,
-                     logs: bool = False) -> StdioSession:
+    async def attach(
+        self, job_id: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool = False
+    ) -> StdioSession:
         """Connect to the running job's own stdio.  Several sessions may be attached at once;
         each gets all output from the moment it attached (with ``logs``, the output so far
         first).  stdin is only there for jobs started with ``tty`` (raise RuntimeError_
         otherwise when ``stdin`` is asked).  Raise RuntimeError_ if the job is not running."""
 
-    async def exec(self, job_id: str, argv: Sequence[str], *, tty: bool, stdin: bool,
-                   env: Mapping[str, str] | None = None,
-                   size: tuple[int, int] | None = None) -> StdioSession:
+    async def exec(
+        self,
+        job_id: str,
+        argv: Sequence[str],
+        *,
+        tty: bool,
+        stdin: bool,
+        env: Mapping[str, str] | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> StdioSession:
         """Run ``argv`` beside the running job: same environment, working dir, limits and
         namespaces; with ``tty``, on a terminal of ``size`` (rows, columns; default
         TTY_SIZE) from its first instruction.  Raise RuntimeError_ if the job is not

@@ -10,6 +10,7 @@ Standard library only: the per-job supervisor imports this module, and it must s
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -147,18 +148,14 @@ class JobCgroup:
     def pids(self) -> set[int]:
         pids: set[int] = set()
         for d in self.dirs.values():
-            try:
+            with contextlib.suppress(OSError):
                 pids.update(int(p) for p in _read(os.path.join(d, "cgroup.procs")).split())
-            except OSError:
-                pass
         return pids
 
     def signal(self, signum: int) -> None:
         for pid in self.pids():
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signum)
-            except (ProcessLookupError, PermissionError):
-                pass
 
     def kill(self) -> None:
         """SIGKILL everything in the cgroup; frozen first so that nothing forks meanwhile."""
@@ -292,10 +289,9 @@ def _setup_v1(
             pass
         memsw = os.path.join(dirs["memory"], "memory.memsw.limit_in_bytes")
         if mem_by and os.path.exists(memsw):
-            try:  # no swapping around the limit (as docker does with --memory-swap = --memory)
+            # no swapping around the limit (as docker does with --memory-swap = --memory)
+            with contextlib.suppress(OSError):
                 _write(memsw, str(memory))
-            except OSError:
-                pass
     if cpu > 0 and "cpu" in dirs:
         try:
             try:
@@ -326,10 +322,8 @@ def _setup_v2(
         os.makedirs(pdir, exist_ok=True)
         for d in (root, pdir):
             for c in wanted:
-                try:
+                with contextlib.suppress(OSError):
                     _write(os.path.join(d, "cgroup.subtree_control"), f"+{c}")
-                except OSError:
-                    pass
         os.makedirs(jdir, exist_ok=True)
     except OSError:
         return None, None, None
@@ -344,10 +338,8 @@ def _setup_v2(
         except OSError:
             pass
         if mem_by and os.path.exists(os.path.join(jdir, "memory.swap.max")):
-            try:
+            with contextlib.suppress(OSError):
                 _write(os.path.join(jdir, "memory.swap.max"), "0")
-            except OSError:
-                pass
     if cpu > 0 and "cpu" in wanted:
         quota = max(MIN_CPU_QUOTA_US, round(cpu * CPU_PERIOD_US))
         try:
@@ -362,7 +354,5 @@ def remove_parent(parent: str, root: str = ROOT) -> None:
     """rmdir the parent cgroup of all jobs where it is empty (tests use one parent each)."""
     dirs = [os.path.join(root, c, parent) for c in V1_CONTROLLERS] + [os.path.join(root, parent)]
     for d in dirs:
-        try:
+        with contextlib.suppress(OSError):
             os.rmdir(d)
-        except OSError:
-            pass

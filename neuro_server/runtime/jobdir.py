@@ -42,8 +42,16 @@ STOP = "stop.json"
 EXIT = "exit.json"
 SLOT_SIZE = 4096  # bytes of a record's slot: one page, one block
 #: what exit.json holds (a runtime may add its own keys, e.g. the container's id)
-EXIT_KEYS = ("started", "exit_code", "oom_killed", "finished_at", "error", "started_at",
-             "limits", "lost")
+EXIT_KEYS = (
+    "started",
+    "exit_code",
+    "oom_killed",
+    "finished_at",
+    "error",
+    "started_at",
+    "limits",
+    "lost",
+)
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 

@@ -14,6 +14,7 @@ on a disk that is still full.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import struct
@@ -65,8 +66,11 @@ class LogWriter:
         if self.limit and self.offset + len(data) > self.limit:
             self._append(data[: max(0, self.limit - self.offset)], stream, when)
             self.capped = True
-            self._mark(f"the output limit of {_fmt_bytes(self.limit)} was reached: "
-                       "the rest of the job's output is not kept", when)
+            self._mark(
+                f"the output limit of {_fmt_bytes(self.limit)} was reached: "
+                "the rest of the job's output is not kept",
+                when,
+            )
             return
         kept = self._append(data, stream, when)
         self.lost += len(data) - kept
@@ -139,10 +143,8 @@ def _hold(path: str, size: int) -> None:
 
 
 def _release(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
 
 
 def _ends_a_line(path: str, size: int) -> bool:
@@ -248,7 +250,7 @@ async def read_log(
 
     log_path = os.path.join(job_dir, LOG_NAME)
     idx_path = os.path.join(job_dir, IDX_NAME)
-    while not (os.path.exists(log_path) and os.path.exists(idx_path)):
+    while not (os.path.exists(log_path) and os.path.exists(idx_path)):  # noqa: ASYNC240 - two stats per poll
         if not follow or finished():
             return
         await asyncio.sleep(poll)

@@ -42,19 +42,39 @@ MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 32, 1024, 2048, 4096, 1
 MS_UNBINDABLE, MS_PRIVATE, MS_RELATIME = 1 << 17, 1 << 18, 1 << 21
 MNT_DETACH = 2
 # pivot_root has no libc wrapper: its system call number, by architecture
-SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41, "riscv64": 41, "ppc64le": 203,
-                  "ppc64": 203, "s390x": 217, "i686": 217, "i386": 217, "armv7l": 218}
+SYS_PIVOT_ROOT = {
+    "x86_64": 155,
+    "aarch64": 41,
+    "arm64": 41,
+    "riscv64": 41,
+    "ppc64le": 203,
+    "ppc64": 203,
+    "s390x": 217,
+    "i686": 217,
+    "i386": 217,
+    "armv7l": 218,
+}
 MAX_MIRROR = 4096  # entries: a larger directory is not mirrored (one bind mount each)
 OLD_ROOT = ".neuro-old-root"
 FILES = ".neuro-files"
 # the flags of a mount that a read-only remount must keep (in a user namespace they are locked)
-_KEEP = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
-         (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME),
-         (os.ST_RELATIME, MS_RELATIME))
+_KEEP = (
+    (os.ST_NOSUID, MS_NOSUID),
+    (os.ST_NODEV, MS_NODEV),
+    (os.ST_NOEXEC, MS_NOEXEC),
+    (os.ST_NOATIME, MS_NOATIME),
+    (os.ST_NODIRATIME, MS_NODIRATIME),
+    (os.ST_RELATIME, MS_RELATIME),
+)
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_char_p)
+_libc.mount.argtypes = (
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+)
 
 
 class ViewError(OSError):
@@ -67,11 +87,16 @@ def _check(rc: int, what: str) -> None:
         raise ViewError(f"{what}: {os.strerror(err)}")
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int,
-           data: str | None = None) -> None:
-    rc = _libc.mount(source.encode() if source else None, target.encode(),
-                     fstype.encode() if fstype else None, flags,
-                     data.encode() if data else None)
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
+    rc = _libc.mount(
+        source.encode() if source else None,
+        target.encode(),
+        fstype.encode() if fstype else None,
+        flags,
+        data.encode() if data else None,
+    )
     _check(rc, f"mount {target}")
 
 
@@ -106,8 +131,10 @@ def _pivot_root(new_root: str, put_old: str) -> None:
 
 def _unshare(userns: bool) -> None:
     uid, gid = os.getuid(), os.getgid()
-    _check(_libc.unshare(CLONE_NEWNS | (CLONE_NEWUSER if userns else 0)),
-           "a mount namespace" + (" (in a user namespace)" if userns else ""))
+    _check(
+        _libc.unshare(CLONE_NEWNS | (CLONE_NEWUSER if userns else 0)),
+        "a mount namespace" + (" (in a user namespace)" if userns else ""),
+    )
     if userns:  # map only ourselves: the job keeps its uid, and gains no one else's
         try:
             _write("/proc/self/setgroups", "deny")
@@ -132,8 +159,10 @@ class _View:
         ``target``: sub-directories and files bound to the host's, links copied."""
         names = os.listdir(src_fd)
         if len(names) > MAX_MIRROR:
-            raise ViewError(f"{target} has {len(names)} entries on this host, too many to "
-                            "mirror: choose a mount path whose directory exists or is new")
+            raise ViewError(
+                f"{target} has {len(names)} entries on this host, too many to "
+                "mirror: choose a mount path whose directory exists or is new"
+            )
         for name in names:
             path = os.path.join(target, name)
             try:
@@ -163,8 +192,13 @@ class _View:
             read_only = bool(os.fstatvfs(src).f_flag & os.ST_RDONLY)
             mode = f"mode={stat.S_IMODE(st.st_mode):o}"
             try:
-                _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV,
-                       f"{mode},uid={st.st_uid},gid={st.st_gid}")
+                _mount(
+                    "tmpfs",
+                    path,
+                    "tmpfs",
+                    MS_NOSUID | MS_NODEV,
+                    f"{mode},uid={st.st_uid},gid={st.st_gid}",
+                )
             except ViewError:  # an owner not mapped in our user namespace
                 _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, mode)
             self.mirror(src, path)
@@ -218,9 +252,13 @@ class _View:
         return False
 
 
-def enter_view(mounts: Sequence[Mount], files: Sequence[tuple[str, bytes]],
-               staging: str, userns: bool | None = None,
-               owner: tuple[int, int] | None = None) -> None:
+def enter_view(
+    mounts: Sequence[Mount],
+    files: Sequence[tuple[str, bytes]],
+    staging: str,
+    userns: bool | None = None,
+    owner: tuple[int, int] | None = None,
+) -> None:
     """Give this process (and what it execs) its own view: ``mounts`` the volumes, ``files``
     (path in the job, content), read-only (0400, ``owner``'s: the uid and gid the job will
     run as, where that is not ours).  ``staging`` is an empty directory of the host's (the
@@ -257,7 +295,8 @@ def enter_view(mounts: Sequence[Mount], files: Sequence[tuple[str, bytes]],
         _mount(None, "/", None, MS_PRIVATE)  # files on it may be bound now
 
         items: list[tuple[str, int, bytes | None, bool]] = [
-            (dst, fd, None, ro) for fd, dst, ro in sources]
+            (dst, fd, None, ro) for fd, dst, ro in sources
+        ]
         items += [(os.path.normpath(dst), -1, content, True) for dst, content in files]
         items.sort(key=lambda item: item[0].count("/"))  # parents before what is inside them
         if files:
@@ -307,7 +346,7 @@ def _secret_file(path: str, content: bytes, owner: tuple[int, int] | None = None
             os.fchown(fd, *owner)
         view = memoryview(content)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
     return os.open(path, os.O_PATH | os.O_CLOEXEC)
@@ -350,15 +389,19 @@ def why_unsupported() -> str | None:
         except (OSError, StopIteration, ValueError):
             return None
         return "volumes on the process runtime need CAP_SYS_ADMIN (mount namespaces)"
-    for path, bad in (("/proc/sys/kernel/unprivileged_userns_clone", "0"),
-                      ("/proc/sys/user/max_user_namespaces", "0"),
-                      ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1")):
+    for path, bad in (
+        ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+        ("/proc/sys/user/max_user_namespaces", "0"),
+        ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1"),
+    ):
         try:
             with open(path) as f:
                 if f.read().strip() == bad:
-                    return ("volumes on the process runtime need unprivileged user namespaces "
-                            f"on this host ({path.removeprefix('/proc/sys/').replace('/', '.')} "
-                            f"is {bad}), or a server running as root")
+                    return (
+                        "volumes on the process runtime need unprivileged user namespaces "
+                        f"on this host ({path.removeprefix('/proc/sys/').replace('/', '.')} "
+                        f"is {bad}), or a server running as root"
+                    )
         except OSError:
             pass
     return None

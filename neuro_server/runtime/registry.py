@@ -93,8 +93,9 @@ def check(config: ServerConfig) -> ServerConfig:
     if config.runtime not in ("auto", *names()):
         from ..config import ConfigError
 
-        raise ConfigError(f"unknown runtime {config.runtime!r}: auto, "
-                          + ", ".join(sorted(names(), reverse=True)))
+        raise ConfigError(
+            f"unknown runtime {config.runtime!r}: auto, " + ", ".join(sorted(names(), reverse=True))
+        )
     return config
 
 

@@ -46,10 +46,8 @@ def cgroup_usage(cg: JobCgroup) -> tuple[int | None, int | None]:
     if cg.version == "v1":
         acct = cg.dirs.get("cpuacct")
         if acct:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 cpu_ns = int(_read(os.path.join(acct, "cpuacct.usage")))
-            except (OSError, ValueError):
-                pass
         mem = cg.dirs.get("memory")
         if mem:
             try:

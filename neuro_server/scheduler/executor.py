@@ -6,6 +6,7 @@ restart) is watch.py's."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 
@@ -55,29 +56,39 @@ class Scheduler(Watching):
 
     def seats(self, owner: str) -> tuple[int, int]:
         """(running or starting jobs of ``owner``, the per-user limit; 0: none)."""
-        running = sum(1 for j in self.store.jobs_with_status((JobStatus.RUNNING,))
-                      if j.owner == owner)
+        running = sum(
+            1 for j in self.store.jobs_with_status((JobStatus.RUNNING,)) if j.owner == owner
+        )
         running += sum(1 for j in self._starting_jobs() if j.owner == owner)
         return running, self.config.max_running_jobs
 
     def create(self, owner: str, new: NewJob) -> JobRecord:
         limit = self.config.max_running_jobs
         if limit and not new.spec.wait_for_jobs_quota:
-            waiting = sum(1 for j in self.store.jobs_with_status((JobStatus.PENDING,))
-                          if j.owner == owner)
+            waiting = sum(
+                1 for j in self.store.jobs_with_status((JobStatus.PENDING,)) if j.owner == owner
+            )
             running, _ = self.seats(owner)
             if running + waiting >= limit:
                 raise QuotaExhausted(
                     f"quota exhausted: {running} of your {limit} jobs are running"
                     + (f" and {waiting} waiting" if waiting else "")
-                    + "; wait for one to end, or queue this one (--wait-for-seat)")
+                    + "; wait for one to end, or queue this one (--wait-for-seat)"
+                )
         job_id = f"job-{uuid.uuid4()}"
         job = self.store.create_job(
-            job_id=job_id, owner=owner, name=new.name, spec=new.spec, tags=new.tags,
-            life_span=new.life_span, reason="Creating",
+            job_id=job_id,
+            owner=owner,
+            name=new.name,
+            spec=new.spec,
+            tags=new.tags,
+            life_span=new.life_span,
+            reason="Creating",
         )
         if job is None:
-            raise NameTaken(f"a job named {new.name!r} is already active: pick another name or kill it")
+            raise NameTaken(
+                f"a job named {new.name!r} is already active: pick another name or kill it"
+            )
         self._wake.set()
         return job
 
@@ -114,8 +125,13 @@ class Scheduler(Watching):
     def capacity(self) -> dict[str, int]:
         """How many jobs of each preset could start now."""
         total = self.runtime.capacity()
-        free = free_of(total, self.store.jobs_with_status((JobStatus.RUNNING, JobStatus.SUSPENDED)),
-                       self._starting_jobs(), self._suspending, self._resuming)
+        free = free_of(
+            total,
+            self.store.jobs_with_status((JobStatus.RUNNING, JobStatus.SUSPENDED)),
+            self._starting_jobs(),
+            self._suspending,
+            self._resuming,
+        )
         return preset_counts(self.config.presets, free, total)
 
     # -- the loop: snapshot, plan, apply -------------------------------------------------------
@@ -128,10 +144,8 @@ class Scheduler(Watching):
             except Exception:
                 log.exception("scheduler step failed")
                 next_check = 1.0
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=next_check)
-            except TimeoutError:
-                pass
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
@@ -187,32 +201,46 @@ class Scheduler(Watching):
         except Exception as e:  # noqa: BLE001 - it may have ended meanwhile
             log.warning("life-span signal %s to %s: %s", warn.signal, job.id, e)
         else:
-            log.info("sent %s to %s, %g s before its life span ends", warn.signal, job.id,
-                     warn.seconds_before)
+            log.info(
+                "sent %s to %s, %g s before its life span ends",
+                warn.signal,
+                job.id,
+                warn.seconds_before,
+            )
 
     async def _start_job(self, job: JobRecord) -> None:
         try:
-            self._set(job.id, JobStatus.PENDING, self.runtime.info().start_reason,
-                      "Starting the job's process")
+            self._set(
+                job.id,
+                JobStatus.PENDING,
+                self.runtime.info().start_reason,
+                "Starting the job's process",
+            )
             job = self.store.get_job(job.id) or job  # with the devices assigned to it
             try:
-                env, files = launch.secrets(self.store, job, lambda: launch.passed_config(
-                    self.config, job, self.api_url, self.issue_token))
-                env = launch.device_env(job, env, self.runtime.capacity(),
-                                        self.runtime.capabilities)
+                env, files = launch.secrets(
+                    self.store,
+                    job,
+                    lambda: launch.passed_config(self.config, job, self.api_url, self.issue_token),
+                )
+                env = launch.device_env(
+                    job, env, self.runtime.capacity(), self.runtime.capabilities
+                )
                 # the uid it runs as (its home, storage and ports made ready), else None: as
                 # the server's user (RuntimeError_ when it may not run here at all)
                 who = await self.users.prepare(job.owner) if self.users is not None else None
                 mounts = launch.storage_mounts(self.config, job) + await launch.disk_mounts(
-                    self.config, self.store, job, who)
+                    self.config, self.store, job, who
+                )
                 info = await self.runtime.start(launch.job_spec(job, env, files, mounts, who))
             except RuntimeError_ as e:
                 self._set(job.id, JobStatus.FAILED, e.reason, str(e))
                 return
             except Exception as e:
                 log.exception("start %s", job.id)
-                self._set(job.id, JobStatus.FAILED, "ContainerCannotRun",
-                          f"the job could not start: {e}")
+                self._set(
+                    job.id, JobStatus.FAILED, "ContainerCannotRun", f"the job could not start: {e}"
+                )
                 return
             current = self.store.get_job(job.id)
             self._run_started[job.id] = info.started_at

@@ -19,21 +19,31 @@ from ..store import Store
 CANNOT_RUN = "ContainerCannotRun"
 
 
-def passed_config(config: ServerConfig, job: JobRecord, api_url: str | None,
-                  issue_token: Callable[[str], str] | None) -> str:
+def passed_config(
+    config: ServerConfig,
+    job: JobRecord,
+    api_url: str | None,
+    issue_token: Callable[[str], str] | None,
+) -> str:
     """protocol.md 3.3: base64 JSON with which `neuro` and the SDK in the job act as its
     owner (a token of their own, revocable like any other)."""
     if api_url is None or issue_token is None:
-        raise RuntimeError_("pass_config: this server does not know the URL jobs reach it at",
-                            reason=CANNOT_RUN)
-    data = {"token": issue_token(job.owner), "cluster": config.cluster_name,
-            "url": api_url, "org_name": job.spec.org_name,
-            "project_name": job.spec.project_name}
+        raise RuntimeError_(
+            "pass_config: this server does not know the URL jobs reach it at", reason=CANNOT_RUN
+        )
+    data = {
+        "token": issue_token(job.owner),
+        "cluster": config.cluster_name,
+        "url": api_url,
+        "org_name": job.spec.org_name,
+        "project_name": job.spec.project_name,
+    }
     return base64.b64encode(json.dumps(data).encode()).decode("ascii")
 
 
-def secrets(store: Store, job: JobRecord, passed: Callable[[], str]
-            ) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
+def secrets(
+    store: Store, job: JobRecord, passed: Callable[[], str]
+) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
     """The job's environment with its secret variables (and, with pass_config, its
     ``passed()`` config), and its secret files, looked up now (a secret removed since the job
     was created fails the start, naming only its key)."""
@@ -44,8 +54,9 @@ def secrets(store: Store, job: JobRecord, passed: Callable[[], str]
     def value(key: str) -> bytes:
         v = store.secret(job.owner, key)
         if v is None:
-            raise RuntimeError_(f"the secret {key!r} was removed before the job started",
-                                reason=CANNOT_RUN)
+            raise RuntimeError_(
+                f"the secret {key!r} was removed before the job started", reason=CANNOT_RUN
+            )
         return v
 
     for var, ref in c.secret_env.items():
@@ -57,15 +68,20 @@ def secrets(store: Store, job: JobRecord, passed: Callable[[], str]
     return env, files
 
 
-def device_env(job: JobRecord, env: Mapping[str, str], capacity: Capacity,
-               can: Capabilities) -> dict[str, str]:
+def device_env(
+    job: JobRecord, env: Mapping[str, str], capacity: Capacity, can: Capabilities
+) -> dict[str, str]:
     """Where there are GPUs and the runtime does not hand jobs theirs itself (the process
     runtime), a job sees only its own (none for a CPU job): CUDA numbers them in PCI order,
     as NVML does."""
     if capacity.nvidia_gpu and not can.assigns_gpus:
         ids = ",".join(map(str, job.devices))
-        return {**env, "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": ids,
-                "NVIDIA_VISIBLE_DEVICES": ids or "void"}
+        return {
+            **env,
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+            "CUDA_VISIBLE_DEVICES": ids,
+            "NVIDIA_VISIBLE_DEVICES": ids or "void",
+        }
     return dict(env)
 
 
@@ -89,8 +105,9 @@ def storage_mounts(config: ServerConfig, job: JobRecord) -> list[Mount]:
     return out
 
 
-async def disk_mounts(config: ServerConfig, store: Store, job: JobRecord,
-                      who: JobUser | None = None) -> list[Mount]:
+async def disk_mounts(
+    config: ServerConfig, store: Store, job: JobRecord, who: JobUser | None = None
+) -> list[Mount]:
     """The job's disks, mounted: each the root of its filesystem, pinned as volumes are,
     and ``who``'s (the uid the job runs as) where it is not the server's."""
     from .. import disks
@@ -108,8 +125,9 @@ async def disk_mounts(config: ServerConfig, store: Store, job: JobRecord,
     return out
 
 
-async def release_disks(config: ServerConfig, store: Store, job_id: str,
-                        starting: Collection[str]) -> None:
+async def release_disks(
+    config: ServerConfig, store: Store, job_id: str, starting: Collection[str]
+) -> None:
     """Unmount the disks of a job that ended, unless another active job uses them (running,
     suspended, or one of ``starting``, the jobs whose start is under way)."""
     from .. import disks
@@ -117,8 +135,12 @@ async def release_disks(config: ServerConfig, store: Store, job_id: str,
     job = store.get_job(job_id)
     if job is None or not job.spec.container.disk_volumes:
         return
-    in_use = {d.id for j in store.jobs_with_status((JobStatus.RUNNING, JobStatus.SUSPENDED))
-              if j.id != job_id for d in j.spec.container.disk_volumes}
+    in_use = {
+        d.id
+        for j in store.jobs_with_status((JobStatus.RUNNING, JobStatus.SUSPENDED))
+        if j.id != job_id
+        for d in j.spec.container.disk_volumes
+    }
     for d in job.spec.container.disk_volumes:
         if d.id is None or d.id in in_use:
             continue
@@ -127,21 +149,44 @@ async def release_disks(config: ServerConfig, store: Store, job_id: str,
 
 
 def _disks_of(store: Store, job_ids: Collection[str]) -> set[str | None]:
-    return {d.id for i in job_ids if (j := store.get_job(i)) is not None
-            for d in j.spec.container.disk_volumes}
+    return {
+        d.id
+        for i in job_ids
+        if (j := store.get_job(i)) is not None
+        for d in j.spec.container.disk_volumes
+    }
 
 
-def job_spec(job: JobRecord, env: Mapping[str, str], files: list[tuple[str, bytes]],
-             mounts: list[Mount], who: JobUser | None) -> JobSpec:
+def job_spec(
+    job: JobRecord,
+    env: Mapping[str, str],
+    files: list[tuple[str, bytes]],
+    mounts: list[Mount],
+    who: JobUser | None,
+) -> JobSpec:
     """What the runtime runs: the job's request and what its start found."""
     c = job.spec.container
     res = c.resources
     return JobSpec(
-        job_id=job.id, argv=list(c.argv), env=env, working_dir=c.working_dir, cpu=res.cpu,
-        memory=res.memory, tty=c.tty, image=c.image, owner=job.owner,
-        entrypoint=c.entrypoint, command=c.command, shm=res.shm, gpus=res.nvidia_gpu,
-        gpu_ids=job.devices, privileged=job.spec.privileged, files=files, mounts=mounts,
+        job_id=job.id,
+        argv=list(c.argv),
+        env=env,
+        working_dir=c.working_dir,
+        cpu=res.cpu,
+        memory=res.memory,
+        tty=c.tty,
+        image=c.image,
+        owner=job.owner,
+        entrypoint=c.entrypoint,
+        command=c.command,
+        shm=res.shm,
+        gpus=res.nvidia_gpu,
+        gpu_ids=job.devices,
+        privileged=job.spec.privileged,
+        files=files,
+        mounts=mounts,
         hostname=job_hostname(job.name, job.owner) if job.name else "",
-        uid=who.uid if who else None, gid=who.gid if who else None,
+        uid=who.uid if who else None,
+        gid=who.gid if who else None,
         home=who.home if who else "",
     )

@@ -32,8 +32,12 @@ def restarts(job: JobRecord, ex: ExitInfo) -> bool:
     """Whether its restart policy restarts it after this exit."""
     policy = job.spec.restart_policy
     failed = ex.oom_killed or ex.exit_code != 0
-    if job.kill_reason or ex.error or ex.lost or not (
-            policy == RestartPolicy.ALWAYS or (policy == RestartPolicy.ON_FAILURE and failed)):
+    if (
+        job.kill_reason
+        or ex.error
+        or ex.lost
+        or not (policy == RestartPolicy.ALWAYS or (policy == RestartPolicy.ON_FAILURE and failed))
+    ):
         return False
     # its life span is over: it ends as it is
     return job.life_span is None or job.run_time(ex.finished_at) < job.life_span
@@ -43,13 +47,15 @@ def backoff(count: int, ran: float) -> float:
     """Seconds before restart ``count`` (1, 2, 4... 30) of a run that ran ``ran`` seconds:
     exponential, reset by a long run."""
     streak = 0 if ran >= LONG_RUN else min(count - 1, 5)
-    return min(MAX_BACKOFF, float(2 ** streak))
+    return min(MAX_BACKOFF, float(2**streak))
 
 
 def restart_description(job: JobRecord, ex: ExitInfo, count: int, delay: float) -> str:
     what = "ran out of memory" if ex.oom_killed else f"exited with code {ex.exit_code}"
-    return (f"The job {what}; restart {count} in {delay:g}s "
-            f"(restart policy {job.spec.restart_policy.value})")
+    return (
+        f"The job {what}; restart {count} in {delay:g}s "
+        f"(restart policy {job.spec.restart_policy.value})"
+    )
 
 
 def ending(job: JobRecord, ex: ExitInfo) -> Ending:
@@ -62,9 +68,13 @@ def ending(job: JobRecord, ex: ExitInfo) -> Ending:
     if ex.lost:
         return Ending(JobStatus.FAILED, "SupervisorLost", ex.lost[:1].upper() + ex.lost[1:], code)
     if ex.oom_killed:
-        return Ending(JobStatus.FAILED, "OOMKilled",
-                      f"The job ran out of memory: the limit of its preset is "
-                      f"{fmt_mem(job.spec.resources.memory)}", code)
+        return Ending(
+            JobStatus.FAILED,
+            "OOMKilled",
+            f"The job ran out of memory: the limit of its preset is "
+            f"{fmt_mem(job.spec.resources.memory)}",
+            code,
+        )
     if code == 0:
         return Ending(JobStatus.SUCCEEDED, "Completed", "", 0)
     return Ending(JobStatus.FAILED, "Error", f"The job exited with code {code}", code)

@@ -40,7 +40,9 @@ class Snapshot:
     resuming: frozenset[str] = frozenset()
     watched: frozenset[str] = frozenset()  # jobs whose run is being watched to its end
     restart_at: Mapping[str, float] = dataclasses.field(default_factory=dict)  # clock of next start
-    running_since: Mapping[str, float] = dataclasses.field(default_factory=dict)  # clock of last (re)start
+    running_since: Mapping[str, float] = dataclasses.field(
+        default_factory=dict
+    )  # clock of last (re)start
     max_running_jobs: int = 0  # per owner; 0: no limit
     round_robin_seconds: float = 60.0
 
@@ -150,8 +152,13 @@ class _Planner:
                 self._due(wait)
                 continue
             if limit and seats.get(job.owner, 0) >= limit:
-                self.out.append(Wait(job.id, "Scheduling", f"Waiting for a seat: "
-                                     f"{seats[job.owner]} of your {limit} jobs are running"))
+                self.out.append(
+                    Wait(
+                        job.id,
+                        "Scheduling",
+                        f"Waiting for a seat: {seats[job.owner]} of your {limit} jobs are running",
+                    )
+                )
                 continue
             busy = self._disk_conflict(job)
             if busy:
@@ -163,9 +170,14 @@ class _Planner:
             if n < 1 and timeout is not None:
                 left = timeout - (s.now - job.created_at).total_seconds()
                 if left <= 0:
-                    self.out.append(Fail(job.id, "ClusterScaleUpFailed",
-                                         f"Not scheduled within its schedule timeout of "
-                                         f"{timeout:g}s: needs {what}"))
+                    self.out.append(
+                        Fail(
+                            job.id,
+                            "ClusterScaleUpFailed",
+                            f"Not scheduled within its schedule timeout of "
+                            f"{timeout:g}s: needs {what}",
+                        )
+                    )
                     continue
                 self._due(left)
             if n < 1 and self._preempt(job, self.free):
@@ -173,7 +185,7 @@ class _Planner:
             if n >= 1:
                 seats[job.owner] = seats.get(job.owner, 0) + 1
                 free_gpus = [i for i in range(s.capacity.nvidia_gpu) if i not in self.taken]
-                devices = tuple(free_gpus[:res.nvidia_gpu])
+                devices = tuple(free_gpus[: res.nvidia_gpu])
                 self.taken.update(devices)
                 self.starting.append(job)
                 self.free.take(res)
@@ -191,8 +203,10 @@ class _Planner:
         for other in holders:
             for d in other.spec.container.disk_volumes:
                 if d.id in wanted and not (wanted[d.id] and d.read_only):
-                    return (f"Waiting for job {other.name or other.id} to release disk "
-                            f"{d.ref} (one writer at a time)")
+                    return (
+                        f"Waiting for job {other.name or other.id} to release disk "
+                        f"{d.ref} (one writer at a time)"
+                    )
         return None
 
     # -- preemption (presets with scheduler_enabled) ----------------------------------------
@@ -203,8 +217,13 @@ class _Planner:
         s = self.s
         candidates = []
         for r in self.running:
-            if (r.id == job.id or not r.spec.scheduler_enabled or r.kill_reason
-                    or r.id in self.suspending or r.id in self.resuming):
+            if (
+                r.id == job.id
+                or not r.spec.scheduler_enabled
+                or r.kill_reason
+                or r.id in self.suspending
+                or r.id in self.resuming
+            ):
                 continue
             since = s.running_since.get(r.id, 0.0)
             if job.spec.scheduler_enabled and s.clock - since < s.round_robin_seconds:
@@ -232,17 +251,25 @@ class _Planner:
         for v in victims:
             self.suspending.add(v.id)
             free.cpu += v.spec.resources.cpu
-            self.out.append(Suspend(v.id, f"Suspended to let {job.name or job.id} run ({why}); "
-                                          "its processes are frozen and go on when resources "
-                                          "are free"))
+            self.out.append(
+                Suspend(
+                    v.id,
+                    f"Suspended to let {job.name or job.id} run ({why}); "
+                    "its processes are frozen and go on when resources "
+                    "are free",
+                )
+            )
         free.cpu -= job.spec.resources.cpu
         return True
 
     # -- 2. suspended jobs -----------------------------------------------------------------
     def _suspended(self) -> None:
         s = self.s
-        waiting = [j for j in s.jobs if j.status == JobStatus.SUSPENDED
-                   and j.id not in self.resuming and not j.kill_reason]
+        waiting = [
+            j
+            for j in s.jobs
+            if j.status == JobStatus.SUSPENDED and j.id not in self.resuming and not j.kill_reason
+        ]
         for job in sorted(waiting, key=lambda j: s.running_since.get(j.id, 0.0)):
             # it holds its memory and GPUs already: only its CPU must be free
             if fits(job.spec.resources, self.free.frozen_job(), s.capacity)[0] >= 1:

@@ -39,16 +39,22 @@ class Free:
         self.nvidia_gpu -= res.nvidia_gpu
 
 
-def free_of(capacity: Capacity, holding: Iterable[JobRecord], starting: Iterable[JobRecord],
-            suspending: Collection[str], resuming: Collection[str]) -> Free:
+def free_of(
+    capacity: Capacity,
+    holding: Iterable[JobRecord],
+    starting: Iterable[JobRecord],
+    suspending: Collection[str],
+    resuming: Collection[str],
+) -> Free:
     """``capacity`` less what jobs use: running and suspended ones (``holding``) and those
     being started.  A frozen job keeps its memory and GPUs; its CPU is free (also while it
     is being suspended, not while it is being resumed)."""
     free = Free(capacity.cpu, float(capacity.memory), float(capacity.nvidia_gpu))
     for job in holding:
         res = job.spec.resources
-        frozen = (job.status == JobStatus.SUSPENDED and job.id not in resuming) or \
-            job.id in suspending
+        frozen = (
+            job.status == JobStatus.SUSPENDED and job.id not in resuming
+        ) or job.id in suspending
         if not frozen:
             free.cpu -= res.cpu
         free.memory -= res.memory
@@ -63,19 +69,32 @@ def fits(res: Resources, free: Free, total: Capacity) -> tuple[int, str]:
     """How many such jobs fit in ``free``, and what limits it."""
     counts: list[tuple[float, str]] = []
     eps = 1e-9
-    counts.append((math.floor(free.cpu / res.cpu + eps),
-                   f"cpu {res.cpu:g} (free {max(free.cpu, 0):g} of {total.cpu:g})"))
-    counts.append((math.floor(free.memory / res.memory + eps),
-                   (f"memory {fmt_mem(res.memory)} (free {fmt_mem(max(free.memory, 0))} of "
-                    f"{fmt_mem(total.memory)})")))
+    counts.append(
+        (
+            math.floor(free.cpu / res.cpu + eps),
+            f"cpu {res.cpu:g} (free {max(free.cpu, 0):g} of {total.cpu:g})",
+        )
+    )
+    counts.append(
+        (
+            math.floor(free.memory / res.memory + eps),
+            (
+                f"memory {fmt_mem(res.memory)} (free {fmt_mem(max(free.memory, 0))} of "
+                f"{fmt_mem(total.memory)})"
+            ),
+        )
+    )
     gpu = res.nvidia_gpu
     if gpu:
         if total.nvidia_gpu == 0:
             counts.append((0, f"{gpu} NVIDIA GPU (this machine has none)"))
         else:
-            counts.append((math.floor(free.nvidia_gpu / gpu + eps),
-                           (f"{gpu} NVIDIA GPU (free {max(free.nvidia_gpu, 0):g} of "
-                            f"{total.nvidia_gpu})")))
+            counts.append(
+                (
+                    math.floor(free.nvidia_gpu / gpu + eps),
+                    (f"{gpu} NVIDIA GPU (free {max(free.nvidia_gpu, 0):g} of {total.nvidia_gpu})"),
+                )
+            )
     n, what = min(counts, key=lambda c: c[0])
     return max(0, int(n)), what
 

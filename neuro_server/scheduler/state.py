@@ -4,6 +4,7 @@ suspensions, watched runs), and the notification of a job's changes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from datetime import datetime
@@ -55,14 +56,12 @@ class SchedulerState:
 
     async def wait_change(self, job_id: str, timeout: float) -> None:
         ev = self._changed.setdefault(job_id, asyncio.Event())
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ev.wait(), timeout)
-        except TimeoutError:
-            pass
 
-    def _set(self, job_id: str, status: JobStatus, reason: str = "", description: str = "",
-             **kw: Any) -> JobRecord:
+    def _set(
+        self, job_id: str, status: JobStatus, reason: str = "", description: str = "", **kw: Any
+    ) -> JobRecord:
         job = self.store.set_status(job_id, status, reason, description, **kw)
         self._notify(job_id)
         return job
-

@@ -30,7 +30,9 @@ T = TypeVar("T")
 class Watching(SchedulerState):
     def _watch(self, job_id: str) -> None:
         if job_id not in self._watchers:
-            self._watchers[job_id] = asyncio.create_task(self._watch_job(job_id), name=f"watch {job_id}")
+            self._watchers[job_id] = asyncio.create_task(
+                self._watch_job(job_id), name=f"watch {job_id}"
+            )
 
     async def _watch_job(self, job_id: str) -> None:
         """Wait for the job's end and record it; neither gives up on a full disk (_persist)."""
@@ -42,8 +44,9 @@ class Watching(SchedulerState):
             self._set(job_id, JobStatus.FAILED, "Error", f"lost track of the job: {e}")
 
         try:
-            exit_info = await self._persist(job_id, "wait for the end of",
-                                            lambda: self.runtime.wait(job_id))
+            exit_info = await self._persist(
+                job_id, "wait for the end of", lambda: self.runtime.wait(job_id)
+            )
             await self._persist(job_id, "record the end of", finish)
             await self.runtime.cleanup(job_id)
             await launch.release_disks(self.config, self.store, job_id, self._starting)
@@ -69,12 +72,17 @@ class Watching(SchedulerState):
                 if not transient(e):
                     raise
                 if disk_full(e) and self.reserve.release():
-                    log.warning("the disk is full (%s): gave up the data dir's reserve to %s "
-                                "job %s", describe(e), what, job_id)
+                    log.warning(
+                        "the disk is full (%s): gave up the data dir's reserve to %s job %s",
+                        describe(e),
+                        what,
+                        job_id,
+                    )
                     continue
                 if not said:
-                    log.warning("cannot %s job %s: %s; retrying until it can", what, job_id,
-                                describe(e))
+                    log.warning(
+                        "cannot %s job %s: %s; retrying until it can", what, job_id, describe(e)
+                    )
                     said = True
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
@@ -89,8 +97,12 @@ class Watching(SchedulerState):
         # counted from this run's exit
         delay = lifecycle.backoff(count, ran)
         self._restart_at[job.id] = asyncio.get_running_loop().time() + delay
-        self._set(job.id, JobStatus.PENDING, "Restarting",
-                  lifecycle.restart_description(job, ex, count, delay))
+        self._set(
+            job.id,
+            JobStatus.PENDING,
+            "Restarting",
+            lifecycle.restart_description(job, ex, count, delay),
+        )
         return True
 
     def _finish(self, job_id: str, ex: ExitInfo) -> None:
@@ -100,8 +112,14 @@ class Watching(SchedulerState):
         if self._restart(job, ex):
             return
         end = lifecycle.ending(job, ex)
-        self._set(job_id, end.status, end.reason, end.description, exit_code=end.exit_code,
-                  at=ex.finished_at)
+        self._set(
+            job_id,
+            end.status,
+            end.reason,
+            end.description,
+            exit_code=end.exit_code,
+            at=ex.finished_at,
+        )
 
     # -- after a restart of the server ---------------------------------------------------------
     async def reconcile(self) -> None:
@@ -116,8 +134,9 @@ class Watching(SchedulerState):
                 if not transient(e):
                     raise
                 # (the disk is full: the server starts all the same, the job catches up)
-                self._spawn(self._persist(job.id, "reconcile",
-                                          functools.partial(self._reconcile, job)))
+                self._spawn(
+                    self._persist(job.id, "reconcile", functools.partial(self._reconcile, job))
+                )
 
     async def _reconcile(self, job: JobRecord) -> None:
         held = job.status in (JobStatus.RUNNING, JobStatus.SUSPENDED)
@@ -141,11 +160,16 @@ class Watching(SchedulerState):
             self._finish(job.id, st.exit)
             await self.runtime.cleanup(job.id)
         elif held:
-            self._set(job.id, JobStatus.FAILED, "Error",
-                      "The job's supervisor is gone and left no exit code")
+            self._set(
+                job.id,
+                JobStatus.FAILED,
+                "Error",
+                "The job's supervisor is gone and left no exit code",
+            )
         elif job.kill_reason:
-            self._set(job.id, JobStatus.CANCELLED, job.kill_reason,
-                      lifecycle.kill_text(job.kill_reason))
+            self._set(
+                job.id, JobStatus.CANCELLED, job.kill_reason, lifecycle.kill_text(job.kill_reason)
+            )
 
 
 def transient(e: BaseException) -> bool:

@@ -25,11 +25,22 @@ def _served(st: os.stat_result, path: str) -> None:
     """Only directories and regular files are served: refuse the rest without reading it."""
     if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
         return
-    kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
-            else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
-            else "a symbolic link" if stat.S_ISLNK(st.st_mode) else "a special file")
-    raise StorageError(f"{shown(path)} is {kind}, not a regular file or directory: only those "
-                       "are served (`neuro rm` removes it)", 400)
+    kind = (
+        "a FIFO"
+        if stat.S_ISFIFO(st.st_mode)
+        else "a socket"
+        if stat.S_ISSOCK(st.st_mode)
+        else "a device"
+        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+        else "a symbolic link"
+        if stat.S_ISLNK(st.st_mode)
+        else "a special file"
+    )
+    raise StorageError(
+        f"{shown(path)} is {kind}, not a regular file or directory: only those "
+        "are served (`neuro rm` removes it)",
+        400,
+    )
 
 
 def _status_json(st: os.stat_result, path: str) -> dict[str, Any]:
@@ -56,8 +67,9 @@ def _errors(fn: Callable[Concatenate[Path, str, P], R]) -> Callable[Concatenate[
                 continue
             except OSError as e:
                 raise os_error(e, path) from None
-        raise StorageError(f"{shown(path)} kept changing while it was being looked up: try "
-                           "again", 409)
+        raise StorageError(
+            f"{shown(path)} kept changing while it was being looked up: try again", 409
+        )
 
     return wrapper
 
@@ -173,8 +185,11 @@ def make_new_dirs(root: Path, paths: list[str], owner: Owner = None) -> list[str
     made: list[str] = []
     for path in paths:
         parts = clean(path).parts
-        new = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)
-               if not _exists(root, "/".join(parts[:i]))]
+        new = [
+            "/".join(parts[:i])
+            for i in range(1, len(parts) + 1)
+            if not _exists(root, "/".join(parts[:i]))
+        ]
         make_dirs(root, path, owner)
         made += [p for p in new if p not in made]
     return made
@@ -183,8 +198,7 @@ def make_new_dirs(root: Path, paths: list[str], owner: Owner = None) -> list[str
 def remove_new_dirs(root: Path, made: list[str]) -> None:
     """Undo ``make_new_dirs``: each directory it made, deepest first, if still empty."""
     for path in reversed(made):
-        with contextlib.suppress(OSError, StorageError), \
-                locate(root, path, follow=False) as loc:
+        with contextlib.suppress(OSError, StorageError), locate(root, path, follow=False) as loc:
             assert loc.name is not None
             os.rmdir(loc.name, dir_fd=loc.dir_fd)
 
@@ -205,8 +219,12 @@ class Upload:
         self._loc = locate(root, path, follow=False)
         try:
             self.replaced = self._existing()
-            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                              | os.O_CLOEXEC, 0o600, dir_fd=self._loc.dir_fd)
+            self.fd = os.open(
+                self.tmp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=self._loc.dir_fd,
+            )
             if owner is not None:  # (before a byte is written: its user's file)
                 os.fchown(self.fd, *owner)
         except OSError as e:
@@ -241,8 +259,9 @@ class Upload:
         try:
             os.close(self.fd)
             self.fd = -1
-            os.replace(self.tmp, self._loc.name, src_dir_fd=self._loc.dir_fd,
-                       dst_dir_fd=self._loc.dir_fd)
+            os.replace(
+                self.tmp, self._loc.name, src_dir_fd=self._loc.dir_fd, dst_dir_fd=self._loc.dir_fd
+            )
         except OSError as e:
             self.abort()
             raise os_error(e, self.path) from None

@@ -43,8 +43,10 @@ def clean(path: str) -> PurePosixPath:
         except UnicodeEncodeError:
             raise StorageError(f"invalid path {short(path)}: it is not valid UTF-8") from None
         if size > NAME_MAX:
-            raise StorageError(f"invalid path {short(path)}: a name of {size} bytes (at most "
-                               f"{NAME_MAX} bytes a name)")
+            raise StorageError(
+                f"invalid path {short(path)}: a name of {size} bytes (at most "
+                f"{NAME_MAX} bytes a name)"
+            )
     if sum(len(os.fsencode(p)) + 1 for p in parts) > PATH_MAX:
         raise StorageError(f"invalid path {short(path)}: longer than {PATH_MAX} bytes")
     return PurePosixPath(*parts) if parts else PurePosixPath()
@@ -74,14 +76,22 @@ def os_error(e: OSError, path: str) -> StorageError:
     if code == errno.EISDIR:
         return StorageError(f"{where} is a directory", 409)
     if code in (errno.EEXIST, errno.ENOTEMPTY):
-        return StorageError(f"{where} is a directory that is not empty (remove it recursively)"
-                            if code == errno.ENOTEMPTY else f"{where} already exists", 409)
+        return StorageError(
+            f"{where} is a directory that is not empty (remove it recursively)"
+            if code == errno.ENOTEMPTY
+            else f"{where} already exists",
+            409,
+        )
     if code == errno.ENAMETOOLONG:
-        return StorageError(f"{where}: name too long (at most {NAME_MAX} bytes a name, "
-                            f"{PATH_MAX} a path)", 400)
+        return StorageError(
+            f"{where}: name too long (at most {NAME_MAX} bytes a name, {PATH_MAX} a path)", 400
+        )
     if code == errno.ELOOP:
-        return StorageError(f"{where}: more than {MAX_LINKS} symbolic links, or one that "
-                            "appeared while the path was being used (try again)", 409)
+        return StorageError(
+            f"{where}: more than {MAX_LINKS} symbolic links, or one that "
+            "appeared while the path was being used (try again)",
+            409,
+        )
     if code in (errno.ENOSPC, errno.EDQUOT):
         return StorageError(f"the server's disk is full: {where} was not written", 507)
     if code in (errno.EACCES, errno.EPERM):
@@ -98,12 +108,14 @@ def uri_path(uri: str, cluster: str, user: str) -> str:
     ``storage:/path``, or ``storage://CLUSTER/USER/path``."""
     if not uri.startswith("storage:"):
         raise StorageError(f"not a storage URI (storage:PATH): {uri!r}")
-    rest = uri[len("storage:"):]
+    rest = uri[len("storage:") :]
     if rest.startswith("//"):
         parts = rest[2:].split("/", 2)
         if parts[0] != cluster:
             raise StorageError(f"{uri!r} is not on cluster {cluster!r}")
         if len(parts) < 2 or parts[1] != user:
-            raise StorageError(f"{uri!r} is not in your storage (storage://{cluster}/{user}/...)", 403)
+            raise StorageError(
+                f"{uri!r} is not in your storage (storage://{cluster}/{user}/...)", 403
+            )
         return parts[2] if len(parts) > 2 else ""
     return rest

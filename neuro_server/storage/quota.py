@@ -111,8 +111,11 @@ class QuotaExceeded(StorageError):
     """A write would take a user's tree over its storage quota: 507."""
 
     def __init__(self, quota: int, used: int) -> None:
-        super().__init__(f"storage quota of {human_size(quota)} exceeded: {human_size(used)} "
-                         "used; remove files (neuro rm) or ask the admin for more", 507)
+        super().__init__(
+            f"storage quota of {human_size(quota)} exceeded: {human_size(used)} "
+            "used; remove files (neuro rm) or ask the admin for more",
+            507,
+        )
 
 
 _USAGE: dict[Path, Usage] = {}

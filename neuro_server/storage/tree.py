@@ -95,8 +95,9 @@ def _open_root(root: Path) -> int:
     return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
-def locate(root: Path, path: str, *, follow: bool = True, make_dirs: bool = False,
-           owner: Owner = None) -> Loc:
+def locate(
+    root: Path, path: str, *, follow: bool = True, make_dirs: bool = False, owner: Owner = None
+) -> Loc:
     """Find ``path`` in the tree at ``root`` one name at a time, each looked up in the
     descriptor of its parent without following links (O_NOFOLLOW), so nothing a job does to
     the tree meanwhile leads out of it.  Links inside the tree are followed by hand (the last
@@ -115,8 +116,9 @@ def locate(root: Path, path: str, *, follow: bool = True, make_dirs: bool = Fals
                 continue
             if name == "..":
                 if len(stack) == 1:
-                    raise StorageError(f"{shown(path)}: a link in it leads out of your storage",
-                                       403)
+                    raise StorageError(
+                        f"{shown(path)}: a link in it leads out of your storage", 403
+                    )
                 os.close(stack.pop())
                 continue
             last = not todo
@@ -148,8 +150,9 @@ def locate(root: Path, path: str, *, follow: bool = True, make_dirs: bool = Fals
                     todo.insert(0, name)
                     continue
                 if target.startswith("/"):
-                    raise StorageError(f"{shown(path)}: the link {short(name)} leads out of "
-                                       "your storage", 403)
+                    raise StorageError(
+                        f"{shown(path)}: the link {short(name)} leads out of your storage", 403
+                    )
                 todo[:0] = target.split("/")
                 continue
             if last and not make_dirs:

@@ -41,8 +41,7 @@ class JobsStore(StoreBase):
             self._db.execute(
                 "INSERT INTO jobs(id, owner, name, status, reason, description, created_at,"
                 " life_span, spec) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
-                (job_id, owner, name, reason, description, ts(t), life_span,
-                 encoding.encode(spec)),
+                (job_id, owner, name, reason, description, ts(t), life_span, encoding.encode(spec)),
             )
             self._db.executemany(
                 "INSERT OR IGNORE INTO job_tags(job_id, tag) VALUES (?, ?)",
@@ -54,8 +53,13 @@ class JobsStore(StoreBase):
         return job
 
     def _add_transition(
-        self, job_id: str, status: JobStatus, reason: str, description: str,
-        exit_code: int | None, t: datetime,
+        self,
+        job_id: str,
+        status: JobStatus,
+        reason: str,
+        description: str,
+        exit_code: int | None,
+        t: datetime,
     ) -> None:
         self._db.execute(
             "INSERT INTO transitions(job_id, status, reason, description, exit_code, time)"
@@ -81,10 +85,15 @@ class JobsStore(StoreBase):
         with self._tx():
             row = self._db.execute(
                 "SELECT status, reason, description, started_at, running_since FROM jobs WHERE id=?",
-                (job_id,)).fetchone()
+                (job_id,),
+            ).fetchone()
             if row is None:
                 raise KeyError(job_id)
-            changed = (row["status"], row["reason"], row["description"]) != (status, reason, description)
+            changed = (row["status"], row["reason"], row["description"]) != (
+                status,
+                reason,
+                description,
+            )
             if row["status"] not in FINISHED and changed:
                 sets = ["status=?", "reason=?", "description=?"]
                 args: list[Any] = [status, reason, description]
@@ -106,7 +115,9 @@ class JobsStore(StoreBase):
                     sets.append("running_since=?")
                     args.append(ts(t))
                 elif status != JobStatus.RUNNING and row["running_since"] is not None:
-                    seg = max(0.0, (t - datetime.fromisoformat(row["running_since"])).total_seconds())
+                    seg = max(
+                        0.0, (t - datetime.fromisoformat(row["running_since"])).total_seconds()
+                    )
                     sets += ["run_seconds=run_seconds+?", "running_since=NULL"]
                     args.append(seg)
                 self._db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id=?", (*args, job_id))
@@ -122,13 +133,15 @@ class JobsStore(StoreBase):
 
     def set_address(self, job_id: str, address: str, hostname: str = "") -> None:
         with self._tx():
-            self._db.execute("UPDATE jobs SET address=?, hostname=? WHERE id=?",
-                             (address, hostname, job_id))
+            self._db.execute(
+                "UPDATE jobs SET address=?, hostname=? WHERE id=?", (address, hostname, job_id)
+            )
 
     def set_devices(self, job_id: str, devices: tuple[int, ...]) -> None:
         with self._tx():
-            self._db.execute("UPDATE jobs SET devices=? WHERE id=?",
-                             (",".join(map(str, devices)), job_id))
+            self._db.execute(
+                "UPDATE jobs SET devices=? WHERE id=?", (",".join(map(str, devices)), job_id)
+            )
 
     def count_restart(self, job_id: str) -> int:
         """One more restart of the job; returns the new count."""
@@ -157,8 +170,13 @@ class JobsStore(StoreBase):
 
     def transitions(self, job_id: str) -> list[Transition]:
         return [
-            Transition(JobStatus(r["status"]), r["reason"], r["description"], r["exit_code"],
-                       datetime.fromisoformat(r["time"]))
+            Transition(
+                JobStatus(r["status"]),
+                r["reason"],
+                r["description"],
+                r["exit_code"],
+                datetime.fromisoformat(r["time"]),
+            )
             for r in self._db.execute(
                 "SELECT * FROM transitions WHERE job_id=? ORDER BY seq", (job_id,)
             )
@@ -166,19 +184,32 @@ class JobsStore(StoreBase):
 
     def _job(self, row: sqlite3.Row) -> JobRecord:
         tags = tuple(
-            r[0] for r in self._db.execute(
+            r[0]
+            for r in self._db.execute(
                 "SELECT tag FROM job_tags WHERE job_id=? ORDER BY tag", (row["id"],)
             )
         )
         return JobRecord(
-            id=row["id"], owner=row["owner"], name=row["name"], status=JobStatus(row["status"]),
-            reason=row["reason"], description=row["description"], exit_code=row["exit_code"],
+            id=row["id"],
+            owner=row["owner"],
+            name=row["name"],
+            status=JobStatus(row["status"]),
+            reason=row["reason"],
+            description=row["description"],
+            exit_code=row["exit_code"],
             created_at=datetime.fromisoformat(row["created_at"]),
-            started_at=parse_ts(row["started_at"]), finished_at=parse_ts(row["finished_at"]),
-            restarts=row["restarts"], life_span=row["life_span"], kill_reason=row["kill_reason"],
-            limits=row["limits"], spec=encoding.decode(row["spec"]), tags=tags,
+            started_at=parse_ts(row["started_at"]),
+            finished_at=parse_ts(row["finished_at"]),
+            restarts=row["restarts"],
+            life_span=row["life_span"],
+            kill_reason=row["kill_reason"],
+            limits=row["limits"],
+            spec=encoding.decode(row["spec"]),
+            tags=tags,
             devices=tuple(int(d) for d in row["devices"].split(",") if d),
-            address=row["address"], hostname=row["hostname"], run_seconds=row["run_seconds"] or 0.0,
+            address=row["address"],
+            hostname=row["hostname"],
+            run_seconds=row["run_seconds"] or 0.0,
             running_since=parse_ts(row["running_since"]),
             warned_life_span=row["warned_life_span"],
         )
@@ -212,8 +243,9 @@ class JobsStore(StoreBase):
             where.append(f"owner IN ({','.join('?' * len(owners))})")
             args += list(owners)
         if viewer is not None:  # only what the viewer may see: theirs, and jobs shared with them
-            where.append("(owner=? OR EXISTS (SELECT 1 FROM shares s WHERE s.job_id=jobs.id "
-                         "AND s.user=?))")
+            where.append(
+                "(owner=? OR EXISTS (SELECT 1 FROM shares s WHERE s.job_id=jobs.id AND s.user=?))"
+            )
             args += [viewer, viewer]
         if not where:
             where.append("1=1")
@@ -260,8 +292,10 @@ class JobsStore(StoreBase):
 
     def tags(self, owner: str) -> list[str]:
         return [
-            r[0] for r in self._db.execute(
+            r[0]
+            for r in self._db.execute(
                 "SELECT DISTINCT t.tag FROM job_tags t JOIN jobs j ON j.id=t.job_id"
-                " WHERE j.owner=? ORDER BY t.tag", (owner,)
+                " WHERE j.owner=? ORDER BY t.tag",
+                (owner,),
             )
         ]

@@ -19,8 +19,14 @@ class DiskRecord:
 
 
 def _disk(row: sqlite3.Row) -> DiskRecord:
-    return DiskRecord(id=row["id"], owner=row["owner"], name=row["name"], size=row["size"],
-                      created_at=row["created_at"], last_usage=row["last_usage"])
+    return DiskRecord(
+        id=row["id"],
+        owner=row["owner"],
+        name=row["name"],
+        size=row["size"],
+        created_at=row["created_at"],
+        last_usage=row["last_usage"],
+    )
 
 
 class OwnedStore(StoreBase):
@@ -40,8 +46,12 @@ class OwnedStore(StoreBase):
         return None if row is None else bytes(row[0])
 
     def secret_keys(self, owner: str) -> list[str]:
-        return [r[0] for r in self._db.execute(
-            "SELECT key FROM secrets WHERE owner=? ORDER BY key", (owner,))]
+        return [
+            r[0]
+            for r in self._db.execute(
+                "SELECT key FROM secrets WHERE owner=? ORDER BY key", (owner,)
+            )
+        ]
 
     def delete_secret(self, owner: str, key: str) -> bool:
         with self._tx():
@@ -55,19 +65,25 @@ class OwnedStore(StoreBase):
             with self._tx():
                 self._db.execute(
                     "INSERT INTO disks(id, owner, name, size, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (disk_id, owner, name, size, ts(now())))
+                    (disk_id, owner, name, size, ts(now())),
+                )
         except sqlite3.IntegrityError:
             return False
         return True
 
     def disks(self, owner: str) -> list[DiskRecord]:
-        return [_disk(r) for r in self._db.execute(
-            "SELECT * FROM disks WHERE owner=? ORDER BY created_at", (owner,))]
+        return [
+            _disk(r)
+            for r in self._db.execute(
+                "SELECT * FROM disks WHERE owner=? ORDER BY created_at", (owner,)
+            )
+        ]
 
     def disk(self, owner: str, ref: str) -> DiskRecord | None:
         """The owner's disk with this id or name."""
-        row = self._db.execute("SELECT * FROM disks WHERE owner=? AND (id=? OR name=?)",
-                               (owner, ref, ref)).fetchone()
+        row = self._db.execute(
+            "SELECT * FROM disks WHERE owner=? AND (id=? OR name=?)", (owner, ref, ref)
+        ).fetchone()
         return None if row is None else _disk(row)
 
     def touch_disk(self, disk_id: str) -> None:
@@ -99,5 +115,9 @@ class OwnedStore(StoreBase):
         return None if row is None else str(row[0])
 
     def shares(self, job_id: str) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self._db.execute(
-            "SELECT user, action FROM shares WHERE job_id=? ORDER BY user", (job_id,))]
+        return [
+            (r[0], r[1])
+            for r in self._db.execute(
+                "SELECT user, action FROM shares WHERE job_id=? ORDER BY user", (job_id,)
+            )
+        ]

@@ -25,12 +25,14 @@ def _script(*statements: str) -> Migration:
     def run(db: sqlite3.Connection) -> None:
         for statement in statements:
             db.execute(statement)
+
     return run
 
 
 def _add_columns(table: str, *columns: str, then: Sequence[str] = ()) -> Migration:
     """ALTER TABLE ADD COLUMN each of ``columns`` ("name TYPE ...") the table lacks, and run
     ``then`` when it lacked the first (the data of a database from before them)."""
+
     def run(db: sqlite3.Connection) -> None:
         have = _columns(db, table)
         if columns[0].split()[0] in have:
@@ -40,6 +42,7 @@ def _add_columns(table: str, *columns: str, then: Sequence[str] = ()) -> Migrati
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
         for statement in then:
             db.execute(statement)
+
     return run
 
 
@@ -112,20 +115,27 @@ MIGRATIONS: tuple[Migration, ...] = (
         PRIMARY KEY (job_id, user)
     )"""),
     # 5: disks
-    _script("""CREATE TABLE IF NOT EXISTS disks (
+    _script(
+        """CREATE TABLE IF NOT EXISTS disks (
         id TEXT PRIMARY KEY,
         owner TEXT NOT NULL,
         name TEXT,
         size INTEGER NOT NULL,
         created_at TEXT NOT NULL,
         last_usage TEXT
-    )""", "CREATE UNIQUE INDEX IF NOT EXISTS disks_owner_name ON disks(owner, name)"),
+    )""",
+        "CREATE UNIQUE INDEX IF NOT EXISTS disks_owner_name ON disks(owner, name)",
+    ),
     # 6: where other jobs reach a running job
     _add_columns("jobs", "address TEXT NOT NULL DEFAULT ''"),
     # 7: run time counted by segment: run_seconds of the runs that ended, running_since the
     # start of the current one (NULL while not running)
-    _add_columns("jobs", "run_seconds REAL NOT NULL DEFAULT 0", "running_since TEXT",
-                 then=["UPDATE jobs SET running_since=started_at WHERE status='running'"]),
+    _add_columns(
+        "jobs",
+        "run_seconds REAL NOT NULL DEFAULT 0",
+        "running_since TEXT",
+        then=["UPDATE jobs SET running_since=started_at WHERE status='running'"],
+    ),
     # 8: the name its owner's other jobs reach it by
     _add_columns("jobs", "hostname TEXT NOT NULL DEFAULT ''"),
     # 9: the life span its life-span signal was sent for
@@ -155,7 +165,8 @@ def migrate(db: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS
     if version(db) > len(migrations):
         raise sqlite3.DatabaseError(
             f"the database is of schema version {version(db)}, newer than this server's "
-            f"({len(migrations)}): run a newer neuro-server")
+            f"({len(migrations)}): run a newer neuro-server"
+        )
     for number, migration in enumerate(migrations, start=1):
         if version(db) >= number:  # (cheap: most opens find nothing to do)
             continue

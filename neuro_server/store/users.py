@@ -26,9 +26,14 @@ class TokenRecord:
 
 def _token(row: sqlite3.Row) -> TokenRecord:
     return TokenRecord(
-        jti=row["jti"], user=row["user"], created_at=datetime.fromisoformat(row["created_at"]),
-        expires_at=parse_ts(row["expires_at"]), revoked_at=parse_ts(row["revoked_at"]),
-        revoked=bool(row["revoked"]), note=row["note"])
+        jti=row["jti"],
+        user=row["user"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        expires_at=parse_ts(row["expires_at"]),
+        revoked_at=parse_ts(row["revoked_at"]),
+        revoked=bool(row["revoked"]),
+        note=row["note"],
+    )
 
 
 class UsersStore(StoreBase):
@@ -51,8 +56,9 @@ class UsersStore(StoreBase):
     def job_uids(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self._db.execute("SELECT user, uid FROM job_uids")}
 
-    def allocate_job_uid(self, user: str, first: int, last: int,
-                         taken: Callable[[int], bool] = lambda uid: False) -> int | None:
+    def allocate_job_uid(
+        self, user: str, first: int, last: int, taken: Callable[[int], bool] = lambda uid: False
+    ) -> int | None:
         """``user``'s uid, allocated now if they have none: the lowest of ``first``-``last``
         above every uid allocated there so far (none is ever given twice) that ``taken``
         does not refuse (an account of the host's).  None when the range is used up."""
@@ -60,19 +66,23 @@ class UsersStore(StoreBase):
             row = self._db.execute("SELECT uid FROM job_uids WHERE user=?", (user,)).fetchone()
             if row is not None:
                 return int(row[0])
-            top = self._db.execute("SELECT max(uid) FROM job_uids WHERE uid BETWEEN ? AND ?",
-                                   (first, last)).fetchone()[0]
+            top = self._db.execute(
+                "SELECT max(uid) FROM job_uids WHERE uid BETWEEN ? AND ?", (first, last)
+            ).fetchone()[0]
             uid = first if top is None else int(top) + 1
             while uid <= last and taken(uid):
                 uid += 1
             if uid > last:
                 return None
-            self._db.execute("INSERT INTO job_uids(user, uid, created_at) VALUES (?, ?, ?)",
-                             (user, uid, ts(now())))
+            self._db.execute(
+                "INSERT INTO job_uids(user, uid, created_at) VALUES (?, ?, ?)",
+                (user, uid, ts(now())),
+            )
         return uid
 
-    def add_token(self, jti: str, user: str, *, expires_at: datetime | None = None,
-                  note: str = "") -> None:
+    def add_token(
+        self, jti: str, user: str, *, expires_at: datetime | None = None, note: str = ""
+    ) -> None:
         self._db.execute(
             "INSERT INTO tokens(jti, user, created_at, expires_at, note) VALUES (?, ?, ?, ?, ?)",
             (jti, user, ts(now()), ts(expires_at), note),
@@ -88,8 +98,12 @@ class UsersStore(StoreBase):
         return None if row is None else _token(row)
 
     def tokens(self, user: str) -> list[TokenRecord]:
-        return [_token(r) for r in self._db.execute(
-            "SELECT * FROM tokens WHERE user=? ORDER BY created_at, jti", (user,))]
+        return [
+            _token(r)
+            for r in self._db.execute(
+                "SELECT * FROM tokens WHERE user=? ORDER BY created_at, jti", (user,)
+            )
+        ]
 
     def token_user(self, jti: str) -> str | None:
         tok = self.token(jti)
@@ -100,14 +114,16 @@ class UsersStore(StoreBase):
         with self._tx():
             cur = self._db.execute(
                 "UPDATE tokens SET revoked=1, revoked_at=? WHERE jti=? AND NOT revoked",
-                (ts(now()), jti))
+                (ts(now()), jti),
+            )
         return cur.rowcount == 1
 
     def revoke_tokens(self, user: str) -> int:
         with self._tx():
             return self._db.execute(
                 "UPDATE tokens SET revoked=1, revoked_at=? WHERE user=? AND NOT revoked",
-                (ts(now()), user)).rowcount
+                (ts(now()), user),
+            ).rowcount
 
     def remove_user(self, name: str) -> bool:
         """Remove a user with their tokens, their secrets and what others shared with them, in

@@ -38,14 +38,15 @@ def secret_key(uri: Any, cluster: str, where: str) -> str:
     ``check_secret_owners`` to say)."""
     if not isinstance(uri, str) or not uri.startswith("secret:"):
         raise ValidationError(f"{where}: not a secret URI (secret:KEY): {uri!r}")
-    rest = uri[len("secret:"):]
+    rest = uri[len("secret:") :]
     if rest.startswith("//"):
         parts = rest[2:].split("/")
         if len(parts) < 2 or parts[0] != cluster:
             raise ValidationError(f"{where}: {uri!r} is not a secret of cluster {cluster!r}")
         if len(parts) > 4 or not all(parts[1:-1]):
-            raise ValidationError(f"{where}: {uri!r} is not a secret URI "
-                                  f"(secret://{cluster}/[ORG/]PROJECT/KEY)")
+            raise ValidationError(
+                f"{where}: {uri!r} is not a secret URI (secret://{cluster}/[ORG/]PROJECT/KEY)"
+            )
         key = parts[-1]
     else:
         key = rest
@@ -54,8 +55,9 @@ def secret_key(uri: Any, cluster: str, where: str) -> str:
     return key
 
 
-def check_secret_owners(spec: JobRequest, user: str, config: ServerConfig,
-                        is_user: Callable[[str], bool]) -> None:
+def check_secret_owners(
+    spec: JobRequest, user: str, config: ServerConfig, is_user: Callable[[str], bool]
+) -> None:
     """Refuse a job's secret URI that names someone else: a user's secrets are their own, so
     ``secret://CLUSTER/[ORG/]OWNER/KEY`` must name the caller, this server's project (every
     user's secrets live in it, each user seeing only theirs) or the job's own project, and
@@ -80,12 +82,20 @@ def check_secret_owners(spec: JobRequest, user: str, config: ServerConfig,
             whose = f"org {parts[0]}"
         else:
             continue
-        raise ValidationError(f"{uri} belongs to {whose}: you can use only your own secrets "
-                              f"(secret:KEY, or secret://{config.cluster_name}/{user}/KEY)")
+        raise ValidationError(
+            f"{uri} belongs to {whose}: you can use only your own secrets "
+            f"(secret:KEY, or secret://{config.cluster_name}/{user}/KEY)"
+        )
 
 
-def container(body: dict[str, Any], resources: Resources, prefix: str = "", *,
-              needs_command: bool = True, cluster: str = "") -> Container:
+def container(
+    body: dict[str, Any],
+    resources: Resources,
+    prefix: str = "",
+    *,
+    needs_command: bool = True,
+    cluster: str = "",
+) -> Container:
     image = string(body, "image", required=True, max_len=1024, prefix=prefix)
     assert image is not None
     if not image.strip() or any(c.isspace() or c == "\0" for c in image):
@@ -107,9 +117,14 @@ def container(body: dict[str, Any], resources: Resources, prefix: str = "", *,
     disk_volumes = _disk_volumes(body, prefix, cluster)
     storage_volumes = _storage_volumes(body, prefix)
     secret_env, secret_files = _secrets(body, prefix, cluster)
-    dsts = [posixpath.normpath(p) for p in (
-        [v.dst for v in storage_volumes] + [f.path for f in secret_files]
-        + [d.dst for d in disk_volumes])]
+    dsts = [
+        posixpath.normpath(p)
+        for p in (
+            [v.dst for v in storage_volumes]
+            + [f.path for f in secret_files]
+            + [d.dst for d in disk_volumes]
+        )
+    ]
     if len(set(dsts)) != len(dsts):
         raise ValidationError("two volumes at the same path in the job")
     return Container(
@@ -138,8 +153,11 @@ def _http(body: dict[str, Any]) -> HttpPort | None:
     port = integer(http, "port", prefix="http.")
     if port is None or not 1 <= port <= 65535:
         raise ValidationError("'http.port' must be an integer between 1 and 65535")
-    return HttpPort(port, boolean(http, "requires_auth", "http."),
-                    string(http, "health_check_path", prefix="http.") or "/")
+    return HttpPort(
+        port,
+        boolean(http, "requires_auth", "http."),
+        string(http, "health_check_path", prefix="http.") or "/",
+    )
 
 
 def _read_only(v: dict[str, Any], where: str) -> bool:
@@ -160,7 +178,7 @@ def _disk_volumes(body: dict[str, Any], prefix: str, cluster: str) -> tuple[Disk
         uri = v.get("src_disk_uri")
         if not isinstance(uri, str) or not uri.startswith("disk:"):
             raise ValidationError(f"disk_volumes[{i}]: not a disk URI (disk:NAME): {uri!r}")
-        rest = uri[len("disk:"):]
+        rest = uri[len("disk:") :]
         if rest.startswith("//"):
             parts = rest[2:].split("/")
             if parts[0] != cluster:
@@ -169,8 +187,9 @@ def _disk_volumes(body: dict[str, Any], prefix: str, cluster: str) -> tuple[Disk
         if not rest:
             raise ValidationError(f"disk_volumes[{i}]: {uri!r} names no disk")
         dst = container_path(v.get("dst_path"), f"disk_volumes[{i}].dst_path")
-        out.append(DiskVolume(ref=rest, uri=uri, dst=dst,
-                              read_only=_read_only(v, f"disk_volumes[{i}]")))
+        out.append(
+            DiskVolume(ref=rest, uri=uri, dst=dst, read_only=_read_only(v, f"disk_volumes[{i}]"))
+        )
     return tuple(out)
 
 
@@ -190,8 +209,9 @@ def _storage_volumes(body: dict[str, Any], prefix: str) -> tuple[StorageVolume, 
     return tuple(out)
 
 
-def _secrets(body: dict[str, Any], prefix: str, cluster: str
-             ) -> tuple[dict[str, SecretRef], tuple[SecretFile, ...]]:
+def _secrets(
+    body: dict[str, Any], prefix: str, cluster: str
+) -> tuple[dict[str, SecretRef], tuple[SecretFile, ...]]:
     secret_env_uris = body.get("secret_env") or {}
     if not isinstance(secret_env_uris, dict):
         raise ValidationError(f"'{prefix}secret_env' must be an object")
@@ -213,4 +233,3 @@ def _secrets(body: dict[str, Any], prefix: str, cluster: str
     if len({f.path for f in files}) != len(files):
         raise ValidationError("two secret files at the same path")
     return secret_env, tuple(files)
-

@@ -27,8 +27,14 @@ def require_object(body: Any) -> dict[str, Any]:
     return body
 
 
-def string(body: dict[str, Any], key: str, *, required: bool = False, max_len: int = MAX_STR,
-           prefix: str = "") -> str | None:
+def string(
+    body: dict[str, Any],
+    key: str,
+    *,
+    required: bool = False,
+    max_len: int = MAX_STR,
+    prefix: str = "",
+) -> str | None:
     value = body.get(key)
     if value is None:
         if required:
@@ -102,8 +108,10 @@ def env(body: dict[str, Any], prefix: str = "") -> dict[str, str]:
         if not isinstance(v, str):
             raise ValidationError(f"environment variable {k!r} must be a string")
         if "\0" in v:
-            raise ValidationError(f"environment variable {k!r} has a NUL character: a "
-                                  "process environment cannot hold one")
+            raise ValidationError(
+                f"environment variable {k!r} has a NUL character: a "
+                "process environment cannot hold one"
+            )
     return dict(value)
 
 

@@ -58,7 +58,9 @@ def _job_fields(body: dict[str, Any], config: ServerConfig) -> _JobFields:
             raise ValidationError(f"invalid tag {t!r}: 1-256 characters without spaces")
     cluster = string(body, "cluster_name", max_len=256)
     if cluster is not None and cluster != config.cluster_name:
-        raise ValidationError(f"unknown cluster {cluster!r}: this server's cluster is {config.cluster_name!r}")
+        raise ValidationError(
+            f"unknown cluster {cluster!r}: this server's cluster is {config.cluster_name!r}"
+        )
     life_span = _life_span(body)
     schedule_timeout = number(body, "schedule_timeout")
     if schedule_timeout is not None and not 1 <= schedule_timeout < THIRTY_DAYS:
@@ -71,23 +73,30 @@ def _job_fields(body: dict[str, Any], config: ServerConfig) -> _JobFields:
         raise ValidationError(f"invalid priority {priority!r}: low, normal or high")
     privileged = boolean(body, "privileged")
     if privileged and not config.allow_privileged:
-        raise ValidationError("privileged jobs are not allowed on this server (allow_privileged = true in its server.toml allows them)")
+        raise ValidationError(
+            "privileged jobs are not allowed on this server (allow_privileged = true in its server.toml allows them)"
+        )
     description = string(body, "description", max_len=4096)
     warn = _life_span_signal(body.get("life_span_signal"), life_span)
-    return _JobFields(name, tuple(sorted(set(tags))), life_span, {
-        "description": description,
-        "schedule_timeout": schedule_timeout,
-        "restart_policy": RestartPolicy(restart),
-        "priority": Priority(priority),
-        "privileged": privileged,
-        "life_span_signal": warn,
-        "pass_config": boolean(body, "pass_config"),
-        "wait_for_jobs_quota": boolean(body, "wait_for_jobs_quota"),
-        "energy_schedule_name": string(body, "energy_schedule_name", max_len=256),
-        "cluster_name": config.cluster_name,
-        "org_name": string(body, "org_name", max_len=256) or config.org_name,
-        "project_name": string(body, "project_name", max_len=256) or config.project_name,
-    })
+    return _JobFields(
+        name,
+        tuple(sorted(set(tags))),
+        life_span,
+        {
+            "description": description,
+            "schedule_timeout": schedule_timeout,
+            "restart_policy": RestartPolicy(restart),
+            "priority": Priority(priority),
+            "privileged": privileged,
+            "life_span_signal": warn,
+            "pass_config": boolean(body, "pass_config"),
+            "wait_for_jobs_quota": boolean(body, "wait_for_jobs_quota"),
+            "energy_schedule_name": string(body, "energy_schedule_name", max_len=256),
+            "cluster_name": config.cluster_name,
+            "org_name": string(body, "org_name", max_len=256) or config.org_name,
+            "project_name": string(body, "project_name", max_len=256) or config.project_name,
+        },
+    )
 
 
 def _life_span(body: dict[str, Any]) -> float | None:
@@ -98,15 +107,17 @@ def _life_span(body: dict[str, Any]) -> float | None:
         if minutes < 1:
             raise ValidationError("'max_run_time_minutes' must be at least 1")
         if minutes > MAX_LIFE_SPAN / 60:
-            raise ValidationError(f"'max_run_time_minutes' must be at most {MAX_LIFE_SPAN / 60:.0f}"
-                                  " (100 years)")
+            raise ValidationError(
+                f"'max_run_time_minutes' must be at most {MAX_LIFE_SPAN / 60:.0f} (100 years)"
+            )
         life_span = minutes * 60.0
     if seconds is not None:
         if seconds <= 0:
             raise ValidationError("'max_run_time_seconds' must be positive")
         if seconds > MAX_LIFE_SPAN:
-            raise ValidationError(f"'max_run_time_seconds' must be at most {MAX_LIFE_SPAN:.0f} "
-                                  "(100 years)")
+            raise ValidationError(
+                f"'max_run_time_seconds' must be at most {MAX_LIFE_SPAN:.0f} (100 years)"
+            )
         life_span = seconds
     return life_span
 
@@ -123,29 +134,40 @@ def _life_span_signal(value: Any, life_span: float | None) -> LifeSpanSignal | N
     num = signal_number(str(raw)) if ok else None
     if num is None:
         raise ValidationError(
-            f"invalid life_span_signal signal {raw!r}: a name like USR1, or a number")
+            f"invalid life_span_signal signal {raw!r}: a name like USR1, or a number"
+        )
     if num in UNCATCHABLE:
-        raise ValidationError(f"life_span_signal cannot be {_signal_name(num)}: a job cannot "
-                              "catch it")
+        raise ValidationError(
+            f"life_span_signal cannot be {_signal_name(num)}: a job cannot catch it"
+        )
     before = value.get("seconds_before", 60)
     if (seconds := finite(before)) is None or seconds <= 0:
         raise ValidationError(
-            f"'life_span_signal.seconds_before' must be a positive number, got {before!r}")
+            f"'life_span_signal.seconds_before' must be a positive number, got {before!r}"
+        )
     if life_span is None:
         raise ValidationError("life_span_signal needs a life span (max_run_time_minutes)")
     if before >= life_span:
-        raise ValidationError(f"life_span_signal comes {before:g} s before the end of a "
-                              f"{life_span:g} s life span: it must come within it")
+        raise ValidationError(
+            f"life_span_signal comes {before:g} s before the end of a "
+            f"{life_span:g} s life span: it must come within it"
+        )
     return LifeSpanSignal(signal=_signal_name(num), signum=num, seconds_before=float(before))
 
 
 def _preset_resources(p: Preset, shm: bool) -> Resources:
-    return Resources(cpu=p.cpu, memory=p.memory, shm=shm, nvidia_gpu=p.nvidia_gpu,
-                     nvidia_gpu_model=p.nvidia_gpu_model if p.nvidia_gpu else None)
+    return Resources(
+        cpu=p.cpu,
+        memory=p.memory,
+        shm=shm,
+        nvidia_gpu=p.nvidia_gpu,
+        nvidia_gpu_model=p.nvidia_gpu_model if p.nvidia_gpu else None,
+    )
 
 
-def parse_start(body: Any, config: ServerConfig, *, capacity: Capacity,
-                needs_command: bool = True) -> NewJob:
+def parse_start(
+    body: Any, config: ServerConfig, *, capacity: Capacity, needs_command: bool = True
+) -> NewJob:
     """``POST /jobs?from_preset``: flat body; resources come from the preset.  ``capacity``:
     what the runtime can give jobs at all (a preset beyond it is refused at once)."""
     body = require_object(body)
@@ -166,8 +188,12 @@ def parse_start(body: Any, config: ServerConfig, *, capacity: Capacity,
     shm = boolean(resources, "shm", "resources.")
     job = _job_fields(body, config)
     spec = JobRequest(
-        container=container(body, _preset_resources(preset, shm), needs_command=needs_command,
-                            cluster=config.cluster_name),
+        container=container(
+            body,
+            _preset_resources(preset, shm),
+            needs_command=needs_command,
+            cluster=config.cluster_name,
+        ),
         **job.request,
         preset_name=preset.name,
         scheduler_enabled=preset.scheduler_enabled,
@@ -182,39 +208,54 @@ def _preset_possible(preset: Preset, config: ServerConfig, capacity: Capacity) -
     """Refuse at once a preset that asks more than this server has at all (as Slurm's
     "Requested node configuration is not available"): its job would pend forever."""
     c = capacity
-    short = [what for what, asked, total in (
-        (f"{preset.cpu:g} CPU", preset.cpu, c.cpu),
-        (f"{fmt_bytes(preset.memory)} of memory", preset.memory, c.memory),
-        (f"{preset.nvidia_gpu} NVIDIA GPU", preset.nvidia_gpu, c.nvidia_gpu))
-        if asked > total]
+    short = [
+        what
+        for what, asked, total in (
+            (f"{preset.cpu:g} CPU", preset.cpu, c.cpu),
+            (f"{fmt_bytes(preset.memory)} of memory", preset.memory, c.memory),
+            (f"{preset.nvidia_gpu} NVIDIA GPU", preset.nvidia_gpu, c.nvidia_gpu),
+        )
+        if asked > total
+    ]
     if short:
-        fits = [p.name for p in config.presets if p.cpu <= c.cpu and
-                p.memory <= c.memory and p.nvidia_gpu <= c.nvidia_gpu]
-        has = (f"{c.cpu:g} CPU, {fmt_bytes(c.memory)} of memory and "
-               + (f"{c.nvidia_gpu} NVIDIA GPU" if c.nvidia_gpu else "no GPU"))
+        fits = [
+            p.name
+            for p in config.presets
+            if p.cpu <= c.cpu and p.memory <= c.memory and p.nvidia_gpu <= c.nvidia_gpu
+        ]
+        has = f"{c.cpu:g} CPU, {fmt_bytes(c.memory)} of memory and " + (
+            f"{c.nvidia_gpu} NVIDIA GPU" if c.nvidia_gpu else "no GPU"
+        )
         raise ValidationError(
             f"preset {preset.name} needs {' and '.join(short)}, but this server has {has} in "
             "all: no job of it can ever run here"
-            + (f" (presets that can: {', '.join(fits)})" if fits else ""))
+            + (f" (presets that can: {', '.join(fits)})" if fits else "")
+        )
 
 
 def _within_machine(cpu: float, memory: int, gpu: int, c: Capacity) -> None:
     """Refuse resources no job could ever get here (the scheduler's capacity is the
     runtime's CPU, memory and GPUs): such a job would wait as pending forever."""
-    over = [what for what, asked, total in (
-        (f"{cpu:g} CPU", cpu, c.cpu),
-        (f"{fmt_bytes(memory)} of memory", memory, c.memory),
-        (f"{gpu if gpu < 10**6 else 'millions of'} NVIDIA GPU", gpu, c.nvidia_gpu))
-        if asked > total]
+    over = [
+        what
+        for what, asked, total in (
+            (f"{cpu:g} CPU", cpu, c.cpu),
+            (f"{fmt_bytes(memory)} of memory", memory, c.memory),
+            (f"{gpu if gpu < 10**6 else 'millions of'} NVIDIA GPU", gpu, c.nvidia_gpu),
+        )
+        if asked > total
+    ]
     if over:
         raise ValidationError(
             f"the job asks for {' and '.join(over)}: more than this server can ever give a "
             f"job, which is at most {c.cpu:g} CPU, {fmt_bytes(c.memory)} of memory "
-            f"and {c.nvidia_gpu} NVIDIA GPU")
+            f"and {c.nvidia_gpu} NVIDIA GPU"
+        )
 
 
-def parse_run(body: Any, config: ServerConfig, *, capacity: Capacity,
-              needs_command: bool = True) -> NewJob:
+def parse_run(
+    body: Any, config: ServerConfig, *, capacity: Capacity, needs_command: bool = True
+) -> NewJob:
     """Deprecated ``POST /jobs`` with a nested ``container`` and explicit resources."""
     body = require_object(body)
     raw = body.get("container")
@@ -241,12 +282,14 @@ def parse_run(body: Any, config: ServerConfig, *, capacity: Capacity,
     model = None
     if gpu:
         model = string(res, "nvidia_gpu_model", prefix=p) or string(res, "gpu_model", prefix=p)
-    resources = Resources(cpu=cpu, memory=memory, shm=shm, nvidia_gpu=gpu,
-                          nvidia_gpu_model=model or None)
+    resources = Resources(
+        cpu=cpu, memory=memory, shm=shm, nvidia_gpu=gpu, nvidia_gpu_model=model or None
+    )
     job = _job_fields(body, config)
     spec = JobRequest(
-        container=container(raw, resources, "container.", needs_command=needs_command,
-                            cluster=config.cluster_name),
+        container=container(
+            raw, resources, "container.", needs_command=needs_command, cluster=config.cluster_name
+        ),
         **job.request,
         preset_name=string(body, "preset_name", max_len=256),
         scheduler_enabled=boolean(body, "scheduler_enabled"),

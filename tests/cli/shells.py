@@ -20,8 +20,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = {"bash": ROOT / "completions" / "neuro.bash", "zsh": ROOT / "completions" / "_neuro",
-           "fish": ROOT / "completions" / "neuro.fish"}
+SCRIPTS = {
+    "bash": ROOT / "completions" / "neuro.bash",
+    "zsh": ROOT / "completions" / "_neuro",
+    "fish": ROOT / "completions" / "neuro.fish",
+}
 SHELLS = list(SCRIPTS)
 
 
@@ -37,7 +40,7 @@ def neuro_bin(tmp: Path) -> Path:
     bindir = tmp / "bin"
     bindir.mkdir(exist_ok=True)
     exe = bindir / "neuro"
-    exe.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m neuro_cli \"$@\"\n")
+    exe.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m neuro_cli "$@"\n')
     exe.chmod(0o755)
     return bindir
 
@@ -74,15 +77,25 @@ def _program(shell: str, line: str) -> list[str]:
     script = str(SCRIPTS[shell])
     if shell == "bash":
         words = " ".join(shlex.quote(w) for w in _bash_words(line))
-        return ["bash", "--norc", "--noprofile", "-c", f"""
+        return [
+            "bash",
+            "--norc",
+            "--noprofile",
+            "-c",
+            f"""
 source {shlex.quote(script)}
 COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); COMPREPLY=()
 t0=$EPOCHREALTIME; _neuro; t1=$EPOCHREALTIME
 printf 'V %s\\n' "${{COMPREPLY[@]}}"; echo "T $t0 $t1"
-"""]
+""",
+        ]
     if shell == "zsh":
         words = " ".join(shlex.quote(w) for w in _words(line))
-        return ["zsh", "-f", "-c", f"""
+        return [
+            "zsh",
+            "-f",
+            "-c",
+            f"""
 zmodload zsh/datetime
 compdef() {{ }}
 compset() {{ [[ $1 == -P ]] && PREFIX=${{cur#*=}} }}
@@ -93,21 +106,28 @@ source {shlex.quote(script)}
 words=({words}); CURRENT=$#words
 t0=$EPOCHREALTIME; _neuro; t1=$EPOCHREALTIME
 echo "T $t0 $t1"
-"""]
-    return ["fish", "--no-config", "-c", f"""
+""",
+        ]
+    return [
+        "fish",
+        "--no-config",
+        "-c",
+        f"""
 source {_fish_quote(script)}
 set t0 (date +%s.%N); set out (complete -C {_fish_quote(line)}); set t1 (date +%s.%N)
 for o in $out; echo "V "(string split -f1 \\t -- $o); end
 echo "T $t0 $t1"
-"""]
+""",
+    ]
 
 
 def complete(shell: str, line: str, env: dict[str, str], tmp: Path) -> Result:
     """The values offered for ``line`` (the cursor at its end)."""
     need(shell)
     env = {**env, "PATH": f"{neuro_bin(tmp)}{os.pathsep}{env.get('PATH', os.defpath)}"}
-    r = subprocess.run(_program(shell, line), env=env, capture_output=True, text=True, timeout=30,
-                       check=False)
+    r = subprocess.run(
+        _program(shell, line), env=env, capture_output=True, text=True, timeout=30, check=False
+    )
     assert r.returncode == 0, r.stderr
     values = [ln[2:] for ln in r.stdout.splitlines() if ln.startswith("V ") and ln[2:]]
     if shell == "zsh":  # compsys matches the offers against the word, as bash and fish do

@@ -19,9 +19,11 @@ from tests.sdk.stub_server import StubServer
 def stub_config(stub: StubServer) -> dict[str, Any]:
     """A ``GET /config`` whose cluster has its disks, secrets and storage on the stub."""
     config = server_config(str(stub.monitoring_url))
-    config["clusters"][0].update(disks_url=str(stub.api_url / "disk"),
-                                 secrets_url=str(stub.api_url / "secrets"),
-                                 storage_url=str(stub.api_url / "storage"))
+    config["clusters"][0].update(
+        disks_url=str(stub.api_url / "disk"),
+        secrets_url=str(stub.api_url / "secrets"),
+        storage_url=str(stub.api_url / "storage"),
+    )
     return config
 
 

@@ -49,10 +49,14 @@ def test_cache_fresh_offers_ids_and_names(spawned: list[list[str]]) -> None:
     assert spawned == []
 
 
-@pytest.mark.parametrize(("age", "offered"), [(cache.TTL + 5, True), (cache.MAX_AGE + 5, False)],
-                         ids=["stale", "too-old"])
-def test_cache_stale_refreshes_in_background(spawned: list[list[str]], age: float,
-                                             offered: bool) -> None:
+@pytest.mark.parametrize(
+    ("age", "offered"),
+    [(cache.TTL + 5, True), (cache.MAX_AGE + 5, False)],
+    ids=["stale", "too-old"],
+)
+def test_cache_stale_refreshes_in_background(
+    spawned: list[list[str]], age: float, offered: bool
+) -> None:
     write_cache(age=age)
     assert bool(cache.values("jobs")) is offered
     assert len(spawned) == 1 and spawned[0][1:] == ["-m", "neuro_cli.completion.refresh"]
@@ -83,14 +87,23 @@ def test_cache_forget(spawned: list[list[str]]) -> None:
     assert not cache.cache_file().exists()
 
 
-@pytest.mark.parametrize(("args", "code", "out"), [
-    (["jobs"], 0, f"{JOBS[0]['id']}\ttrain (running)\n"),
-    (["presets"], 0, "cpu-small\t0.5 CPU, 1.0 GiB\n"),
-    (["nope"], 2, ""),
-    ([], 2, ""),
-], ids=["jobs", "presets", "unknown", "none"])
-def test_cache_main(spawned: list[list[str]], capsys: pytest.CaptureFixture[str],
-                    args: list[str], code: int, out: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "code", "out"),
+    [
+        (["jobs"], 0, f"{JOBS[0]['id']}\ttrain (running)\n"),
+        (["presets"], 0, "cpu-small\t0.5 CPU, 1.0 GiB\n"),
+        (["nope"], 2, ""),
+        ([], 2, ""),
+    ],
+    ids=["jobs", "presets", "unknown", "none"],
+)
+def test_cache_main(
+    spawned: list[list[str]],
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    code: int,
+    out: str,
+) -> None:
     write_cache(age=1)
     assert cache.main(args) == code
     assert capsys.readouterr().out.startswith(out)

@@ -16,23 +16,34 @@ from tests.cli.shells import ROOT, SHELLS, complete
 @pytest.mark.parametrize("shell", SHELLS)
 def test_scripts_current(shell: str) -> None:
     path = ROOT / "completions" / FILES[shell]
-    assert path.read_text() == render(shell), \
+    assert path.read_text() == render(shell), (
         f"{path} is stale: run `python -m neuro_cli.completion`"
+    )
 
 
 @pytest.mark.parametrize("shell", SHELLS)
 def test_scripts_printed_by_neuro_completion(shell: str, tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "neuro_cli", "completion", shell],
-                       capture_output=True, text=True, env={"HOME": str(tmp_path)}, timeout=60,
-                       check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "neuro_cli", "completion", shell],
+        capture_output=True,
+        text=True,
+        env={"HOME": str(tmp_path)},
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == (ROOT / "completions" / FILES[shell]).read_text()
 
 
 def test_scripts_unknown_shell(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "neuro_cli", "completion", "tcsh"],
-                       capture_output=True, text=True, env={"HOME": str(tmp_path)}, timeout=60,
-                       check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "neuro_cli", "completion", "tcsh"],
+        capture_output=True,
+        text=True,
+        env={"HOME": str(tmp_path)},
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 2
 
 
@@ -56,8 +67,9 @@ STATIC = [
 
 @pytest.mark.parametrize("shell", SHELLS)
 @pytest.mark.parametrize(("line", "want", "unwanted"), STATIC, ids=[c[0] for c in STATIC])
-def test_scripts_static(shell: str, line: str, want: set[str], unwanted: set[str],
-                        tmp_path: Path) -> None:
+def test_scripts_static(
+    shell: str, line: str, want: set[str], unwanted: set[str], tmp_path: Path
+) -> None:
     env = {"HOME": str(tmp_path), "NEURO_CONFIG": str(tmp_path / ".neuro"), "PATH": "/usr/bin:/bin"}
     got = set(complete(shell, line, env, tmp_path).values)
     if shell == "fish" and "=" in line:  # fish offers the whole word back

@@ -26,7 +26,9 @@ NO_WAIT = TIMEOUT / 3  # seconds: a TAB that waited on the server would take TIM
 @pytest.fixture
 def job(neuro: Neuro) -> str:
     """A running job (the neuro fixture kills it with the server's process tree)."""
-    return neuro.ok("run", "-q", "--detach", "-n", "comp-job", "ubuntu", "--", "sleep", "60").strip()
+    return neuro.ok(
+        "run", "-q", "--detach", "-n", "comp-job", "ubuntu", "--", "sleep", "60"
+    ).strip()
 
 
 def _cache(neuro: Neuro) -> Path:
@@ -57,8 +59,9 @@ def test_shells_first_tab_fills_cache(neuro: Neuro, job: str, tmp_path: Path) ->
 
 @pytest.mark.parametrize("cache", ["stale", "missing"])
 @pytest.mark.parametrize("shell", SHELLS)
-def test_shells_dead_server_within_budget(shell: str, cache: str, neuro: Neuro, job: str,
-                                          tmp_path: Path) -> None:
+def test_shells_dead_server_within_budget(
+    shell: str, cache: str, neuro: Neuro, job: str, tmp_path: Path
+) -> None:
     need(shell)
     neuro.ok("__complete", "refresh")
     neuro.ok("server", "stop")
@@ -70,8 +73,11 @@ def test_shells_dead_server_within_budget(shell: str, cache: str, neuro: Neuro, 
     else:
         path.unlink()
     (path.parent / "completion.refresh").unlink(missing_ok=True)  # let a TAB try a refresh
-    for line, want in [("neuro logs ", {job} if cache == "stale" else set()),
-                       ("neuro sta", {"status"}), ("neuro ps --re", {"--recent-first"})]:
+    for line, want in [
+        ("neuro logs ", {job} if cache == "stale" else set()),
+        ("neuro sta", {"status"}),
+        ("neuro ps --re", {"--recent-first"}),
+    ]:
         r = complete(shell, line, neuro.env, tmp_path)
         assert want <= set(r.values), (line, r)
         assert r.seconds < NO_WAIT, f"{shell} {line!r}: {r.seconds * 1000:.0f} ms, server stopped"
@@ -106,16 +112,21 @@ def test_shells_zsh_interactive(neuro: Neuro, job: str, tmp_path: Path) -> None:
 
     neuro.ok("__complete", "refresh")
     env = {**neuro.env, "PATH": f"{neuro_bin(tmp_path)}:{neuro.env['PATH']}", "TERM": "dumb"}
-    z = pexpect.spawn("zsh", ["-f", "-i"], env=env, encoding="utf-8", timeout=10,
-                      dimensions=(40, 300))
+    z = pexpect.spawn(
+        "zsh", ["-f", "-i"], env=env, encoding="utf-8", timeout=10, dimensions=(40, 300)
+    )
     try:
-        z.sendline(f"PS1='%% '; fpath=({shlex.quote(str(ROOT / 'completions'))} $fpath); "
-                   "autoload -U compinit; compinit -u -D; echo READY")
+        z.sendline(
+            f"PS1='%% '; fpath=({shlex.quote(str(ROOT / 'completions'))} $fpath); "
+            "autoload -U compinit; compinit -u -D; echo READY"
+        )
         z.expect("READY")
         z.expect("% ")
-        for typed, want in [("neuro logs comp-", "neuro logs comp-job "),
-                            (f"neuro status {job[:12]}", f"neuro status {job} "),
-                            ("neuro run --pres", "neuro run --preset ")]:
+        for typed, want in [
+            ("neuro logs comp-", "neuro logs comp-job "),
+            (f"neuro status {job[:12]}", f"neuro status {job} "),
+            ("neuro run --pres", "neuro run --preset "),
+        ]:
             z.send(typed + "\t")
             z.expect_exact(want)
             z.send("\x03")

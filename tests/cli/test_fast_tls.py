@@ -34,8 +34,9 @@ print(expected["x509_ca"], before["x509_ca"], after == expected, un.cert_store_s
 
 
 def test_certificates_load_at_the_first_handshake() -> None:
-    r = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, check=False,
-                       timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", CHECK], capture_output=True, text=True, check=False, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     total, before, same_after, same_unverified = r.stdout.split()
     assert int(total) > 0, "this machine has no CA certificates to compare with"
@@ -44,10 +45,13 @@ def test_certificates_load_at_the_first_handshake() -> None:
 
 
 def test_aiohttp_import_loads_no_certificates() -> None:
-    code = ("from neuro_cli._fast_tls import install; install(); import aiohttp.connector as c; "
-            "print(c._SSL_CONTEXT_VERIFIED.cert_store_stats()['x509_ca'])")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
-                       timeout=60)
+    code = (
+        "from neuro_cli._fast_tls import install; install(); import aiohttp.connector as c; "
+        "print(c._SSL_CONTEXT_VERIFIED.cert_store_stats()['x509_ca'])"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "0"
 
@@ -55,10 +59,13 @@ def test_aiohttp_import_loads_no_certificates() -> None:
 def test_install_before_aiohttp_defers_until_it_is_imported() -> None:
     """The CLI installs the deferral when aiohttp is first imported: commands that never import
     aiohttp (plain requests go through the SDK's light transport) do not even import ssl."""
-    code = ("import sys; from neuro_cli._fast_tls import install_before; install_before('aiohttp');"
-            " print('ssl' in sys.modules); import aiohttp.connector as c;"
-            " print(c._SSL_CONTEXT_VERIFIED.cert_store_stats()['x509_ca'])")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
-                       timeout=60)
+    code = (
+        "import sys; from neuro_cli._fast_tls import install_before; install_before('aiohttp');"
+        " print('ssl' in sys.modules); import aiohttp.connector as c;"
+        " print(c._SSL_CONTEXT_VERIFIED.cert_store_stats()['x509_ca'])"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["False", "0"]

@@ -69,31 +69,52 @@ def test_read_stdin_reads_to_the_end(tmp_path: Path, kind: str) -> None:
 
 
 def _restarting(restarts: int, description: str, **history: Any) -> JobDescription:
-    h = {"status": "pending", "reason": "Restarting", "description": description,
-         "created_at": "2024-01-02T03:04:05Z", "restarts": restarts, **history}
+    h = {
+        "status": "pending",
+        "reason": "Restarting",
+        "description": description,
+        "created_at": "2024-01-02T03:04:05Z",
+        "restarts": restarts,
+        **history,
+    }
     return job_description_from_api(job_json("job-1", status="pending", history=h))
 
 
 def test_attempts_announce_each_restart_once_and_remember_its_exit() -> None:
     attempts = Attempts()
-    first = _restarting(1, "The job exited with code 1; restart 1 in 1s (restart policy on-failure)")
+    first = _restarting(
+        1, "The job exited with code 1; restart 1 in 1s (restart policy on-failure)"
+    )
     assert attempts.restarted(first) == "restarting after exit 1, attempt 2 (in 1s)"
     assert attempts.restarted(first) is None  # seen
     oom = _restarting(2, "The job ran out of memory; restart 2 in 2s (restart policy always)")
     assert attempts.restarted(oom) == "restarting after running out of memory, attempt 3 (in 2s)"
-    killed = job_description_from_api(job_json("job-1", status="cancelled", history={
-        "status": "cancelled", "reason": "UserRequested", "description": "",
-        "created_at": "2024-01-02T03:04:05Z", "restarts": 2}))
+    killed = job_description_from_api(
+        job_json(
+            "job-1",
+            status="cancelled",
+            history={
+                "status": "cancelled",
+                "reason": "UserRequested",
+                "description": "",
+                "created_at": "2024-01-02T03:04:05Z",
+                "restarts": 2,
+            },
+        )
+    )
     assert attempts.exit_code(killed) == 137  # killed between attempts: the last one's code
     assert Attempts().exit_code(killed) == 125  # no attempt seen: failed without a code
 
 
-@pytest.mark.parametrize("argv, message, hint", [
-    (["stauts"], "no such command 'stauts'", "did you mean `neuro status`?"),
-    (["run", "-it", "ubuntu"], "no such option: -i", "`neuro run -t` is docker's -it"),
-    (["exec", "-p", "x"], "no such option: -p", "usage: neuro exec"),  # docker hints: run only
-    (["ps", "-s", "nope"], "invalid value for '-s' / '--status'", "usage: neuro ps"),
-])
+@pytest.mark.parametrize(
+    "argv, message, hint",
+    [
+        (["stauts"], "no such command 'stauts'", "did you mean `neuro status`?"),
+        (["run", "-it", "ubuntu"], "no such option: -i", "`neuro run -t` is docker's -it"),
+        (["exec", "-p", "x"], "no such option: -p", "usage: neuro exec"),  # docker hints: run only
+        (["ps", "-s", "nope"], "invalid value for '-s' / '--status'", "usage: neuro ps"),
+    ],
+)
 def test_usage_error_lines(argv: list[str], message: str, hint: str) -> None:
     with pytest.raises(click.UsageError) as info:
         cli.main(args=argv, prog_name="neuro", standalone_mode=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from tests.sdk.helpers import job_json
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = bool(os.environ.get("NEURO_UPDATE_GOLDEN"))  # read before the env is cleaned
-NOW = datetime(2024, 1, 2, 3, 14, 10, tzinfo=timezone.utc)
+NOW = datetime(2024, 1, 2, 3, 14, 10, tzinfo=UTC)
 
 
 def _job(job_id: str, **kw: Any) -> JobDescription:
@@ -29,20 +29,42 @@ def _job(job_id: str, **kw: Any) -> JobDescription:
 
 def jobs() -> list[JobDescription]:
     failed_history = {
-        "status": "failed", "reason": "OOMKilled", "description": "the memory limit was hit",
-        "created_at": "2024-01-01T23:00:00Z", "started_at": "2024-01-01T23:00:02Z",
-        "finished_at": "2024-01-02T01:00:00Z", "exit_code": 137, "restarts": 0,
+        "status": "failed",
+        "reason": "OOMKilled",
+        "description": "the memory limit was hit",
+        "created_at": "2024-01-01T23:00:00Z",
+        "started_at": "2024-01-01T23:00:02Z",
+        "finished_at": "2024-01-02T01:00:00Z",
+        "exit_code": 137,
+        "restarts": 0,
     }
     return [
-        _job("job-11111111-1111-1111-1111-111111111111", name="train", tags=["nightly", "x"],
-             preset_name="cpu-small", description="the nightly run"),
-        _job("job-22222222-2222-2222-2222-222222222222", status="failed",
-             history=failed_history, preset_name="gpu-small",
-             container={"image": "pytorch/pytorch:2.3.0-cuda12.1-cudnn8-runtime",
-                        "command": "python train.py --epochs 100 --lr 0.001 --batch-size 512",
-                        "env": {}, "volumes": [],
-                        "resources": {"cpu": 4.0, "memory_mb": 16384, "nvidia_gpu": 1,
-                                      "nvidia_gpu_model": "nvidia-tesla-a100", "shm": True}}),
+        _job(
+            "job-11111111-1111-1111-1111-111111111111",
+            name="train",
+            tags=["nightly", "x"],
+            preset_name="cpu-small",
+            description="the nightly run",
+        ),
+        _job(
+            "job-22222222-2222-2222-2222-222222222222",
+            status="failed",
+            history=failed_history,
+            preset_name="gpu-small",
+            container={
+                "image": "pytorch/pytorch:2.3.0-cuda12.1-cudnn8-runtime",
+                "command": "python train.py --epochs 100 --lr 0.001 --batch-size 512",
+                "env": {},
+                "volumes": [],
+                "resources": {
+                    "cpu": 4.0,
+                    "memory_mb": 16384,
+                    "nvidia_gpu": 1,
+                    "nvidia_gpu_model": "nvidia-tesla-a100",
+                    "shm": True,
+                },
+            },
+        ),
     ]
 
 
@@ -50,8 +72,9 @@ def _render(renderable: Any, width: int = 100) -> str:
     from rich.console import Console
 
     buf = io.StringIO()
-    Console(file=buf, width=width, color_system=None, force_terminal=False,
-            legacy_windows=False).print(renderable)
+    Console(
+        file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False
+    ).print(renderable)
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
 
 
@@ -63,8 +86,9 @@ def _compare(name: str, text: str) -> None:
     assert text == path.read_text(), f"{name} differs from the golden file"
 
 
-@pytest.mark.parametrize("spec", [cols.DEFAULT_FORMAT,
-                                  "{id;width=40} stat/when {command;max=25;CMD} exit reason tags"])
+@pytest.mark.parametrize(
+    "spec", [cols.DEFAULT_FORMAT, "{id;width=40} stat/when {command;max=25;CMD} exit reason tags"]
+)
 def test_ps_terminal_and_piped(spec: str) -> None:
     parsed = cols.parse_format(spec)
     key = "default" if spec == cols.DEFAULT_FORMAT else "custom"
@@ -104,9 +128,16 @@ def test_parse_format() -> None:
     assert [x.fields for x in c] == [("id", "name"), ("status",)]
     assert c[1] == cols.Column(("status",), "STATE", "right", 8, 12, 10)
     assert c[0].title == "ID/NAME"
-    for bad, why in [("", "names no column"), ("nope", "unknown column"), ("st", "ambiguous"),
-                     ("{id", "unclosed"), ("id}", "unbalanced"), ("{id;align=up}", "bad align"),
-                     ("{id;min=0}", "positive"), ("id/name/status", "at most two"),
-                     ("{id;A;B}", "bad column option")]:
+    for bad, why in [
+        ("", "names no column"),
+        ("nope", "unknown column"),
+        ("st", "ambiguous"),
+        ("{id", "unclosed"),
+        ("id}", "unbalanced"),
+        ("{id;align=up}", "bad align"),
+        ("{id;min=0}", "positive"),
+        ("id/name/status", "at most two"),
+        ("{id;A;B}", "bad column option"),
+    ]:
         with pytest.raises(ValueError, match=why):
             cols.parse_format(bad)

@@ -79,14 +79,21 @@ def test_help_short_unique_in_group() -> None:
 
 def test_help_walk_includes_lazy_commands() -> None:
     names = {n.name for n in NODES}
-    assert {"neuro ps", "neuro job ls", "neuro job bump-life-span", "neuro config show-token",
-            "neuro server stop", "neuro completion"} <= names
+    assert {
+        "neuro ps",
+        "neuro job ls",
+        "neuro job bump-life-span",
+        "neuro config show-token",
+        "neuro server stop",
+        "neuro completion",
+    } <= names
 
 
 def test_docs_cli_md_is_current() -> None:
     path = ROOT / "docs" / "cli.md"
-    assert path.read_text() == docs.render(NODES), \
+    assert path.read_text() == docs.render(NODES), (
         "docs/cli.md is stale: run `python -m neuro_cli.docs > docs/cli.md`"
+    )
 
 
 def test_docs_anchors_resolve() -> None:

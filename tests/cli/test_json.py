@@ -18,8 +18,22 @@ def _json(neuro: Neuro, *args: str) -> object:
 
 def test_json_of_every_command(neuro: Neuro) -> None:
     assert _json(neuro, "ps", "--json") == []
-    busy = neuro.ok("run", "-q", "--detach", "-n", "busy", "--tag", "x", "-e", "A=1", "ubuntu",
-                    "--", "sh", "-c", "while :; do :; done").strip()
+    busy = neuro.ok(
+        "run",
+        "-q",
+        "--detach",
+        "-n",
+        "busy",
+        "--tag",
+        "x",
+        "-e",
+        "A=1",
+        "ubuntu",
+        "--",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ).strip()
     done = neuro.ok("run", "-q", "--detach", "ubuntu", "--", "sh", "-c", "sleep 1; exit 3").strip()
     neuro.wait_status(done, {"failed"})
 
@@ -60,7 +74,7 @@ def test_json_of_every_command(neuro: Neuro) -> None:
 def test_check_finds_problems() -> None:
     fields = SCHEMAS["top"][1]
     assert check({"id": 1}, fields)  # wrong type and missing fields
-    assert any("undocumented" in p for p in check({**{k: None for k in fields}, "x": 1}, fields))
+    assert any("undocumented" in p for p in check({**dict.fromkeys(fields), "x": 1}, fields))
 
 
 def test_json_of_secret_storage_and_disk_lists(neuro: Neuro, tmp_path) -> None:  # type: ignore[no-untyped-def]

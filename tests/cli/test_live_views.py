@@ -24,8 +24,14 @@ class Screen:
         self.screen = pyte.Screen(COLS, ROWS)
         self.stream = pyte.ByteStream(self.screen)
         self.raw = b""
-        self.child = pexpect.spawn(sys.executable, ["-m", "neuro_cli", *args], env=neuro.env,
-                                   cwd=str(neuro.home), timeout=20, dimensions=(ROWS, COLS))
+        self.child = pexpect.spawn(
+            sys.executable,
+            ["-m", "neuro_cli", *args],
+            env=neuro.env,
+            cwd=str(neuro.home),
+            timeout=20,
+            dimensions=(ROWS, COLS),
+        )
 
     def pump(self) -> None:
         while True:
@@ -81,7 +87,9 @@ def test_ps_watch_redraws_in_place(neuro: Neuro) -> None:
 
 
 def test_top_redraws_in_place(neuro: Neuro) -> None:
-    job = neuro.ok("run", "-q", "--detach", "ubuntu", "--", "sh", "-c", "while :; do :; done").strip()
+    job = neuro.ok(
+        "run", "-q", "--detach", "ubuntu", "--", "sh", "-c", "while :; do :; done"
+    ).strip()
     s = Screen(neuro, "top")
     s.wait_for(lambda lines: any(job in line and "." in line.split(job)[1] for line in lines))
     s.wait_for(lambda lines: s.raw.count(job.encode()) >= 2)  # redrawn at least once
@@ -127,9 +135,15 @@ def test_long_ps_goes_through_the_pager(neuro: Neuro, tmp_path) -> None:  # type
     env = {**neuro.env, "PAGER": str(pager)}
 
     def run_ps(extra_env: dict[str, str]) -> str:
-        child = pexpect.spawn(sys.executable, ["-m", "neuro_cli", "ps", "-a"],
-                              env={**env, **extra_env}, cwd=str(neuro.home), timeout=20,
-                              dimensions=(20, 140), encoding="utf-8")
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "neuro_cli", "ps", "-a"],
+            env={**env, **extra_env},
+            cwd=str(neuro.home),
+            timeout=20,
+            dimensions=(20, 140),
+            encoding="utf-8",
+        )
         child.expect(pexpect.EOF)
         child.close()
         assert child.exitstatus == 0

@@ -80,12 +80,16 @@ sys.stderr.write("MODULES " + json.dumps([code, sorted(sys.modules)]) + "\\n")
 def probe(args: list[str], home: Path) -> tuple[int, str, str, set[str]]:
     """Exit code, stdout, stderr and the modules imported by `neuro ARGS`."""
     r = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60,
-        check=False, env={"HOME": str(home), "NEURO_CONFIG": str(home / ".neuro"),
-                          "PATH": "/usr/bin:/bin"})
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"HOME": str(home), "NEURO_CONFIG": str(home / ".neuro"), "PATH": "/usr/bin:/bin"},
+    )
     lines = r.stderr.splitlines()
     assert lines and lines[-1].startswith("MODULES "), r.stderr
-    code, modules = json.loads(lines[-1][len("MODULES "):])
+    code, modules = json.loads(lines[-1][len("MODULES ") :])
     return code, r.stdout, "\n".join(lines[:-1]), set(modules)
 
 
@@ -101,8 +105,9 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
     """A platform on loopback, in a thread of the test."""
     seen: list[str] = []
     release = threading.Event()
-    handler = type("H", (Handler,), {"seen": seen, "stalled": threading.Event(),
-                                     "release": release})
+    handler = type(
+        "H", (Handler,), {"seen": seen, "stalled": threading.Event(), "release": release}
+    )
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -112,9 +117,16 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
     (d / "token").write_text(TOKEN)
     os.chmod(d / "token", 0o600)
     config = server_config(f"{url}/api/v1/jobs")
-    (d / SERVER_INFO_FILE).write_text(server_info_json(ServerInfo(
-        url=f"{url}/api/v1", pid=os.getpid(), token_file=str(d / "token"),
-        server_config=config)))
+    (d / SERVER_INFO_FILE).write_text(
+        server_info_json(
+            ServerInfo(
+                url=f"{url}/api/v1",
+                pid=os.getpid(),
+                token_file=str(d / "token"),
+                server_config=config,
+            )
+        )
+    )
     try:
         yield Platform(tmp_path, seen, handler)
     finally:
@@ -124,16 +136,21 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
         thread.join(10)
 
 
-@pytest.mark.parametrize(("args", "expected", "requests"), [
-    (["ps"], f"{JOB}\ttrain\trunning", ["GET /api/v1/jobs"]),
-    (["ps", "-a", "-q"], JOB, ["GET /api/v1/jobs"]),
-    (["status", JOB], f"Job: {JOB}", [f"GET /api/v1/jobs/{JOB}"]),
-    (["kill", JOB], JOB, [f"GET /api/v1/jobs/{JOB}", f"DELETE /api/v1/jobs/{JOB}"]),
-    (["job", "tags"], "nightly\ngpu", ["GET /api/v1/tags"]),
-    (["config", "show"], "cpu-small", ["GET /api/v1/jobs/capacity"]),
-], ids=["ps", "ps-all-quiet", "status", "kill", "tags", "config-show"])
-def test_oneshot_commands_import_no_event_loop(platform: Platform, args: list[str],
-                                               expected: str, requests: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("args", "expected", "requests"),
+    [
+        (["ps"], f"{JOB}\ttrain\trunning", ["GET /api/v1/jobs"]),
+        (["ps", "-a", "-q"], JOB, ["GET /api/v1/jobs"]),
+        (["status", JOB], f"Job: {JOB}", [f"GET /api/v1/jobs/{JOB}"]),
+        (["kill", JOB], JOB, [f"GET /api/v1/jobs/{JOB}", f"DELETE /api/v1/jobs/{JOB}"]),
+        (["job", "tags"], "nightly\ngpu", ["GET /api/v1/tags"]),
+        (["config", "show"], "cpu-small", ["GET /api/v1/jobs/capacity"]),
+    ],
+    ids=["ps", "ps-all-quiet", "status", "kill", "tags", "config-show"],
+)
+def test_oneshot_commands_import_no_event_loop(
+    platform: Platform, args: list[str], expected: str, requests: list[str]
+) -> None:
     code, out, err, modules = probe(args, platform.home)
     assert (code, err) == (0, "")
     assert expected in out
@@ -143,8 +160,9 @@ def test_oneshot_commands_import_no_event_loop(platform: Platform, args: list[st
 
 
 def test_oneshot_error_exit_code_without_a_loop(platform: Platform) -> None:
-    code, out, err, modules = probe(["status", "job-00000000-0000-0000-0000-000000000000"],
-                                    platform.home)
+    code, out, err, modules = probe(
+        ["status", "job-00000000-0000-0000-0000-000000000000"], platform.home
+    )
     assert platform.seen == ["GET /api/v1/jobs/job-00000000-0000-0000-0000-000000000000"]
     assert (code, out) == (72, "") and err.startswith("ERROR: nope")
     assert "aiohttp" not in modules
@@ -155,8 +173,13 @@ def test_oneshot_ctrl_c_while_waiting_for_the_server(platform: Platform) -> None
     handler, home = platform.handler, platform.home
     handler.stall = True
     env = {"HOME": str(home), "NEURO_CONFIG": str(home / ".neuro"), "PATH": "/usr/bin:/bin"}
-    p = subprocess.Popen([sys.executable, "-m", "neuro_cli", "job", "tags"], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "neuro_cli", "job", "tags"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert handler.stalled.wait(30), "the request never came"
         p.send_signal(signal.SIGINT)

@@ -31,16 +31,16 @@ SKIP: dict[str, str] = {
     "pip install -e '.[test]'": "installs the package (the test runs the installed one)",
     "python -m pytest -n 2": "the test suite itself",
     "neuro run -t ubuntu -- bash": "a person typing at a terminal (tests/e2e/test_interactive.py "
-                                   "drives -t shells on a pty)",
+    "drives -t shells on a pty)",
     "neuro exec -t train bash": "a person typing at a terminal (tests/e2e/test_interactive.py)",
     "neuro exec train -- nvidia-smi": "a GPU and its nvidia-smi",
     "--preset gpu-small IMAGE -- python train.py": "a GPU (preset gpu-small)",
     "neuro port-forward train 8888:8888 6006:6006": "local ports 8888 and 6006, which tests "
-                                                    "running beside this one may hold",
+    "running beside this one may hold",
     "neuro run --pass-config IMAGE -- neuro run ...": "`neuro run ...` stands for a command "
-                                                      "of your own",
+    "of your own",
     "neuro-server serve --data-dir /srv/neuro --host 0.0.0.0 --port 8080": "a head node "
-                                                                          "serving 0.0.0.0:8080",
+    "serving 0.0.0.0:8080",
     "neuro login http://head-node:8080/api/v1": "a head node",
     "apolo config login-with-token": "the official client (tests/compat runs it)",
 }
@@ -48,8 +48,8 @@ SKIP: dict[str, str] = {
 # job programs from images the test does not have -> a stand-in that behaves alike
 STAND_INS: dict[str, str] = {
     # trains until stopped, checkpoints on SIGUSR1 (send-signal, --life-span-signal)
-    "-- python train.py": "-- sh -c 'trap \"echo checkpoint\" USR1; "
-                          "while :; do echo training; sleep 0.5; done'",
+    "-- python train.py": '-- sh -c \'trap "echo checkpoint" USR1; '
+    "while :; do echo training; sleep 0.5; done'",
     "-- ./nightly.sh": "-- sh -c 'echo nightly run'",
     "jupyter/base-notebook": "jupyter/base-notebook -- sh -c 'sleep 300'",
 }
@@ -115,19 +115,34 @@ def readme_user(neuro: Neuro, tmp_path: Path) -> Neuro:
     neuro.ok("cp", str(metrics), "storage:runs/metrics.json")
     neuro.ok("run", "-q", "--detach", "-n", "other-job", "ubuntu", "--", "sleep", "300")
     server = [sys.executable, "-m", "neuro_server"]
-    r = subprocess.run([*server, "add-user", "alice"], env=neuro.env, capture_output=True,
-                       text=True, timeout=60, check=False)
+    r = subprocess.run(
+        [*server, "add-user", "alice"],
+        env=neuro.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     bindir = str(Path(sys.executable).parent)  # where `neuro` and `neuro-server` are
-    neuro.env = {**neuro.env, "PATH": bindir + os.pathsep + neuro.env["PATH"],
-                 "BROWSER": "true"}  # `job browse` opens "a browser" that accepts the link
+    neuro.env = {
+        **neuro.env,
+        "PATH": bindir + os.pathsep + neuro.env["PATH"],
+        "BROWSER": "true",
+    }  # `job browse` opens "a browser" that accepts the link
     return neuro
 
 
 def _run_until_ctrl_c(neuro: Neuro, line: str) -> str | None:
-    p = subprocess.Popen(["bash", "-o", "pipefail", "-c", line], env=neuro.env, cwd=neuro.home,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, start_new_session=True)
+    p = subprocess.Popen(
+        ["bash", "-o", "pipefail", "-c", line],
+        env=neuro.env,
+        cwd=neuro.home,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     assert p.stdout is not None
     try:
         deadline = time.monotonic() + 30
@@ -151,15 +166,25 @@ def _run_until_ctrl_c(neuro: Neuro, line: str) -> str | None:
 def _run(neuro: Neuro, line: str, values: dict[str, str]) -> str | None:
     """Run one README line; None when it did what it says, else what went wrong."""
     for placeholder, value in values.items():
-        line = (re.sub(rf"\b{placeholder}\b", value, line) if placeholder.isalnum() or
-                "_" in placeholder else line.replace(placeholder, value))
+        line = (
+            re.sub(rf"\b{placeholder}\b", value, line)
+            if placeholder.isalnum() or "_" in placeholder
+            else line.replace(placeholder, value)
+        )
     for program, stand_in in STAND_INS.items():
         line = line.replace(program, stand_in)
     if any(line.startswith(prefix) for prefix in UNTIL_CTRL_C):
         return _run_until_ctrl_c(neuro, line)
-    r = subprocess.run(["bash", "-o", "pipefail", "-c", line], env=neuro.env, cwd=neuro.home,
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
-                       check=False)
+    r = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", line],
+        env=neuro.env,
+        cwd=neuro.home,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     if r.returncode != 0:
         return f"exit {r.returncode}: {r.stderr.strip()[-400:]}"
     want = PRINTS.get(line.split(" #")[0].strip())
@@ -170,9 +195,11 @@ def _run(neuro: Neuro, line: str, values: dict[str, str]) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("block", range(len(BLOCKS)),
-                         ids=[f"{i}-{re.sub(r'[^a-z]+', '-', t.lower()).strip('-')}"
-                              for i, (t, _) in enumerate(BLOCKS)])
+@pytest.mark.parametrize(
+    "block",
+    range(len(BLOCKS)),
+    ids=[f"{i}-{re.sub(r'[^a-z]+', '-', t.lower()).strip('-')}" for i, (t, _) in enumerate(BLOCKS)],
+)
 def test_readme_commands_run(readme_user: Neuro, tmp_path: Path, block: int) -> None:
     values = {"IMAGE": "ubuntu", "/srv/neuro": str(tmp_path / "srv-neuro")}
     failures = []

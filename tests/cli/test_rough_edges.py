@@ -23,22 +23,48 @@ def error_lines(r: subprocess.CompletedProcess[str]) -> list[str]:
     return r.stderr.splitlines()
 
 
-@pytest.mark.parametrize("args, message, hint", [
-    (("run",), "ERROR: missing argument 'IMAGE'", "usage: neuro run [OPTIONS] IMAGE [CMD]..."),
-    (("run", "--bogus", "x"), "ERROR: no such option: --bogus", "usage: neuro run"),
-    (("run", "--presett", "x"), "ERROR: no such option: --presett", "did you mean --preset"),
-    (("stauts",), "ERROR: no such command 'stauts'", "did you mean `neuro status`?"),
-    (("job", "brwose"), "ERROR: no such command 'brwose'", "did you mean `neuro job browse`?"),
-    (("xyzzy",), "ERROR: no such command 'xyzzy'", "`neuro --help` lists the commands"),
-    (("run", "-it", "ubuntu", "bash"), "ERROR: no such option: -i", "`neuro run -t` is docker's -it"),
-    (("run", "--rm", "ubuntu"), "ERROR: no such option: --rm", "nothing to remove"),
-    (("run", "-p", "8888:8888", "x"), "ERROR: no such option: -p", "--port-forward LOCAL:REMOTE"),
-    (("login", "not-a-url", "--token", "t"),
-     "ERROR: invalid value for URL: 'not-a-url' is not a server URL", "usage: neuro login"),
-], ids=["missing-arg", "bad-option", "close-option", "close-command", "close-subcommand",
-        "no-close-command", "docker-it", "docker-rm", "docker-p", "login-not-a-url"])
-def test_usage_errors_are_one_error_line_and_a_hint(neuro: Neuro, args: tuple[str, ...],
-                                                    message: str, hint: str) -> None:
+@pytest.mark.parametrize(
+    "args, message, hint",
+    [
+        (("run",), "ERROR: missing argument 'IMAGE'", "usage: neuro run [OPTIONS] IMAGE [CMD]..."),
+        (("run", "--bogus", "x"), "ERROR: no such option: --bogus", "usage: neuro run"),
+        (("run", "--presett", "x"), "ERROR: no such option: --presett", "did you mean --preset"),
+        (("stauts",), "ERROR: no such command 'stauts'", "did you mean `neuro status`?"),
+        (("job", "brwose"), "ERROR: no such command 'brwose'", "did you mean `neuro job browse`?"),
+        (("xyzzy",), "ERROR: no such command 'xyzzy'", "`neuro --help` lists the commands"),
+        (
+            ("run", "-it", "ubuntu", "bash"),
+            "ERROR: no such option: -i",
+            "`neuro run -t` is docker's -it",
+        ),
+        (("run", "--rm", "ubuntu"), "ERROR: no such option: --rm", "nothing to remove"),
+        (
+            ("run", "-p", "8888:8888", "x"),
+            "ERROR: no such option: -p",
+            "--port-forward LOCAL:REMOTE",
+        ),
+        (
+            ("login", "not-a-url", "--token", "t"),
+            "ERROR: invalid value for URL: 'not-a-url' is not a server URL",
+            "usage: neuro login",
+        ),
+    ],
+    ids=[
+        "missing-arg",
+        "bad-option",
+        "close-option",
+        "close-command",
+        "close-subcommand",
+        "no-close-command",
+        "docker-it",
+        "docker-rm",
+        "docker-p",
+        "login-not-a-url",
+    ],
+)
+def test_usage_errors_are_one_error_line_and_a_hint(
+    neuro: Neuro, args: tuple[str, ...], message: str, hint: str
+) -> None:
     r = neuro(*args)
     assert r.returncode == 2, r.stderr
     lines = error_lines(r)
@@ -70,8 +96,12 @@ def test_missing_and_not_running_jobs_in_one_wording(neuro: Neuro) -> None:
         assert error_lines(r) == [f"ERROR: no such job: {ref}", f"  hint: {hint}"], r.stderr
     job = neuro.ok("run", "-q", "--detach", "-n", "done-job", "ubuntu", "--", "true").strip()
     assert neuro.wait_status(job, {"succeeded"}) == "succeeded"
-    for args in (("exec", "-T", "done-job", "--", "true"), ("attach", "done-job"),
-                 ("kill", "done-job"), ("port-forward", "done-job", "9:9")):
+    for args in (
+        ("exec", "-T", "done-job", "--", "true"),
+        ("attach", "done-job"),
+        ("kill", "done-job"),
+        ("port-forward", "done-job", "9:9"),
+    ):
         r = neuro(*args)
         assert r.returncode != 0
         assert "it has already finished (succeeded)" in r.stderr, (args, r.stderr)
@@ -102,8 +132,10 @@ def test_share_with_an_unknown_user_says_how_to_add_one(neuro: Neuro) -> None:
 def test_run_says_what_it_understood_of_docker_habits(neuro: Neuro) -> None:
     # docker's -d is --detach; ours (the platform's) is --description: IMAGE became a command
     r = neuro("run", "--detach", "-d", "ubuntu", "echo", "hi")
-    assert ("Note: understood description 'ubuntu', image 'echo', command 'hi' (-d is "
-            "--description, as on the platform; docker's -d is --detach here)") in r.stderr
+    assert (
+        "Note: understood description 'ubuntu', image 'echo', command 'hi' (-d is "
+        "--description, as on the platform; docker's -d is --detach here)"
+    ) in r.stderr
     r = neuro("run", "--detach", "python", "train.py")
     assert "Note: understood image 'python', command 'train.py' (IMAGE comes first" in r.stderr
     r = neuro("run", "--detach", "-d", "nightly run", "ubuntu", "--", "true")
@@ -112,11 +144,18 @@ def test_run_says_what_it_understood_of_docker_habits(neuro: Neuro) -> None:
 
 def test_config_show_is_aligned_on_a_terminal(neuro: Neuro) -> None:
     neuro.ok("server", "start")
-    child = pexpect.spawn(sys.executable, ["-m", "neuro_cli", "config", "show"], env=neuro.env,
-                          cwd=str(neuro.home), encoding="utf-8", timeout=20, dimensions=(40, 120))
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "neuro_cli", "config", "show"],
+        env=neuro.env,
+        cwd=str(neuro.home),
+        encoding="utf-8",
+        timeout=20,
+        dimensions=(40, 120),
+    )
     child.expect(pexpect.EOF)
     lines = child.before.replace("\r", "").splitlines()
-    table = lines[lines.index("Presets:") + 1:]
+    table = lines[lines.index("Presets:") + 1 :]
     assert "\t" not in "".join(table)
     header = table[0]
     for column in ("CPU", "MEMORY", "GPU", "JOBS AVAILABLE"):
@@ -131,9 +170,15 @@ def test_port_forward_ctrl_c_is_an_interrupt(neuro: Neuro) -> None:
         s.bind(("127.0.0.1", 0))
         local = s.getsockname()[1]
     job = neuro.ok("run", "-q", "--detach", "ubuntu", "--", "sleep", "60").strip()
-    p = subprocess.Popen([sys.executable, "-m", "neuro_cli", "port-forward", job, f"{local}:9"],
-                         env=neuro.env, cwd=neuro.home, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "neuro_cli", "port-forward", job, f"{local}:9"],
+        env=neuro.env,
+        cwd=neuro.home,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert p.stderr is not None
         deadline = time.monotonic() + 20

@@ -37,18 +37,21 @@ def parse(monkeypatch: pytest.MonkeyPatch, runner: str, argv: list[str], stdin: 
 def test_secret_parse_value_file_and_stdin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert parse(monkeypatch, "run_add", ["add", "k", "v@1"]) == secret.AddOptions("k", b"v@1")
     (tmp_path / "key.pem").write_bytes(b"\x00binary\n")
-    assert parse(monkeypatch, "run_add", ["add", "k", f"@{tmp_path / 'key.pem'}"]) == \
-        secret.AddOptions("k", b"\x00binary\n")
-    assert parse(monkeypatch, "run_add", ["add", "k", "-"], stdin="from stdin") == \
-        secret.AddOptions("k", b"from stdin")
+    assert parse(
+        monkeypatch, "run_add", ["add", "k", f"@{tmp_path / 'key.pem'}"]
+    ) == secret.AddOptions("k", b"\x00binary\n")
+    assert parse(
+        monkeypatch, "run_add", ["add", "k", "-"], stdin="from stdin"
+    ) == secret.AddOptions("k", b"from stdin")
     assert parse(monkeypatch, "run_ls", ["ls", "--json"]) == secret.LsOptions(as_json=True)
     assert parse(monkeypatch, "run_rm", ["rm", "a", "b"]) == secret.RmOptions(("a", "b"))
 
 
 def test_secret_parse_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(CLIError, match="cannot read .*nope") as e:
-        secret.group.main(["add", "k", f"@{tmp_path / 'nope'}"], standalone_mode=False,
-                          obj=stub_deps())
+        secret.group.main(
+            ["add", "k", f"@{tmp_path / 'nope'}"], standalone_mode=False, obj=stub_deps()
+        )
     assert e.value.code == ExitCode.USAGE
 
 
@@ -62,23 +65,35 @@ async def test_secret_add_sends_base64(stub: StubServer) -> None:
     deps = stub_deps(stub)
     assert await secret.run_add(secret.AddOptions("tok", b"s3cr3t\xff"), deps) == 0
     assert stub.only("POST", "/api/v1/secrets").json() == {
-        "key": "tok", "value": base64.b64encode(b"s3cr3t\xff").decode()}
+        "key": "tok",
+        "value": base64.b64encode(b"s3cr3t\xff").decode(),
+    }
     assert (deps.out, deps.err) == ("", "Secret tok saved (7 bytes)\n")
 
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
 async def test_secret_ls(stub: StubServer, as_json: bool) -> None:
-    stub.add("GET", "/api/v1/secrets", json=[
-        {"key": "pem", "owner": "alice", "org_name": "acme", "project_name": "beta"},
-        {"key": "tok", "owner": "alice"}])
+    stub.add(
+        "GET",
+        "/api/v1/secrets",
+        json=[
+            {"key": "pem", "owner": "alice", "org_name": "acme", "project_name": "beta"},
+            {"key": "tok", "owner": "alice"},
+        ],
+    )
     deps = stub_deps(stub)
     assert await secret.run_ls(secret.LsOptions(as_json), deps) == 0
     if as_json:
-        assert json.loads(deps.out) == [{"key": "pem", "uri": "secret://default/acme/beta/pem"},
-                                        {"key": "tok", "uri": "secret://default/tok"}]
+        assert json.loads(deps.out) == [
+            {"key": "pem", "uri": "secret://default/acme/beta/pem"},
+            {"key": "tok", "uri": "secret://default/tok"},
+        ]
     else:
-        assert deps.out.splitlines() == ["KEY\tURI", "pem\tsecret://default/acme/beta/pem",
-                                         "tok\tsecret://default/tok"]
+        assert deps.out.splitlines() == [
+            "KEY\tURI",
+            "pem\tsecret://default/acme/beta/pem",
+            "tok\tsecret://default/tok",
+        ]
 
 
 async def test_secret_rm_goes_on_past_a_missing_key(stub: StubServer) -> None:
@@ -97,6 +112,5 @@ async def test_secret_rm_exit_code_through_the_command(stub: StubServer) -> None
     stub.add("DELETE", "/api/v1/secrets/nope", json={"error": "no secret"}, status=404)
     deps = stub_deps(stub)
     with pytest.raises(JobExit) as e:
-        await asyncio.to_thread(secret.group.main, ["rm", "nope"], standalone_mode=False,
-                                obj=deps)
+        await asyncio.to_thread(secret.group.main, ["rm", "nope"], standalone_mode=False, obj=deps)
     assert e.value.code == 1 and deps.err == "ERROR: no secret 'nope'\n"

@@ -27,13 +27,21 @@ sys.stderr.write("MODULES " + json.dumps(sorted(sys.modules)) + "\\n")
 
 def probe(args: list[str], tmp: Path, env: dict[str, str] | None = None) -> tuple[str, set[str]]:
     r = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60, check=False,
-        env={"HOME": str(tmp), "NEURO_CONFIG": str(tmp / ".neuro"), "PATH": "/usr/bin:/bin",
-             **(env or {})},
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={
+            "HOME": str(tmp),
+            "NEURO_CONFIG": str(tmp / ".neuro"),
+            "PATH": "/usr/bin:/bin",
+            **(env or {}),
+        },
     )
     line = [ln for ln in r.stderr.splitlines() if ln.startswith("MODULES ")]
     assert line, r.stderr
-    return r.stdout, set(json.loads(line[-1][len("MODULES "):]))
+    return r.stdout, set(json.loads(line[-1][len("MODULES ") :]))
 
 
 def heavy(modules: set[str]) -> list[str]:
@@ -44,12 +52,18 @@ def fresh_cache(tmp: Path) -> None:
     d = tmp / ".neuro" / "cache"
     d.mkdir(parents=True)
     job = {"id": "job-11111111-1111-1111-1111-111111111111", "name": "train", "status": "running"}
-    (d / "completion.json").write_text(json.dumps(
-        {"version": 1, "time": time.time(), "jobs": [job], "presets": [{"name": "cpu-small"}]}))
+    (d / "completion.json").write_text(
+        json.dumps(
+            {"version": 1, "time": time.time(), "jobs": [job], "presets": [{"name": "cpu-small"}]}
+        )
+    )
 
 
-@pytest.mark.parametrize("args", [["--help"], ["ps", "--help"], ["job", "--help"],
-                                  ["run", "--help"]], ids=["root", "ps", "job", "run"])
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["ps", "--help"], ["job", "--help"], ["run", "--help"]],
+    ids=["root", "ps", "job", "run"],
+)
 def test_startup_help_imports_nothing_heavy(args: list[str], tmp_path: Path) -> None:
     out, modules = probe(args, tmp_path)
     assert "Usage: neuro" in out

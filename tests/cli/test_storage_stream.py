@@ -57,13 +57,17 @@ def test_output_into_a_reader_that_went_away_is_not_an_error(neuro: Neuro) -> No
 
 
 def test_cp_over_the_storage_quota_says_so_in_one_line(neuro: Neuro, tmp_path: Path) -> None:
-    neuro.write_server_config(SERVER_TOML.replace("[server]\n", '[server]\nstorage_quota = "1MiB"\n'))
+    neuro.write_server_config(
+        SERVER_TOML.replace("[server]\n", '[server]\nstorage_quota = "1MiB"\n')
+    )
     big = tmp_path / "big.bin"
     big.write_bytes(b"b" * 3_000_000)
     r = neuro("cp", str(big), "storage:data/big.bin")
     assert r.returncode == ExitCode.NO_SPACE == 73, r.stderr
-    assert r.stderr == ("ERROR: storage quota of 1.0 MiB exceeded: 0 bytes used; remove files "
-                        "(neuro rm) or ask the admin for more\n")
+    assert r.stderr == (
+        "ERROR: storage quota of 1.0 MiB exceeded: 0 bytes used; remove files "
+        "(neuro rm) or ask the admin for more\n"
+    )
     assert neuro.ok("ls", "storage:data") == ""  # nothing partial
     r = neuro("cp", "-", "storage:data/piped.bin", input="p" * 3_000_000)  # streamed
     assert r.returncode == 73 and "storage quota of 1.0 MiB exceeded" in r.stderr, r.stderr

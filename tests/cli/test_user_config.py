@@ -25,8 +25,14 @@ def test_defaults_aliases_and_project_override(neuro: Neuro) -> None:
     project = neuro.home / "proj" / "sub"
     project.mkdir(parents=True)
     (neuro.home / "proj" / ".neuro.toml").write_text('[job]\nps-format = "id/name"\n')
-    out = subprocess.run([sys.executable, "-m", "neuro_cli", "ps"], env=neuro.env, cwd=project,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "neuro_cli", "ps"],
+        env=neuro.env,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["ID\tNAME", f"{job}\taliased"]
     neuro.ok("kill", job)
@@ -35,10 +41,13 @@ def test_defaults_aliases_and_project_override(neuro: Neuro) -> None:
 def test_bad_user_config_is_one_line(neuro: Neuro) -> None:
     path = neuro.config_dir / "user.toml"
     neuro.config_dir.mkdir(parents=True, exist_ok=True)
-    for text, why in [("[job\n", "invalid TOML"), ("[jobs]\n", "unknown section [jobs]"),
-                      ('[job]\ncolour = "x"\n', "unknown key [job] colour"),
-                      ('[job]\nps-format = "nope"\n', "unknown column 'nope'"),
-                      ('[job]\nlife-span = "soon"\n', "[job] life-span")]:
+    for text, why in [
+        ("[job\n", "invalid TOML"),
+        ("[jobs]\n", "unknown section [jobs]"),
+        ('[job]\ncolour = "x"\n', "unknown key [job] colour"),
+        ('[job]\nps-format = "nope"\n', "unknown column 'nope'"),
+        ('[job]\nlife-span = "soon"\n', "[job] life-span"),
+    ]:
         path.write_text(text)
         cmd = ("run", "ubuntu", "--", "true") if "life-span" in text else ("ps",)
         r = neuro(*cmd)

@@ -31,8 +31,11 @@ def apolo_bin() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not exe.exists():
             subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-            subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", f"apolo-cli=={APOLO_VERSION}"],
-                           check=True, timeout=600)
+            subprocess.run(
+                [str(VENV / "bin" / "pip"), "install", "-q", f"apolo-cli=={APOLO_VERSION}"],
+                check=True,
+                timeout=600,
+            )
     return exe
 
 
@@ -47,10 +50,12 @@ def apolo(neuro: Neuro, tmp_path: Path):  # type: ignore[no-untyped-def]
 
     def call(*args: str, timeout: float = 60, background: bool = False):  # type: ignore[no-untyped-def]
         if background:
-            return subprocess.Popen([*argv0, *args], env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-        return subprocess.run([*argv0, *args], env=env, capture_output=True, text=True,
-                              timeout=timeout)
+            return subprocess.Popen(
+                [*argv0, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        return subprocess.run(
+            [*argv0, *args], env=env, capture_output=True, text=True, timeout=timeout
+        )
 
     return call
 
@@ -66,14 +71,27 @@ def test_official_client_against_our_server(neuro: Neuro, apolo) -> None:  # typ
     assert f"Logged into {url} as " in r.stdout
 
     # a job started by our CLI is visible to theirs
-    ours = neuro.ok("run", "-q", "--detach", "-n", "from-neuro", neuro.image, "--", "sleep", "60").strip()
+    ours = neuro.ok(
+        "run", "-q", "--detach", "-n", "from-neuro", neuro.image, "--", "sleep", "60"
+    ).strip()
     r = apolo("ps")
     assert r.returncode == 0, r.stderr
     assert ours in r.stdout and "from-neuro" in r.stdout
 
     # run --detach: the job runs, with the official client's default flags (http port, shm, 1d)
-    r = apolo("run", "--detach", "--preset", "cpu-small", "-n", "from-apolo", neuro.image, "--",
-              "sh", "-c", "echo hello-from-apolo; sleep 60")
+    r = apolo(
+        "run",
+        "--detach",
+        "--preset",
+        "cpu-small",
+        "-n",
+        "from-apolo",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        "echo hello-from-apolo; sleep 60",
+    )
     assert r.returncode == 0, r.stderr
     theirs = re.search(r"job-[0-9a-f-]{36}", r.stdout)
     assert theirs, r.stdout
@@ -144,7 +162,9 @@ def test_official_client_interactive_commands(neuro: Neuro, apolo, tmp_path: Pat
                 body = urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=5).read()
                 break
             except OSError:
-                assert time.monotonic() < deadline, fwd.stderr.read() if fwd.poll() is not None else "no answer"
+                assert time.monotonic() < deadline, (
+                    fwd.stderr.read() if fwd.poll() is not None else "no answer"
+                )
                 time.sleep(0.2)
         assert b"served to apolo" in body
     finally:
@@ -152,8 +172,16 @@ def test_official_client_interactive_commands(neuro: Neuro, apolo, tmp_path: Pat
         fwd.communicate(timeout=30)
 
     # attach to a non-TTY job: its output streams live, and the attach ends when the job does
-    talker = neuro.ok("run", "-q", "--detach", neuro.image, "--", "sh", "-c",
-                      "while :; do echo from-attached-job; sleep 0.2; done").strip()
+    talker = neuro.ok(
+        "run",
+        "-q",
+        "--detach",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        "while :; do echo from-attached-job; sleep 0.2; done",
+    ).strip()
     attached = apolo("attach", talker, background=True)
     try:
         seen = []  # apolo's banner, then what the job printed after apolo attached
@@ -181,8 +209,18 @@ def test_official_client_secrets(neuro: Neuro, apolo) -> None:  # type: ignore[n
     r = apolo("secret", "ls")
     assert r.returncode == 0 and "from-neuro" in r.stdout and "neuro-value-2" not in r.stdout
     # their run with -e VAR=secret:KEY (a full secret:// URI on the wire) gets the value
-    r = apolo("run", "--preset", "cpu-small", "-e", "V=secret:from-apolo", neuro.image, "--",
-              "sh", "-c", "echo got=$V")
+    r = apolo(
+        "run",
+        "--preset",
+        "cpu-small",
+        "-e",
+        "V=secret:from-apolo",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        "echo got=$V",
+    )
     assert r.returncode == 0, r.stderr
     assert "got=apolo-value-1" in r.stdout
     r = apolo("secret", "rm", "from-apolo")

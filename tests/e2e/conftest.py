@@ -110,8 +110,9 @@ def _ended(n: Neuro, job: str) -> bool:
     return bool(found)
 
 
-def http_server_job(n: Neuro, port: int, index: str, www: Path, blob_mib: int = 0,
-                    extra: tuple[str, ...] = ()) -> tuple[str, str]:
+def http_server_job(
+    n: Neuro, port: int, index: str, www: Path, blob_mib: int = 0, extra: tuple[str, ...] = ()
+) -> tuple[str, str]:
     """A detached job serving ``index.html`` (and ``blob``: ``blob_mib`` MiB of random bytes)
     over HTTP on ``port``.  Returns the job id and the blob's sha256.  Python's http.server on
     a host directory on the process runtime; busybox httpd in the container, on files the job
@@ -121,8 +122,22 @@ def http_server_job(n: Neuro, port: int, index: str, www: Path, blob_mib: int = 
         (www / "index.html").write_text(index)
         blob = os.urandom(blob_mib << 20)
         (www / "blob").write_bytes(blob)
-        job = n.ok("run", "-q", "--detach", *extra, "--workdir", str(www), n.image, "--", sys.executable,
-                   "-m", "http.server", str(port), "--bind", "127.0.0.1").strip()
+        job = n.ok(
+            "run",
+            "-q",
+            "--detach",
+            *extra,
+            "--workdir",
+            str(www),
+            n.image,
+            "--",
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+        ).strip()
         return job, hashlib.sha256(blob).hexdigest()
     script = (
         f"mkdir -p /www && printf '%s' '{index}' > /www/index.html && "

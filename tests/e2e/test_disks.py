@@ -14,7 +14,9 @@ from tests.conftest import Neuro
 
 
 def _status(neuro: Neuro, job: str) -> str:
-    return next(line for line in neuro.ok("status", job).splitlines() if line.startswith("Status: "))
+    return next(
+        line for line in neuro.ok("status", job).splitlines() if line.startswith("Status: ")
+    )
 
 
 @pytest.mark.skipif(shutil.which("mkfs.ext4") is None, reason="mkfs.ext4 (e2fsprogs) not installed")
@@ -33,25 +35,55 @@ def test_disk_persists_one_writer_and_size(neuro: Neuro) -> None:
     r = neuro("run", "-v", "disk:cache:/cache:ro", neuro.image, "--", "cat", "/cache/f")
     assert r.returncode == 0 and r.stdout == "hi\n", r.stderr
     # one writer at a time: the second writer waits until the first ends
-    first = neuro.ok("run", "-q", "--detach", "-v", "disk:cache:/cache", neuro.image, "--",
-                     "sh", "-c", "echo one >> /cache/log; sleep 60").strip()
+    first = neuro.ok(
+        "run",
+        "-q",
+        "--detach",
+        "-v",
+        "disk:cache:/cache",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        "echo one >> /cache/log; sleep 60",
+    ).strip()
     neuro.wait_status(first, {"running"})
-    second = neuro.ok("run", "-q", "--detach", "-v", "disk:cache:/cache", neuro.image, "--",
-                      "sh", "-c", "echo two >> /cache/log; cat /cache/log").strip()
+    second = neuro.ok(
+        "run",
+        "-q",
+        "--detach",
+        "-v",
+        "disk:cache:/cache",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        "echo two >> /cache/log; cat /cache/log",
+    ).strip()
     deadline = time.monotonic() + 20
     while "DiskUnavailable" not in _status(neuro, second):
         assert time.monotonic() < deadline, neuro.ok("status", second)
         time.sleep(0.1)
-    assert "Waiting for job" in neuro.ok("status", second) and "one writer at a time" in neuro.ok("status", second)
+    assert "Waiting for job" in neuro.ok("status", second) and "one writer at a time" in neuro.ok(
+        "status", second
+    )
     r = neuro("disk", "rm", "cache")
     assert r.returncode != 0 and "in use by" in r.stderr
     neuro.ok("kill", first)
     neuro.wait_status(second, {"succeeded"})
     assert neuro.ok("logs", second) == "one\ntwo\n"
     # the size is the filesystem's: writing more fails
-    r = neuro("run", "-v", "disk:cache:/cache", neuro.image, "--", "sh", "-c",
-              "dd if=/dev/zero of=/cache/big bs=1M count=64 2>/dev/null || echo write-failed;"
-              " du -m /cache/big | cut -f1; rm -f /cache/big")
+    r = neuro(
+        "run",
+        "-v",
+        "disk:cache:/cache",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/cache/big bs=1M count=64 2>/dev/null || echo write-failed;"
+        " du -m /cache/big | cut -f1; rm -f /cache/big",
+    )
     failed, mib = r.stdout.split()
     assert failed == "write-failed" and int(mib) <= 32, r.stdout
     neuro.wait_status(r.stderr.split("Job ID: ")[1].split()[0], {"succeeded", "failed"})

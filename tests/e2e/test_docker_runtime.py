@@ -33,8 +33,16 @@ def dneuro(tmp_path: Path) -> Iterator[Neuro]:
 
 
 def test_run_in_the_image(dneuro: Neuro) -> None:
-    r = dneuro("run", "--preset", "cpu-small", IMAGE, "--", "sh", "-c",
-               "cat /etc/passwd | head -1; echo $((6*7)); exit 3")
+    r = dneuro(
+        "run",
+        "--preset",
+        "cpu-small",
+        IMAGE,
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/passwd | head -1; echo $((6*7)); exit 3",
+    )
     assert r.returncode == 3, r.stderr
     assert r.stdout.splitlines() == ["root:x:0:0:root:/root:/bin/sh", "42"]
     assert "does not use the image" not in r.stderr
@@ -75,7 +83,9 @@ def test_port_forward_through_an_exec_relay(dneuro: Neuro, tmp_path: Path) -> No
         deadline = time.monotonic() + 20
         while True:
             try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{local}/index.html", timeout=5).read()
+                body = urllib.request.urlopen(
+                    f"http://127.0.0.1:{local}/index.html", timeout=5
+                ).read()
                 break
             except OSError:
                 assert time.monotonic() < deadline, "the forward never answered"

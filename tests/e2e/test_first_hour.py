@@ -42,22 +42,35 @@ def _reap(neuro: Neuro) -> Iterator[None]:
 
 def in_shell(neuro: Neuro, script: str, timeout: float = 20) -> pexpect.spawn:
     """A shell script on a real terminal (pexpect's pty), as typed in a terminal."""
-    child = pexpect.spawn("bash", ["--norc", "--noprofile", "-c", script], env=neuro.env,
-                          cwd=str(neuro.home), encoding="utf-8", timeout=timeout)
+    child = pexpect.spawn(
+        "bash",
+        ["--norc", "--noprofile", "-c", script],
+        env=neuro.env,
+        cwd=str(neuro.home),
+        encoding="utf-8",
+        timeout=timeout,
+    )
     _STARTED.append(child)
     return child
 
 
 def spawn(neuro: Neuro, *args: str) -> pexpect.spawn:
-    child = pexpect.spawn(sys.executable, ["-m", "neuro_cli", *args], env=neuro.env,
-                          cwd=str(neuro.home), encoding="utf-8", timeout=20)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "neuro_cli", *args],
+        env=neuro.env,
+        cwd=str(neuro.home),
+        encoding="utf-8",
+        timeout=20,
+    )
     _STARTED.append(child)
     return child
 
 
 def popen(neuro: Neuro, *args: str, **kw: Any) -> subprocess.Popen[Any]:
-    p = subprocess.Popen([sys.executable, "-m", "neuro_cli", *args], env=neuro.env,
-                         cwd=neuro.home, **kw)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "neuro_cli", *args], env=neuro.env, cwd=neuro.home, **kw
+    )
     _STARTED.append(p)
     return p
 
@@ -96,8 +109,19 @@ def test_exec_returns_when_the_command_exits_whatever_stdin_does(neuro: Neuro) -
     child.expect(pexpect.EOF)
     # stdin a pipe that stays open (`true < <(sleep 12)` took 12 s), with and without -i
     for flags in ((), ("-i",)):
-        p = popen(neuro, "exec", *flags, job, "--", "sh", "-c", "exit 4",
-                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p = popen(
+            neuro,
+            "exec",
+            *flags,
+            job,
+            "--",
+            "sh",
+            "-c",
+            "exit 4",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         try:
             p.wait(timeout=10)  # stdin kept open
         finally:
@@ -116,8 +140,11 @@ def test_ctrl_c_dialog_second_ctrl_c_detaches_and_quits(neuro: Neuro) -> None:
     # at the prompt: a clear choice, said as it is made; the job goes on; the terminal is
     # restored (it was left with keys echoed and ignored, and Enter gave `Aborted.`)
     # (the shell traps INT, so that it goes on after neuro and says what it saw)
-    child = in_shell(neuro, f"trap 'echo SHELL-GOT-INT' INT; {NEURO} run -T -n dialog2 "
-                            f"{neuro.image} -- sh -c '{TICKER}'; echo RC=$?; stty -a")
+    child = in_shell(
+        neuro,
+        f"trap 'echo SHELL-GOT-INT' INT; {NEURO} run -T -n dialog2 "
+        f"{neuro.image} -- sh -c '{TICKER}'; echo RC=$?; stty -a",
+    )
     child.expect("tick-1")
     child.sendintr()
     child.expect(r"\[c\]ontinue\? \(Ctrl-C again: detach and quit\)")
@@ -168,9 +195,23 @@ ATTEMPT = "echo attempt-$(date +%s%N); sleep 1; exit 3"
 
 
 def test_run_restart_on_failure_follows_every_attempt(neuro: Neuro) -> None:
-    p = popen(neuro, "run", "-n", "flaky", "--restart", "on-failure", neuro.image, "--", "sh",
-              "-c", ATTEMPT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-              stderr=subprocess.STDOUT, text=True)
+    p = popen(
+        neuro,
+        "run",
+        "-n",
+        "flaky",
+        "--restart",
+        "on-failure",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        ATTEMPT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert p.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + 30
@@ -189,15 +230,27 @@ def test_run_restart_on_failure_follows_every_attempt(neuro: Neuro) -> None:
     assert restarts[0].startswith("restarting after exit 3, attempt 2 (in "), lines
     assert restarts[1].startswith("restarting after exit 3, attempt 3 (in "), lines
     # each line comes between attempts: after the output of the ones that ended
-    before_third = lines[:lines.index(restarts[1])]
+    before_third = lines[: lines.index(restarts[1])]
     assert sum(line.startswith("attempt-") for line in before_third) == 2, lines
     assert not any("did not finish in time" in line for line in lines)
     assert "was cancelled" in lines[-1]
 
 
 def test_run_tty_restart_on_failure_attaches_every_attempt(neuro: Neuro) -> None:
-    child = spawn(neuro, "run", "-t", "-n", "flaky-tty", "--restart", "on-failure",
-                  neuro.image, "--", "sh", "-c", ATTEMPT)
+    child = spawn(
+        neuro,
+        "run",
+        "-t",
+        "-n",
+        "flaky-tty",
+        "--restart",
+        "on-failure",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        ATTEMPT,
+    )
     for attempt in (2, 3):
         child.expect("attempt-")
         child.expect_exact(f"restarting after exit 3, attempt {attempt}")
@@ -216,8 +269,11 @@ def test_run_tty_restart_on_failure_attaches_every_attempt(neuro: Neuro) -> None
 def test_ctrl_c_in_a_script_detaches_and_stops_the_loop(neuro: Neuro) -> None:
     # stdin not a terminal: no dialog; the job is not killed by surprise, but the loop stops
     # (with exit 0 it went on to the next iteration, and the next job)
-    child = in_shell(neuro, f"for i in 1 2 3; do {NEURO} run -n loop-$i {neuro.image} -- sh -c "
-                            f"'{TICKER}' </dev/null; echo ITERATION-$i-RC=$?; done; echo LOOP-END")
+    child = in_shell(
+        neuro,
+        f"for i in 1 2 3; do {NEURO} run -n loop-$i {neuro.image} -- sh -c "
+        f"'{TICKER}' </dev/null; echo ITERATION-$i-RC=$?; done; echo LOOP-END",
+    )
     child.expect("tick-2")
     child.sendintr()
     child.expect_exact("Detached from loop-1: it keeps running.")
@@ -228,8 +284,11 @@ def test_ctrl_c_in_a_script_detaches_and_stops_the_loop(neuro: Neuro) -> None:
 
     # the shell shows 130 ($? of a program that SIGINT ended; this one traps INT, so it goes
     # on and says what it saw)
-    child = in_shell(neuro, f"trap 'echo SHELL-GOT-INT' INT; {NEURO} run -n loop-b "
-                            f"{neuro.image} -- sh -c '{TICKER}' </dev/null; echo RC=$?")
+    child = in_shell(
+        neuro,
+        f"trap 'echo SHELL-GOT-INT' INT; {NEURO} run -n loop-b "
+        f"{neuro.image} -- sh -c '{TICKER}' </dev/null; echo RC=$?",
+    )
     child.expect("tick-2")
     child.sendintr()
     child.expect(r"RC=(\d+)")
@@ -245,8 +304,9 @@ def test_ctrl_c_while_pending_asks_or_says_how_to_kill(neuro: Neuro) -> None:
     # one CPU: a job holds it, the next waits for it (a request that can be satisfied)
     neuro("server", "stop")
     neuro.write_server_config(server_toml(neuro.runtime).replace("cpu = 32", "cpu = 1"))
-    holder = neuro.ok("run", "-q", "--detach", "--preset", "cpu-medium", neuro.image, "--",
-                      "sleep", "300").strip()
+    holder = neuro.ok(
+        "run", "-q", "--detach", "--preset", "cpu-medium", neuro.image, "--", "sleep", "300"
+    ).strip()
     wait_running(neuro, holder)
 
     child = spawn(neuro, "run", "-n", "waiting", neuro.image, "--", "true")
@@ -272,8 +332,19 @@ def test_ctrl_c_while_pending_asks_or_says_how_to_kill(neuro: Neuro) -> None:
     assert "Status: cancelled" in neuro.ok("status", "doomed")
 
     # in a script: no question; it says the job is left pending and how to kill it
-    p = popen(neuro, "run", "-n", "queued", neuro.image, "--", "true", stdin=subprocess.DEVNULL,
-              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = popen(
+        neuro,
+        "run",
+        "-n",
+        "queued",
+        neuro.image,
+        "--",
+        "true",
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 20
     while "Status: pending" not in neuro("status", "queued").stdout:
         assert time.monotonic() < deadline
@@ -292,7 +363,8 @@ def test_a_job_that_can_never_start_is_refused_at_once(neuro: Neuro) -> None:
     r = neuro("run", "--preset", "gpu-small", neuro.image, "--", "true", timeout=30)
     assert r.returncode == 65, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert lines[0].startswith("ERROR: preset gpu-small needs 1 NVIDIA GPU, but this server "
-                               "has "), r.stderr
+    assert lines[0].startswith(
+        "ERROR: preset gpu-small needs 1 NVIDIA GPU, but this server has "
+    ), r.stderr
     assert "no job of it can ever run here (presets that can: cpu-small" in lines[0]
     assert "Traceback" not in r.stderr and neuro.ok("ps", "-a", "-q").strip() == ""

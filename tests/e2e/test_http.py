@@ -25,8 +25,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _get(url: str, path: str = "/index.html", headers: dict[str, str] | None = None,
-         ) -> tuple[int, dict[str, str], bytes]:
+def _get(
+    url: str,
+    path: str = "/index.html",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
     parts = urlsplit(url)
     conn = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=20)
     conn.request("GET", path, headers={"Host": parts.netloc, **(headers or {})})
@@ -50,15 +53,22 @@ def _wait_ok(url: str, headers: dict[str, str]) -> bytes:
 
 def test_http_ingress_auth_browse_and_sharing(neuro: Neuro, tmp_path: Path) -> None:
     port = _free_port()
-    job, _ = http_server_job(neuro, port, "hello over http\n", tmp_path / "www",
-                             extra=("--http-port", str(port), "-n", "web"))
+    job, _ = http_server_job(
+        neuro,
+        port,
+        "hello over http\n",
+        tmp_path / "www",
+        extra=("--http-port", str(port), "-n", "web"),
+    )
     detail = json.loads(neuro.ok("status", "--json", job))
     url = detail["http_url"]  # a named job's URL is the named one (as the platform's SDK has it)
     owner = neuro.ok("config", "show").splitlines()[0].removeprefix("User: ")
     assert url == f"http://web--{owner}.jobs.localhost:{urlsplit(url).port}/"
     by_id = f"http://{job}.jobs.localhost:{urlsplit(url).port}/"
     st = neuro.ok("status", job)
-    assert f"Http URL: {url}" in st and f"Http port: {port}" in st and "Http authentication: yes" in st
+    assert (
+        f"Http URL: {url}" in st and f"Http port: {port}" in st and "Http authentication: yes" in st
+    )
     token = neuro.ok("config", "show-token").strip()
 
     status, _, body = _get(url)
@@ -80,8 +90,13 @@ def test_http_ingress_auth_browse_and_sharing(neuro: Neuro, tmp_path: Path) -> N
     assert status == 403  # one time only
 
     # another user: refused until the job is shared with them
-    bob_token = subprocess.run(["neuro-server", "add-user", "bob", "--data-dir", str(neuro.server_dir)],
-                               capture_output=True, text=True, check=True, env=neuro.env).stdout.strip()
+    bob_token = subprocess.run(
+        ["neuro-server", "add-user", "bob", "--data-dir", str(neuro.server_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=neuro.env,
+    ).stdout.strip()
     assert _get(url, headers={"Authorization": f"Bearer {bob_token}"})[0] == 403
     neuro.ok("share", job, "bob")
     assert _get(url, headers={"Authorization": f"Bearer {bob_token}"})[0] == 200
@@ -96,15 +111,21 @@ def test_http_ingress_auth_browse_and_sharing(neuro: Neuro, tmp_path: Path) -> N
 
     # without auth: anyone
     port2 = _free_port()
-    open_job, _ = http_server_job(neuro, port2, "open to all\n", tmp_path / "www2",
-                                  extra=("--http-port", str(port2), "--no-http-auth"))
+    open_job, _ = http_server_job(
+        neuro,
+        port2,
+        "open to all\n",
+        tmp_path / "www2",
+        extra=("--http-port", str(port2), "--no-http-auth"),
+    )
     open_url = json.loads(neuro.ok("status", "--json", open_job))["http_url"]
     assert _wait_ok(open_url, {}) == b"open to all\n"
     neuro.ok("kill", open_job)
 
 
-def test_a_keep_alive_connection_never_hands_the_job_our_credentials(neuro: Neuro,
-                                                                    tmp_path: Path) -> None:
+def test_a_keep_alive_connection_never_hands_the_job_our_credentials(
+    neuro: Neuro, tmp_path: Path
+) -> None:
     """A browser's session (`neuro job browse`) and a script's bearer token on one keep-alive
     connection of three requests: the job, an HTTP/1.1 server that echoes what it got, sees
     neither on any of them.  The session is a cookie for this job, not an API token."""
@@ -122,9 +143,19 @@ def test_a_keep_alive_connection_never_hands_the_job_our_credentials(neuro: Neur
         "        body = json.dumps([self.client_address[1], self.headers.items()]).encode()\n"
         "        self.send_response(200); self.send_header('Content-Length', str(len(body)))\n"
         "        self.end_headers(); self.wfile.write(body)\n"
-        f"http.server.ThreadingHTTPServer(('127.0.0.1', {port}), H).serve_forever()\n")
-    job = neuro.ok("run", "-q", "--detach", "--http-port", str(port), neuro.image, "--",
-                   sys.executable, str(echo)).strip()
+        f"http.server.ThreadingHTTPServer(('127.0.0.1', {port}), H).serve_forever()\n"
+    )
+    job = neuro.ok(
+        "run",
+        "-q",
+        "--detach",
+        "--http-port",
+        str(port),
+        neuro.image,
+        "--",
+        sys.executable,
+        str(echo),
+    ).strip()
     url = json.loads(neuro.ok("status", "--json", job))["http_url"]
     token = neuro.ok("config", "show-token").strip()
     _wait_ok(url, {"Authorization": f"Bearer {token}"})
@@ -136,16 +167,20 @@ def test_a_keep_alive_connection_never_hands_the_job_our_credentials(neuro: Neur
     cookie = headers["set-cookie"].split(";")[0].split("=", 1)[1]
     api = json.loads((neuro.server_dir / "server.json").read_text())["url"]
     try:  # the session opens this job's host, and nothing else
-        urllib.request.urlopen(urllib.request.Request(
-            f"{api}/jobs", headers={"Authorization": f"Bearer {cookie}"}), timeout=20)
+        urllib.request.urlopen(
+            urllib.request.Request(f"{api}/jobs", headers={"Authorization": f"Bearer {cookie}"}),
+            timeout=20,
+        )
         raise AssertionError("a session cookie worked as an API token")
     except urllib.error.HTTPError as e:
         assert e.code == 401
 
     conn = http.client.HTTPConnection("127.0.0.1", urlsplit(url).port, timeout=20)
-    sent = [{"Authorization": f"Bearer {token}", "Cookie": "app=1"},
-            {"Cookie": f"theme=dark; neuro_session={cookie}", "Authorization": f"Bearer {token}"},
-            {"Cookie": f"neuro_session={cookie}", "X-App": "kept"}]
+    sent = [
+        {"Authorization": f"Bearer {token}", "Cookie": "app=1"},
+        {"Cookie": f"theme=dark; neuro_session={cookie}", "Authorization": f"Bearer {token}"},
+        {"Cookie": f"neuro_session={cookie}", "X-App": "kept"},
+    ]
     seen = []
     for headers in sent:
         conn.request("GET", "/", headers={"Host": urlsplit(url).netloc, **headers})
@@ -157,9 +192,9 @@ def test_a_keep_alive_connection_never_hands_the_job_our_credentials(neuro: Neur
     assert len({peer for peer, _ in seen}) == 1  # one connection to the job: keep-alive held
     text = json.dumps(seen)
     assert token not in text and cookie not in text and "neuro_session" not in text
-    assert [["Cookie", "app=1"]] == [h for h in seen[0][1] if h[0] in ("Cookie", "X-App")]
-    assert [["Cookie", "theme=dark"]] == [h for h in seen[1][1] if h[0] in ("Cookie", "X-App")]
-    assert [["X-App", "kept"]] == [h for h in seen[2][1] if h[0] in ("Cookie", "X-App")]
+    assert [h for h in seen[0][1] if h[0] in ("Cookie", "X-App")] == [["Cookie", "app=1"]]
+    assert [h for h in seen[1][1] if h[0] in ("Cookie", "X-App")] == [["Cookie", "theme=dark"]]
+    assert [h for h in seen[2][1] if h[0] in ("Cookie", "X-App")] == [["X-App", "kept"]]
     neuro.ok("kill", job)
 
 
@@ -167,8 +202,9 @@ def test_jobs_reach_each_other_at_their_internal_hostname(neuro: Neuro, tmp_path
     import sys
 
     port = _free_port()
-    server, _ = http_server_job(neuro, port, "from the other job\n", tmp_path / "www",
-                                extra=("-n", "websrv"))
+    server, _ = http_server_job(
+        neuro, port, "from the other job\n", tmp_path / "www", extra=("-n", "websrv")
+    )
     detail = json.loads(neuro.ok("status", "--json", server))
     host, named = detail["internal_hostname"], detail["internal_hostname_named"]
     user = json.loads(neuro.ok("config", "show", "--json"))["user"]
@@ -182,7 +218,11 @@ def test_jobs_reach_each_other_at_their_internal_hostname(neuro: Neuro, tmp_path
     for name in (host, named):
         url = f"http://{name}:{port}/index.html"
         if neuro.runtime == "process":
-            fetch = [sys.executable, "-c", f"import urllib.request as u; print(u.urlopen('{url}').read().decode(), end='')"]
+            fetch = [
+                sys.executable,
+                "-c",
+                f"import urllib.request as u; print(u.urlopen('{url}').read().decode(), end='')",
+            ]
         else:
             fetch = ["wget", "-qO-", url]
         deadline = time.monotonic() + 20

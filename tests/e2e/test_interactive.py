@@ -3,6 +3,7 @@ on both runtimes."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import signal
@@ -22,15 +23,23 @@ PROMPT = "PS1> "
 
 
 def spawn(neuro: Neuro, *args: str, rows: int = 24, cols: int = 80) -> pexpect.spawn:
-    child = pexpect.spawn(sys.executable, ["-m", "neuro_cli", *args], env=neuro.env,
-                          cwd=str(neuro.home), encoding="utf-8", timeout=20,
-                          dimensions=(rows, cols))
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "neuro_cli", *args],
+        env=neuro.env,
+        cwd=str(neuro.home),
+        encoding="utf-8",
+        timeout=20,
+        dimensions=(rows, cols),
+    )
     return child
 
 
 def shell_job(neuro: Neuro, name: str) -> pexpect.spawn:
     """`neuro run -t` of an interactive shell with a known prompt."""
-    child = spawn(neuro, "run", "-t", "-n", name, "-e", f"PS1={PROMPT}", neuro.image, "--", "sh", "-i")
+    child = spawn(
+        neuro, "run", "-t", "-n", name, "-e", f"PS1={PROMPT}", neuro.image, "--", "sh", "-i"
+    )
     child.expect_exact(PROMPT)
     return child
 
@@ -69,10 +78,13 @@ def test_run_tty_typing_resize_detach_and_reattach(neuro: Neuro) -> None:
 
 
 def test_terminal_is_restored(neuro: Neuro) -> None:
-    script = (f"{sys.executable} -m neuro_cli run -t -e PS1='{PROMPT}' {neuro.image} -- sh -i; "
-              "echo RC=$?; stty -a")
-    child = pexpect.spawn("sh", ["-c", script], env=neuro.env, cwd=str(neuro.home),
-                          encoding="utf-8", timeout=20)
+    script = (
+        f"{sys.executable} -m neuro_cli run -t -e PS1='{PROMPT}' {neuro.image} -- sh -i; "
+        "echo RC=$?; stty -a"
+    )
+    child = pexpect.spawn(
+        "sh", ["-c", script], env=neuro.env, cwd=str(neuro.home), encoding="utf-8", timeout=20
+    )
     child.expect_exact(PROMPT)
     child.sendline("exit 3")
     child.expect(r"RC=(\d+)")
@@ -83,12 +95,35 @@ def test_terminal_is_restored(neuro: Neuro) -> None:
 
 
 def test_exec_tty_and_plain(neuro: Neuro) -> None:
-    job = neuro.ok("run", "-q", "--detach", "-n", "target", "-e", "FROM_JOB=yes", "--workdir", "/tmp",
-                   neuro.image, "--", "sleep", "60").strip()
-    r = neuro("exec", "-T", "target", "--", "sh", "-c", "echo out; echo err >&2; echo $FROM_JOB; pwd; exit 3")
+    job = neuro.ok(
+        "run",
+        "-q",
+        "--detach",
+        "-n",
+        "target",
+        "-e",
+        "FROM_JOB=yes",
+        "--workdir",
+        "/tmp",
+        neuro.image,
+        "--",
+        "sleep",
+        "60",
+    ).strip()
+    r = neuro(
+        "exec",
+        "-T",
+        "target",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; echo $FROM_JOB; pwd; exit 3",
+    )
     assert r.returncode == 3
     assert r.stdout == "out\nyes\n/tmp\n" and r.stderr == "err\n"
-    r = neuro("exec", "-i", "-T", "target", "--", "sh", "-c", "cat; echo done", input="piped-data\n")
+    r = neuro(
+        "exec", "-i", "-T", "target", "--", "sh", "-c", "cat; echo done", input="piped-data\n"
+    )
     assert r.returncode == 0 and r.stdout == "piped-data\ndone\n"
     # without -i stdin is not read (docker's and kubectl's rule): the command sees EOF at once
     r = neuro("exec", "-T", "target", "--", "sh", "-c", "cat; echo done", input="not-read\n")
@@ -118,14 +153,17 @@ def test_exec_tty_and_plain(neuro: Neuro) -> None:
 
 def test_port_forward_http_and_100mib(neuro: Neuro, tmp_path: Path) -> None:
     job_port, local = free_port(), free_port()
-    job, blob_sha = http_server_job(neuro, job_port, "hello through the tunnel\n", tmp_path / "www",
-                                    blob_mib=100)
+    job, blob_sha = http_server_job(
+        neuro, job_port, "hello through the tunnel\n", tmp_path / "www", blob_mib=100
+    )
     fwd = neuro.popen("port-forward", job, f"{local}:{job_port}")
     try:
         deadline = time.monotonic() + 20
         while True:
             try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{local}/index.html", timeout=5).read()
+                body = urllib.request.urlopen(
+                    f"http://127.0.0.1:{local}/index.html", timeout=5
+                ).read()
                 break
             except OSError:
                 assert time.monotonic() < deadline, "the forward never answered"
@@ -138,7 +176,7 @@ def test_port_forward_http_and_100mib(neuro: Neuro, tmp_path: Path) -> None:
         r = neuro("port-forward", job, f"{local}:{job_port}")
         assert r.returncode == 1 and f"local port {local} is already in use" in r.stderr
         neuro.ok("kill", job)
-        out, err = fwd.communicate(timeout=30)
+        _out, err = fwd.communicate(timeout=30)
         assert fwd.returncode == 0
         assert "cancelled" in err and "forwarding stopped" in err
     finally:
@@ -152,8 +190,16 @@ def test_port_forward_bad_ports(neuro: Neuro, spec: str) -> None:
 
 
 def test_signals_and_top(neuro: Neuro) -> None:
-    job = neuro.ok("run", "-q", "--detach", neuro.image, "--", "sh", "-c",
-                   "trap 'echo got-usr1' USR1; echo ready; while :; do i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; done").strip()
+    job = neuro.ok(
+        "run",
+        "-q",
+        "--detach",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        "trap 'echo got-usr1' USR1; echo ready; while :; do i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; done",
+    ).strip()
     deadline = time.monotonic() + 10
     while "ready" not in neuro.job_output(job):
         assert time.monotonic() < deadline
@@ -168,7 +214,7 @@ def test_signals_and_top(neuro: Neuro) -> None:
     assert r.returncode == 2 and "invalid signal" in r.stderr
     out = neuro.ok("top", "--no-stream", job)
     header, row = out.splitlines()[:2]
-    cols = dict(zip(header.split("\t"), row.split("\t")))
+    cols = dict(zip(header.split("\t"), row.split("\t"), strict=False))
     assert cols["ID"] == job
     assert 0.2 < float(cols["CPU"]) < 0.8  # a busy loop under a 0.5 CPU preset
     assert 0 < float(cols["MEMORY (MiB)"]) < 64  # a shell's: some, and far from the preset's
@@ -207,8 +253,18 @@ def test_port_forward_survives_a_server_restart(neuro: Neuro, tmp_path: Path) ->
 
 def test_ctrl_c_dialog_continue_detach_and_kill(neuro: Neuro) -> None:
     # a terminal, but no TTY for the job (-T): Ctrl-C asks what to do
-    child = spawn(neuro, "run", "-T", "-n", "dialog", neuro.image, "--", "sh", "-c",
-                  "i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.2; done")
+    child = spawn(
+        neuro,
+        "run",
+        "-T",
+        "-n",
+        "dialog",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        "i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.2; done",
+    )
     child.expect("tick-1")
     child.sendintr()
     child.expect(r"\[k\]ill the job, \[d\]etach")
@@ -270,10 +326,8 @@ class CuttableProxy:
         except OSError:
             pass
         for s in (a, b):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         a.close()
 
     def cut(self) -> None:

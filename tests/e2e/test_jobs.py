@@ -45,7 +45,7 @@ def test_ps_filters(neuro: Neuro) -> None:
     # piped: a header and tab-separated columns, ISO times
     lines = neuro.ok("ps", "-a").splitlines()
     assert lines[0].split("\t") == ["ID", "NAME", "STATUS", "WHEN", "IMAGE", "PRESET", "COMMAND"]
-    row = dict(zip(lines[0].split("\t"), lines[1].split("\t")))
+    row = dict(zip(lines[0].split("\t"), lines[1].split("\t"), strict=False))
     assert row["ID"] == a and row["NAME"] == "alpha" and row["STATUS"] == "running"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row["WHEN"])
     assert "\x1b[" not in "\n".join(lines)
@@ -54,7 +54,16 @@ def test_ps_filters(neuro: Neuro) -> None:
 
 
 def test_kill_by_name_and_errors(neuro: Neuro) -> None:
-    a = _detach(neuro, "-n", "victim", neuro.image, "--", "sh", "-c", "trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.1; done")
+    a = _detach(
+        neuro,
+        "-n",
+        "victim",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.1; done",
+    )
     neuro.wait_status(a, {"running"})
     r = neuro("kill", "victim", "no-such-job", "job-00000000-0000-0000-0000-000000000000")
     assert r.returncode == 1
@@ -88,11 +97,23 @@ def test_life_span_signal_warns_the_main_process_before_the_end(neuro: Neuro) ->
     import json
 
     # the job's shell handles USR1; its background child, which does not, must not get it
-    script = ("sleep 300 & child=$!; "
-              "trap 'echo warned; kill -0 $child && echo child-alive' USR1; "
-              "while :; do sleep 0.1; done")
-    job = _detach(neuro, "--life-span", "4s", "--life-span-signal", "USR1@2s", neuro.image,
-                  "--", "sh", "-c", script)
+    script = (
+        "sleep 300 & child=$!; "
+        "trap 'echo warned; kill -0 $child && echo child-alive' USR1; "
+        "while :; do sleep 0.1; done"
+    )
+    job = _detach(
+        neuro,
+        "--life-span",
+        "4s",
+        "--life-span-signal",
+        "USR1@2s",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        script,
+    )
     assert "Life span signal: SIGUSR1 2s before its end" in neuro.ok("status", job)
     neuro.wait_status(job, {"cancelled"}, timeout=30)
     assert neuro.job_output(job).split() == ["warned", "child-alive"]  # once, then the end
@@ -142,8 +163,9 @@ def test_restart_policies(neuro: Neuro) -> None:
     neuro.wait_status(ok, {"succeeded"})
     assert "Restarts" not in neuro.ok("status", ok)
     # a failing job restarts with a growing delay; logs follow it across the restarts
-    job = _detach(neuro, "--restart", "on-failure", neuro.image, "--", "sh", "-c",
-                  "echo run; exit 3")
+    job = _detach(
+        neuro, "--restart", "on-failure", neuro.image, "--", "sh", "-c", "echo run; exit 3"
+    )
     follower = neuro.popen("logs", job)
     deadline = time.monotonic() + 30
     while "Restarts: 2" not in (st := neuro.ok("status", job)):
@@ -171,9 +193,32 @@ def test_generate_run_command_recreates_the_job(neuro: Neuro) -> None:
     import shlex
 
     neuro.ok("secret", "add", "tok", "v")
-    first = _detach(neuro, "-n", "orig", "--tag", "a", "--tag", "b:c", "-d", "it's quoted", "-e", "X=1 2",
-                    "-e", "S=secret:tok", "-w", "/tmp", "--life-span", "1h30m", "--restart",
-                    "on-failure", neuro.image, "--", "sh", "-c", "echo \"$X\" 'q'")
+    first = _detach(
+        neuro,
+        "-n",
+        "orig",
+        "--tag",
+        "a",
+        "--tag",
+        "b:c",
+        "-d",
+        "it's quoted",
+        "-e",
+        "X=1 2",
+        "-e",
+        "S=secret:tok",
+        "-w",
+        "/tmp",
+        "--life-span",
+        "1h30m",
+        "--restart",
+        "on-failure",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        "echo \"$X\" 'q'",
+    )
     line = neuro.ok("job", "generate-run-command", "orig").strip()
     assert line.startswith("neuro run ")
     neuro.wait_status(first, {"succeeded"})
@@ -182,6 +227,19 @@ def test_generate_run_command_recreates_the_job(neuro: Neuro) -> None:
     neuro.wait_status(second, {"succeeded"})
     assert neuro.ok("logs", second) == neuro.ok("logs", first) == "1 2 q\n"
     a, b = (json.loads(neuro.ok("status", "--json", j)) for j in (first, second))
-    for key in ("image", "command", "entrypoint", "env", "secret_env", "working_dir", "preset",
-                "tags", "description", "life_span", "restart_policy", "name", "tty"):
+    for key in (
+        "image",
+        "command",
+        "entrypoint",
+        "env",
+        "secret_env",
+        "working_dir",
+        "preset",
+        "tags",
+        "description",
+        "life_span",
+        "restart_policy",
+        "name",
+        "tty",
+    ):
         assert a[key] == b[key], key

@@ -21,13 +21,14 @@ def test_logs_of_job_without_output_ends(neuro: Neuro) -> None:
 
 
 def test_logs_timestamps_and_since(neuro: Neuro) -> None:
-    job = neuro.ok("run", "-q", "--detach", neuro.image, "--", "sh", "-c",
-                   "echo early; sleep 1.2; echo late").strip()
+    job = neuro.ok(
+        "run", "-q", "--detach", neuro.image, "--", "sh", "-c", "echo early; sleep 1.2; echo late"
+    ).strip()
     neuro.wait_status(job, {"succeeded"})
     lines = neuro.ok("logs", "--timestamps", job).splitlines()
     assert len(lines) == 2
     stamps = []
-    for line, text in zip(lines, ("early", "late")):
+    for line, text in zip(lines, ("early", "late"), strict=False):
         m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9})Z " + text, line)
         assert m, line
         stamps.append(datetime.fromisoformat(m.group(1)[:26]).replace(tzinfo=UTC))
@@ -41,12 +42,13 @@ def test_logs_timestamps_and_since(neuro: Neuro) -> None:
 
 
 def test_ctrl_c_detaches_and_job_goes_on(neuro: Neuro) -> None:
-    p = neuro.popen("run", "-n", "keeps-going", neuro.image, "--", "sh", "-c",
-                    "echo tick; sleep 30")
+    p = neuro.popen(
+        "run", "-n", "keeps-going", neuro.image, "--", "sh", "-c", "echo tick; sleep 30"
+    )
     assert p.stdout is not None
     assert p.stdout.readline() == "tick\n"  # attached and streaming
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=20)
+    _out, err = p.communicate(timeout=20)
     # without a terminal to ask on, Ctrl-C detaches, and the command ends as interrupted (130
     # in a shell, by SIGINT: a script's loop stops too); the hints name the job by its name
     assert p.returncode == -signal.SIGINT
@@ -70,11 +72,16 @@ def test_server_commands(neuro: Neuro) -> None:
 
 
 def test_login_as_another_user_and_logout(neuro: Neuro, tmp_path) -> None:
-    mine = neuro.ok("run", "-q", "--detach", "-n", "private", neuro.image, "--", "sleep", "30").strip()
+    mine = neuro.ok(
+        "run", "-q", "--detach", "-n", "private", neuro.image, "--", "sleep", "30"
+    ).strip()
     url = json.loads((neuro.server_dir / "server.json").read_text())["url"]
     bob_token = subprocess.run(
         ["neuro-server", "add-user", "bob", "--data-dir", str(neuro.server_dir)],
-        capture_output=True, text=True, check=True, env=neuro.env,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=neuro.env,
     ).stdout.strip()
     bob_home = tmp_path / "bob"
     bob_home.mkdir()

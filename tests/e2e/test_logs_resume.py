@@ -18,8 +18,10 @@ from tests.conftest import Neuro
 LINES = 6000
 # 6,000 numbered lines, fast (a short pause every 500 keeps the stream busy for a second or
 # so), then the job keeps going a little while: the server is killed while the follower reads
-SCRIPT = (f"i=0; while [ $i -lt {LINES} ]; do echo line-$i; i=$((i+1)); "
-          "if [ $((i % 500)) -eq 0 ]; then sleep 0.1; fi; done; sleep 1.5; echo end")
+SCRIPT = (
+    f"i=0; while [ $i -lt {LINES} ]; do echo line-$i; i=$((i+1)); "
+    "if [ $((i % 500)) -eq 0 ]; then sleep 0.1; fi; done; sleep 1.5; echo end"
+)
 EXPECTED = [f"line-{i}" for i in range(LINES)] + ["end"]
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z")
 
@@ -32,9 +34,10 @@ class Follower:
         self.proc = neuro.popen(*args, stdin=subprocess.DEVNULL)
         self.lines: list[str] = []
         self.err: list[str] = []
-        self._readers = [threading.Thread(target=self._read, args=(stream, into), daemon=True)
-                         for stream, into in ((self.proc.stdout, self.lines),
-                                              (self.proc.stderr, self.err))]
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, into), daemon=True)
+            for stream, into in ((self.proc.stdout, self.lines), (self.proc.stderr, self.err))
+        ]
         for t in self._readers:
             t.start()
 
@@ -103,8 +106,9 @@ def test_logs_resume_after_server_sigkill(neuro: Neuro, stamped: bool) -> None:
 
 
 def test_attached_run_resumes_after_server_sigkill(neuro: Neuro) -> None:
-    follower = Follower(neuro, "run", "-n", "resumed", neuro.image, "--", "sh", "-c",
-                        SCRIPT + "; exit 3")
+    follower = Follower(
+        neuro, "run", "-n", "resumed", neuro.image, "--", "sh", "-c", SCRIPT + "; exit 3"
+    )
     follower.wait_lines(1)
     _kill_server_mid_stream(neuro, follower, "resumed")
     assert _check(follower) == 3  # the job's own exit code

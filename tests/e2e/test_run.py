@@ -38,8 +38,7 @@ def test_run_as_the_servers_own_user_as_ever(neuro: Neuro, tmp_path) -> None:
     assert out.read_text() == f"{neuro.home}\n" and out.stat().st_uid == os.getuid()
 
 
-def test_process_jobs_get_the_users_environment_as_srun_passes_it(neuro: Neuro,
-                                                                  tmp_path) -> None:
+def test_process_jobs_get_the_users_environment_as_srun_passes_it(neuro: Neuro, tmp_path) -> None:
     """Issue 16 item 6: the job got an empty HOME and a reset PATH, so `python train.py` and
     `neuro` inside a job were not found.  The embedded server's environment (its user's) goes
     through; -e wins."""
@@ -50,13 +49,27 @@ def test_process_jobs_get_the_users_environment_as_srun_passes_it(neuro: Neuro,
     tool = venv / "bin" / "mytool"
     tool.write_text("#!/bin/sh\necho mytool-ran\n")
     tool.chmod(0o755)
-    neuro.env = {**neuro.env, "VIRTUAL_ENV": str(venv), "LANG": "C.UTF-8",
-                 "PATH": f"{venv / 'bin'}:{neuro.env['PATH']}"}
+    neuro.env = {
+        **neuro.env,
+        "VIRTUAL_ENV": str(venv),
+        "LANG": "C.UTF-8",
+        "PATH": f"{venv / 'bin'}:{neuro.env['PATH']}",
+    }
     script = 'echo "$HOME|$VIRTUAL_ENV|$LANG"; mytool; command -v neuro >/dev/null && echo found'
     out = neuro.ok("run", neuro.image, "--", "sh", "-c", script).splitlines()
     assert out == [f"{neuro.home}|{venv}|C.UTF-8", "mytool-ran", "found"]
-    out = neuro.ok("run", "-e", "HOME=/elsewhere", "-e", "LANG=C", neuro.image, "--", "sh",
-                   "-c", 'echo "$HOME $LANG"')
+    out = neuro.ok(
+        "run",
+        "-e",
+        "HOME=/elsewhere",
+        "-e",
+        "LANG=C",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        'echo "$HOME $LANG"',
+    )
     assert out == "/elsewhere C\n"
 
 
@@ -70,8 +83,22 @@ def test_run_exit_code_passes_through(neuro: Neuro) -> None:
 def test_run_env_workdir_entrypoint(neuro: Neuro, tmp_path) -> None:
     envfile = tmp_path / "vars.env"
     envfile.write_text("# comment\nA=from-file\nB=file\n")
-    r = neuro("run", "--env-file", str(envfile), "-e", "B=cli", "-e", "C=x y", "--workdir", "/tmp",
-              "--entrypoint", "sh -c", neuro.image, "--", 'echo "$A $B $C $(pwd)"; env | grep -c NEURO_CONFIG || true')
+    r = neuro(
+        "run",
+        "--env-file",
+        str(envfile),
+        "-e",
+        "B=cli",
+        "-e",
+        "C=x y",
+        "--workdir",
+        "/tmp",
+        "--entrypoint",
+        "sh -c",
+        neuro.image,
+        "--",
+        'echo "$A $B $C $(pwd)"; env | grep -c NEURO_CONFIG || true',
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == "from-file cli x y /tmp"
@@ -79,8 +106,23 @@ def test_run_env_workdir_entrypoint(neuro: Neuro, tmp_path) -> None:
 
 
 def test_run_detach_then_logs_and_status(neuro: Neuro) -> None:
-    r = neuro("run", "--detach", "-n", "det-job", "--tag", "a", "--tag", "b", "-d", "my desc",
-              neuro.image, "--", "sh", "-c", "echo one; echo two")
+    r = neuro(
+        "run",
+        "--detach",
+        "-n",
+        "det-job",
+        "--tag",
+        "a",
+        "--tag",
+        "b",
+        "-d",
+        "my desc",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        "echo one; echo two",
+    )
     assert r.returncode == 0, r.stderr
     job_id = r.stdout.strip()
     assert JOB_ID.fullmatch(job_id)
@@ -128,8 +170,18 @@ def test_run_oom_killed(neuro: Neuro) -> None:
         server_toml(neuro.runtime, '[[presets]]\nname = "tiny"\ncpu = 0.5\nmemory = "64MiB"\n')
     )
     # dd fills a 400 MiB buffer: over the 64 MiB limit
-    r = neuro("run", "--preset", "tiny", neuro.image, "--", "dd", "if=/dev/zero", "of=/dev/null",
-              "bs=400M", "count=1")
+    r = neuro(
+        "run",
+        "--preset",
+        "tiny",
+        neuro.image,
+        "--",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=400M",
+        "count=1",
+    )
     assert r.returncode == 137, r.stderr
     assert "OOMKilled" in r.stderr
 
@@ -188,7 +240,9 @@ def test_privileged_only_where_allowed(neuro: Neuro) -> None:
 
 
 def test_job_tags_and_extshm(neuro: Neuro) -> None:
-    neuro.ok("run", "-q", "--detach", "--tag", "nightly", "--tag", "exp:3", neuro.image, "--", "true")
+    neuro.ok(
+        "run", "-q", "--detach", "--tag", "nightly", "--tag", "exp:3", neuro.image, "--", "true"
+    )
     neuro.ok("run", "-q", "--detach", "--tag", "adhoc", neuro.image, "--", "true")
     assert neuro.ok("job", "tags").split() == ["adhoc", "exp:3", "nightly"]
     shm = "df -m /dev/shm | tail -1 | awk '{print $2}'"

@@ -25,8 +25,18 @@ def test_secret_env_files_and_isolation(neuro: Neuro, tmp_path) -> None:  # type
     assert [line.split("\t")[0] for line in listed.splitlines()[1:]] == ["pem", "piped", "tok"]
     assert VALUE not in listed
 
-    r = neuro("run", "-e", "TOK=secret:tok", "-e", "PLAIN=x", neuro.image, "--", "sh", "-c",
-              'echo "tok=$TOK plain=$PLAIN"')
+    r = neuro(
+        "run",
+        "-e",
+        "TOK=secret:tok",
+        "-e",
+        "PLAIN=x",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        'echo "tok=$TOK plain=$PLAIN"',
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == f"tok={VALUE} plain=x\n"
     job = r.stderr.split("Job ID: ")[1].split()[0]
@@ -52,8 +62,13 @@ def test_secret_env_files_and_isolation(neuro: Neuro, tmp_path) -> None:  # type
     assert VALUE not in log and "zz-9b1e" not in log
 
     # another user: cannot list, read or use them
-    token = subprocess.run(["neuro-server", "add-user", "bob", "--data-dir", str(neuro.server_dir)],
-                           capture_output=True, text=True, check=True, env=neuro.env).stdout.strip()
+    token = subprocess.run(
+        ["neuro-server", "add-user", "bob", "--data-dir", str(neuro.server_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=neuro.env,
+    ).stdout.strip()
     url = json.loads((neuro.server_dir / "server.json").read_text())["url"]
     bob_home = tmp_path / "bob"
     bob_home.mkdir()

@@ -14,8 +14,13 @@ from tests.e2e.conftest import server_toml
 
 
 def _other_user(neuro: Neuro, tmp_path: Path, name: str) -> Neuro:
-    token = subprocess.run(["neuro-server", "add-user", name, "--data-dir", str(neuro.server_dir)],
-                           capture_output=True, text=True, check=True, env=neuro.env).stdout.strip()
+    token = subprocess.run(
+        ["neuro-server", "add-user", name, "--data-dir", str(neuro.server_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=neuro.env,
+    ).stdout.strip()
     url = json.loads((neuro.server_dir / "server.json").read_text())["url"]
     home = tmp_path / name
     home.mkdir()
@@ -25,8 +30,18 @@ def _other_user(neuro: Neuro, tmp_path: Path, name: str) -> Neuro:
 
 
 def test_share_read_write_revoke(neuro: Neuro, tmp_path: Path) -> None:
-    job = neuro.ok("run", "-q", "--detach", "-n", "shared", neuro.image, "--", "sh", "-c",
-                   "echo hello-bob; sleep 60").strip()
+    job = neuro.ok(
+        "run",
+        "-q",
+        "--detach",
+        "-n",
+        "shared",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        "echo hello-bob; sleep 60",
+    ).strip()
     mine_only = neuro.ok("run", "-q", "--detach", neuro.image, "--", "sleep", "60").strip()
     bob = _other_user(neuro, tmp_path, "bob")
     assert bob.ok("ps", "-q") == ""
@@ -83,7 +98,9 @@ def test_a_server_that_cannot_keep_users_apart_runs_only_its_users_jobs(
     bob = _other_user(neuro, tmp_path, "bob")
     r = bob("run", neuro.image, "--", "echo", "bobs")
     assert r.returncode != 0 and "bobs" not in r.stdout
-    assert (f"this server cannot keep users apart (job_uids is off): it runs only {me}'s jobs; "
-            f"its admin may run every user's jobs as {me} with allow_shared_uid = true in "
-            "server.toml") in r.stderr, r.stderr
+    assert (
+        f"this server cannot keep users apart (job_uids is off): it runs only {me}'s jobs; "
+        f"its admin may run every user's jobs as {me} with allow_shared_uid = true in "
+        "server.toml"
+    ) in r.stderr, r.stderr
     assert bob.ok("ps", "-a", "-q") == ""

@@ -30,8 +30,10 @@ def test_storage_cp_ls_rm_and_volumes(neuro: Neuro, tmp_path: Path) -> None:
     assert r.returncode == 65 and "'..' is not allowed" in r.stderr
 
     ro = ("-v", "storage:ds/data:/data:ro", "-v", "storage:out:/out")
-    script = ("cat /data/a.txt; (echo x > /data/new) 2>/dev/null && echo WROTE || echo read-only;"
-              " echo result > /out/r.txt")
+    script = (
+        "cat /data/a.txt; (echo x > /data/new) 2>/dev/null && echo WROTE || echo read-only;"
+        " echo result > /out/r.txt"
+    )
     r = neuro("run", *ro, neuro.image, "--", "sh", "-c", script)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "alpha\nread-only\n"

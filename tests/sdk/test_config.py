@@ -168,8 +168,9 @@ def write_server_info(config_dir: Path, url: str, raw_config: dict, token: str =
     token_file = server_dir / "token"
     token_file.write_text(token + "\n")
     os.chmod(token_file, 0o600)
-    info = ServerInfo(url=url, pid=os.getpid(), token_file=str(token_file),
-                      server_config=raw_config)
+    info = ServerInfo(
+        url=url, pid=os.getpid(), token_file=str(token_file), server_config=raw_config
+    )
     (server_dir / SERVER_INFO_FILE).write_text(server_info_json(info))
     return token_file
 

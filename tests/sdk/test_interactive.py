@@ -131,9 +131,7 @@ async def test_attach_invalid_offset_frame(stub: StubServer, client: Client) -> 
             pass
 
 
-async def test_attach_stdin_resize_and_close_stdin_frames(
-    stub: StubServer, client: Client
-) -> None:
+async def test_attach_stdin_resize_and_close_stdin_frames(stub: StubServer, client: Client) -> None:
     player = WSPlayer([4, b"\x01done"], protocols=(V2,))
     stub.add("GET", f"{MON}/attach", player)
     async with client.jobs.attach("job-1", stdin=True, stdout=True, tty=True) as stream:
@@ -390,9 +388,7 @@ async def test_resize_error(stub: StubServer, client: Client) -> None:
     ("sig", "expected"),
     [("USR1", "USR1"), ("SIGUSR1", "SIGUSR1"), (9, "9"), (signal.SIGTERM, "15")],
 )
-async def test_send_signal(
-    stub: StubServer, client: Client, sig: str | int, expected: str
-) -> None:
+async def test_send_signal(stub: StubServer, client: Client, sig: str | int, expected: str) -> None:
     stub.add("POST", f"{MON}/kill", status=204)
     await client.jobs.send_signal("job-1", sig)
     rec = stub.only("POST", f"{MON}/kill")

@@ -144,8 +144,19 @@ def test_seed_signatures_of_interactive_methods() -> None:
     assert params("port_forward") == ["self", "id", "local_port", "job_port", "no_key_check"]
     assert params("send_signal") == ["self", "id", "signal"]
     assert params("top") == ["self", "id"]
-    assert params("exec") == ["self", "id", "cmd", "tty", "stdin", "stdout", "stderr",
-                             "resumable", "resume", "offset", "size"]
+    assert params("exec") == [
+        "self",
+        "id",
+        "cmd",
+        "tty",
+        "stdin",
+        "stdout",
+        "stderr",
+        "resumable",
+        "resume",
+        "offset",
+        "size",
+    ]
     for name, positional in [
         ("attach", 1),
         ("exec_create", 2),

@@ -64,8 +64,7 @@ async def run_in(mode: str, client: Client, fn: Fn) -> Any:
     return await fn(client)
 
 
-def make_client(url: URL | str, raw_config: dict[str, Any] | None = None,
-                **kw: Any) -> Client:
+def make_client(url: URL | str, raw_config: dict[str, Any] | None = None, **kw: Any) -> Client:
     return Client(url, TOKEN, server_config=raw_config or {"clusters": []}, **kw)
 
 
@@ -117,18 +116,39 @@ def stub_scenario(stub: StubServer) -> None:
     stub.add("DELETE", "/api/v1/jobs/job-1", status=204)
     stub.add("GET", "/api/v1/jobs/capacity", json={"cpu-small": 3})
     stub.add("PUT", "/api/v1/jobs/job-1/max_run_time_minutes", status=204)
-    stub.add("GET", "/storage/dir", json={"FileStatuses": {"FileStatus": [
-        {"path": "a.txt", "type": "FILE", "length": 3, "modificationTime": 1700000000}]}})
+    stub.add(
+        "GET",
+        "/storage/dir",
+        json={
+            "FileStatuses": {
+                "FileStatus": [
+                    {"path": "a.txt", "type": "FILE", "length": 3, "modificationTime": 1700000000}
+                ]
+            }
+        },
+    )
     stub.add("GET", "/storage/big", body=big)
-    stub.add("GET", "/api/v1/jobs/job-gz/shares", body=gzip.compress(shares),
-             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    stub.add(
+        "GET",
+        "/api/v1/jobs/job-gz/shares",
+        body=gzip.compress(shares),
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
     for status, _ in STATUS_CASES:
-        stub.add("GET", f"/api/v1/jobs/job-{status}", json={"error": f"boom {status}"},
-                 status=status)
+        stub.add(
+            "GET", f"/api/v1/jobs/job-{status}", json={"error": f"boom {status}"}, status=status
+        )
 
 
-HEADERS = ("Authorization", "User-Agent", "Content-Type", "Accept", "Accept-Encoding",
-           "Content-Length", "Transfer-Encoding")
+HEADERS = (
+    "Authorization",
+    "User-Agent",
+    "Content-Type",
+    "Accept",
+    "Accept-Encoding",
+    "Content-Length",
+    "Transfer-Encoding",
+)
 
 
 async def test_transport_same_results_and_requests(stub: StubServer) -> None:
@@ -141,8 +161,10 @@ async def test_transport_same_results_and_requests(stub: StubServer) -> None:
         async with make_client(stub.api_url, raw) as client:
             results[mode] = await run_in(mode, client, scenario)
             assert (client._session is None) == (mode != "aiohttp")  # aiohttp never loaded
-        requests[mode] = [(r.method, r.path, r.query_string, r.body,
-                           {h: r.headers.get(h) for h in HEADERS}) for r in stub.requests]
+        requests[mode] = [
+            (r.method, r.path, r.query_string, r.body, {h: r.headers.get(h) for h in HEADERS})
+            for r in stub.requests
+        ]
     assert results["light"] == results["aiohttp"] == results["blocking"]
     assert [j.id for j in results["light"]["list"]] == ["job-0", "job-1", "job-2"]
     assert results["light"]["big"] == bytes(range(256)) * 1200
@@ -161,8 +183,9 @@ async def test_transport_posts_json(stub: StubServer, raw_config: dict, mode: st
 
 
 @pytest.mark.parametrize("mode", ["light", "blocking"])
-async def test_transport_ndjson_streams_before_the_end(stub: StubServer, raw_config: dict,
-                                                       mode: str) -> None:
+async def test_transport_ndjson_streams_before_the_end(
+    stub: StubServer, raw_config: dict, mode: str
+) -> None:
     got_first = threading.Event()  # set by the reader, which may be in another thread
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -247,8 +270,9 @@ class Raw:
 
 
 @asynccontextmanager
-async def raw_server(answer: Callable[[bytes, int], tuple[bytes, str]],
-                     tls: ssl.SSLContext | None = None) -> AsyncIterator[tuple[Raw, URL]]:
+async def raw_server(
+    answer: Callable[[bytes, int], tuple[bytes, str]], tls: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[Raw, URL]]:
     raw = Raw(answer)
     tasks: set[asyncio.Task[None]] = set()
 
@@ -279,17 +303,27 @@ TAGS = b'{"tags": ["a", "b"]}'
 FRAMINGS = {
     "content-length": response(TAGS),
     "chunked-ext-trailer": response(
-        b"5;ext=1\r\n" + TAGS[:5] + b"\r\n" + f"{len(TAGS) - 5:x}".encode() + b"\r\n" + TAGS[5:]
-        + b"\r\n0\r\nX-Trailer: 1\r\n\r\n", "Transfer-Encoding: chunked"),
-    "until-close": response(TAGS, "Connection: close", "Transfer-Encoding: identity")
-    .replace(b"Transfer-Encoding: identity\r\n", b""),
+        b"5;ext=1\r\n"
+        + TAGS[:5]
+        + b"\r\n"
+        + f"{len(TAGS) - 5:x}".encode()
+        + b"\r\n"
+        + TAGS[5:]
+        + b"\r\n0\r\nX-Trailer: 1\r\n\r\n",
+        "Transfer-Encoding: chunked",
+    ),
+    "until-close": response(TAGS, "Connection: close", "Transfer-Encoding: identity").replace(
+        b"Transfer-Encoding: identity\r\n", b""
+    ),
     "http-1.0": response(TAGS).replace(b"HTTP/1.1", b"HTTP/1.0"),
     "100-continue": b"HTTP/1.1 100 Continue\r\n\r\n" + response(TAGS),
     "deflate-zlib": response(zlib.compress(TAGS), "Content-Encoding: deflate"),
     "deflate-raw": response(zlib.compress(TAGS)[2:-4], "Content-Encoding: deflate"),
     "gzip-chunked": response(
         b"%x\r\n" % len(gzip.compress(TAGS)) + gzip.compress(TAGS) + b"\r\n0\r\n\r\n",
-        "Content-Encoding: gzip", "Transfer-Encoding: chunked"),
+        "Content-Encoding: gzip",
+        "Transfer-Encoding: chunked",
+    ),
 }
 
 
@@ -319,8 +353,9 @@ async def test_transport_retries_a_connection_the_server_closed(mode: str) -> No
 @pytest.mark.parametrize("mode", ["light", "blocking"])
 async def test_transport_304_and_head_have_no_body(mode: str) -> None:
     def answer(request: bytes, n: int) -> tuple[bytes, str]:
-        return (b"HTTP/1.1 304 Not Modified\r\nETag: \"e1\"\r\n\r\n" if n == 1
-                else response(TAGS)), "keep"
+        return (
+            b'HTTP/1.1 304 Not Modified\r\nETag: "e1"\r\n\r\n' if n == 1 else response(TAGS)
+        ), "keep"
 
     async def twice(client: Client) -> tuple[int, str | None, list[str]]:
         async with client._request("GET", client.url / "jobs" / "job-1") as resp:
@@ -345,8 +380,9 @@ async def test_transport_redirect_is_followed(stub: StubServer, mode: str) -> No
 
 @pytest.mark.parametrize(("status", "cls"), STATUS_CASES, ids=STATUS_IDS)
 @pytest.mark.parametrize("mode", MODES)
-async def test_transport_http_errors(stub: StubServer, mode: str, status: int,
-                                     cls: type[ClientError]) -> None:
+async def test_transport_http_errors(
+    stub: StubServer, mode: str, status: int, cls: type[ClientError]
+) -> None:
     stub.add("DELETE", "/api/v1/jobs/job-x", json={"error": f"boom {status}"}, status=status)
     async with make_client(stub.api_url) as client:
         with pytest.raises(ClientError) as info:
@@ -362,7 +398,8 @@ async def test_transport_connection_refused(mode: str) -> None:
             await run_in(mode, client, lambda c: c.jobs.tags())
     assert str(info.value).startswith(
         f"Cannot reach the server at http://127.0.0.1:{port}/api/v1/tags: "
-        f"Cannot connect to host 127.0.0.1:{port} ssl:default [")
+        f"Cannot connect to host 127.0.0.1:{port} ssl:default ["
+    )
     assert info.value.url == f"http://127.0.0.1:{port}/api/v1/tags"
 
     async def with_query(c: Client) -> None:
@@ -389,8 +426,10 @@ def disconnect(request: bytes, n: int) -> tuple[bytes, str]:
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_transport_read_timeout_before_the_answer(mode: str) -> None:
-    async with (raw_server(silent) as (_, url),
-                make_client(url, timeout=aiohttp.ClientTimeout(sock_read=0.2)) as client):
+    async with (
+        raw_server(silent) as (_, url),
+        make_client(url, timeout=aiohttp.ClientTimeout(sock_read=0.2)) as client,
+    ):
         with pytest.raises(ServerUnreachable, match="Timeout on reading data from socket$"):
             await run_in(mode, client, lambda c: c.jobs.tags())
 
@@ -398,8 +437,10 @@ async def test_transport_read_timeout_before_the_answer(mode: str) -> None:
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("answer", [silent, head_only], ids=["before-answer", "in-body"])
 async def test_transport_total_timeout(mode: str, answer: Callable[[bytes, int], Any]) -> None:
-    async with (raw_server(answer) as (_, url),
-                make_client(url, timeout=aiohttp.ClientTimeout(total=0.3)) as client):
+    async with (
+        raw_server(answer) as (_, url),
+        make_client(url, timeout=aiohttp.ClientTimeout(total=0.3)) as client,
+    ):
         with pytest.raises(TimeoutError) as info:
             await run_in(mode, client, lambda c: c.jobs.tags())
     assert not isinstance(info.value, NeuroError)
@@ -407,8 +448,10 @@ async def test_transport_total_timeout(mode: str, answer: Callable[[bytes, int],
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_transport_read_timeout_in_the_body(mode: str) -> None:
-    async with (raw_server(head_only) as (_, url),
-                make_client(url, timeout=aiohttp.ClientTimeout(sock_read=0.2)) as client):
+    async with (
+        raw_server(head_only) as (_, url),
+        make_client(url, timeout=aiohttp.ClientTimeout(sock_read=0.2)) as client,
+    ):
         with pytest.raises(TimeoutError, match="Timeout on reading data from socket"):
             await run_in(mode, client, lambda c: c.jobs.tags())
 
@@ -421,13 +464,25 @@ async def test_transport_disconnected_before_the_answer(mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["light", "blocking"])
-@pytest.mark.parametrize(("data", "error"), [
-    (response(TAGS)[:-5], "Lost the connection to .*/api/v1/tags: the response payload is not completed"),
-    (b"NOT HTTP\r\n\r\n", "Cannot reach the server at .*/api/v1/tags: Bad status line 'NOT HTTP'"),
-    (response(b"", "Content-Encoding: br"), "Unsupported Content-Encoding 'br'"),
-    (response(TAGS, f"Content-Length: {len(TAGS)}", f"content-length: {len(TAGS)}"),
-     "Duplicate Content-Length headers"),
-], ids=["cut-body", "not-http", "unknown-encoding", "two-lengths"])
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (
+            response(TAGS)[:-5],
+            "Lost the connection to .*/api/v1/tags: the response payload is not completed",
+        ),
+        (
+            b"NOT HTTP\r\n\r\n",
+            "Cannot reach the server at .*/api/v1/tags: Bad status line 'NOT HTTP'",
+        ),
+        (response(b"", "Content-Encoding: br"), "Unsupported Content-Encoding 'br'"),
+        (
+            response(TAGS, f"Content-Length: {len(TAGS)}", f"content-length: {len(TAGS)}"),
+            "Duplicate Content-Length headers",
+        ),
+    ],
+    ids=["cut-body", "not-http", "unknown-encoding", "two-lengths"],
+)
 async def test_transport_broken_answers(mode: str, data: bytes, error: str) -> None:
     # (aiohttp raises its own ClientPayloadError or ClientResponseError here: the light transport
     # keeps to the SDK's errors, as a lost connection)
@@ -444,12 +499,31 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     if shutil.which("openssl") is None:
         pytest.skip("needs the openssl command")
     d = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"),
-                    "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(d / "key.pem"),
+            "-out",
+            str(d / "cert.pem"),
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return d / "cert.pem", d / "key.pem"
 
 
@@ -464,10 +538,11 @@ def tls_answer(request: bytes, n: int) -> tuple[bytes, str]:
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_transport_tls_unknown_certificate(certificate: tuple[Path, Path],
-                                                 mode: str) -> None:
-    async with (raw_server(tls_answer, server_tls(certificate)) as (_, url),
-                make_client(url) as client):
+async def test_transport_tls_unknown_certificate(certificate: tuple[Path, Path], mode: str) -> None:
+    async with (
+        raw_server(tls_answer, server_tls(certificate)) as (_, url),
+        make_client(url) as client,
+    ):
         with pytest.raises(ServerUnreachable) as info:
             await run_in(mode, client, lambda c: c.jobs.tags())
     message = str(info.value)
@@ -476,13 +551,16 @@ async def test_transport_tls_unknown_certificate(certificate: tuple[Path, Path],
 
 
 @pytest.mark.parametrize("mode", ["light", "blocking"])
-async def test_transport_tls_trusted_certificate(certificate: tuple[Path, Path], mode: str,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_transport_tls_trusted_certificate(
+    certificate: tuple[Path, Path], mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # the default context, with the system's CA store made of our certificate only
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
     monkeypatch.setattr(_transport, "_ssl_context", None)
-    async with (raw_server(tls_answer, server_tls(certificate)) as (raw, url),
-                make_client(url) as client):
+    async with (
+        raw_server(tls_answer, server_tls(certificate)) as (raw, url),
+        make_client(url) as client,
+    ):
         assert await run_in(mode, client, lambda c: c.jobs.tags()) == ["a", "b"]
         assert await run_in(mode, client, lambda c: c.jobs.tags()) == ["a", "b"]
     assert raw.connections == 1
@@ -494,8 +572,9 @@ async def test_transport_tls_trusted_certificate(certificate: tuple[Path, Path],
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_transport_http_proxy_from_the_environment(mode: str,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_transport_http_proxy_from_the_environment(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def answer(request: bytes, n: int) -> tuple[bytes, str]:
         return response(TAGS), "keep"
 
@@ -511,33 +590,63 @@ async def test_transport_http_proxy_from_the_environment(mode: str,
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_transport_loopback_is_never_proxied(stub: StubServer, mode: str,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_transport_loopback_is_never_proxied(
+    stub: StubServer, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stub.add("GET", "/api/v1/tags", json={"tags": ["direct"]})
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nobody listens
     async with make_client(stub.api_url) as client:
         assert await run_in(mode, client, lambda c: c.jobs.tags()) == ["direct"]
 
 
-@pytest.mark.parametrize(("env", "url", "expected"), [
-    ({}, "http://api.example.test/x", None),
-    ({"HTTPS_PROXY": "http://p:3128"}, "https://api.example.test/x", "http://p:3128"),
-    ({"HTTPS_PROXY": "http://p:3128"}, "http://api.example.test/x", None),
-    ({"http_proxy": "http://low:1", "HTTP_PROXY": "http://up:1"}, "http://a.test/", "http://low:1"),
-    ({"HTTP_PROXY": "http://p:1", "NO_PROXY": "example.test"}, "http://api.example.test/", None),
-    ({"HTTP_PROXY": "http://p:1", "no_proxy": ".example.test"}, "http://example.test/", None),
-    ({"HTTP_PROXY": "http://p:1", "NO_PROXY": "other.test"}, "http://api.example.test/", "http://p:1"),
-    ({"HTTP_PROXY": "http://p:1", "NO_PROXY": "*"}, "http://api.example.test/", None),
-    ({"HTTP_PROXY": "http://p:1"}, "http://localhost:8080/", None),
-    ({"HTTP_PROXY": "http://p:1"}, "http://127.0.0.5:8080/", None),
-    ({"HTTP_PROXY": "http://p:1"}, "http://[::1]:8080/", None),
-    ({"HTTP_PROXY": "http://p:1", "REQUEST_METHOD": "GET"}, "http://a.test/", None),
-    ({"HTTPS_PROXY": "https://p:1"}, "https://a.test/", None),  # aiohttp ignores those
-], ids=["none", "https", "scheme-mismatch", "lowercase-first", "no-proxy-suffix",
-        "no-proxy-dot", "no-proxy-other", "no-proxy-star", "localhost", "127/8", "ipv6-loopback",
-        "cgi", "https-proxy"])
-def test_transport_env_proxy(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], url: str,
-                             expected: str | None) -> None:
+@pytest.mark.parametrize(
+    ("env", "url", "expected"),
+    [
+        ({}, "http://api.example.test/x", None),
+        ({"HTTPS_PROXY": "http://p:3128"}, "https://api.example.test/x", "http://p:3128"),
+        ({"HTTPS_PROXY": "http://p:3128"}, "http://api.example.test/x", None),
+        (
+            {"http_proxy": "http://low:1", "HTTP_PROXY": "http://up:1"},
+            "http://a.test/",
+            "http://low:1",
+        ),
+        (
+            {"HTTP_PROXY": "http://p:1", "NO_PROXY": "example.test"},
+            "http://api.example.test/",
+            None,
+        ),
+        ({"HTTP_PROXY": "http://p:1", "no_proxy": ".example.test"}, "http://example.test/", None),
+        (
+            {"HTTP_PROXY": "http://p:1", "NO_PROXY": "other.test"},
+            "http://api.example.test/",
+            "http://p:1",
+        ),
+        ({"HTTP_PROXY": "http://p:1", "NO_PROXY": "*"}, "http://api.example.test/", None),
+        ({"HTTP_PROXY": "http://p:1"}, "http://localhost:8080/", None),
+        ({"HTTP_PROXY": "http://p:1"}, "http://127.0.0.5:8080/", None),
+        ({"HTTP_PROXY": "http://p:1"}, "http://[::1]:8080/", None),
+        ({"HTTP_PROXY": "http://p:1", "REQUEST_METHOD": "GET"}, "http://a.test/", None),
+        ({"HTTPS_PROXY": "https://p:1"}, "https://a.test/", None),  # aiohttp ignores those
+    ],
+    ids=[
+        "none",
+        "https",
+        "scheme-mismatch",
+        "lowercase-first",
+        "no-proxy-suffix",
+        "no-proxy-dot",
+        "no-proxy-other",
+        "no-proxy-star",
+        "localhost",
+        "127/8",
+        "ipv6-loopback",
+        "cgi",
+        "https-proxy",
+    ],
+)
+def test_transport_env_proxy(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], url: str, expected: str | None
+) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "REQUEST_METHOD"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
@@ -550,8 +659,9 @@ def test_transport_env_proxy(monkeypatch: pytest.MonkeyPatch, env: dict[str, str
 # -- the rest of the client ----------------------------------------------------------------------
 
 
-async def test_transport_streamed_upload_goes_through_aiohttp(stub: StubServer,
-                                                              raw_config: dict) -> None:
+async def test_transport_streamed_upload_goes_through_aiohttp(
+    stub: StubServer, raw_config: dict
+) -> None:
     stub.add("PUT", "/storage/up.bin", status=201)
     raw_config["clusters"][0]["storage_url"] = str(stub.url / "storage")
 
@@ -581,12 +691,16 @@ def test_transport_header_injection_is_refused() -> None:
 
 def test_transport_request_bytes() -> None:
     data = _transport._Transport._serialize(
-        "DELETE", URL("http://h:8080/a%20b?x=1&y=%2F"), {"Authorization": "Bearer t"}, None)
-    assert data == (b"DELETE /a%20b?x=1&y=/ HTTP/1.1\r\nHost: h:8080\r\nAccept: */*\r\n"
-                    b"Accept-Encoding: gzip, deflate\r\nAuthorization: Bearer t\r\n"
-                    b"Content-Length: 0\r\n\r\n")
+        "DELETE", URL("http://h:8080/a%20b?x=1&y=%2F"), {"Authorization": "Bearer t"}, None
+    )
+    assert data == (
+        b"DELETE /a%20b?x=1&y=/ HTTP/1.1\r\nHost: h:8080\r\nAccept: */*\r\n"
+        b"Accept-Encoding: gzip, deflate\r\nAuthorization: Bearer t\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
     assert _transport._Transport._serialize("GET", URL("https://[::1]/"), {}, None).startswith(
-        b"GET / HTTP/1.1\r\nHost: [::1]\r\n")
+        b"GET / HTTP/1.1\r\nHost: [::1]\r\n"
+    )
 
 
 def test_transport_blocking_mode_needs_no_loop_for_sockets() -> None:
@@ -601,14 +715,15 @@ def test_transport_blocking_mode_needs_no_loop_for_sockets() -> None:
     drive(client.close())
 
 
-
-
 def test_transport_sdk_import_is_light() -> None:
     """aiohttp, asyncio and ssl are imported on first use only (a websocket, a loop, TLS)."""
-    code = ("import json, sys, neuro_sdk\n"
-            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True, timeout=60).stdout
+    code = (
+        "import json, sys, neuro_sdk\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
     assert [m for m in json.loads(out) if m in ("aiohttp", "asyncio", "ssl", "logging")] == []
 
 

@@ -48,10 +48,18 @@ def test_wire_channel_frames_round_trip() -> None:
     assert frame[0] == RESIZE and parse_resize(frame[1:]) == (24, 80)
 
 
-@pytest.mark.parametrize("payload", [b"", b"[]", b'{"height": 0, "width": 80}',
-                                     b'{"height": 24, "width": 10001}', b'{"height": "x"}',
-                                     b"[" * 100_000], ids=["empty", "list", "zero", "too-wide",
-                                                           "not-a-number", "deep"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"[]",
+        b'{"height": 0, "width": 80}',
+        b'{"height": 24, "width": 10001}',
+        b'{"height": "x"}',
+        b"[" * 100_000,
+    ],
+    ids=["empty", "list", "zero", "too-wide", "not-a-number", "deep"],
+)
 def test_wire_parse_resize_ignores_garbage(payload: bytes) -> None:
     assert parse_resize(payload) is None
 
@@ -72,25 +80,64 @@ def test_wire_status_frames() -> None:
         assert parse_status(bad) is None and exit_code_from_frame(bad) == 1
 
 
-@pytest.mark.parametrize(("gpu", "expected"), [
-    (False, JobTelemetry(cpu=0.25, memory=3.0, timestamp=1.5, memory_bytes=3 * MIB)),
-    (True, JobTelemetry(cpu=0.25, memory=3.0, timestamp=1.5, memory_bytes=3 * MIB,
-                        gpu_duty_cycle=40, gpu_memory=2.0, gpu_memory_bytes=2 * MIB)),
-], ids=["cpu", "gpu"])
+@pytest.mark.parametrize(
+    ("gpu", "expected"),
+    [
+        (False, JobTelemetry(cpu=0.25, memory=3.0, timestamp=1.5, memory_bytes=3 * MIB)),
+        (
+            True,
+            JobTelemetry(
+                cpu=0.25,
+                memory=3.0,
+                timestamp=1.5,
+                memory_bytes=3 * MIB,
+                gpu_duty_cycle=40,
+                gpu_memory=2.0,
+                gpu_memory_bytes=2 * MIB,
+            ),
+        ),
+    ],
+    ids=["cpu", "gpu"],
+)
 def test_wire_telemetry_frame_reads_back(gpu: bool, expected: JobTelemetry) -> None:
-    text = telemetry_frame(cpu=0.25, memory=3 * MIB, timestamp=1.5,
-                           gpu_duty_cycle=40 if gpu else None, gpu_memory=2 * MIB if gpu else None)
+    text = telemetry_frame(
+        cpu=0.25,
+        memory=3 * MIB,
+        timestamp=1.5,
+        gpu_duty_cycle=40 if gpu else None,
+        gpu_memory=2 * MIB if gpu else None,
+    )
     assert telemetry_from_api(json.loads(text)) == expected
     assert json.loads(text)["memory"] == 3  # (MiB, as the official client reads it)
 
 
-@pytest.mark.parametrize(("text", "number", "spelling"), [
-    ("USR1", signal.SIGUSR1, "SIGUSR1"), ("sigusr1", signal.SIGUSR1, "SIGUSR1"),
-    (" term ", signal.SIGTERM, "SIGTERM"), ("10", 10, "10"), ("34", 34, "34"),
-    ("0", None, "0"), ("65", None, "65"), ("NOPE", None, "SIGNOPE"), ("", None, "SIG"),
-    ("SIG_DFL", None, "SIG_DFL"),
-], ids=["name", "lower-with-sig", "spaces", "number", "real-time", "zero", "too-big", "unknown",
-        "empty", "not-a-signal"])
+@pytest.mark.parametrize(
+    ("text", "number", "spelling"),
+    [
+        ("USR1", signal.SIGUSR1, "SIGUSR1"),
+        ("sigusr1", signal.SIGUSR1, "SIGUSR1"),
+        (" term ", signal.SIGTERM, "SIGTERM"),
+        ("10", 10, "10"),
+        ("34", 34, "34"),
+        ("0", None, "0"),
+        ("65", None, "65"),
+        ("NOPE", None, "SIGNOPE"),
+        ("", None, "SIG"),
+        ("SIG_DFL", None, "SIG_DFL"),
+    ],
+    ids=[
+        "name",
+        "lower-with-sig",
+        "spaces",
+        "number",
+        "real-time",
+        "zero",
+        "too-big",
+        "unknown",
+        "empty",
+        "not-a-signal",
+    ],
+)
 def test_wire_signal_number(text: str, number: int | None, spelling: str) -> None:
     assert signal_number(text) == number
     assert signal_spelling(text) == spelling
@@ -99,4 +146,4 @@ def test_wire_signal_number(text: str, number: int | None, spelling: str) -> Non
 def test_wire_signal_names() -> None:
     assert signal_name(signal.SIGUSR1) == "SIGUSR1"
     assert signal_name(int(signal.SIGRTMIN) + 1) == str(int(signal.SIGRTMIN) + 1)
-    assert UNCATCHABLE == {signal.SIGKILL, signal.SIGSTOP}
+    assert {signal.SIGKILL, signal.SIGSTOP} == UNCATCHABLE

@@ -69,19 +69,30 @@ def homes() -> Iterator[Path]:
 
 
 @pytest.fixture
-async def api(tmp_path: Path, machine_gpus: int, server_options: dict[str, Any],
-              homes: Path) -> AsyncIterator[Api]:
+async def api(
+    tmp_path: Path, machine_gpus: int, server_options: dict[str, Any], homes: Path
+) -> AsyncIterator[Api]:
     data = tmp_path / "server"
     config = load_config(
-        data, cpu=8.0, memory=16 << 30, nvidia_gpu=machine_gpus, kill_grace_seconds=2.0,
-        presets=(Preset("cpu-small", 0.5, 256 << 20), Preset("cpu-large", 4.0, 8 << 30),
-                 Preset("gpu-small", 1.0, 1 << 30, nvidia_gpu=1, nvidia_gpu_model="nvidia-gpu")),
+        data,
+        cpu=8.0,
+        memory=16 << 30,
+        nvidia_gpu=machine_gpus,
+        kill_grace_seconds=2.0,
+        presets=(
+            Preset("cpu-small", 0.5, 256 << 20),
+            Preset("cpu-large", 4.0, 8 << 30),
+            Preset("gpu-small", 1.0, 1 << 30, nvidia_gpu=1, nvidia_gpu_model="nvidia-gpu"),
+        ),
         max_body_bytes=64 * 1024,
         **{"job_uids": job_uid_range(), "homes_dir": homes, **server_options},
     )
     store = Store(config.db_path)
-    runtime = ProcessRuntime(config.jobs_dir, cgroup_parent=f"neuro-test-{uuid.uuid4().hex[:8]}",
-                             capacity=capacity_from_config(config))
+    runtime = ProcessRuntime(
+        config.jobs_dir,
+        cgroup_parent=f"neuro-test-{uuid.uuid4().hex[:8]}",
+        capacity=capacity_from_config(config),
+    )
     app = make_app(config, store, runtime)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()

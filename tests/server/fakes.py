@@ -59,9 +59,14 @@ class FakeJob:
 class FakeRuntime:
     name = "fake"
 
-    def __init__(self, *, capabilities: Capabilities = HOST_LIKE,
-                 capacity: Capacity | None = None, fail_start: RuntimeError_ | None = None,
-                 exit_on_stop: int | None = 143) -> None:
+    def __init__(
+        self,
+        *,
+        capabilities: Capabilities = HOST_LIKE,
+        capacity: Capacity | None = None,
+        fail_start: RuntimeError_ | None = None,
+        exit_on_stop: int | None = 143,
+    ) -> None:
         """``fail_start``: raised by every start; ``exit_on_stop``: the exit code a stopped job
         ends with at once (None: it ends only when the test finishes it)."""
         self.capabilities = capabilities
@@ -83,8 +88,9 @@ class FakeRuntime:
         job.output.append((stream, data, time.time()))
         job.notify()
 
-    def finish(self, job_id: str, code: int = 0, *, oom_killed: bool = False,
-               error: str = "") -> None:
+    def finish(
+        self, job_id: str, code: int = 0, *, oom_killed: bool = False, error: str = ""
+    ) -> None:
         job = self.jobs[job_id]
         if job.exit is None:
             job.exit = ExitInfo(code, datetime.now(UTC), oom_killed=oom_killed, error=error)
@@ -92,6 +98,7 @@ class FakeRuntime:
 
     async def started(self, job_id: str, timeout: float = 10.0) -> FakeJob:
         """The job, once the server started it."""
+
         async def go() -> FakeJob:
             while job_id not in self.jobs:
                 self._started.clear()
@@ -108,8 +115,9 @@ class FakeRuntime:
     # -- the Runtime interface -------------------------------------------------------------
 
     def info(self) -> RuntimeInfo:
-        return RuntimeInfo(name=self.name, limits="none (a fake)", note="a fake runtime",
-                           start_reason="Starting")
+        return RuntimeInfo(
+            name=self.name, limits="none (a fake)", note="a fake runtime", start_reason="Starting"
+        )
 
     def capacity(self) -> Capacity:
         return self._capacity
@@ -186,8 +194,9 @@ class FakeRuntime:
             job = self.jobs[job_id]
         return job.exit
 
-    async def _chunks(self, job_id: str, since: datetime | None, timestamps: bool,
-                      follow: bool) -> AsyncIterator[bytes]:
+    async def _chunks(
+        self, job_id: str, since: datetime | None, timestamps: bool, follow: bool
+    ) -> AsyncIterator[bytes]:
         sent = 0
         t0 = None if since is None else since.replace(tzinfo=since.tzinfo or UTC).timestamp()
         while True:
@@ -205,8 +214,14 @@ class FakeRuntime:
             else:
                 await job.changed.wait()
 
-    def logs(self, job_id: str, *, since: datetime | None = None, timestamps: bool = False,
-             follow: bool = True) -> AsyncIterator[bytes]:
+    def logs(
+        self,
+        job_id: str,
+        *,
+        since: datetime | None = None,
+        timestamps: bool = False,
+        follow: bool = True,
+    ) -> AsyncIterator[bytes]:
         return self._chunks(job_id, since, timestamps, follow)
 
     async def log_size(self, job_id: str) -> int:
@@ -216,18 +231,28 @@ class FakeRuntime:
     async def cleanup(self, job_id: str) -> None:
         self.calls.append(("cleanup", job_id))
 
-    async def attach(self, job_id: str, *, stdin: bool, stdout: bool, stderr: bool,
-                     logs: bool = False) -> StdioSession:
+    async def attach(
+        self, job_id: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool = False
+    ) -> StdioSession:
         job = self._running(job_id)
         if stdin and not job.spec.tty:
-            raise RuntimeError_(f"job {job_id} was not started with a tty: its stdin cannot be "
-                                "attached", reason="BadRequest")
+            raise RuntimeError_(
+                f"job {job_id} was not started with a tty: its stdin cannot be attached",
+                reason="BadRequest",
+            )
         streams = {s for s, on in ((1, stdout), (2, stderr)) if on}
         return FakeSession(self, job_id, streams, 0 if logs else len(job.output))
 
-    async def exec(self, job_id: str, argv: Sequence[str], *, tty: bool, stdin: bool,
-                   env: Mapping[str, str] | None = None,
-                   size: tuple[int, int] | None = None) -> StdioSession:
+    async def exec(
+        self,
+        job_id: str,
+        argv: Sequence[str],
+        *,
+        tty: bool,
+        stdin: bool,
+        env: Mapping[str, str] | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> StdioSession:
         self._running(job_id)
         self.calls.append(("exec", job_id))
         return FakeExec(list(self.exec_output), self.exec_code)
@@ -238,8 +263,9 @@ class FakeRuntime:
 
     async def connect_port(self, job_id: str, port: int) -> tuple[PortReader, PortWriter]:
         self._running(job_id)
-        raise RuntimeError_(f"nothing listens on port {port} in job {job_id} (a fake)",
-                            reason="PortNotListening")
+        raise RuntimeError_(
+            f"nothing listens on port {port} in job {job_id} (a fake)", reason="PortNotListening"
+        )
 
     async def stats(self, job_id: str) -> Telemetry | None:
         job = self.jobs.get(job_id)

@@ -17,12 +17,14 @@ async def _count(api: Api, user: str = "alice") -> int:
         return len((await r.json())["jobs"])
 
 
-async def _post(api: Api, body: object, *, raw: bytes | None = None, user: str = "alice",
-                preset: bool = True) -> tuple[int, dict]:  # type: ignore[type-arg]
+async def _post(
+    api: Api, body: object, *, raw: bytes | None = None, user: str = "alice", preset: bool = True
+) -> tuple[int, dict]:  # type: ignore[type-arg]
     url = f"{api.url}/jobs" + ("?from_preset" if preset else "")
     data = raw if raw is not None else json.dumps(body).encode()
-    async with api.session.post(url, data=data, headers={**api.headers(user),
-                                "Content-Type": "application/json"}) as r:
+    async with api.session.post(
+        url, data=data, headers={**api.headers(user), "Content-Type": "application/json"}
+    ) as r:
         return r.status, await r.json(content_type=None)
 
 
@@ -46,30 +48,65 @@ BAD_BODIES = [
     ({**GOOD, "restart_policy": "sometimes"}, "invalid restart policy"),
     ({**GOOD, "life_span_signal": {"signal": "USR1"}}, "needs a life span"),
     ({**GOOD, "max_run_time_minutes": 5, "life_span_signal": "USR1"}, "must be an object"),
-    ({**GOOD, "max_run_time_minutes": 5, "life_span_signal": {"signal": "FOO"}},
-     "invalid life_span_signal signal 'FOO'"),
-    ({**GOOD, "max_run_time_minutes": 5, "life_span_signal": {"signal": True}},
-     "invalid life_span_signal signal True"),
-    ({**GOOD, "max_run_time_minutes": 5, "life_span_signal": {"signal": "KILL"}},
-     "cannot be SIGKILL"),
-    ({**GOOD, "max_run_time_minutes": 5, "life_span_signal": {"signal": 10, "seconds_before": 0}},
-     "must be a positive number"),
-    ({**GOOD, "max_run_time_minutes": 5, "life_span_signal": {"signal": "USR1",
-                                                              "seconds_before": 300}},
-     "must come within it"),
+    (
+        {**GOOD, "max_run_time_minutes": 5, "life_span_signal": {"signal": "FOO"}},
+        "invalid life_span_signal signal 'FOO'",
+    ),
+    (
+        {**GOOD, "max_run_time_minutes": 5, "life_span_signal": {"signal": True}},
+        "invalid life_span_signal signal True",
+    ),
+    (
+        {**GOOD, "max_run_time_minutes": 5, "life_span_signal": {"signal": "KILL"}},
+        "cannot be SIGKILL",
+    ),
+    (
+        {
+            **GOOD,
+            "max_run_time_minutes": 5,
+            "life_span_signal": {"signal": 10, "seconds_before": 0},
+        },
+        "must be a positive number",
+    ),
+    (
+        {
+            **GOOD,
+            "max_run_time_minutes": 5,
+            "life_span_signal": {"signal": "USR1", "seconds_before": 300},
+        },
+        "must come within it",
+    ),
     ({**GOOD, "schedule_timeout": 0.5}, "schedule_timeout"),
     ({**GOOD, "privileged": True}, "privileged jobs are not allowed"),
     ({**GOOD, "command": "'unclosed"}, "cannot be parsed"),
     ({**GOOD, "cluster_name": "other"}, "unknown cluster"),
-    ({**GOOD, "volumes": [{"src_storage_uri": "storage:x", "dst_path": "/x", "read_only": True}]},
-     "no such file or directory"),
-    ({**GOOD, "volumes": [{"src_storage_uri": "storage:x", "dst_path": "/x"},
-                          {"src_storage_uri": "storage:y", "dst_path": "/x/"}]},
-     "two volumes at the same path"),
-    ({**GOOD, "volumes": [{"src_storage_uri": "storage:../x", "dst_path": "/x"}]}, "'..' is not allowed"),
+    (
+        {
+            **GOOD,
+            "volumes": [{"src_storage_uri": "storage:x", "dst_path": "/x", "read_only": True}],
+        },
+        "no such file or directory",
+    ),
+    (
+        {
+            **GOOD,
+            "volumes": [
+                {"src_storage_uri": "storage:x", "dst_path": "/x"},
+                {"src_storage_uri": "storage:y", "dst_path": "/x/"},
+            ],
+        },
+        "two volumes at the same path",
+    ),
+    (
+        {**GOOD, "volumes": [{"src_storage_uri": "storage:../x", "dst_path": "/x"}]},
+        "'..' is not allowed",
+    ),
     ({**GOOD, "volumes": [{"src_storage_uri": "s3:x", "dst_path": "/x"}]}, "not a storage URI"),
     ({**GOOD, "volumes": [{"src_storage_uri": "storage:x", "dst_path": "x"}]}, "absolute path"),
-    ({**GOOD, "volumes": [{"src_storage_uri": "storage:x", "dst_path": "/x", "read_only": "y"}]}, "boolean"),
+    (
+        {**GOOD, "volumes": [{"src_storage_uri": "storage:x", "dst_path": "/x", "read_only": "y"}]},
+        "boolean",
+    ),
     ({**GOOD, "disk_volumes": [{"src_disk_uri": "disk:d", "dst_path": "/x"}]}, "no disk 'd'"),
     ({"command": "true"}, "'image' is required"),
     ([1, 2], "must be a JSON object"),
@@ -96,8 +133,13 @@ async def test_create_rejects_malformed_json_and_huge_bodies(api: Api) -> None:
 
 
 async def test_deprecated_run_form_validates_resources(api: Api) -> None:
-    body = {"container": {"image": "ubuntu", "command": "true",
-                          "resources": {"cpu": 0.01, "memory": 1 << 30}}}
+    body = {
+        "container": {
+            "image": "ubuntu",
+            "command": "true",
+            "resources": {"cpu": 0.01, "memory": 1 << 30},
+        }
+    }
     status, data = await _post(api, body, preset=False)
     assert status == 400 and "cpu" in data["error"]
     body["container"]["resources"] = {"cpu": 0.5, "memory": 1024}  # type: ignore[index]
@@ -109,12 +151,25 @@ async def test_deprecated_run_form_validates_resources(api: Api) -> None:
     assert data["container"]["resources"]["memory"] == 64 << 20
 
 
-@pytest.mark.parametrize("header", [None, "Bearer nonsense", "Bearer ", "Basic abc",
-                                    "Bearer eyJhbGciOiJIUzI1NiJ9.eyJpZGVudGl0eSI6ImFsaWNlIn0.x"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "Bearer nonsense",
+        "Bearer ",
+        "Basic abc",
+        "Bearer eyJhbGciOiJIUzI1NiJ9.eyJpZGVudGl0eSI6ImFsaWNlIn0.x",
+    ],
+)
 async def test_missing_or_wrong_token(api: Api, header: str | None) -> None:
     headers = {"Authorization": header} if header else {}
-    for method, path in (("GET", "/jobs"), ("POST", "/jobs?from_preset"),
-                         ("GET", "/jobs/job-x"), ("GET", "/jobs/capacity"), ("GET", "/tags")):
+    for method, path in (
+        ("GET", "/jobs"),
+        ("POST", "/jobs?from_preset"),
+        ("GET", "/jobs/job-x"),
+        ("GET", "/jobs/capacity"),
+        ("GET", "/tags"),
+    ):
         async with api.session.request(method, api.url + path, headers=headers, json=GOOD) as r:
             assert r.status == 401, (method, path)
             assert "error" in await r.json()
@@ -127,8 +182,9 @@ async def test_unknown_job_and_other_users_job(api: Api) -> None:
     async with api.session.get(f"{api.url}/jobs/job-nope", headers=api.headers()) as r:
         assert r.status == 404 and (await r.json())["error"] == "no such job: job-nope"
     for method, path in (("GET", ""), ("DELETE", ""), ("GET", "/log")):
-        async with api.session.request(method, f"{api.url}/jobs/{job['id']}{path}",
-                                       headers=api.headers("bob")) as r:
+        async with api.session.request(
+            method, f"{api.url}/jobs/{job['id']}{path}", headers=api.headers("bob")
+        ) as r:
             assert r.status == 403, (method, path)
             assert "no permission" in (await r.json())["error"]
     async with api.session.get(f"{api.url}/jobs", headers=api.headers("bob")) as r:
@@ -137,29 +193,41 @@ async def test_unknown_job_and_other_users_job(api: Api) -> None:
     import aiohttp
 
     with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
-        await api.session.ws_connect(f"{api.url}/jobs/{job['id']}/log_ws", headers=api.headers("bob"))
+        await api.session.ws_connect(
+            f"{api.url}/jobs/{job['id']}/log_ws", headers=api.headers("bob")
+        )
     assert exc.value.status == 403
     assert "no permission" in json.loads(exc.value.headers["X-Error"])["error"]
 
 
 async def test_bad_query_parameters(api: Api) -> None:
-    for query, message in (("status=weird", "invalid status"), ("since=yesterday", "since"),
-                           ("limit=-1", "limit"), ("limit=x", "limit"), ("reverse=maybe", "reverse")):
+    for query, message in (
+        ("status=weird", "invalid status"),
+        ("since=yesterday", "since"),
+        ("limit=-1", "limit"),
+        ("limit=x", "limit"),
+        ("reverse=maybe", "reverse"),
+    ):
         async with api.session.get(f"{api.url}/jobs?{query}", headers=api.headers()) as r:
             assert r.status == 400, query
             assert message in (await r.json())["error"]
 
 
 async def test_bump_life_span_errors(api: Api) -> None:
-    status, job = await _post(api, {**GOOD, "command": "sleep 30", "max_run_time_minutes": 5})
+    _status, job = await _post(api, {**GOOD, "command": "sleep 30", "max_run_time_minutes": 5})
     url = f"{api.url}/jobs/{job['id']}/max_run_time_minutes"
-    for body, message in (({}, "required"), ({"additional_max_run_time_minutes": "x"}, "number"),
-                          ({"additional_max_run_time_minutes": 0}, "positive"),
-                          ({"additional_max_run_time_minutes": -3}, "positive")):
+    for body, message in (
+        ({}, "required"),
+        ({"additional_max_run_time_minutes": "x"}, "number"),
+        ({"additional_max_run_time_minutes": 0}, "positive"),
+        ({"additional_max_run_time_minutes": -3}, "positive"),
+    ):
         async with api.session.put(url, json=body, headers=api.headers()) as r:
             assert r.status == 400, body
             assert message in (await r.json())["error"]
-    async with api.session.put(url, json={"additional_max_run_time_minutes": 2}, headers=api.headers()) as r:
+    async with api.session.put(
+        url, json={"additional_max_run_time_minutes": 2}, headers=api.headers()
+    ) as r:
         assert r.status == 204
     async with api.session.get(f"{api.url}/jobs/{job['id']}", headers=api.headers()) as r:
         assert (await r.json())["max_run_time_minutes"] == 7
@@ -177,7 +245,8 @@ async def test_life_span_signal_of_a_real_time_signal(api: Api) -> None:
     import signal
 
     num = int(signal.SIGRTMIN) + 2  # a valid signal with no name of its own
-    status, job = await _post(api, {**GOOD, "max_run_time_minutes": 5,
-                                    "life_span_signal": {"signal": num}})
+    status, job = await _post(
+        api, {**GOOD, "max_run_time_minutes": 5, "life_span_signal": {"signal": num}}
+    )
     assert status == 202, job
     assert job["life_span_signal"]["signal"] == str(num)

@@ -43,8 +43,13 @@ memory = "16GiB"
 
 def admin(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`neuro-server ARGS --data-dir DATA`, as an admin runs it: a process of its own."""
-    return subprocess.run([sys.executable, "-m", "neuro_server", *args, "--data-dir", str(data)],
-                          check=False, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "neuro_server", *args, "--data-dir", str(data)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def admin_ok(data: Path, *args: str) -> str:
@@ -64,9 +69,22 @@ class Server:
         self.data, self.log = data, log
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "neuro_server", "serve", "--data-dir", str(data),
-                 "--port", "0", "--runtime", "process"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+                [
+                    sys.executable,
+                    "-m",
+                    "neuro_server",
+                    "serve",
+                    "--data-dir",
+                    str(data),
+                    "--port",
+                    "0",
+                    "--runtime",
+                    "process",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             m = re.search(r"listening on (http://\S+)", log.read_text(errors="replace"))
@@ -79,9 +97,12 @@ class Server:
 
     def call(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, str]:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
-                                     headers={"Authorization": f"Bearer {token}",
-                                              "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.url}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 return r.status, r.read().decode()
@@ -102,8 +123,11 @@ def data(tmp_path: Path, homes: Path) -> Iterator[Path]:
     d = tmp_path / "server"
     d.mkdir(mode=0o700)
     # (users' jobs apart, in homes of the test's own: jobusers.py)
-    (d / "server.toml").write_text(SERVER_TOML.replace(
-        "[server]\n", f'[server]\njob_uids = "{job_uid_range()}"\nhomes_dir = "{homes}"\n'))
+    (d / "server.toml").write_text(
+        SERVER_TOML.replace(
+            "[server]\n", f'[server]\njob_uids = "{job_uid_range()}"\nhomes_dir = "{homes}"\n'
+        )
+    )
     try:
         yield d
     finally:
@@ -169,37 +193,53 @@ def test_expired_and_forged_tokens_are_refused(data: Path, server: Server) -> No
     admin_ok(data, "add-user", "alice")
     token = admin_ok(data, "token", "alice", "--expires", "3s").strip()
     assert server.call("GET", "/jobs", token)[0] == 200
-    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +active +token",
-                     admin_ok(data, "tokens", "alice"))
-    status, text = wait_for(lambda: (r := server.call("GET", "/jobs", token))[0] == 401 and r,
-                            timeout=20, what="the token to expire")
+    assert re.search(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +active +token", admin_ok(data, "tokens", "alice")
+    )
+    status, text = wait_for(
+        lambda: (r := server.call("GET", "/jobs", token))[0] == 401 and r,
+        timeout=20,
+        what="the token to expire",
+    )
     assert "token expired: log in again" in text, text
     assert "expired" in admin_ok(data, "tokens", "alice")
     r = admin(data, "token", "alice", "--expires", "soon")
     assert r.returncode == 2 and "invalid duration 'soon'" in r.stderr
     # forged: alice's identity and a real token id, signed with another key, or with none
-    claims = jwt.decode(admin_ok(data, "token", "alice").strip(), options={"verify_signature": False})
-    for forged in (jwt.encode(claims, b"k" * 32, algorithm="HS256"),
-                   jwt.encode(claims, "", algorithm="none"),
-                   jwt.encode({**claims, "jti": uuid.uuid4().hex}, (data / "secret").read_bytes(),
-                              algorithm="HS256")):
+    claims = jwt.decode(
+        admin_ok(data, "token", "alice").strip(), options={"verify_signature": False}
+    )
+    for forged in (
+        jwt.encode(claims, b"k" * 32, algorithm="HS256"),
+        jwt.encode(claims, "", algorithm="none"),
+        jwt.encode(
+            {**claims, "jti": uuid.uuid4().hex}, (data / "secret").read_bytes(), algorithm="HS256"
+        ),
+    ):
         status, text = server.call("GET", "/jobs", forged)
         assert status == 401 and ("invalid token" in text or "unknown token" in text), text
 
 
-def test_remove_user_refuses_their_tokens_and_kills_their_jobs(data: Path, server: Server,
-                                                               homes: Path) -> None:
+def test_remove_user_refuses_their_tokens_and_kills_their_jobs(
+    data: Path, server: Server, homes: Path
+) -> None:
     alice = admin_ok(data, "add-user", "alice").strip()
     bob = admin_ok(data, "add-user", "bob").strip()
     bob2 = admin_ok(data, "token", "bob").strip()
     # the job has a token of its own (pass_config): it goes with bob
-    job = {"preset_name": "cpu-small", "image": "ubuntu", "pass_config": True,
-           "command": "sh -c 'echo $NEURO_PASSED_CONFIG; exec sleep 600'"}
+    job = {
+        "preset_name": "cpu-small",
+        "image": "ubuntu",
+        "pass_config": True,
+        "command": "sh -c 'echo $NEURO_PASSED_CONFIG; exec sleep 600'",
+    }
     status, text = server.call("POST", "/jobs?from_preset", bob, job)
     assert status == 202, text
     job_id = json.loads(text)["id"]
-    wait_for(lambda: json.loads(server.call("GET", f"/jobs/{job_id}", bob)[1])["status"]
-             == "running", what="bob's job to run")
+    wait_for(
+        lambda: json.loads(server.call("GET", f"/jobs/{job_id}", bob)[1])["status"] == "running",
+        what="bob's job to run",
+    )
     output = data / "jobs" / job_id / "output.log"
     passed = wait_for(lambda: output.exists() and output.read_text().strip(), what="its config")
     job_token = json.loads(base64.b64decode(passed))["token"]
@@ -217,9 +257,11 @@ def test_remove_user_refuses_their_tokens_and_kills_their_jobs(data: Path, serve
     wait_for(lambda: not _alive(pid), what="bob's job to end")
     db = sqlite3.connect(data / "neuro.db")
     try:
+
         def record() -> tuple[str, str, str]:
-            row = db.execute("SELECT status, reason, description FROM jobs WHERE id=?",
-                             (job_id,)).fetchone()
+            row = db.execute(
+                "SELECT status, reason, description FROM jobs WHERE id=?", (job_id,)
+            ).fetchone()
             return (row[0], row[1], row[2])
 
         wait_for(lambda: record()[0] == "cancelled", what="the job to be cancelled")
@@ -352,9 +394,12 @@ def test_a_data_dir_of_another_user_is_refused(tmp_path: Path) -> None:
     for args in (("add-user", "alice"), ("serve", "--port", "0")):
         r = admin(data, *args)
         assert r.returncode == 1, r
-        assert r.stderr.strip().splitlines() == [(
-            f"Error: cannot use the data dir: {data} belongs to uid 54321, not to this "
-            "server's user root (uid 0): chown it, or use another --data-dir")], r.stderr
+        assert r.stderr.strip().splitlines() == [
+            (
+                f"Error: cannot use the data dir: {data} belongs to uid 54321, not to this "
+                "server's user root (uid 0): chown it, or use another --data-dir"
+            )
+        ], r.stderr
     assert not (data / "neuro.db").exists()
     # a file of another user inside our dir is refused too
     mine = tmp_path / "mine"
@@ -370,40 +415,51 @@ def test_a_data_dir_of_another_user_is_refused(tmp_path: Path) -> None:
 async def test_a_job_may_name_only_its_owners_secrets(api: Api) -> None:
     s = api.session
     for user in ("alice", "bob"):
-        async with s.post(f"{api.url}/secrets", json={"key": "KEY", "value": "dg=="},
-                          headers=api.headers(user)) as r:
+        async with s.post(
+            f"{api.url}/secrets", json={"key": "KEY", "value": "dg=="}, headers=api.headers(user)
+        ) as r:
             assert r.status == 201
     job = {"preset_name": "cpu-small", "image": "ubuntu", "command": "true"}
 
     async def create(uri: str, **extra: Any) -> list[tuple[int, str]]:
         """bob's job with the secret as a variable, and as a file."""
         answers = []
-        for body in ({**job, **extra, "secret_env": {"S": uri}},
-                     {**job, **extra, "secret_volumes": [{"src_secret_uri": uri,
-                                                          "dst_path": "/etc/s"}]}):
-            async with s.post(f"{api.url}/jobs?from_preset", json=body,
-                              headers=api.headers("bob")) as r:
+        for body in (
+            {**job, **extra, "secret_env": {"S": uri}},
+            {**job, **extra, "secret_volumes": [{"src_secret_uri": uri, "dst_path": "/etc/s"}]},
+        ):
+            async with s.post(
+                f"{api.url}/jobs?from_preset", json=body, headers=api.headers("bob")
+            ) as r:
                 answers.append((r.status, await r.text()))
         return answers
 
-    for uri in ("secret:KEY", "secret://local/KEY", "secret://local/bob/KEY",
-                "secret://local/default/KEY", "secret://local/local/default/KEY",
-                "secret://local/local/bob/KEY", "secret://local/NO_ORG/default/KEY"):
+    for uri in (
+        "secret:KEY",
+        "secret://local/KEY",
+        "secret://local/bob/KEY",
+        "secret://local/default/KEY",
+        "secret://local/local/default/KEY",
+        "secret://local/local/bob/KEY",
+        "secret://local/NO_ORG/default/KEY",
+    ):
         answers = await create(uri)
         assert [a[0] for a in answers] == [202, 202], (uri, answers)
     answers = await create("secret://local/local/mine/KEY", project_name="mine")
     assert [a[0] for a in answers] == [202, 202], answers
     for uri, whose, extra in [
-            ("secret://local/alice/KEY", "alice", {}),
-            ("secret://local/local/alice/KEY", "alice", {}),
-            ("secret://local/local/alice/KEY", "alice", {"project_name": "alice"}),
-            ("secret://local/nobody/KEY", "nobody", {}),
-            ("secret://local/elsewhere/default/KEY", "org elsewhere", {})]:
+        ("secret://local/alice/KEY", "alice", {}),
+        ("secret://local/local/alice/KEY", "alice", {}),
+        ("secret://local/local/alice/KEY", "alice", {"project_name": "alice"}),
+        ("secret://local/nobody/KEY", "nobody", {}),
+        ("secret://local/elsewhere/default/KEY", "org elsewhere", {}),
+    ]:
         for status, text in await create(uri, **extra):
             assert status == 400, (uri, text)
             assert json.loads(text)["error"] == (
                 f"{uri} belongs to {whose}: you can use only your own secrets "
-                "(secret:KEY, or secret://local/bob/KEY)"), text
+                "(secret:KEY, or secret://local/bob/KEY)"
+            ), text
     for uri in ("secret://local/a/b/c/KEY", "secret://local//KEY"):
         for status, text in await create(uri):
             assert status == 400 and "is not a secret URI" in text, (uri, text)

@@ -19,8 +19,11 @@ from neuro_server.store import Store
 from neuro_server.validation import parse_start
 from tests.server.fakes import HOST_LIKE, FakeRuntime
 
-PRESETS = (Preset("small", 1.0, 1 << 30), Preset("gpu", 1.0, 1 << 30, nvidia_gpu=1),
-           Preset("preemptible", 2.0, 1 << 30, scheduler_enabled=True))
+PRESETS = (
+    Preset("small", 1.0, 1 << 30),
+    Preset("gpu", 1.0, 1 << 30, nvidia_gpu=1),
+    Preset("preemptible", 2.0, 1 << 30, scheduler_enabled=True),
+)
 
 
 @dataclasses.dataclass
@@ -34,8 +37,9 @@ class Setup:
         new = parse_start(body, self.scheduler.config, capacity=self.runtime.capacity())
         return self.scheduler.create("alice", new)
 
-    async def until(self, job_id: str, pred: Callable[[JobRecord], bool],
-                    timeout: float = 10.0) -> JobRecord:
+    async def until(
+        self, job_id: str, pred: Callable[[JobRecord], bool], timeout: float = 10.0
+    ) -> JobRecord:
         async def poll() -> JobRecord:
             while True:
                 job = self.store.get_job(job_id)
@@ -78,15 +82,22 @@ async def test_executor_starts_a_job_and_records_its_end(make: Any) -> None:
     s = await make()
     job = s.create(command="python train.py", env={"A": "1"})
     run = await s.runtime.started(job.id)
-    assert (list(run.spec.argv), run.spec.cpu, run.spec.memory) == (["python", "train.py"],
-                                                                    1.0, 1 << 30)
+    assert (list(run.spec.argv), run.spec.cpu, run.spec.memory) == (
+        ["python", "train.py"],
+        1.0,
+        1 << 30,
+    )
     assert run.spec.env == {"A": "1"} and run.spec.owner == "alice"
     await s.until(job.id, _status(JobStatus.RUNNING))
     s.runtime.finish(job.id, 0)
     done = await s.until(job.id, lambda j: j.is_finished)
     assert (done.status, done.reason, done.exit_code) == (JobStatus.SUCCEEDED, "Completed", 0)
-    assert [t.status for t in s.store.transitions(job.id)] == ["pending", "pending", "running",
-                                                                "succeeded"]
+    assert [t.status for t in s.store.transitions(job.id)] == [
+        "pending",
+        "pending",
+        "running",
+        "succeeded",
+    ]
 
 
 async def test_executor_capacity_is_the_runtime_s(make: Any) -> None:
@@ -98,14 +109,26 @@ async def test_executor_capacity_is_the_runtime_s(make: Any) -> None:
     assert s.scheduler.capacity() == {"small": 0, "gpu": 0, "preemptible": 0}
 
 
-@pytest.mark.parametrize(("assigns", "env"), [
-    (False, {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "1",
-             "NVIDIA_VISIBLE_DEVICES": "1"}),
-    (True, {}),
-], ids=["the scheduler sets them", "the runtime assigns them"])
+@pytest.mark.parametrize(
+    ("assigns", "env"),
+    [
+        (
+            False,
+            {
+                "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+                "CUDA_VISIBLE_DEVICES": "1",
+                "NVIDIA_VISIBLE_DEVICES": "1",
+            },
+        ),
+        (True, {}),
+    ],
+    ids=["the scheduler sets them", "the runtime assigns them"],
+)
 async def test_executor_gives_gpus(make: Any, assigns: bool, env: dict[str, str]) -> None:
-    runtime = FakeRuntime(capabilities=dataclasses.replace(HOST_LIKE, assigns_gpus=assigns),
-                          capacity=Capacity.one_node("n", 8.0, 16 << 30, nvidia_gpu=2))
+    runtime = FakeRuntime(
+        capabilities=dataclasses.replace(HOST_LIKE, assigns_gpus=assigns),
+        capacity=Capacity.one_node("n", 8.0, 16 << 30, nvidia_gpu=2),
+    )
     s = await make(runtime)
     first, second = s.create(preset_name="gpu"), s.create(preset_name="gpu")
     await s.runtime.started(first.id)
@@ -122,8 +145,9 @@ async def test_executor_restarts_on_failure(make: Any) -> None:
     await s.until(job.id, _status(JobStatus.RUNNING))
     s.runtime.finish(job.id, 3)
     pending = await s.until(job.id, _status(JobStatus.PENDING, "Restarting"))
-    assert pending.description == ("The job exited with code 3; restart 1 in 1s "
-                                   "(restart policy on-failure)")
+    assert pending.description == (
+        "The job exited with code 3; restart 1 in 1s (restart policy on-failure)"
+    )
     assert pending.restarts == 1
     await s.until(job.id, lambda j: j.status == JobStatus.RUNNING and j.restarts == 1)
     assert [c for c in s.runtime.calls if c[0] == "start"] == [("start", job.id)] * 2
@@ -154,8 +178,9 @@ async def test_executor_ends_a_life_span(make: Any) -> None:
 
 async def test_executor_sends_the_life_span_signal_once(make: Any) -> None:
     s = await make()
-    job = s.create(max_run_time_seconds=30, life_span_signal={"signal": "USR1",
-                                                               "seconds_before": 29.8})
+    job = s.create(
+        max_run_time_seconds=30, life_span_signal={"signal": "USR1", "seconds_before": 29.8}
+    )
     run = await s.runtime.started(job.id)
     warned = await s.until(job.id, lambda j: j.warned_life_span == 30)
     await asyncio.sleep(0.3)
@@ -166,8 +191,11 @@ async def test_executor_fails_a_job_the_runtime_cannot_start(make: Any) -> None:
     s = await make(FakeRuntime(fail_start=RuntimeError_("no such image", reason="ImageNotFound")))
     job = s.create()
     done = await s.until(job.id, lambda j: j.is_finished)
-    assert (done.status, done.reason, done.description) == (JobStatus.FAILED, "ImageNotFound",
-                                                            "no such image")
+    assert (done.status, done.reason, done.description) == (
+        JobStatus.FAILED,
+        "ImageNotFound",
+        "no such image",
+    )
 
 
 async def test_executor_shows_a_start_s_progress(make: Any) -> None:
@@ -179,7 +207,10 @@ async def test_executor_shows_a_start_s_progress(make: Any) -> None:
     pulling = s.store.get_job(job.id)
     assert pulling is not None
     assert (pulling.status, pulling.reason, pulling.description) == (
-        JobStatus.PENDING, "Pulling", "Pulling image ubuntu")
+        JobStatus.PENDING,
+        "Pulling",
+        "Pulling image ubuntu",
+    )
     await s.until(job.id, _status(JobStatus.RUNNING))
     s.runtime.report(job.id, "Pulling", "late")  # (a running job's status stays)
     assert s.store.get_job(job.id).status == JobStatus.RUNNING  # type: ignore[union-attr]

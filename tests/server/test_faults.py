@@ -25,9 +25,9 @@ from neuro_server.diskfull import Reserve
 from neuro_server.handlers.common import STATE
 from neuro_server.jobusers import JobUsers
 from neuro_server.runtime import cgroups
+from neuro_server.runtime.jobdir import SUPERVISOR, read_json
 from neuro_server.runtime.process import ProcessRuntime
 from neuro_server.runtime.registry import capacity_from_config
-from neuro_server.runtime.jobdir import SUPERVISOR, read_json
 from neuro_server.store import Store
 from tests.conftest import kill_tree_of
 from tests.server.conftest import Api
@@ -40,11 +40,18 @@ LOST = "The job's supervisor was lost; its processes were killed"
 @contextlib.asynccontextmanager
 async def serving(data: Path, cgroup_parent: str) -> AsyncIterator[tuple[Api, Any]]:
     """The server on ``data`` (tokens of alice), stopped at the end; its jobs go on."""
-    config = load_config(data, cpu=8.0, memory=16 << 30, nvidia_gpu=0, kill_grace_seconds=2.0,
-                         presets=(Preset("cpu-small", 0.5, 256 << 20),))
+    config = load_config(
+        data,
+        cpu=8.0,
+        memory=16 << 30,
+        nvidia_gpu=0,
+        kill_grace_seconds=2.0,
+        presets=(Preset("cpu-small", 0.5, 256 << 20),),
+    )
     store = Store(config.db_path)
-    runtime = ProcessRuntime(config.jobs_dir, cgroup_parent=cgroup_parent,
-                             capacity=capacity_from_config(config))
+    runtime = ProcessRuntime(
+        config.jobs_dir, cgroup_parent=cgroup_parent, capacity=capacity_from_config(config)
+    )
     # alice is the server's own user here, as on a single-user machine: her jobs run as it
     # (they touch files in tmp_path)
     users = JobUsers(config, store, host_users=True, server_user="alice")
@@ -62,8 +69,9 @@ async def serving(data: Path, cgroup_parent: str) -> AsyncIterator[tuple[Api, An
 
 async def create(api: Api, command: str) -> str:
     body = {"image": "ubuntu", "command": command, "preset_name": "cpu-small"}
-    async with api.session.post(f"{api.url}/jobs?from_preset", json=body,
-                                headers=api.headers()) as r:
+    async with api.session.post(
+        f"{api.url}/jobs?from_preset", json=body, headers=api.headers()
+    ) as r:
         assert r.status in (200, 201, 202), await r.text()
         return str((await r.json())["id"])
 
@@ -74,8 +82,9 @@ async def status(api: Api, job_id: str) -> dict[str, Any]:
         return await r.json()  # type: ignore[no-any-return]
 
 
-async def until(api: Api, job_id: str, pred: Callable[[dict[str, Any]], bool],
-                timeout: float = 20) -> dict[str, Any]:
+async def until(
+    api: Api, job_id: str, pred: Callable[[dict[str, Any]], bool], timeout: float = 20
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while not pred(job := await status(api, job_id)):
         assert time.monotonic() < deadline, f"still {job['history']}"
@@ -126,17 +135,25 @@ async def test_full_disk_keeps_job_states_and_answers_507(
             h = api.headers()
             ballast = fill(data, leave=1536 << 10)
             printed, go = tmp_path / "printed", tmp_path / "go"  # (not on the small disk)
-            job_id = await create(api, (
-                f"sh -c \"head -c 4000000 /dev/zero | tr '\\\\0' x; touch {printed}; "
-                f"until [ -e {go} ]; do sleep 0.05; done; exit 3\""))
+            job_id = await create(
+                api,
+                (
+                    f"sh -c \"head -c 4000000 /dev/zero | tr '\\\\0' x; touch {printed}; "
+                    f'until [ -e {go} ]; do sleep 0.05; done; exit 3"'
+                ),
+            )
             await eventually(printed.exists)
             assert free_bytes(data) < 64 << 10
             # the disk is full: the server answers, and a write it cannot do is a clear 507
             async with api.session.get(f"{api.url}/ping") as r:
                 assert r.status == 200
             assert (await status(api, job_id))["status"] == "running"
-            async with api.session.put(f"{api.url}/storage/big.bin", params={"op": "CREATE"},
-                                       data=b"b" * (512 << 10), headers=h) as r:
+            async with api.session.put(
+                f"{api.url}/storage/big.bin",
+                params={"op": "CREATE"},
+                data=b"b" * (512 << 10),
+                headers=h,
+            ) as r:
                 assert r.status == 507, await r.text()
                 error = (await r.json())["error"]
                 assert ("full" in error or "space" in error) and "\n" not in error
@@ -150,8 +167,12 @@ async def test_full_disk_keeps_job_states_and_answers_507(
             assert log.endswith(b"bytes of output lost: no space left on device]\n")
             # space comes back: everything works again
             ballast.unlink()
-            async with api.session.put(f"{api.url}/storage/big.bin", params={"op": "CREATE"},
-                                       data=b"b" * (512 << 10), headers=h) as r:
+            async with api.session.put(
+                f"{api.url}/storage/big.bin",
+                params={"op": "CREATE"},
+                data=b"b" * (512 << 10),
+                headers=h,
+            ) as r:
                 assert r.status == 201
             ok = await create(api, "echo ok")
             job = await until(api, ok, lambda j: j["status"] not in ("pending", "running"))
@@ -164,8 +185,9 @@ async def test_a_full_database_answers_507(api: Api, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(Store, "create_job", full)
     body = {"image": "ubuntu", "command": "true", "preset_name": "cpu-small"}
-    async with api.session.post(f"{api.url}/jobs?from_preset", json=body,
-                                headers=api.headers()) as r:
+    async with api.session.post(
+        f"{api.url}/jobs?from_preset", json=body, headers=api.headers()
+    ) as r:
         assert r.status == 507
         assert "disk is full" in (await r.json())["error"]
 
@@ -181,7 +203,9 @@ def _job_pids(data: Path, job_id: str, log: bytes) -> tuple[dict[str, Any], list
     return sup, [main, int(log.split()[0])]
 
 
-async def test_lost_supervisor_kills_the_job_and_says_so(tmp_path: Path, cgroup_parent: str) -> None:
+async def test_lost_supervisor_kills_the_job_and_says_so(
+    tmp_path: Path, cgroup_parent: str
+) -> None:
     data = tmp_path / "server"
     try:
         async with serving(data, cgroup_parent) as (api, _app):

@@ -46,7 +46,10 @@ async def test_each_gpu_job_gets_its_own_device(client: Client) -> None:
     for j in (a, b, cpu):
         await wait_for(client, j.id, lambda x: x.status == JobStatus.RUNNING)
     seen = {j.id: await _first_line(client, j.id) for j in (a, b, cpu)}
-    assert sorted((seen[a.id], seen[b.id])) == ["dev=[0] order=PCI_BUS_ID", "dev=[1] order=PCI_BUS_ID"]
+    assert sorted((seen[a.id], seen[b.id])) == [
+        "dev=[0] order=PCI_BUS_ID",
+        "dev=[1] order=PCI_BUS_ID",
+    ]
     assert seen[cpu.id] == "dev=[] order=PCI_BUS_ID"
     third = await client.jobs.start(image=UBUNTU, preset_name="gpu-small", command=SHOW)
     waiting = await wait_for(client, third.id, lambda x: x.history.reason == "Scheduling")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -44,19 +45,22 @@ class FakeRuntime:
 
     async def connect_port(self, job_id: str, port: int) -> tuple[Any, Any]:
         if job_id not in self.targets:
-            raise RuntimeError_(f"nothing listens on port {port} in job {job_id}",
-                                reason="PortNotListening")
+            raise RuntimeError_(
+                f"nothing listens on port {port} in job {job_id}", reason="PortNotListening"
+            )
         self.connects += 1
         return await asyncio.open_connection(*self.targets[job_id])
 
 
 def _echo_app(seen: list[dict[str, Any]]) -> web.Application:
     def record(request: web.Request, **extra: Any) -> dict[str, Any]:
-        entry = {"path": request.path_qs, "method": request.method,
-                 "headers": [[k.decode("latin-1"), v.decode("latin-1")]
-                             for k, v in request.raw_headers],
-                 "peer": request.transport.get_extra_info("peername")[1]
-                 if request.transport else None, **extra}
+        entry = {
+            "path": request.path_qs,
+            "method": request.method,
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.raw_headers],
+            "peer": request.transport.get_extra_info("peername")[1] if request.transport else None,
+            **extra,
+        }
         seen.append(entry)
         return entry
 
@@ -78,7 +82,7 @@ def _echo_app(seen: list[dict[str, Any]]) -> web.Application:
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         for i in range(0, len(BLOB), 100_000):
-            await resp.write(BLOB[i:i + 100_000])
+            await resp.write(BLOB[i : i + 100_000])
         await resp.write_eof()
         return resp
 
@@ -136,14 +140,27 @@ class Setup:
         assert status == 302, status
         return headers["set-cookie"][0].split(";")[0].split("=", 1)[1]
 
-    def add_job(self, name: str, owner: str = "alice", auth: bool = True,
-                target: tuple[str, int] | None = None) -> str:
+    def add_job(
+        self,
+        name: str,
+        owner: str = "alice",
+        auth: bool = True,
+        target: tuple[str, int] | None = None,
+    ) -> str:
         job_id = f"job-{uuid.uuid4()}"
-        spec = JobRequest(Container("ubuntu", Resources(cpu=0.5, memory=1 << 30),
-                                    http=HttpPort(8080, requires_auth=auth)),
-                          cluster_name="local", org_name="local", project_name="default")
-        self.store.create_job(job_id=job_id, owner=owner, name=name, tags=(), life_span=None,
-                              reason="", spec=spec)
+        spec = JobRequest(
+            Container(
+                "ubuntu",
+                Resources(cpu=0.5, memory=1 << 30),
+                http=HttpPort(8080, requires_auth=auth),
+            ),
+            cluster_name="local",
+            org_name="local",
+            project_name="default",
+        )
+        self.store.create_job(
+            job_id=job_id, owner=owner, name=name, tags=(), life_span=None, reason="", spec=spec
+        )
         self.store.set_status(job_id, JobStatus.RUNNING)
         if target is not None:
             self.runtime.targets[job_id] = target
@@ -151,8 +168,13 @@ class Setup:
         return job_id
 
 
-def request(host: str, path: str = "/echo", headers: tuple[tuple[str, str], ...] = (),
-            method: str = "GET", body: bytes = b"") -> bytes:
+def request(
+    host: str,
+    path: str = "/echo",
+    headers: tuple[tuple[str, str], ...] = (),
+    method: str = "GET",
+    body: bytes = b"",
+) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", *(f"{k}: {v}" for k, v in headers)]
     if body:
         lines.append(f"Content-Length: {len(body)}")
@@ -195,10 +217,8 @@ class Client:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(ConnectionError):
             await self.writer.wait_closed()
-        except ConnectionError:
-            pass
 
 
 @pytest.fixture
@@ -213,8 +233,9 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     seen: list[dict[str, Any]] = []
     echo = TestServer(_echo_app(seen), host="127.0.0.1")
     await echo.start_server()
-    state = SimpleNamespace(store=store, runtime=runtime, auth=auth,
-                            config=SimpleNamespace(data_dir=data))
+    state = SimpleNamespace(
+        store=store, runtime=runtime, auth=auth, config=SimpleNamespace(data_dir=data)
+    )
     ingress = Ingress(state, "127.0.0.1", 0, "jobs.localhost")
     await ingress.start()
     s = Setup(ingress, store, runtime, seen, {u: auth.issue(u) for u in ("alice", "bob")})
@@ -236,8 +257,9 @@ def _ours_in(entry: dict[str, Any], setup: Setup, *cookies: str) -> list[str]:
     """Which of our credentials the job saw in one request."""
     text = json.dumps(entry["headers"])
     found = [t for t in (*setup.tokens.values(), *cookies) if t in text]
-    return found + [f"{k}: {v}" for k, v in entry["headers"]
-                    if k.lower() == "cookie" and "neuro_session" in v]
+    return found + [
+        f"{k}: {v}" for k, v in entry["headers"] if k.lower() == "cookie" and "neuro_session" in v
+    ]
 
 
 async def test_no_request_of_a_keep_alive_connection_carries_our_credentials(setup: Setup) -> None:
@@ -247,10 +269,15 @@ async def test_no_request_of_a_keep_alive_connection_carries_our_credentials(set
     host = setup.host("web")
     sent = [
         (("Authorization", f"Bearer {token}"), ("Cookie", "app=1")),
-        (("Cookie", f"theme=dark; neuro_session={cookie}; app=2"),
-         ("Authorization", f"Bearer {token}")),
-        (("Cookie", f"neuro_session={cookie}"), ("Authorization", "Bearer the-jobs-own-token"),
-         ("X-App", "kept")),
+        (
+            ("Cookie", f"theme=dark; neuro_session={cookie}; app=2"),
+            ("Authorization", f"Bearer {token}"),
+        ),
+        (
+            ("Cookie", f"neuro_session={cookie}"),
+            ("Authorization", "Bearer the-jobs-own-token"),
+            ("X-App", "kept"),
+        ),
     ]
     for i, headers in enumerate(sent):
         c.send(request(host, f"/echo?n={i}", headers))
@@ -261,10 +288,18 @@ async def test_no_request_of_a_keep_alive_connection_carries_our_credentials(set
     assert len({e["peer"] for e in setup.seen}) == 1 and setup.runtime.connects == 1  # one
     for entry in setup.seen:
         assert _ours_in(entry, setup, cookie) == [], entry
-    kept = [[k, v] for e in setup.seen for k, v in e["headers"] if k in ("Cookie", "Authorization",
-                                                                           "X-App")]
-    assert kept == [["Cookie", "app=1"], ["Cookie", "theme=dark; app=2"],
-                    ["Authorization", "Bearer the-jobs-own-token"], ["X-App", "kept"]]
+    kept = [
+        [k, v]
+        for e in setup.seen
+        for k, v in e["headers"]
+        if k in ("Cookie", "Authorization", "X-App")
+    ]
+    assert kept == [
+        ["Cookie", "app=1"],
+        ["Cookie", "theme=dark; app=2"],
+        ["Authorization", "Bearer the-jobs-own-token"],
+        ["X-App", "kept"],
+    ]
 
 
 async def test_pipelined_requests_are_each_checked_and_answered_in_order(setup: Setup) -> None:
@@ -273,10 +308,16 @@ async def test_pipelined_requests_are_each_checked_and_answered_in_order(setup: 
     host = setup.host("web")
     c = await setup.client()
     ours = (("Cookie", f"neuro_session={cookie}"),)
-    c.send(b"".join([request(host, "/echo?n=0", ours),
-                     request(host, "/echo?n=1", ours, method="POST", body=b"x" * 1000),
-                     request(host, "/echo?n=2", ours),
-                     request(host, "/echo?n=3", (("Cookie", f"neuro_session={other}"),))]))
+    c.send(
+        b"".join(
+            [
+                request(host, "/echo?n=0", ours),
+                request(host, "/echo?n=1", ours, method="POST", body=b"x" * 1000),
+                request(host, "/echo?n=2", ours),
+                request(host, "/echo?n=3", (("Cookie", f"neuro_session={other}"),)),
+            ]
+        )
+    )
     answers = [await c.response() for _ in range(4)]
     assert [a[0] for a in answers] == [200, 200, 200, 401]
     assert [json.loads(a[2])["path"] for a in answers[:3]] == [f"/echo?n={i}" for i in range(3)]
@@ -292,7 +333,7 @@ async def test_chunked_upload_and_large_downloads_pass_intact(setup: Setup) -> N
 
     async def chunks() -> AsyncIterator[bytes]:
         for i, size in enumerate(range(0, len(upload), 300_001)):
-            yield upload[size:size + 300_001]
+            yield upload[size : size + 300_001]
             if i % 4 == 0:
                 await asyncio.sleep(0)
 
@@ -310,7 +351,9 @@ async def test_chunked_upload_and_large_downloads_pass_intact(setup: Setup) -> N
             async with session.get(f"{url}{path}", headers=auth) as r:
                 body = await r.read()
             down_s = time.monotonic() - t0
-            assert r.status == 200 and hashlib.sha256(body).digest() == hashlib.sha256(BLOB).digest()
+            assert (
+                r.status == 200 and hashlib.sha256(body).digest() == hashlib.sha256(BLOB).digest()
+            )
             print(f"{path}: {len(BLOB) / down_s / 2**20:.0f} MiB/s")
     print(f"chunked upload: {len(upload) / up_s / 2**20:.0f} MiB/s")
 
@@ -328,16 +371,18 @@ async def test_a_websocket_upgrade_passes_and_then_is_spliced(setup: Setup) -> N
     assert ["Cookie", "app=1"] in setup.seen[0]["headers"]
 
 
-async def test_forged_expired_other_jobs_and_gone_users_sessions_are_refused(
-        setup: Setup) -> None:
+async def test_forged_expired_other_jobs_and_gone_users_sessions_are_refused(setup: Setup) -> None:
     cookie = await setup.login("web")
     sessions = setup.ingress.sessions
     payload, mac = cookie.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert claims["u"] == "alice" and claims["j"] == setup.jobs["web"]
     assert 11.9 * 3600 < claims["e"] - time.time() <= 12 * 3600
-    forged_payload = base64.urlsafe_b64encode(json.dumps(
-        {**claims, "j": setup.jobs["other"]}).encode()).rstrip(b"=").decode()
+    forged_payload = (
+        base64.urlsafe_b64encode(json.dumps({**claims, "j": setup.jobs["other"]}).encode())
+        .rstrip(b"=")
+        .decode()
+    )
     cases = {
         "other job's": (await setup.login("other"), 401),
         "forged": (f"{forged_payload}.{mac}", 401),
@@ -377,26 +422,43 @@ async def test_a_later_request_for_another_job_is_refused_on_that_connection(set
 CHUNKED = b"POST /echo HTTP/1.1\r\nHost: HOST\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
-@pytest.mark.parametrize("bad", [
-    CHUNKED.replace(b"Transfer", b"Content-Length: 5\r\nTransfer")
-    + b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: HOST\r\n\r\n",
-    b"POST /echo HTTP/1.1\r\nHost: HOST\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
-    b"POST /echo HTTP/1.1\r\nHost: HOST\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
-    b"POST /echo HTTP/1.1\r\nHost: HOST\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
-    b"POST /echo HTTP/1.1\r\nHost: HOST\r\nTransfer-Encoding: chunked\r\n x: y\r\n\r\n0\r\n\r\n",
-    b"GET /echo HTTP/1.1\r\nHost: HOST\nX: y\r\n\r\n",
-    b"GET /echo HTTP/1.1\r\nHost: HOST\r\nHost: HOST\r\n\r\n",
-    b"POST /echo HTTP/1.0\r\nHost: HOST\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-    b"GET http://HOST/echo HTTP/1.1\r\nHost: HOST\r\n\r\n",
-    b"GET /echo HTTP/2.0\r\nHost: HOST\r\n\r\n",
-    CHUNKED + b"5 \r\nhello\r\n0\r\n\r\n",
-    CHUNKED + b"+5\r\nhello\r\n0\r\n\r\n",
-    CHUNKED + b"3\r\nhello\r\n0\r\n\r\n",
-], ids=["cl-and-te", "two-lengths", "te-gzip", "space-before-colon", "folded", "bare-lf",
-        "two-hosts", "te-in-1.0", "absolute-form", "http2", "chunk-size-space",
-        "chunk-size-sign", "chunk-too-long"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        CHUNKED.replace(b"Transfer", b"Content-Length: 5\r\nTransfer")
+        + b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: HOST\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: HOST\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"POST /echo HTTP/1.1\r\nHost: HOST\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: HOST\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: HOST\r\nTransfer-Encoding: chunked\r\n x: y\r\n\r\n0\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nHost: HOST\nX: y\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nHost: HOST\r\nHost: HOST\r\n\r\n",
+        b"POST /echo HTTP/1.0\r\nHost: HOST\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET http://HOST/echo HTTP/1.1\r\nHost: HOST\r\n\r\n",
+        b"GET /echo HTTP/2.0\r\nHost: HOST\r\n\r\n",
+        CHUNKED + b"5 \r\nhello\r\n0\r\n\r\n",
+        CHUNKED + b"+5\r\nhello\r\n0\r\n\r\n",
+        CHUNKED + b"3\r\nhello\r\n0\r\n\r\n",
+    ],
+    ids=[
+        "cl-and-te",
+        "two-lengths",
+        "te-gzip",
+        "space-before-colon",
+        "folded",
+        "bare-lf",
+        "two-hosts",
+        "te-in-1.0",
+        "absolute-form",
+        "http2",
+        "chunk-size-space",
+        "chunk-size-sign",
+        "chunk-too-long",
+    ],
+)
 async def test_what_cannot_be_framed_safely_is_answered_400_and_closed(
-        setup: Setup, bad: bytes) -> None:
+    setup: Setup, bad: bytes
+) -> None:
     host = setup.host("open")
     c = await setup.client()
     c.send(request(host, "/echo?first"))
@@ -411,8 +473,10 @@ async def test_what_cannot_be_framed_safely_is_answered_400_and_closed(
 async def test_an_http_1_0_request_is_the_last_of_its_connection(setup: Setup) -> None:
     host = setup.host("open")
     c = await setup.client()
-    c.send(b"GET /echo?a HTTP/1.0\r\nHost: " + host.encode() + b"\r\nConnection: keep-alive\r\n"
-           b"Content-Length: 0, 0\r\n\r\n" + request(host, "/echo?b"))
+    c.send(
+        b"GET /echo?a HTTP/1.0\r\nHost: " + host.encode() + b"\r\nConnection: keep-alive\r\n"
+        b"Content-Length: 0, 0\r\n\r\n" + request(host, "/echo?b")
+    )
     assert (await c.response())[0] == 200
     assert await c.closed()
     assert [e["path"] for e in setup.seen] == ["/echo?a"]
@@ -421,8 +485,14 @@ async def test_an_http_1_0_request_is_the_last_of_its_connection(setup: Setup) -
 
 async def test_expect_100_continue_passes(setup: Setup) -> None:
     c = await setup.client()
-    c.send(request(setup.host("open"), "/upload", method="POST",
-                   headers=(("Expect", "100-continue"), ("Content-Length", "5"))))
+    c.send(
+        request(
+            setup.host("open"),
+            "/upload",
+            method="POST",
+            headers=(("Expect", "100-continue"), ("Content-Length", "5")),
+        )
+    )
     status, _, _ = await c.response()
     assert status == 100
     c.send(b"hello")
@@ -431,15 +501,24 @@ async def test_expect_100_continue_passes(setup: Setup) -> None:
 
 
 async def test_the_job_can_neither_set_our_cookie_nor_take_the_connection_to_h2c(
-        setup: Setup) -> None:
+    setup: Setup,
+) -> None:
     token = setup.tokens["alice"]
     c = await setup.client()
     c.send(request(setup.host("open"), "/set-cookie"))
     status, headers, _ = await c.response()
     assert status == 200 and headers["set-cookie"] == ["app=1; Path=/"]
-    c.send(request(setup.host("open"), headers=(
-        ("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
-        ("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA"), ("Authorization", f"Bearer {token}"))))
+    c.send(
+        request(
+            setup.host("open"),
+            headers=(
+                ("Connection", "Upgrade, HTTP2-Settings"),
+                ("Upgrade", "h2c"),
+                ("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+                ("Authorization", f"Bearer {token}"),
+            ),
+        )
+    )
     assert (await c.response())[0] == 200
     await c.close()
     names = {k.lower() for k, _ in setup.seen[-1]["headers"]}
@@ -455,13 +534,17 @@ async def _raw_job(setup: Setup, name: str, handler: RawJob) -> asyncio.base_eve
     return server
 
 
-@pytest.mark.parametrize("answer", [
-    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-    b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-    b"HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",
-    b"ICY 200 OK\r\n\r\n",
-], ids=["cl-and-te", "unasked-101", "two-lengths", "bare-lf", "not-http"])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",
+        b"ICY 200 OK\r\n\r\n",
+    ],
+    ids=["cl-and-te", "unasked-101", "two-lengths", "bare-lf", "not-http"],
+)
 async def test_a_job_answer_that_cannot_be_framed_is_a_502(setup: Setup, answer: bytes) -> None:
     async def job(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
@@ -496,9 +579,11 @@ async def test_the_job_gets_bodies_framed_as_the_ingress_read_them(setup: Setup)
     server = await _raw_job(setup, "raw", job)
     try:
         c = await setup.client()
-        c.send(f"POST /up HTTP/1.1\r\nHost: {setup.host('raw')}\r\n"
-               "Transfer-Encoding: chunked\r\n\r\n".encode()
-               + b"5;ext=1\r\nhello\r\n0\r\nCookie: neuro_session=x\r\nX-T: 1\r\n\r\n")
+        c.send(
+            f"POST /up HTTP/1.1\r\nHost: {setup.host('raw')}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+            + b"5;ext=1\r\nhello\r\n0\r\nCookie: neuro_session=x\r\nX-T: 1\r\n\r\n"
+        )
         assert (await c.response())[0] == 200
         assert bytes(got).endswith(b"\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
     finally:
@@ -508,14 +593,18 @@ async def test_the_job_gets_bodies_framed_as_the_ingress_read_them(setup: Setup)
 async def test_a_dead_token_of_ours_is_stripped_too(setup: Setup) -> None:
     import jwt
 
-    dead = jwt.encode({"identity": "alice", "jti": "revoked-long-ago"},
-                      load_secret(setup.ingress.state.config.data_dir), algorithm="HS256")
+    dead = jwt.encode(
+        {"identity": "alice", "jti": "revoked-long-ago"},
+        load_secret(setup.ingress.state.config.data_dir),
+        algorithm="HS256",
+    )
     c = await setup.client()
     for value in (f"Bearer {dead}", dead, "Bearer not-ours"):
         c.send(request(setup.host("open"), headers=(("Authorization", value),)))
         assert (await c.response())[0] == 200
     assert [[k, v] for k, v in setup.seen[2]["headers"] if k == "Authorization"] == [
-        ["Authorization", "Bearer not-ours"]]
+        ["Authorization", "Bearer not-ours"]
+    ]
     assert not any(k == "Authorization" for e in setup.seen[:2] for k, _ in e["headers"])
 
 

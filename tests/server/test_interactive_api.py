@@ -57,8 +57,12 @@ async def until(pred: Callable[[], Any], what: str, timeout: float = TIMEOUT) ->
         await asyncio.sleep(0.05)
 
 
-async def read_until(stream: StdStream, needle: bytes | Callable[[bytes], bool],
-                     timeout: float = TIMEOUT, fileno: int | None = None) -> bytes:
+async def read_until(
+    stream: StdStream,
+    needle: bytes | Callable[[bytes], bool],
+    timeout: float = TIMEOUT,
+    fileno: int | None = None,
+) -> bytes:
     """Read output (of one fileno, or all) until ``needle`` is in it; the bytes read."""
     check = needle if callable(needle) else (lambda data: needle in data)
     got = b""
@@ -123,16 +127,23 @@ def free_port() -> int:
 
 
 def connections_to(port: int) -> list[Any]:
-    return [c for c in psutil.Process().net_connections("tcp")
-            if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED]
+    return [
+        c
+        for c in psutil.Process().net_connections("tcp")
+        if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+    ]
 
 
 def monitoring(api: Api, job_id: str, path: str) -> str:
     return f"{api.url}/jobs/{job_id}/{path}"
 
 
-async def raw_websocket(api: Api, job_id: str, path: str, query: dict[str, str],
-                        ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def raw_websocket(
+    api: Api,
+    job_id: str,
+    path: str,
+    query: dict[str, str],
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A websocket handshake on a plain TCP connection, so that a test can drop it without a
     close frame (a client that crashed or lost its network)."""
     url = URL(monitoring(api, job_id, path)).with_query(query)
@@ -142,7 +153,8 @@ async def raw_websocket(api: Api, job_id: str, path: str, query: dict[str, str],
         f"GET {url.raw_path_qs} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
         f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
         f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v2.channels.neu.ro\r\n"
-        f"Authorization: Bearer {api.tokens['alice']}\r\n\r\n".encode())
+        f"Authorization: Bearer {api.tokens['alice']}\r\n\r\n".encode()
+    )
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
     assert head.startswith(b"HTTP/1.1 101"), head
     return reader, writer
@@ -249,8 +261,9 @@ async def test_legacy_exec_plain_output_and_stderr(client: Client, start: Start)
 
 
 async def test_resize_of_a_tty_job(client: Client, start: Start) -> None:
-    job = await start("""sh -c 'trap "stty size" WINCH; echo ready; while :; do sleep 0.1; done'""",
-                      tty=True)
+    job = await start(
+        """sh -c 'trap "stty size" WINCH; echo ready; while :; do sleep 0.1; done'""", tty=True
+    )
     async with client.jobs.attach(job, stdout=True, tty=True, logs=True) as stream:
         await read_until(stream, b"ready")  # the trap is set
         await client.jobs.resize(job, w=101, h=31)
@@ -351,8 +364,8 @@ async def test_attach_offset_end_and_exact_resume(client: Client, start: Start) 
     # and the bytes are exactly those of the job's output at these offsets
     async with client.jobs.attach(job, stdout=True, tty=True, offset=0) as stream:
         whole = await read_until(stream, lambda d: len(d) >= resume + len(more))
-    assert whole[end:end + len(after)] == after
-    assert whole[resume:resume + len(more)] == more
+    assert whole[end : end + len(after)] == after
+    assert whole[resume : resume + len(more)] == more
 
     with pytest.raises(IllegalArgumentError, match="invalid offset"):
         async with client._ws_connect(
@@ -389,8 +402,10 @@ async def test_top_samples_and_end(client: Client, start: Start) -> None:
 
 
 async def test_send_signal(client: Client, start: Start) -> None:
-    job = await start("""sh -c 'trap "echo got-usr1" USR1; trap "echo got-term; exit 7" TERM; """
-                      """echo ready; while :; do sleep 0.1; done'""")
+    job = await start(
+        """sh -c 'trap "echo got-usr1" USR1; trap "echo got-term; exit 7" TERM; """
+        """echo ready; while :; do sleep 0.1; done'"""
+    )
     async with client.jobs.attach(job, stdout=True, logs=True) as stream:
         await read_until(stream, b"ready")
         await client.jobs.send_signal(job, "usr1")
@@ -436,8 +451,9 @@ async def listening(port: int) -> bool:
     return True
 
 
-async def test_port_forward(api: Api, client: Client, start: Start,
-                            caplog: pytest.LogCaptureFixture) -> None:
+async def test_port_forward(
+    api: Api, client: Client, start: Start, caplog: pytest.LogCaptureFixture
+) -> None:
     port = free_port()
     job = await start(f"python3 -m http.server {port} --bind 127.0.0.1")
     await until(lambda: listening(port), "the job's http server")
@@ -512,8 +528,11 @@ async def test_bad_input(api: Api, client: Client, start: Start) -> None:
     e = await handshake_error(api, monitoring(api, job, "exec"), params={"stdout": "1"})
     assert e.status == 400 and "'cmd' is required" in e.headers["X-Error"]
     for size in ({"h": "0", "w": "80"}, {"h": "24"}, {"h": "x", "w": "80"}):
-        e = await handshake_error(api, monitoring(api, job, "exec"),
-                                  params={"cmd": "true", "tty": "1", "stdout": "1", **size})
+        e = await handshake_error(
+            api,
+            monitoring(api, job, "exec"),
+            params={"cmd": "true", "tty": "1", "stdout": "1", **size},
+        )
         assert e.status == 400 and "'w' and 'h' must be" in e.headers["X-Error"], size
     with pytest.raises(ValueError, match="Invalid terminal size 0x80"):
         async with client.jobs.exec(job, ["true"], tty=True, size=(0, 80)):
@@ -677,12 +696,15 @@ async def test_legacy_exec_records_are_bounded(
         for _ in range(5):
             exec_id = await client.jobs.exec_create(job, ["sleep", "30"])
             streams.append(await stack.enter_async_context(client.jobs.exec_start(job, exec_id)))
-            await until(functools.partial(_running, client, job, exec_id),
-                        "the exec session to run")
+            await until(
+                functools.partial(_running, client, job, exec_id), "the exec session to run"
+            )
         with pytest.raises(IllegalArgumentError, match="too many exec sessions"):
             await client.jobs.exec_create(job, ["true"])
-    await until(lambda: len(records[0]) <= 5 and not any(r.running for r in records[0].values()),
-                "the sessions to end")
+    await until(
+        lambda: len(records[0]) <= 5 and not any(r.running for r in records[0].values()),
+        "the sessions to end",
+    )
 
 
 async def _running(client: Client, job: str, exec_id: str) -> bool:

@@ -54,19 +54,23 @@ async def _read_http(api: Api, job_id: str) -> bytes:
         return await asyncio.wait_for(resp.read(), TIMEOUT)
 
 
-async def test_log_follows_a_restart_and_ends_when_the_job_does(
-    api: Api, client: Client
-) -> None:
+async def test_log_follows_a_restart_and_ends_when_the_job_does(api: Api, client: Client) -> None:
     marker = "$HOME/ran-once"  # (alice's jobs run as her own uid: her home is theirs)
-    script = (f"if [ -e {marker} ]; then echo second; else touch {marker}; echo first; "
-              "sleep 0.5; exit 3; fi")
-    job = await client.jobs.start(image=UBUNTU, preset_name="cpu-small",
-                                  command=f"sh -c '{script}'",
-                                  restart_policy=JobRestartPolicy.ON_FAILURE)
+    script = (
+        f"if [ -e {marker} ]; then echo second; else touch {marker}; echo first; "
+        "sleep 0.5; exit 3; fi"
+    )
+    job = await client.jobs.start(
+        image=UBUNTU,
+        preset_name="cpu-small",
+        command=f"sh -c '{script}'",
+        restart_policy=JobRestartPolicy.ON_FAILURE,
+    )
     await _until_status(client, job.id, {JobStatus.RUNNING})
     # both followers connect during the first run: its end is not the end of the log
-    (ws_data, code, _), http_data = await asyncio.gather(_read_ws(api, job.id),
-                                                         _read_http(api, job.id))
+    (ws_data, code, _), http_data = await asyncio.gather(
+        _read_ws(api, job.id), _read_http(api, job.id)
+    )
     assert ws_data == http_data == b"first\nsecond\n"
     assert code == aiohttp.WSCloseCode.OK
     st = await client.jobs.status(job.id)
@@ -74,14 +78,15 @@ async def test_log_follows_a_restart_and_ends_when_the_job_does(
 
 
 async def test_offset_extension(api: Api, client: Client) -> None:
-    job = await client.jobs.start(image=UBUNTU, preset_name="cpu-small",
-                                  command="sh -c 'echo 0123456789'")
+    job = await client.jobs.start(
+        image=UBUNTU, preset_name="cpu-small", command="sh -c 'echo 0123456789'"
+    )
     await _until_status(client, job.id, {JobStatus.SUCCEEDED})
-    data, code, _ = await _read_ws(api, job.id, params={"offset": "4"},
-                                   protocols=(OFFSET_PROTOCOL,))
+    data, code, _ = await _read_ws(
+        api, job.id, params={"offset": "4"}, protocols=(OFFSET_PROTOCOL,)
+    )
     assert (data, code) == (b"456789\n", aiohttp.WSCloseCode.OK)
-    data, _, _ = await _read_ws(api, job.id, params={"offset": "100"},
-                                protocols=(OFFSET_PROTOCOL,))
+    data, _, _ = await _read_ws(api, job.id, params={"offset": "100"}, protocols=(OFFSET_PROTOCOL,))
     assert data == b""
     # a client that did not ask for the extension gets the stream as it is
     data, _, _ = await _read_ws(api, job.id, params={"offset": "4"})
@@ -89,8 +94,7 @@ async def test_offset_extension(api: Api, client: Client) -> None:
     for bad in ("-1", "x", "1" * 40, "\u0661"):
         url = f"{api.url}/jobs/{job.id}/log_ws"
         with pytest.raises(aiohttp.WSServerHandshakeError) as info:
-            async with api.session.ws_connect(url, headers=api.headers(),
-                                              params={"offset": bad}):
+            async with api.session.ws_connect(url, headers=api.headers(), params={"offset": bad}):
                 pass
         assert info.value.status == 400
 
@@ -98,8 +102,9 @@ async def test_offset_extension(api: Api, client: Client) -> None:
 async def test_a_failed_stream_is_not_the_end(
     api: Api, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job = await client.jobs.start(image=UBUNTU, preset_name="cpu-small",
-                                  command="sh -c 'echo partial'")
+    job = await client.jobs.start(
+        image=UBUNTU, preset_name="cpu-small", command="sh -c 'echo partial'"
+    )
     await _until_status(client, job.id, {JobStatus.SUCCEEDED})
 
     async def broken_logs(self: ProcessRuntime, job_id: str, **kw: Any) -> AsyncIterator[bytes]:

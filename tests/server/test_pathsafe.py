@@ -46,11 +46,25 @@ def same_file(fd: int, path: Path) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-@pytest.mark.parametrize(("path", "where", "directory"), [
-    ("a/b/c", "a/b/c", True), ("a//b/./c/", "a/b/c", True), ("", ".", True), (".", ".", True),
-    ("f", "f", False), ("a", "a", False),
-], ids=["nested", "untidy", "empty-is-root", "dot-is-root", "a-file-where-allowed",
-        "a-directory-where-files-are-allowed"])
+@pytest.mark.parametrize(
+    ("path", "where", "directory"),
+    [
+        ("a/b/c", "a/b/c", True),
+        ("a//b/./c/", "a/b/c", True),
+        ("", ".", True),
+        (".", ".", True),
+        ("f", "f", False),
+        ("a", "a", False),
+    ],
+    ids=[
+        "nested",
+        "untidy",
+        "empty-is-root",
+        "dot-is-root",
+        "a-file-where-allowed",
+        "a-directory-where-files-are-allowed",
+    ],
+)
 def test_open_beneath_opens_the_path_itself(
     how: str, tree: Path, root_fd: int, path: str, where: str, directory: bool
 ) -> None:
@@ -65,26 +79,44 @@ def test_open_beneath_opens_the_path_itself(
         os.close(fd)
 
 
-@pytest.mark.parametrize(("path", "directory", "err", "message"), [
-    ("a/in/c", True, errno.ELOOP, "a/in: is a symbolic link"),
-    ("a/in", True, errno.ELOOP, "a/in: is a symbolic link"),
-    ("out", True, errno.ELOOP, "out: is a symbolic link"),
-    ("out/root/a", True, errno.ELOOP, "out: is a symbolic link"),
-    ("dangling", False, errno.ELOOP, "dangling: is a symbolic link"),
-    ("..", True, errno.EXDEV, "'..' is not allowed"),
-    ("a/../../x", True, errno.EXDEV, "'..' is not allowed"),
-    ("/etc", True, errno.EXDEV, "an absolute path"),
-    ("a/nope/c", True, errno.ENOENT, "a/nope: no such file or directory"),
-    ("nope", False, errno.ENOENT, "nope: no such file or directory"),
-    ("f/x", True, errno.ENOTDIR, "f: not a directory"),
-    ("f", True, errno.ENOTDIR, "f: not a directory"),
-    ("fifo", False, errno.EINVAL, "fifo: not a regular file or a directory"),
-    ("a\0b", True, errno.EINVAL, "a NUL byte"),
-], ids=["link-in-the-middle", "link-last", "link-out", "through-a-link-out", "dangling-link",
-        "dotdot", "dotdot-inside", "absolute", "missing-in-the-middle", "missing-last",
-        "under-a-file", "file-for-a-directory", "fifo", "nul"])
-def test_open_beneath_refuses(how: str, root_fd: int, path: str, directory: bool, err: int,
-                              message: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "directory", "err", "message"),
+    [
+        ("a/in/c", True, errno.ELOOP, "a/in: is a symbolic link"),
+        ("a/in", True, errno.ELOOP, "a/in: is a symbolic link"),
+        ("out", True, errno.ELOOP, "out: is a symbolic link"),
+        ("out/root/a", True, errno.ELOOP, "out: is a symbolic link"),
+        ("dangling", False, errno.ELOOP, "dangling: is a symbolic link"),
+        ("..", True, errno.EXDEV, "'..' is not allowed"),
+        ("a/../../x", True, errno.EXDEV, "'..' is not allowed"),
+        ("/etc", True, errno.EXDEV, "an absolute path"),
+        ("a/nope/c", True, errno.ENOENT, "a/nope: no such file or directory"),
+        ("nope", False, errno.ENOENT, "nope: no such file or directory"),
+        ("f/x", True, errno.ENOTDIR, "f: not a directory"),
+        ("f", True, errno.ENOTDIR, "f: not a directory"),
+        ("fifo", False, errno.EINVAL, "fifo: not a regular file or a directory"),
+        ("a\0b", True, errno.EINVAL, "a NUL byte"),
+    ],
+    ids=[
+        "link-in-the-middle",
+        "link-last",
+        "link-out",
+        "through-a-link-out",
+        "dangling-link",
+        "dotdot",
+        "dotdot-inside",
+        "absolute",
+        "missing-in-the-middle",
+        "missing-last",
+        "under-a-file",
+        "file-for-a-directory",
+        "fifo",
+        "nul",
+    ],
+)
+def test_open_beneath_refuses(
+    how: str, root_fd: int, path: str, directory: bool, err: int, message: str
+) -> None:
     with pytest.raises(pathsafe.PathError) as e:
         os.close(pathsafe.open_beneath(root_fd, path, directory=directory))
     assert e.value.errno == err, e.value

@@ -24,8 +24,13 @@ def test_python_relay_round_trip() -> None:
     threading.Thread(target=echo, daemon=True).start()
     assert commands(port)[-1] == ["python3", "-c", PY_RELAY, str(port)]
     payload = b"0123456789" * 100_000
-    r = subprocess.run([sys.executable, "-c", PY_RELAY, str(port)], input=payload,
-                       capture_output=True, timeout=30, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", PY_RELAY, str(port)],
+        input=payload,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     server.close()
     assert r.returncode == 0, r.stderr
     assert len(r.stdout) == len(payload)

@@ -41,8 +41,10 @@ async def test_capacity_follows_running_jobs(client: Client) -> None:
 
 
 async def test_jobs_queue_when_resources_are_taken(client: Client) -> None:
-    first = [await client.jobs.start(image=UBUNTU, preset_name="cpu-large", command="sleep 30")
-             for _ in range(2)]
+    first = [
+        await client.jobs.start(image=UBUNTU, preset_name="cpu-large", command="sleep 30")
+        for _ in range(2)
+    ]
     for j in first:
         await wait_for(client, j.id, lambda j: j.status == JobStatus.RUNNING)
     queued = await client.jobs.start(image=UBUNTU, preset_name="cpu-large", command="echo ran")
@@ -62,13 +64,16 @@ async def test_a_preset_the_server_can_never_give_is_refused_at_once(client: Cli
     assert str(e.value) == (
         "preset gpu-small needs 1 NVIDIA GPU, but this server has 8 CPU, 16 GiB of memory "
         "and no GPU in all: no job of it can ever run here (presets that can: cpu-small, "
-        "cpu-large)")
+        "cpu-large)"
+    )
     assert [j async for j in client.jobs.list()] == []
 
 
 async def test_a_job_killed_while_it_waits(client: Client) -> None:
-    big = [await client.jobs.start(image=UBUNTU, preset_name="cpu-large", command="sleep 30")
-           for _ in range(2)]
+    big = [
+        await client.jobs.start(image=UBUNTU, preset_name="cpu-large", command="sleep 30")
+        for _ in range(2)
+    ]
     job = await client.jobs.start(image=UBUNTU, preset_name="cpu-large", command="echo no")
     job = await wait_for(client, job.id, lambda j: j.history.reason == "Scheduling")
     await client.jobs.kill(job.id)
@@ -82,8 +87,13 @@ async def test_a_job_killed_while_it_waits(client: Client) -> None:
 
 
 async def test_transitions_and_output(client: Client) -> None:
-    job = await client.jobs.start(image=UBUNTU, preset_name="cpu-small",
-                                  command="sh -c 'echo hi; exit 4'", name="trans", tags=["t1"])
+    job = await client.jobs.start(
+        image=UBUNTU,
+        preset_name="cpu-small",
+        command="sh -c 'echo hi; exit 4'",
+        name="trans",
+        tags=["t1"],
+    )
     chunks = [c async for c in client.jobs.monitor(job.id)]
     assert b"".join(chunks) == b"hi\n"
     job = await wait_for(client, job.id, lambda j: j.status.is_finished)
@@ -105,8 +115,9 @@ async def test_transitions_and_output(client: Client) -> None:
 async def test_deprecated_run_warns_and_works(client: Client) -> None:
     from neuro_sdk import Container, Resources
 
-    container = Container(image=UBUNTU, resources=Resources(memory_mb=64, cpu=0.2),
-                          command="echo legacy")
+    container = Container(
+        image=UBUNTU, resources=Resources(memory_mb=64, cpu=0.2), command="echo legacy"
+    )
     with pytest.warns(DeprecationWarning):
         job = await client.jobs.run(container, life_span=120)
     assert b"".join([c async for c in client.jobs.monitor(job.id)]) == b"legacy\n"
@@ -117,19 +128,24 @@ async def test_deprecated_run_warns_and_works(client: Client) -> None:
 async def test_name_is_unique_among_active_jobs(client: Client) -> None:
     from neuro_sdk import IllegalArgumentError
 
-    job = await client.jobs.start(image=UBUNTU, preset_name="cpu-small", command="sleep 30", name="only-one")
+    job = await client.jobs.start(
+        image=UBUNTU, preset_name="cpu-small", command="sleep 30", name="only-one"
+    )
     with pytest.raises(IllegalArgumentError, match="already active"):
-        await client.jobs.start(image=UBUNTU, preset_name="cpu-small", command="true", name="only-one")
+        await client.jobs.start(
+            image=UBUNTU, preset_name="cpu-small", command="true", name="only-one"
+        )
     await client.jobs.kill(job.id)
-    again = await client.jobs.start(image=UBUNTU, preset_name="cpu-small", command="true", name="only-one")
+    again = await client.jobs.start(
+        image=UBUNTU, preset_name="cpu-small", command="true", name="only-one"
+    )
     assert again.name == "only-one"
 
 
 async def test_status_long_poll_answers_at_the_change(client: Client, api: Api) -> None:
     """GET /jobs/{id} with If-None-Match and Prefer: wait=N returns when the job changes (the
     CLI's run waits for the start this way), and 304 when N passes without a change."""
-    job = await client.jobs.start(image=UBUNTU, preset_name="cpu-small",
-                                  command="sleep 30")
+    job = await client.jobs.start(image=UBUNTU, preset_name="cpu-small", command="sleep 30")
     running = await wait_for(client, job.id, lambda j: j.status == JobStatus.RUNNING)
     url = f"{api.url}/jobs/{job.id}"
     async with api.session.get(url, headers=api.headers()) as r:
@@ -137,8 +153,9 @@ async def test_status_long_poll_answers_at_the_change(client: Client, api: Api) 
     # unchanged: 304 after the wait, not before
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    async with api.session.get(url, headers={**api.headers(), "If-None-Match": etag,
-                                             "Prefer": "wait=0.3"}) as r:
+    async with api.session.get(
+        url, headers={**api.headers(), "If-None-Match": etag, "Prefer": "wait=0.3"}
+    ) as r:
         assert r.status == 304 and r.headers["ETag"] == etag
     assert loop.time() - t0 >= 0.29
     # a change while waiting: the answer comes with it, long before the wait is over
@@ -151,20 +168,24 @@ async def test_status_long_poll_answers_at_the_change(client: Client, api: Api) 
     assert changed is not None and changed.status == JobStatus.CANCELLED
     assert loop.time() - t0 < 10
     # a stale ETag answers at once; a bad Prefer is ignored (no wait, no error)
-    async with api.session.get(url, headers={**api.headers(), "If-None-Match": etag,
-                                             "Prefer": "wait=forever"}) as r:
+    async with api.session.get(
+        url, headers={**api.headers(), "If-None-Match": etag, "Prefer": "wait=forever"}
+    ) as r:
         assert r.status == 200 and r.headers["ETag"] != etag
     # another user cannot wait on it either
-    async with api.session.get(url, headers={**api.headers("bob"), "If-None-Match": etag,
-                                             "Prefer": "wait=5"}) as r:
+    async with api.session.get(
+        url, headers={**api.headers("bob"), "If-None-Match": etag, "Prefer": "wait=5"}
+    ) as r:
         assert r.status == 403
 
 
 async def test_more_jobs_than_fit_all_run_oldest_first(client: Client) -> None:
     """cpu-large takes 4 of 8 CPUs: 2 at a time.  Every job runs, in the order they came, and
     the capacity reported never promises more than what is free."""
-    jobs = [await client.jobs.start(image=UBUNTU, preset_name="cpu-large", command="sleep 0.4")
-            for _ in range(6)]
+    jobs = [
+        await client.jobs.start(image=UBUNTU, preset_name="cpu-large", command="sleep 0.4")
+        for _ in range(6)
+    ]
     ids = [j.id for j in jobs]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
@@ -181,7 +202,7 @@ async def test_more_jobs_than_fit_all_run_oldest_first(client: Client) -> None:
     assert all(t is not None for t in started)
     # oldest first: none overtaken (two dispatched together may start in either order)
     for i, t in enumerate(started):
-        for later in started[i + 1:]:
+        for later in started[i + 1 :]:
             assert (t - later).total_seconds() < 0.1, started
     assert await client.jobs.get_capacity() == {"cpu-small": 16, "cpu-large": 2, "gpu-small": 0}
 
@@ -189,9 +210,13 @@ async def test_more_jobs_than_fit_all_run_oldest_first(client: Client) -> None:
 async def test_life_span_signal_is_sent_once_and_a_bump_rearms_it(client: Client) -> None:
     from neuro_sdk import LifeSpanSignal
 
-    job = await client.jobs.start(image=UBUNTU, preset_name="cpu-small",
-                                  command="sh -c 'trap \"\" USR1; sleep 30'", life_span=3,
-                                  life_span_signal=LifeSpanSignal("USR1", 2.5))
+    job = await client.jobs.start(
+        image=UBUNTU,
+        preset_name="cpu-small",
+        command="sh -c 'trap \"\" USR1; sleep 30'",
+        life_span=3,
+        life_span_signal=LifeSpanSignal("USR1", 2.5),
+    )
     assert job.life_span_signal == LifeSpanSignal("SIGUSR1", 2.5, sent=False)
     job = await wait_for(client, job.id, lambda j: j.life_span_signal.sent)
     assert job.status == JobStatus.RUNNING  # it ignores USR1: warned, not stopped
@@ -214,13 +239,32 @@ def test_life_span_signal_is_due_once_per_life_span() -> None:
     )
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    spec = JobRequest(Container("ubuntu", Resources(cpu=0.5, memory=1 << 30)),
-                      cluster_name="local", org_name="local", project_name="default",
-                      life_span_signal=LifeSpanSignal("SIGUSR1", 10, 2.5))
-    job = JobRecord(id="j", owner="alice", name=None, status=JobStatus.RUNNING, reason="",
-                    description="", exit_code=None, created_at=t0, started_at=t0,
-                    finished_at=None, restarts=0, life_span=3.0, kill_reason=None, limits="",
-                    spec=spec, tags=(), running_since=t0)
+    spec = JobRequest(
+        Container("ubuntu", Resources(cpu=0.5, memory=1 << 30)),
+        cluster_name="local",
+        org_name="local",
+        project_name="default",
+        life_span_signal=LifeSpanSignal("SIGUSR1", 10, 2.5),
+    )
+    job = JobRecord(
+        id="j",
+        owner="alice",
+        name=None,
+        status=JobStatus.RUNNING,
+        reason="",
+        description="",
+        exit_code=None,
+        created_at=t0,
+        started_at=t0,
+        finished_at=None,
+        restarts=0,
+        life_span=3.0,
+        kill_reason=None,
+        limits="",
+        spec=spec,
+        tags=(),
+        running_since=t0,
+    )
     at = t0 + timedelta(seconds=1)
     assert job.life_span_warning_due(at) == -0.5  # due since 0.5 s of run time
     sent = dataclasses.replace(job, warned_life_span=3.0)

@@ -15,9 +15,13 @@ async def test_secrets_api(api: Api) -> None:
         assert r.status == 201 and (await r.json())["key"] == "k1"
     async with s.get(f"{url}/k1", headers=api.headers()) as r:
         assert base64.b64decode((await r.json())["value"]) == b"\x00\xffbinary"
-    for body, why in [({"key": "k2"}, "base64 string"), ({"key": "k2", "value": "!!"}, "not valid base64"),
-                      ({"key": "1bad", "value": v}, "invalid secret key"), ([1], "JSON object"),
-                      ({"key": "k" * 300, "value": v}, "invalid secret key")]:
+    for body, why in [
+        ({"key": "k2"}, "base64 string"),
+        ({"key": "k2", "value": "!!"}, "not valid base64"),
+        ({"key": "1bad", "value": v}, "invalid secret key"),
+        ([1], "JSON object"),
+        ({"key": "k" * 300, "value": v}, "invalid secret key"),
+    ]:
         async with s.post(url, json=body, headers=api.headers()) as r:
             assert r.status == 400 and why in await r.text(), (body, await r.text())
     async with s.post(url, data=b"{not json", headers=api.headers()) as r:
@@ -39,11 +43,14 @@ async def test_secrets_api(api: Api) -> None:
         assert r.status == 401
     # a job naming a secret that does not exist, or a bad secret URI
     job = {"image": "ubuntu", "command": "true", "resources": {"cpu": 0.1, "memory": 1 << 26}}
-    for extra, why in [({"secret_env": {"A": "secret:nope"}}, "no secret 'nope'"),
-                       ({"secret_env": {"A": "storage:x"}}, "not a secret URI"),
-                       ({"secret_env": {"A": "secret://other-cluster/p/k"}}, "not a secret of cluster"),
-                       ({"secret_volumes": [{"src_secret_uri": "secret:k", "dst_path": "rel"}]}, "absolute"),
-                       ({"secret_volumes": [{"src_secret_uri": "secret:k", "dst_path": "/a/../b"}]}, "no '..'")]:
-        async with s.post(f"{api.url}/jobs", json={"container": {**job, **extra}},
-                          headers=api.headers()) as r:
+    for extra, why in [
+        ({"secret_env": {"A": "secret:nope"}}, "no secret 'nope'"),
+        ({"secret_env": {"A": "storage:x"}}, "not a secret URI"),
+        ({"secret_env": {"A": "secret://other-cluster/p/k"}}, "not a secret of cluster"),
+        ({"secret_volumes": [{"src_secret_uri": "secret:k", "dst_path": "rel"}]}, "absolute"),
+        ({"secret_volumes": [{"src_secret_uri": "secret:k", "dst_path": "/a/../b"}]}, "no '..'"),
+    ]:
+        async with s.post(
+            f"{api.url}/jobs", json={"container": {**job, **extra}}, headers=api.headers()
+        ) as r:
             assert r.status == 400 and why in await r.text(), (extra, await r.text())

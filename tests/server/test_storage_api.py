@@ -26,7 +26,9 @@ async def test_storage_ops_and_escapes(api: Api) -> None:
     url = f"{api.url}/storage"
     async with s.put(f"{url}/a/b", params={"op": "MKDIRS"}, headers=h) as r:
         assert r.status == 201
-    async with s.put(f"{url}/a/b/f.txt", params={"op": "CREATE"}, data=io.BytesIO(b"x" * 3_000_000), headers=h) as r:
+    async with s.put(
+        f"{url}/a/b/f.txt", params={"op": "CREATE"}, data=io.BytesIO(b"x" * 3_000_000), headers=h
+    ) as r:
         assert r.status == 201
     async with s.get(f"{url}/a/b/f.txt", params={"op": "OPEN"}, headers=h) as r:
         assert r.status == 200 and await r.read() == b"x" * 3_000_000
@@ -42,9 +44,16 @@ async def test_storage_ops_and_escapes(api: Api) -> None:
     (outside / "secret.txt").write_text("not yours")
     os.symlink(outside, root / "link-out")
     os.symlink(outside / "secret.txt", root / "file-out")
-    for path in ("../outside/secret.txt", "a/../../outside/secret.txt", "%2e%2e/outside/secret.txt",
-                 "a%2f..%2f..%2foutside%2fsecret.txt", "link-out/secret.txt", "file-out",
-                 "..%5coutside", "a/b/%00x"):
+    for path in (
+        "../outside/secret.txt",
+        "a/../../outside/secret.txt",
+        "%2e%2e/outside/secret.txt",
+        "a%2f..%2f..%2foutside%2fsecret.txt",
+        "link-out/secret.txt",
+        "file-out",
+        "..%5coutside",
+        "a/b/%00x",
+    ):
         async with s.get(f"{url}/{path}", params={"op": "OPEN"}, headers=h) as r:
             assert r.status in (400, 403, 404), (path, r.status)
             assert b"not yours" not in await r.read()
@@ -77,6 +86,7 @@ async def test_storage_ops_and_escapes(api: Api) -> None:
 
 
 # -- special files: refused, never blocking -------------------------------------------------------
+
 
 def _tree(api: Api, user: str = "alice") -> Path:
     root = api.data_dir / "storage" / user
@@ -124,16 +134,21 @@ def _mknod(path: Path, kind: str) -> None:
             pytest.skip("no CAP_MKNOD here")
 
 
-@pytest.mark.parametrize(("kind", "what"), [("fifo", "a FIFO"), ("socket", "a socket"),
-                                            ("device", "a device")], ids=["fifo", "socket", "device"])
-async def test_storage_special_files_are_refused_without_blocking(api: Api, kind: str,
-                                                                  what: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "what"),
+    [("fifo", "a FIFO"), ("socket", "a socket"), ("device", "a device")],
+    ids=["fifo", "socket", "device"],
+)
+async def test_storage_special_files_are_refused_without_blocking(
+    api: Api, kind: str, what: str
+) -> None:
     s, h, url = api.session, api.headers(), f"{api.url}/storage"
     root = _tree(api)
     _mknod(root / "special", kind)
     (root / "plain.txt").write_text("plain")
     t0 = time.monotonic()
     with _unblocking(root / "special", after=3.0):
+
         async def read() -> tuple[int, str]:
             async with s.get(f"{url}/special", params={"op": "OPEN"}, headers=h) as r:
                 return r.status, await r.text()
@@ -204,16 +219,24 @@ def _links(root: Path) -> None:
     os.symlink("/", root / "absolute")
 
 
-@pytest.mark.parametrize(("method", "path", "op", "status", "message"), MISTAKES,
-                         ids=[f"{m} {p[:20]} {o}" for m, p, o, _, _ in MISTAKES])
-async def test_storage_client_mistakes_are_4xx(api: Api, method: str, path: str, op: str,
-                                               status: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "op", "status", "message"),
+    MISTAKES,
+    ids=[f"{m} {p[:20]} {o}" for m, p, o, _, _ in MISTAKES],
+)
+async def test_storage_client_mistakes_are_4xx(
+    api: Api, method: str, path: str, op: str, status: int, message: str
+) -> None:
     root = _tree(api)
     _links(root)
     before = sorted(os.listdir(root))
-    async with api.session.request(method, f"{api.url}/storage/{path}", params={"op": op},
-                                   data=b"x" if op == "CREATE" else None,
-                                   headers=api.headers()) as r:
+    async with api.session.request(
+        method,
+        f"{api.url}/storage/{path}",
+        params={"op": op},
+        data=b"x" if op == "CREATE" else None,
+        headers=api.headers(),
+    ) as r:
         text = await r.text()
     assert r.status == status, text
     error = json.loads(text)["error"]
@@ -233,7 +256,10 @@ async def test_storage_links_inside_the_tree_are_followed(api: Api) -> None:
     async with s.get(url, params={"op": "LIST_STATUS"}, headers=h) as r:  # the rest left out
         items = (await r.json())["FileStatuses"]["FileStatus"]
     assert [(i["path"], i["type"]) for i in items] == [
-        ("f", "FILE"), ("latest", "DIRECTORY"), ("real", "DIRECTORY")]
+        ("f", "FILE"),
+        ("latest", "DIRECTORY"),
+        ("real", "DIRECTORY"),
+    ]
     async with s.put(f"{url}/latest/new.txt", params={"op": "CREATE"}, data=b"n", headers=h) as r:
         assert r.status == 201
     assert (root / "real" / "new.txt").read_bytes() == b"n"
@@ -276,15 +302,20 @@ async def test_storage_quota_refuses_with_507(api: Api) -> None:
     root = _tree(api)
 
     async def create(path: str, data: Any, user: str = "alice") -> tuple[int, str]:
-        async with s.put(f"{url}/{path}", params={"op": "CREATE"}, data=data,
-                         headers=api.headers(user)) as r:
+        async with s.put(
+            f"{url}/{path}", params={"op": "CREATE"}, data=data, headers=api.headers(user)
+        ) as r:
             return r.status, await r.text()
 
     assert (await create("a", b"a" * 600_000))[0] == 201
     status, text = await create("b", b"b" * 600_000)  # with a Content-Length: refused at once
-    assert (status, json.loads(text)["error"]) == (507, (
-        "storage quota of 1.0 MiB exceeded: 585.9 KiB used; remove files (neuro rm) or ask "
-        "the admin for more"))
+    assert (status, json.loads(text)["error"]) == (
+        507,
+        (
+            "storage quota of 1.0 MiB exceeded: 585.9 KiB used; remove files (neuro rm) or ask "
+            "the admin for more"
+        ),
+    )
     status, text = await create("c", _chunked(600_000))  # streamed: refused as it goes over
     assert status == 507 and "storage quota of 1.0 MiB exceeded" in text
     assert _files(root) == ["a"]  # no partial file
@@ -305,8 +336,12 @@ async def test_storage_quota_holds_for_concurrent_uploads(api: Api) -> None:
     gate = asyncio.Event()
 
     async def create(path: str) -> int:
-        async with api.session.put(f"{api.url}/storage/{path}", params={"op": "CREATE"},
-                                   data=_chunked(700_000, gate), headers=api.headers()) as r:
+        async with api.session.put(
+            f"{api.url}/storage/{path}",
+            params={"op": "CREATE"},
+            data=_chunked(700_000, gate),
+            headers=api.headers(),
+        ) as r:
             return r.status
 
     root = _tree(api)
@@ -321,15 +356,20 @@ async def test_storage_quota_holds_for_concurrent_uploads(api: Api) -> None:
 
 
 @pytest.mark.parametrize("server_options", [QUOTA])
-async def test_storage_quota_counts_what_jobs_wrote(api: Api,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_storage_quota_counts_what_jobs_wrote(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from neuro_server import storage
 
     monkeypatch.setattr(storage.Usage, "REFRESH", 0.0)  # walk the tree on every write
     root = _tree(api)
     (root / "from-a-job").write_bytes(b"j" * 900_000)  # as a job's volume would
-    async with api.session.put(f"{api.url}/storage/more", params={"op": "CREATE"},
-                               data=b"m" * 200_000, headers=api.headers()) as r:
+    async with api.session.put(
+        f"{api.url}/storage/more",
+        params={"op": "CREATE"},
+        data=b"m" * 200_000,
+        headers=api.headers(),
+    ) as r:
         assert r.status == 507 and "878.9 KiB used" in await r.text()
 
 
@@ -351,8 +391,12 @@ def _tiny_disk(path: Path) -> Iterator[None]:
     path.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)],
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
     try:
@@ -371,12 +415,14 @@ async def test_storage_full_disk_is_507(api: Api) -> None:
             assert r.status == 507, text
             assert json.loads(text)["error"] == "the server's disk is full: /big was not written"
             assert _files(root) == []  # the partial file is gone, the space back
-        async with s.put(f"{url}/small", params={"op": "CREATE"}, data=b"s" * 500_000,
-                         headers=h) as r:
+        async with s.put(
+            f"{url}/small", params={"op": "CREATE"}, data=b"s" * 500_000, headers=h
+        ) as r:
             assert r.status == 201
 
 
 # -- a refused job leaves no storage directory behind ------------------------------------------
+
 
 async def test_refused_job_creation_leaves_no_storage_dirs(api: Api) -> None:
     s, h = api.session, api.headers()
@@ -384,21 +430,32 @@ async def test_refused_job_creation_leaves_no_storage_dirs(api: Api) -> None:
     (root / "f").write_text("a file")
 
     def job(volume: str, **extra: Any) -> dict[str, Any]:
-        return {"container": {"image": "ubuntu", "command": "sleep 30",
-                              "resources": {"cpu": 0.1, "memory": 1 << 26},
-                              "volumes": [{"src_storage_uri": volume, "dst_path": "/v",
-                                           "read_only": False}], **extra}}
+        return {
+            "container": {
+                "image": "ubuntu",
+                "command": "sleep 30",
+                "resources": {"cpu": 0.1, "memory": 1 << 26},
+                "volumes": [{"src_storage_uri": volume, "dst_path": "/v", "read_only": False}],
+                **extra,
+            }
+        }
 
-    async with s.post(f"{api.url}/jobs", headers=h, json=job(
-            "storage:fresh/sub", disk_volumes=[{"src_disk_uri": "disk:nope",
-                                                "dst_path": "/d"}])) as r:
+    async with s.post(
+        f"{api.url}/jobs",
+        headers=h,
+        json=job(
+            "storage:fresh/sub", disk_volumes=[{"src_disk_uri": "disk:nope", "dst_path": "/d"}]
+        ),
+    ) as r:
         assert r.status == 400 and "no disk 'nope'" in await r.text()
-    async with s.post(f"{api.url}/jobs", headers=h, json={**job("storage:kept"),
-                                                           "name": "same"}) as r:
+    async with s.post(
+        f"{api.url}/jobs", headers=h, json={**job("storage:kept"), "name": "same"}
+    ) as r:
         assert r.status == 202
         kept = (await r.json())["id"]
-    async with s.post(f"{api.url}/jobs", headers=h, json={**job("storage:fresh/sub2"),
-                                                           "name": "same"}) as r:
+    async with s.post(
+        f"{api.url}/jobs", headers=h, json={**job("storage:fresh/sub2"), "name": "same"}
+    ) as r:
         assert r.status == 409 and "already active" in await r.text()
     assert _files(root) == ["f", "kept"]
     async with s.post(f"{api.url}/jobs", headers=h, json=job("storage:f/sub")) as r:
@@ -408,6 +465,7 @@ async def test_refused_job_creation_leaves_no_storage_dirs(api: Api) -> None:
 
 
 # -- a tree that changes under the server: never a way out ------------------------------------
+
 
 class _Swapper(threading.Thread):
     """Exchanges two names atomically (renameat2 RENAME_EXCHANGE), over and over, as a job
@@ -445,8 +503,9 @@ async def test_storage_api_never_leaves_the_tree_while_it_changes(api: Api) -> N
 
     async def one(op: str) -> None:
         path = "race/x/secret.txt" if op == "OPEN" else "race/x"
-        async with api.session.get(f"{api.url}/storage/{path}", params={"op": op},
-                                   headers=api.headers()) as r:
+        async with api.session.get(
+            f"{api.url}/storage/{path}", params={"op": op}, headers=api.headers()
+        ) as r:
             body = await r.text()
         leaked = "SECRET" in body or "outside-only" in body
         key = (r.status, "LEAKED" if leaked else body[:20] if r.status == 200 else body)
@@ -461,5 +520,8 @@ async def test_storage_api_never_leaves_the_tree_while_it_changes(api: Api) -> N
     assert swapper.swaps > 1000
     assert not [k for k in seen if k[1] == "LEAKED"], seen
     # inside, or refused (a link out; or, rarely, 'kept changing': 8 lookups lost the race)
-    assert {k for k in seen if k[0] != 200 and "leads out of your storage" not in k[1]
-            and "kept changing" not in k[1]} == set(), seen
+    assert {
+        k
+        for k in seen
+        if k[0] != 200 and "leads out of your storage" not in k[1] and "kept changing" not in k[1]
+    } == set(), seen

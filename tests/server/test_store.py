@@ -139,52 +139,22 @@ V1_SPEC: dict[str, Any] = {
     "image": "ubuntu:22.04",
     "entrypoint": "/bin/sh -c",
     "command": "python train.py --epochs 3",
-    "argv": [
-        "/bin/sh",
-        "-c",
-        "python",
-        "train.py",
-        "--epochs",
-        "3"
-    ],
+    "argv": ["/bin/sh", "-c", "python", "train.py", "--epochs", "3"],
     "working_dir": "/work",
-    "env": {
-        "A": "1"
-    },
+    "env": {"A": "1"},
     "tty": True,
-    "http": {
-        "port": 8080,
-        "requires_auth": True,
-        "health_check_path": "/"
-    },
-    "secret_env": {
-        "TOKEN": "tok"
-    },
-    "secret_env_uris": {
-        "TOKEN": "secret:tok"
-    },
-    "secret_files": [
-        {
-            "key": "key",
-            "path": "/etc/key",
-            "uri": "secret://local/alice/key"
-        }
-    ],
-    "storage_volumes": [
-        {
-            "uri": "storage:data",
-            "dst": "/data",
-            "read_only": True,
-            "path": "data"
-        }
-    ],
+    "http": {"port": 8080, "requires_auth": True, "health_check_path": "/"},
+    "secret_env": {"TOKEN": "tok"},
+    "secret_env_uris": {"TOKEN": "secret:tok"},
+    "secret_files": [{"key": "key", "path": "/etc/key", "uri": "secret://local/alice/key"}],
+    "storage_volumes": [{"uri": "storage:data", "dst": "/data", "read_only": True, "path": "data"}],
     "disk_volumes": [
         {
             "ref": "scratch",
             "uri": "disk:scratch",
             "dst": "/scratch",
             "read_only": False,
-            "id": "disk-1"
+            "id": "disk-1",
         }
     ],
     "description": "d",
@@ -192,11 +162,7 @@ V1_SPEC: dict[str, Any] = {
     "restart_policy": "on-failure",
     "priority": "high",
     "privileged": False,
-    "life_span_signal": {
-        "signal": "SIGUSR1",
-        "signum": 10,
-        "seconds_before": 30.0
-    },
+    "life_span_signal": {"signal": "SIGUSR1", "signum": 10, "seconds_before": 30.0},
     "pass_config": True,
     "wait_for_jobs_quota": True,
     "energy_schedule_name": "green",
@@ -209,10 +175,10 @@ V1_SPEC: dict[str, Any] = {
         "memory": 1073741824,
         "shm": True,
         "nvidia_gpu": 1,
-        "nvidia_gpu_model": "nvidia-gpu"
+        "nvidia_gpu_model": "nvidia-gpu",
     },
     "scheduler_enabled": True,
-    "preemptible_node": False
+    "preemptible_node": False,
 }
 
 STARTED = "2026-01-01T00:00:00.000000+00:00"
@@ -220,20 +186,33 @@ STARTED = "2026-01-01T00:00:00.000000+00:00"
 REQUEST = JobRequest(
     container=Container(
         image="ubuntu:22.04",
-        resources=Resources(cpu=1.0, memory=1 << 30, shm=True, nvidia_gpu=1,
-                            nvidia_gpu_model="nvidia-gpu"),
+        resources=Resources(
+            cpu=1.0, memory=1 << 30, shm=True, nvidia_gpu=1, nvidia_gpu_model="nvidia-gpu"
+        ),
         argv=("/bin/sh", "-c", "python", "train.py", "--epochs", "3"),
-        entrypoint="/bin/sh -c", command="python train.py --epochs 3", working_dir="/work",
-        env={"A": "1"}, secret_env={"TOKEN": SecretRef("tok", "secret:tok")}, tty=True,
+        entrypoint="/bin/sh -c",
+        command="python train.py --epochs 3",
+        working_dir="/work",
+        env={"A": "1"},
+        secret_env={"TOKEN": SecretRef("tok", "secret:tok")},
+        tty=True,
         http=HttpPort(8080, requires_auth=True),
         volumes=(StorageVolume("storage:data", "/data", read_only=True, path="data"),),
         disk_volumes=(DiskVolume("scratch", "disk:scratch", "/scratch", id="disk-1"),),
         secret_files=(SecretFile("/etc/key", SecretRef("key", "secret://local/alice/key")),),
     ),
-    cluster_name="local", org_name="local", project_name="default", preset_name="gpu-small",
-    description="d", restart_policy=RestartPolicy.ON_FAILURE, priority=Priority.HIGH,
-    life_span_signal=LifeSpanSignal("SIGUSR1", 10, 30.0), pass_config=True,
-    scheduler_enabled=True, schedule_timeout=60.0, wait_for_jobs_quota=True,
+    cluster_name="local",
+    org_name="local",
+    project_name="default",
+    preset_name="gpu-small",
+    description="d",
+    restart_policy=RestartPolicy.ON_FAILURE,
+    priority=Priority.HIGH,
+    life_span_signal=LifeSpanSignal("SIGUSR1", 10, 30.0),
+    pass_config=True,
+    scheduler_enabled=True,
+    schedule_timeout=60.0,
+    wait_for_jobs_quota=True,
     energy_schedule_name="green",
 )
 
@@ -243,12 +222,15 @@ def _old_db(path: Path, script: str, spec: dict[str, Any], status: str = "runnin
     db.executescript(script)
     db.execute("INSERT INTO users(name, created_at) VALUES ('alice', ?)", (STARTED,))
     db.execute("INSERT INTO tokens(jti, user, created_at) VALUES ('t1', 'alice', ?)", (STARTED,))
-    db.execute("INSERT INTO jobs(id, owner, name, status, created_at, started_at, life_span,"
-               " spec) VALUES ('job-1', 'alice', 'train-1', ?, ?, ?, 600, ?)",
-               (status, STARTED, STARTED, json.dumps(spec)))
+    db.execute(
+        "INSERT INTO jobs(id, owner, name, status, created_at, started_at, life_span,"
+        " spec) VALUES ('job-1', 'alice', 'train-1', ?, ?, ?, 600, ?)",
+        (status, STARTED, STARTED, json.dumps(spec)),
+    )
     db.execute("INSERT INTO job_tags(job_id, tag) VALUES ('job-1', 'a')")
-    db.execute("INSERT INTO transitions(job_id, status, time) VALUES ('job-1', ?, ?)",
-               (status, STARTED))
+    db.execute(
+        "INSERT INTO transitions(job_id, status, time) VALUES ('job-1', ?, ?)", (status, STARTED)
+    )
     db.commit()
     db.close()
 
@@ -256,18 +238,28 @@ def _old_db(path: Path, script: str, spec: dict[str, Any], status: str = "runnin
 def _columns(path: Path) -> dict[str, list[tuple[str, str, int, Any]]]:
     """Each table's columns (name, type, not null, default), by name."""
     db = sqlite3.connect(path)
-    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'"
-                                       " AND name NOT LIKE 'sqlite_%'")]
-    out = {t: sorted((r[1], r[2], r[3], r[4]) for r in db.execute(f"PRAGMA table_info({t})"))
-           for t in tables}
+    tables = [
+        r[0]
+        for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    out = {
+        t: sorted((r[1], r[2], r[3], r[4]) for r in db.execute(f"PRAGMA table_info({t})"))
+        for t in tables
+    }
     db.close()
     return out
 
 
 def _indexes(path: Path) -> set[str]:
     db = sqlite3.connect(path)
-    names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'"
-                                      " AND name NOT LIKE 'sqlite_%'")}
+    names = {
+        r[0]
+        for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type='index' AND name NOT LIKE 'sqlite_%'"
+        )
+    }
     db.close()
     return names
 
@@ -291,8 +283,15 @@ def test_store_database_of_the_server_before_opens_and_migrates(tmp_path: Path) 
     assert job.spec == REQUEST
     # it goes on: a transition, a new job (written in the current encoding), a token
     store.set_status("job-1", JobStatus.SUCCEEDED, "Completed", exit_code=0)
-    new = store.create_job(job_id="job-2", owner="alice", name="train-1", spec=REQUEST,
-                           tags=(), life_span=None, reason="Creating")
+    new = store.create_job(
+        job_id="job-2",
+        owner="alice",
+        name="train-1",
+        spec=REQUEST,
+        tags=(),
+        life_span=None,
+        reason="Creating",
+    )
     assert new is not None and new.spec == REQUEST
     raw = store._db.execute("SELECT spec FROM jobs WHERE id='job-2'").fetchone()[0]
     assert json.loads(raw)["v"] == encoding.VERSION
@@ -304,8 +303,11 @@ def test_store_database_of_the_server_before_opens_and_migrates(tmp_path: Path) 
 
 def test_store_oldest_database_migrates(tmp_path: Path) -> None:
     path = tmp_path / "neuro.db"
-    old = {k: v for k, v in V1_SPEC.items() if k not in (
-        "secret_env_uris", "storage_volumes", "life_span_signal", "secret_files")}
+    old = {
+        k: v
+        for k, v in V1_SPEC.items()
+        if k not in ("secret_env_uris", "storage_volumes", "life_span_signal", "secret_files")
+    }
     _old_db(path, FOUNDATION_SCHEMA, old)
     store = Store(path)
     job = store.get_job("job-1")
@@ -360,8 +362,15 @@ def test_store_refuses_a_newer_database(tmp_path: Path) -> None:
 
 
 def test_encoding_round_trip() -> None:
-    for request in (REQUEST, JobRequest(Container("busybox", Resources(0.5, 1 << 28)),
-                                        cluster_name="c", org_name="o", project_name="p")):
+    for request in (
+        REQUEST,
+        JobRequest(
+            Container("busybox", Resources(0.5, 1 << 28)),
+            cluster_name="c",
+            org_name="o",
+            project_name="p",
+        ),
+    ):
         text = encoding.encode(request)
         assert json.loads(text)["v"] == encoding.VERSION
         assert encoding.decode(text) == request

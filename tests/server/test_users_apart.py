@@ -107,16 +107,17 @@ class Shared:
     homes: Path
 
     async def run(self, user: str, argv: list[str], **extra: Any) -> str:
-        body = {"image": "ubuntu", "command": shlex.join(argv), "preset_name": "cpu-small",
-                **extra}
-        async with self.api.session.post(f"{self.api.url}/jobs?from_preset", json=body,
-                                         headers=self.api.headers(user)) as r:
+        body = {"image": "ubuntu", "command": shlex.join(argv), "preset_name": "cpu-small", **extra}
+        async with self.api.session.post(
+            f"{self.api.url}/jobs?from_preset", json=body, headers=self.api.headers(user)
+        ) as r:
             assert r.status == 202, await r.text()
             return str((await r.json())["id"])
 
     async def status(self, user: str, job: str) -> dict[str, Any]:
-        async with self.api.session.get(f"{self.api.url}/jobs/{job}",
-                                        headers=self.api.headers(user)) as r:
+        async with self.api.session.get(
+            f"{self.api.url}/jobs/{job}", headers=self.api.headers(user)
+        ) as r:
             assert r.status == 200, await r.text()
             return dict(await r.json())
 
@@ -132,7 +133,8 @@ class Shared:
                 pytest.fail(f"job {job} did not print {text!r}: {out!r}")
             st = await self.status(user, job)
             if st["status"] in ("succeeded", "failed", "cancelled") and text not in (
-                    out := self.output(job)):
+                out := self.output(job)
+            ):
                 pytest.fail(f"job {job} ended ({st['history']}) without {text!r}: {out!r}")
             await asyncio.sleep(0.05)
         return out
@@ -179,13 +181,19 @@ async def shared(server_options: dict[str, Any]) -> AsyncIterator[Shared]:
     cgroup_parent = f"neuro-test-{uuid.uuid4().hex[:8]}"
     with server_umask():
         secure(data)  # as every neuro-server command does
-        config = load_config(data, cpu=8.0, memory=16 << 30, nvidia_gpu=0,
-                             kill_grace_seconds=1.0, presets=(Preset("cpu-small", 0.1, 128 << 20),),
-                             **{"job_uids": job_uid_range(), "homes_dir": homes,
-                                **server_options})
+        config = load_config(
+            data,
+            cpu=8.0,
+            memory=16 << 30,
+            nvidia_gpu=0,
+            kill_grace_seconds=1.0,
+            presets=(Preset("cpu-small", 0.1, 128 << 20),),
+            **{"job_uids": job_uid_range(), "homes_dir": homes, **server_options},
+        )
         store = Store(config.db_path)
-        runtime = ProcessRuntime(config.jobs_dir, cgroup_parent=cgroup_parent,
-                                 capacity=capacity_from_config(config))
+        runtime = ProcessRuntime(
+            config.jobs_dir, cgroup_parent=cgroup_parent, capacity=capacity_from_config(config)
+        )
         app = make_app(config, store, runtime)
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
@@ -222,14 +230,19 @@ def free_port() -> int:
 async def probe(shared: Shared, user: str, target: str, port: int, *, kill: bool) -> dict[str, str]:
     """What a job of ``user`` can do to the job ``target`` (alice's) and her files."""
     data = shared.api.data_dir
-    args = {"pid": shared.pid(target), "port": port, "kill": kill, "read": {
-        "neuro.db": str(data / "neuro.db"),
-        "the signing key": str(data / "secret"),
-        "her spec.json": str(data / "jobs" / target / "spec.json"),
-        "her output.log": str(data / "jobs" / target / "output.log"),
-        "her storage": str(data / "storage" / "alice" / "private" / "notes.txt"),
-        "her home": str(shared.homes / "alice" / "notes.txt"),
-    }}
+    args = {
+        "pid": shared.pid(target),
+        "port": port,
+        "kill": kill,
+        "read": {
+            "neuro.db": str(data / "neuro.db"),
+            "the signing key": str(data / "secret"),
+            "her spec.json": str(data / "jobs" / target / "spec.json"),
+            "her output.log": str(data / "jobs" / target / "output.log"),
+            "her storage": str(data / "storage" / "alice" / "private" / "notes.txt"),
+            "her home": str(shared.homes / "alice" / "notes.txt"),
+        },
+    }
     job = await shared.run(user, ["python3", str(shared.base / "probe.py"), json.dumps(args)])
     out = await shared.printed(user, job, "PROBE ")
     return dict(json.loads(out.split("PROBE ", 1)[1].splitlines()[0]))
@@ -238,20 +251,29 @@ async def probe(shared: Shared, user: str, target: str, port: int, *, kill: bool
 # -- the matrix ----------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("iptables") is None or shutil.which("ip6tables") is None,
-                    reason="iptables not installed (it keeps users' ports apart)")
+@pytest.mark.skipif(
+    shutil.which("iptables") is None or shutil.which("ip6tables") is None,
+    reason="iptables not installed (it keeps users' ports apart)",
+)
 async def test_a_job_of_bob_cannot_touch_alice_or_her_job(shared: Shared) -> None:
     api = shared.api
-    async with api.session.put(f"{api.url}/storage/private", params={"op": "MKDIRS"},
-                               headers=api.headers("alice")) as r:
+    async with api.session.put(
+        f"{api.url}/storage/private", params={"op": "MKDIRS"}, headers=api.headers("alice")
+    ) as r:
         assert r.status == 201
-    async with api.session.put(f"{api.url}/storage/private/notes.txt", params={"op": "CREATE"},
-                               data=b"alice's notes", headers=api.headers("alice")) as r:
+    async with api.session.put(
+        f"{api.url}/storage/private/notes.txt",
+        params={"op": "CREATE"},
+        data=b"alice's notes",
+        headers=api.headers("alice"),
+    ) as r:
         assert r.status == 201, await r.text()
     port = free_port()
-    alices = await shared.run("alice", ["python3", str(shared.base / "serve.py"),
-                                        "alice-says-hello", str(port)],
-                              env={"ALICE_SECRET": "s3cret"})
+    alices = await shared.run(
+        "alice",
+        ["python3", str(shared.base / "serve.py"), "alice-says-hello", str(port)],
+        env={"ALICE_SECRET": "s3cret"},
+    )
     await shared.printed("alice", alices, "serving")
     home_file = await shared.run("alice", ["sh", "-c", "echo mine > $HOME/notes.txt"])
     assert (await shared.ended("alice", home_file))["status"] == "succeeded"
@@ -264,8 +286,13 @@ async def test_a_job_of_bob_cannot_touch_alice_or_her_job(shared: Shared) -> Non
     # her own second job reaches her port and her process; the server's files stay shut
     hers = await probe(shared, "alice", alices, port, kill=False)
     assert {k for k, v in hers.items() if v == "ok"} == {
-        "port 127.0.0.1", "port ::1", "/proc/PID/environ", "/proc/PID/root", "kill -0",
-        "her home"}, hers
+        "port 127.0.0.1",
+        "port ::1",
+        "/proc/PID/environ",
+        "/proc/PID/root",
+        "kill -0",
+        "her home",
+    }, hers
     st = await shared.status("alice", alices)
     assert st["status"] == "running"  # bob's SIGKILL did not reach it
     # and the server (root) and the host reach her service as before
@@ -276,10 +303,12 @@ async def test_a_job_of_bob_cannot_touch_alice_or_her_job(shared: Shared) -> Non
 async def test_port_forward_reaches_only_the_jobs_own_ports(shared: Shared) -> None:
     api = shared.api
     alice_port, bob_port = free_port(), free_port()
-    alices = await shared.run("alice", ["python3", str(shared.base / "serve.py"),
-                                        "alice-says-hi", str(alice_port)])
-    bobs = await shared.run("bob", ["python3", str(shared.base / "serve.py"), "bob-says-hi",
-                                    str(bob_port)])
+    alices = await shared.run(
+        "alice", ["python3", str(shared.base / "serve.py"), "alice-says-hi", str(alice_port)]
+    )
+    bobs = await shared.run(
+        "bob", ["python3", str(shared.base / "serve.py"), "bob-says-hi", str(bob_port)]
+    )
     await shared.printed("alice", alices, "serving")
     await shared.printed("bob", bobs, "serving")
     with socket.socket() as host:  # a port only the host listens on
@@ -296,7 +325,8 @@ async def test_port_forward_reaches_only_the_jobs_own_ports(shared: Shared) -> N
             with pytest.raises(aiohttp.WSServerHandshakeError) as e:
                 await api.session.ws_connect(url, headers=api.headers("bob"))
             assert e.value.status == 400 and f"Cannot connect to port {port}" in str(
-                e.value.headers.get("X-Error")), e.value.headers
+                e.value.headers.get("X-Error")
+            ), e.value.headers
 
 
 async def test_execs_run_as_the_owner_of_the_job(shared: Shared) -> None:
@@ -304,10 +334,11 @@ async def test_execs_run_as_the_owner_of_the_job(shared: Shared) -> None:
     container.  In the job's working dir (in the owner's home), on a terminal of theirs."""
     job = await shared.run("alice", ["sleep", "60"])
     await shared.running("alice", job)
-    async with shared.api.session.post(f"{shared.api.url}/users/bob/permissions",
-                                       json=[{"uri": f"job://local/alice/{job}",
-                                              "action": "write"}],
-                                       headers=shared.api.headers("alice")) as r:
+    async with shared.api.session.post(
+        f"{shared.api.url}/users/bob/permissions",
+        json=[{"uri": f"job://local/alice/{job}", "action": "write"}],
+        headers=shared.api.headers("alice"),
+    ) as r:
         assert r.status in (200, 201), await r.text()
     alice_uid = shared.uid("alice")
     home = shared.homes / "alice"
@@ -317,7 +348,7 @@ async def test_execs_run_as_the_owner_of_the_job(shared: Shared) -> None:
                 got = b""
                 script = "id -u; pwd; echo $HOME; [ -t 1 ] && stat -c %u $(tty) || true"
                 async with client.jobs.exec(job, ["sh", "-c", script], tty=tty) as stream:
-                    while (msg := await asyncio.wait_for(stream.read_out(), TIMEOUT)):
+                    while msg := await asyncio.wait_for(stream.read_out(), TIMEOUT):
                         got += msg.data
                 lines = got.decode().replace("\r", "").split()
                 want = [str(alice_uid), f"{home}/jobs/{job}", str(home)]
@@ -330,30 +361,53 @@ async def test_what_the_server_makes_for_a_user_is_theirs(shared: Shared) -> Non
     api = shared.api
     h = api.headers("alice")
     for path in ("made/deep", "up"):
-        async with api.session.put(f"{api.url}/storage/{path}", params={"op": "MKDIRS"},
-                                   headers=h) as r:
+        async with api.session.put(
+            f"{api.url}/storage/{path}", params={"op": "MKDIRS"}, headers=h
+        ) as r:
             assert r.status == 201
-    async with api.session.put(f"{api.url}/storage/up/file.txt", params={"op": "CREATE"},
-                               data=b"up", headers=h) as r:
+    async with api.session.put(
+        f"{api.url}/storage/up/file.txt", params={"op": "CREATE"}, data=b"up", headers=h
+    ) as r:
         assert r.status == 201
-    async with api.session.post(f"{api.url}/secrets", json={"key": "K", "value": "c2VjcmV0"},
-                                headers=h) as r:
+    async with api.session.post(
+        f"{api.url}/secrets", json={"key": "K", "value": "c2VjcmV0"}, headers=h
+    ) as r:
         assert r.status in (200, 201), await r.text()
-    script = ("stat -c '%u %a' /run/k; cat /run/k; echo; id -u; echo hi > /vol/new/out; "
-              "cat /vol/up/file.txt; echo; touch /vol/made/deep/x $HOME/y; "
-              "stat -c %a $HOME/y; stat -c '%u %a' $HOME")
-    job = await shared.run("alice", ["sh", "-c", script], volumes=[
-        {"src_storage_uri": "storage:", "dst_path": "/vol", "read_only": False},
-        {"src_storage_uri": "storage:new", "dst_path": "/vol2", "read_only": False}],
-        secret_volumes=[{"src_secret_uri": "secret:K", "dst_path": "/run/k"}])
+    script = (
+        "stat -c '%u %a' /run/k; cat /run/k; echo; id -u; echo hi > /vol/new/out; "
+        "cat /vol/up/file.txt; echo; touch /vol/made/deep/x $HOME/y; "
+        "stat -c %a $HOME/y; stat -c '%u %a' $HOME"
+    )
+    job = await shared.run(
+        "alice",
+        ["sh", "-c", script],
+        volumes=[
+            {"src_storage_uri": "storage:", "dst_path": "/vol", "read_only": False},
+            {"src_storage_uri": "storage:new", "dst_path": "/vol2", "read_only": False},
+        ],
+        secret_volumes=[{"src_secret_uri": "secret:K", "dst_path": "/run/k"}],
+    )
     st = await shared.ended("alice", job)
     uid = shared.uid("alice")
     assert st["status"] == "succeeded", (st["history"], shared.output(job))
     assert shared.output(job).split("\n") == [
-        f"{uid} 400", "secret", str(uid), "up", "644", f"{uid} 700", ""]
+        f"{uid} 400",
+        "secret",
+        str(uid),
+        "up",
+        "644",
+        f"{uid} 700",
+        "",
+    ]
     tree = api.data_dir / "storage" / "alice"
-    for path in (tree, tree / "up" / "file.txt", tree / "made" / "deep", tree / "new",
-                 tree / "new" / "out", tree / "made" / "deep" / "x"):
+    for path in (
+        tree,
+        tree / "up" / "file.txt",
+        tree / "made" / "deep",
+        tree / "new",
+        tree / "new" / "out",
+        tree / "made" / "deep" / "x",
+    ):
         assert path.stat().st_uid == uid, path
     assert stat.S_IMODE((tree / "new" / "out").stat().st_mode) == 0o644
 
@@ -369,12 +423,17 @@ async def test_a_tree_of_before_is_made_its_users_once(shared: Shared) -> None:
     outside.write_text("root's")
     os.link(outside, tree / "old" / "hard")
     (tree / "old" / "link").symlink_to(outside)
-    job = await shared.run("alice", ["sh", "-c", "echo more >> /vol/old/sub/f"], volumes=[
-        {"src_storage_uri": "storage:", "dst_path": "/vol", "read_only": False}])
+    job = await shared.run(
+        "alice",
+        ["sh", "-c", "echo more >> /vol/old/sub/f"],
+        volumes=[{"src_storage_uri": "storage:", "dst_path": "/vol", "read_only": False}],
+    )
     assert (await shared.ended("alice", job))["status"] == "succeeded", shared.output(job)
     uid = shared.uid("alice")
-    assert [p.stat().st_uid for p in (tree, tree / "old", tree / "old" / "sub",
-                                      tree / "old" / "sub" / "f")] == [uid] * 4
+    assert [
+        p.stat().st_uid
+        for p in (tree, tree / "old", tree / "old" / "sub", tree / "old" / "sub" / "f")
+    ] == [uid] * 4
     assert outside.stat().st_uid == 0 and (tree / "old" / "link").lstat().st_uid == 0
     assert (tree / "old" / "sub" / "f").read_text() == "oldmore\n"
 
@@ -382,18 +441,24 @@ async def test_a_tree_of_before_is_made_its_users_once(shared: Shared) -> None:
 @pytest.mark.skipif(bool(disks.why_unsupported()), reason=str(disks.why_unsupported()))
 async def test_a_disk_is_writable_by_its_owners_jobs(shared: Shared) -> None:
     api = shared.api
-    async with api.session.post(f"{api.url}/disk", json={"storage": 32 << 20, "name": "dsk"},
-                                headers=api.headers("alice")) as r:
+    async with api.session.post(
+        f"{api.url}/disk", json={"storage": 32 << 20, "name": "dsk"}, headers=api.headers("alice")
+    ) as r:
         assert r.status == 201, await r.text()
-    job = await shared.run("alice", ["sh", "-c", "echo hi > /d/f && stat -c %u /d"],
-                           disk_volumes=[{"src_disk_uri": "disk:dsk", "dst_path": "/d",
-                                          "read_only": False}])
+    job = await shared.run(
+        "alice",
+        ["sh", "-c", "echo hi > /d/f && stat -c %u /d"],
+        disk_volumes=[{"src_disk_uri": "disk:dsk", "dst_path": "/d", "read_only": False}],
+    )
     st = await shared.ended("alice", job)
     assert st["status"] == "succeeded", (st["history"], shared.output(job))
     assert shared.output(job) == f"{shared.uid('alice')}\n"
     deadline = time.monotonic() + TIMEOUT  # (unmounted once the job has ended)
-    while disks.is_mounted(disks.mountpoint(api.data_dir, st["container"]["disk_volumes"][0][
-            "src_disk_uri"].rsplit("/", 1)[1])):
+    while disks.is_mounted(
+        disks.mountpoint(
+            api.data_dir, st["container"]["disk_volumes"][0]["src_disk_uri"].rsplit("/", 1)[1]
+        )
+    ):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
 
@@ -402,8 +467,11 @@ def test_a_homes_dir_others_cannot_reach_is_refused_in_words(homes: Path) -> Non
     closed = homes / "closed"  # (homes: a directory open to all, unlike pytest's tmp_path)
     closed.mkdir(mode=0o700)
     who = JobUser("alice", 123456789, 123456789, str(closed / "homes" / "alice"))
-    with pytest.raises(HomeError, match=f"{closed} is not open to other users .mode 0700.: "
-                                        "their jobs could not reach their homes"):
+    with pytest.raises(
+        HomeError,
+        match=f"{closed} is not open to other users .mode 0700.: "
+        "their jobs could not reach their homes",
+    ):
         make_home(closed / "homes", who)
     closed.chmod(0o711)
     make_home(closed / "homes", who)
@@ -454,12 +522,19 @@ def test_job_uids_and_homes_config(tmp_path: Path) -> None:
             parse_uid_range(bad)
     default = load_config(tmp_path)
     assert (default.job_uids, default.homes_dir, default.allow_shared_uid) == (
-        (1000000, 1999999), Path("/var/lib/neuro/homes"), False)
-    (tmp_path / "server.toml").write_text('[server]\njob_uids = "off"\nhomes_dir = "/srv/h"\n'
-                                          "allow_shared_uid = true\n")
+        (1000000, 1999999),
+        Path("/var/lib/neuro/homes"),
+        False,
+    )
+    (tmp_path / "server.toml").write_text(
+        '[server]\njob_uids = "off"\nhomes_dir = "/srv/h"\nallow_shared_uid = true\n'
+    )
     config = load_config(tmp_path)
     assert (config.job_uids, config.homes_dir, config.allow_shared_uid) == (
-        None, Path("/srv/h"), True)
+        None,
+        Path("/srv/h"),
+        True,
+    )
     (tmp_path / "server.toml").write_text('[server]\nhomes_dir = "homes"\n')
     with pytest.raises(ConfigError, match="homes_dir must be an absolute path"):
         load_config(tmp_path)
@@ -468,18 +543,27 @@ def test_job_uids_and_homes_config(tmp_path: Path) -> None:
 # -- where users cannot be kept apart ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("server_options", [{}, {"allow_shared_uid": True}],
-                         ids=["refused", "allowed"])
+@pytest.mark.parametrize(
+    "server_options", [{}, {"allow_shared_uid": True}], ids=["refused", "allowed"]
+)
 async def test_a_server_that_is_not_root_says_so_and_runs_only_its_users_jobs(
     tmp_path: Path, server_options: dict[str, Any]
 ) -> None:
     data = tmp_path / "server"
-    config = load_config(data, cpu=8.0, memory=16 << 30, nvidia_gpu=0, kill_grace_seconds=1.0,
-                         presets=(Preset("cpu-small", 0.1, 128 << 20),), **server_options)
+    config = load_config(
+        data,
+        cpu=8.0,
+        memory=16 << 30,
+        nvidia_gpu=0,
+        kill_grace_seconds=1.0,
+        presets=(Preset("cpu-small", 0.1, 128 << 20),),
+        **server_options,
+    )
     store = Store(config.db_path)
     cgroup_parent = f"neuro-test-{uuid.uuid4().hex[:8]}"
-    runtime = ProcessRuntime(config.jobs_dir, cgroup_parent=cgroup_parent,
-                             capacity=capacity_from_config(config))
+    runtime = ProcessRuntime(
+        config.jobs_dir, cgroup_parent=cgroup_parent, capacity=capacity_from_config(config)
+    )
     # the server as alice would run it, not root (the check is the server's euid)
     users = JobUsers(config, store, host_users=True, euid=1000, server_user="alice")
     app = make_app(config, store, runtime, users=users)
@@ -492,23 +576,29 @@ async def test_a_server_that_is_not_root_says_so_and_runs_only_its_users_jobs(
             tokens[user] = app[STATE].auth.issue(user)
         async with aiohttp.ClientSession() as session:
             url = str(server.make_url("/api/v1"))
-            async with session.get(f"{url}/config",
-                                   headers={"Authorization": f"Bearer {tokens['bob']}"}) as r:
+            async with session.get(
+                f"{url}/config", headers={"Authorization": f"Bearer {tokens['bob']}"}
+            ) as r:
                 runtime_info = (await r.json())["neuro_runtime"]
-            assert runtime_info["users"] == ("not kept apart: every job runs as alice (the "
-                                             "server is not root)")
+            assert runtime_info["users"] == (
+                "not kept apart: every job runs as alice (the server is not root)"
+            )
             assert runtime_info["ports"] == "not kept apart (the server is not root)"
             body = {"image": "ubuntu", "command": "true", "preset_name": "cpu-small"}
             for user in ("alice", "bob"):
-                async with session.post(f"{url}/jobs?from_preset", json=body, headers={
-                        "Authorization": f"Bearer {tokens[user]}"}) as r:
+                async with session.post(
+                    f"{url}/jobs?from_preset",
+                    json=body,
+                    headers={"Authorization": f"Bearer {tokens[user]}"},
+                ) as r:
                     if user == "bob" and not server_options:
                         assert r.status == 403
                         error = (await r.json())["error"]
                         assert error == (
                             "this server cannot keep users apart (the server is not root): it "
                             "runs only alice's jobs; its admin may run every user's jobs as "
-                            "alice with allow_shared_uid = true in server.toml"), error
+                            "alice with allow_shared_uid = true in server.toml"
+                        ), error
                     else:
                         assert r.status == 202, await r.text()
         assert store.job_uids() == {}  # nobody got a uid of their own
@@ -568,8 +658,9 @@ async def test_a_job_whose_ports_cannot_be_fenced_runs_and_config_says_so(
     users.fence = PortFence(users.fence.chain, tools=("no-such-iptables",))
     job = await shared.run("bob", ["true"])
     assert (await shared.ended("bob", job))["status"] == "succeeded"
-    async with shared.api.session.get(f"{shared.api.url}/config",
-                                      headers=shared.api.headers("bob")) as r:
+    async with shared.api.session.get(
+        f"{shared.api.url}/config", headers=shared.api.headers("bob")
+    ) as r:
         info = (await r.json())["neuro_runtime"]
     assert info["ports"] == "not kept apart (no no-such-iptables)"
     assert info["users"] == "each user's jobs run as a uid of their own"
@@ -591,7 +682,8 @@ async def test_a_job_is_not_started_with_its_ports_open_where_fencing_worked_bef
     st = await shared.ended("alice", job)
     assert (st["status"], st["history"]["reason"]) == ("failed", "ContainerCannotRun")
     assert st["history"]["description"].startswith(
-        f"cannot keep alice's ports apart now: {tool} refused: exit 4"), st["history"]
+        f"cannot keep alice's ports apart now: {tool} refused: exit 4"
+    ), st["history"]
 
 
 def _rules(chain: str) -> str:

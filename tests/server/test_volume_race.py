@@ -74,13 +74,21 @@ def _runtime(kind: str, jobs_dir: Path, instance: str) -> Any:
 
 
 @pytest.fixture(params=["process", "docker"])
-async def server(request: pytest.FixtureRequest, tmp_path: Path,
-                 homes: Path) -> AsyncIterator[Server]:
+async def server(
+    request: pytest.FixtureRequest, tmp_path: Path, homes: Path
+) -> AsyncIterator[Server]:
     kind = str(request.param)
     data = tmp_path / "server"
-    config = load_config(data, cpu=8.0, memory=16 << 30, nvidia_gpu=0, kill_grace_seconds=1.0,
-                         presets=(Preset("cpu-small", 0.1, 64 << 20),),
-                         job_uids=job_uid_range(), homes_dir=homes)
+    config = load_config(
+        data,
+        cpu=8.0,
+        memory=16 << 30,
+        nvidia_gpu=0,
+        kill_grace_seconds=1.0,
+        presets=(Preset("cpu-small", 0.1, 64 << 20),),
+        job_uids=job_uid_range(),
+        homes_dir=homes,
+    )
     instance = f"t{uuid.uuid4().hex[:10]}"
     runtime = _runtime(kind, config.jobs_dir, instance)
     store = Store(config.db_path)
@@ -159,12 +167,15 @@ def race_tree(server: Server) -> Iterator[tuple[Path, Path]]:
 
 async def _job(server: Server) -> str:
     """Start a job listing its volume; its id."""
-    body = {"image": "localhost/busybox:latest", "preset_name": "cpu-small",
-            "command": "ls -a /mnt",
-            "volumes": [{"src_storage_uri": "storage:race/x", "dst_path": "/mnt",
-                         "read_only": True}]}
-    async with server.session.post(f"{server.url}/jobs?from_preset", json=body,
-                                   headers=server.headers) as r:
+    body = {
+        "image": "localhost/busybox:latest",
+        "preset_name": "cpu-small",
+        "command": "ls -a /mnt",
+        "volumes": [{"src_storage_uri": "storage:race/x", "dst_path": "/mnt", "read_only": True}],
+    }
+    async with server.session.post(
+        f"{server.url}/jobs?from_preset", json=body, headers=server.headers
+    ) as r:
         assert r.status == 202, await r.text()
         return str((await r.json())["id"])
 
@@ -195,12 +206,13 @@ async def test_a_volume_swapped_for_a_link_never_mounts_the_links_target(
                 jobs = await asyncio.gather(*(_job(server) for _ in range(BATCH)))
             seen += await asyncio.gather(*(_outcome(server, j) for j in jobs))
     leaks = [i for i, s in enumerate(seen) if "neuro.db" in s]
-    assert not leaks, (f"{len(leaks)} of {len(seen)} jobs ({server.runtime}) had the data dir "
-                       f"mounted, the first at try {leaks[0] + 1}: {seen[leaks[0]]!r}")
+    assert not leaks, (
+        f"{len(leaks)} of {len(seen)} jobs ({server.runtime}) had the data dir "
+        f"mounted, the first at try {leaks[0] + 1}: {seen[leaks[0]]!r}"
+    )
     assert swapper.swaps > 100, swapper.swaps
     # and nothing stays mounted on the host
     assert str(server.data_dir) not in Path("/proc/self/mountinfo").read_text()
     # it means something only if jobs did start with the volume (the others failed to start:
     # the link was there when the runtime opened the path)
     assert sum(INSIDE in s for s in seen) >= TRIES // 20, seen
-

@@ -30,9 +30,15 @@ _INIT_EXEC_FAILED = re.compile(
 )
 
 
-def container_config(spec: JobSpec, binds: list[str] | None = None, *, init: bool,
-                     pids_limit: int, cgroup_parent: str | None,
-                     labels: Mapping[str, str]) -> dict[str, Any]:
+def container_config(
+    spec: JobSpec,
+    binds: list[str] | None = None,
+    *,
+    init: bool,
+    pids_limit: int,
+    cgroup_parent: str | None,
+    labels: Mapping[str, str],
+) -> dict[str, Any]:
     """The engine's container config of ``spec`` (``binds``: its volumes and secret files;
     ``labels``: this server's, the job's id and owner added)."""
     host: dict[str, Any] = {
@@ -127,8 +133,10 @@ def record_cannot_run(d: Path, cid: str, base: tuple[int, int], code: int, error
     finally:
         writer.close()
     now = iso_now()
-    write_json(str(d / EXIT), {**exit_record(code, finished_at=now, started_at=now, error=error),
-                               "container_id": cid})
+    write_json(
+        str(d / EXIT),
+        {**exit_record(code, finished_at=now, started_at=now, error=error), "container_id": cid},
+    )
 
 
 def spec_record(spec: JobSpec) -> dict[str, Any]:
@@ -220,8 +228,9 @@ def addresses(info: Mapping[str, Any]) -> list[str]:
     return hosts
 
 
-def init_could_not_exec(log_path: str, start: int, consumed: int, code: int,
-                    command: str) -> tuple[int, str] | None:
+def init_could_not_exec(
+    log_path: str, start: int, consumed: int, code: int, command: str
+) -> tuple[int, str] | None:
     """With an init process (catatonit, tini), a command that cannot run is not the
     engine's error but the init's, printed as the container's only output: (127 or 126,
     the error) then, as a shell (and the process runtime) would say.  ``consumed`` bytes of

@@ -91,7 +91,6 @@ class Engine:
             return RuntimeError_(f"job {job_id} is not running", reason="NotRunning")
         return RuntimeError_(f"job {job_id}: {message}", reason=reason)
 
-
     async def container_info(self, container_id: str) -> dict[str, Any] | None:
         """The engine's inspect of our container; None when it is gone (or not ours)."""
         info = await self.show(container_id)

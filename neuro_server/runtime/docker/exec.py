@@ -125,7 +125,9 @@ class ExecSession:
                 info = await self._inspect()
             except DockerError as e:
                 if e.status == 404:
-                    raise RuntimeError_(f"job {self.job_id}: the exec is gone", reason="NotFound")
+                    raise RuntimeError_(
+                        f"job {self.job_id}: the exec is gone", reason="NotFound"
+                    ) from None
                 info = {}
             if info and not info.get("Running"):
                 self._exit = int(info.get("ExitCode") or 0)

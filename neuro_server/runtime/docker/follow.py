@@ -78,7 +78,9 @@ class Follower(DockerJobs):
         phase = phase_of(info)
         if phase == "running":
             self._kick(job_id)
-            return JobState(State.RUNNING, started_at=started_dt or record_time(started, "started_at"))
+            return JobState(
+                State.RUNNING, started_at=started_dt or record_time(started, "started_at")
+            )
         if phase == "exited":
             self._kick(job_id)  # its pump drains the output and writes exit.json
             code = int(state.get("ExitCode") or 0)
@@ -304,4 +306,6 @@ class Follower(DockerJobs):
 
 
 def exited(record: Mapping[str, Any]) -> JobState:
-    return JobState(State.EXITED, started_at=record_time(record, "started_at"), exit=exit_from_record(record))
+    return JobState(
+        State.EXITED, started_at=record_time(record, "started_at"), exit=exit_from_record(record)
+    )

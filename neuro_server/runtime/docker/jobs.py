@@ -73,9 +73,16 @@ class DockerJobs:
         self.endpoint, self.url = self.engine.endpoint, url
         self.cgroup_parent = cgroup_parent
         self.network = network
-        self.networks = Networks(self.endpoint, network, label_prefix, self.instance,
-                                 {self.engine.label("instance"): self.instance,
-                                  self.engine.label("data-dir"): str(self.root)})
+        self.networks = Networks(
+            self.endpoint,
+            network,
+            label_prefix,
+            self.instance,
+            {
+                self.engine.label("instance"): self.instance,
+                self.engine.label("data-dir"): str(self.root),
+            },
+        )
         self.init = init
         if port_connect not in ("auto", "address", "exec"):
             raise ValueError(f"port_connect must be auto, address or exec, not {port_connect!r}")
@@ -134,7 +141,16 @@ class DockerJobs:
         cid = spec.get("container_id")
         return str(cid) if cid else None
 
-    def _new_pump(self, job_id: str, d: Path, cid: str, *, tty: bool,
-                  attach: api.Hijack | None = None) -> Pump:
-        return Pump(self.engine, job_id, str(d), cid, tty=tty, attach=attach,
-                    starting=self.starting, start_timeout=self.start_timeout)
+    def _new_pump(
+        self, job_id: str, d: Path, cid: str, *, tty: bool, attach: api.Hijack | None = None
+    ) -> Pump:
+        return Pump(
+            self.engine,
+            job_id,
+            str(d),
+            cid,
+            tty=tty,
+            attach=attach,
+            starting=self.starting,
+            start_timeout=self.start_timeout,
+        )

@@ -27,8 +27,14 @@ SHARED = "shared"
 
 
 class Networks:
-    def __init__(self, endpoint: api.Endpoint, mode: str | None, prefix: str, instance: str,
-                 labels: dict[str, str]) -> None:
+    def __init__(
+        self,
+        endpoint: api.Endpoint,
+        mode: str | None,
+        prefix: str,
+        instance: str,
+        labels: dict[str, str],
+    ) -> None:
         self.endpoint = endpoint
         self.mode = mode
         self.prefix = prefix
@@ -75,24 +81,35 @@ class Networks:
         labels = dict(self.labels)
         if owner:
             labels[f"{self.prefix}.owner"] = owner
-        body: dict[str, Any] = {"Name": name, "Driver": "bridge", "CheckDuplicate": True,
-                                "Labels": labels}
+        body: dict[str, Any] = {
+            "Name": name,
+            "Driver": "bridge",
+            "CheckDuplicate": True,
+            "Labels": labels,
+        }
         try:
             resp = await api.request(self.endpoint, "POST", api.path("/networks/create"), body)
         except api.EngineError as e:
             if e.status == 409:  # made meanwhile (another server process)
                 return
-            raise api.EngineError(e.status, f"cannot make the jobs' network {name}: {e.message}"
-                                  + (" (server.toml: network = \"shared\" uses one network for "
-                                     "all users)" if self.mode == PER_USER else "")) from e
+            raise api.EngineError(
+                e.status,
+                f"cannot make the jobs' network {name}: {e.message}"
+                + (
+                    ' (server.toml: network = "shared" uses one network for all users)'
+                    if self.mode == PER_USER
+                    else ""
+                ),
+            ) from e
         await resp.aclose()
 
     async def _resolves(self, name: str, engine: str) -> bool:
         if engine != "podman":
             return True
         try:
-            info = await api.get_json(self.endpoint,
-                                      f"/v4.0.0/libpod/networks/{quote(name, safe='')}/json")
+            info = await api.get_json(
+                self.endpoint, f"/v4.0.0/libpod/networks/{quote(name, safe='')}/json"
+            )
         except api.EngineError:
             return False
         return bool((info or {}).get("dns_enabled"))

@@ -32,8 +32,8 @@ async def answers(url: str, timeout: float = 1.5) -> bool:
     import aiohttp
 
     if url.startswith("unix://"):
-        path = url[len("unix://"):]
-        if not Path(path).exists():
+        path = url[len("unix://") :]
+        if not Path(path).exists():  # noqa: ASYNC240 - one stat, while probing
             return False
         connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=path)
         base = "http://engine"
@@ -64,27 +64,40 @@ async def probe(config: ServerConfig, asked: bool, passed_over: Sequence[str]) -
     if asked:
         raise Unavailable(
             "the docker runtime was asked for, but no Docker or Podman engine answers "
-            f"(tried: {', '.join(u for u, _ in candidates)})")
-    raise Unavailable("no Docker or Podman engine answers (DOCKER_HOST "
-                      + ("does not answer" if env_host else "is not set")
-                      + " and no standard socket answers)")
+            f"(tried: {', '.join(u for u, _ in candidates)})"
+        )
+    raise Unavailable(
+        "no Docker or Podman engine answers (DOCKER_HOST "
+        + ("does not answer" if env_host else "is not set")
+        + " and no standard socket answers)"
+    )
 
 
 def create(config: ServerConfig, found: Found) -> Runtime:
     from .runtime import DockerRuntime
 
     return DockerRuntime(
-        found.where or config.docker_host or "", root=config.jobs_dir,
+        found.where or config.docker_host or "",
+        root=config.jobs_dir,
         port_connect=config.port_connect,
         network=None if config.network == "default" else config.network,
-        pids_limit=config.pids_limit, capacity=capacity_from_config(config))
+        pids_limit=config.pids_limit,
+        capacity=capacity_from_config(config),
+    )
 
 
 PLUGIN = RuntimePlugin(
     name="docker",
     summary="jobs run in containers of their image (Docker, or Podman's compatible service)",
-    config_keys=("docker_host", "port_connect", "network", "pids_limit", "cpu", "memory",
-                 "nvidia_gpu"),
+    config_keys=(
+        "docker_host",
+        "port_connect",
+        "network",
+        "pids_limit",
+        "cpu",
+        "memory",
+        "nvidia_gpu",
+    ),
     probe=probe,
     create=create,
 )

@@ -59,6 +59,8 @@ WATCH_EVERY = 1.0  # log mode: how often the pump looks whether the container en
 EXIT_GRACE = 1.0  # ... and how long the log follower then has to end by itself
 SYNC_GAP = 0.25  # a pause in live output this long makes a sync point
 CATCH_UP_MAX = 4 << 20  # after an attach stream: re-read at most this much of the engine's log
+
+
 class Pump:
     def __init__(
         self,
@@ -380,8 +382,13 @@ class Pump:
         error = ""
         config = info.get("Config") or {}
         command = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
-        cannot = init_could_not_exec(os.path.join(self.dir, LOG_NAME), self.start[0],
-                                     self.consumed, code, str(command[0]) if command else "")
+        cannot = init_could_not_exec(
+            os.path.join(self.dir, LOG_NAME),
+            self.start[0],
+            self.consumed,
+            code,
+            str(command[0]) if command else "",
+        )
         if cannot is not None:
             code, error = cannot
         ex = ExitInfo(exit_code=code, finished_at=_dt(finished), oom_killed=oom, error=error)
@@ -394,9 +401,13 @@ class Pump:
         if message:
             self.append(f"neuro: {message}\n".encode(), 2)
         self._save()
-        record = exit_record(ex.exit_code, finished_at=ex.finished_at.isoformat(),
-                             started_at=iso_now(started_at) if started_at else None,
-                             oom_killed=ex.oom_killed, error=ex.error)
+        record = exit_record(
+            ex.exit_code,
+            finished_at=ex.finished_at.isoformat(),
+            started_at=iso_now(started_at) if started_at else None,
+            oom_killed=ex.oom_killed,
+            error=ex.error,
+        )
         write_json(os.path.join(self.dir, EXIT), {**record, "container_id": self.cid})
         self.exit = ex
         self._end()

@@ -36,8 +36,12 @@ SETTLE = 0.3  # how long a relay that could not connect takes to say so
 
 
 def commands(port: int) -> list[list[str]]:
-    return [["socat", "-", f"TCP:127.0.0.1:{port}"], ["nc", "127.0.0.1", str(port)],
-            ["busybox", "nc", "127.0.0.1", str(port)], ["python3", "-c", PY_RELAY, str(port)]]
+    return [
+        ["socat", "-", f"TCP:127.0.0.1:{port}"],
+        ["nc", "127.0.0.1", str(port)],
+        ["busybox", "nc", "127.0.0.1", str(port)],
+        ["python3", "-c", PY_RELAY, str(port)],
+    ]
 
 
 async def connect(exec_relay: Exec, job_id: str, port: int) -> tuple[RelayReader, RelayWriter]:
@@ -52,12 +56,14 @@ async def connect(exec_relay: Exec, job_id: str, port: int) -> tuple[RelayReader
         if code in (126, 127):  # not in this image: the next one
             tried.append(argv[0])
             continue
-        raise RuntimeError_(f"nothing listens on port {port} in job {job_id}",
-                            reason="PortNotListening")
+        raise RuntimeError_(
+            f"nothing listens on port {port} in job {job_id}", reason="PortNotListening"
+        )
     raise RuntimeError_(
         f"cannot reach port {port} in job {job_id}: the engine's containers are not reachable "
         f"from its host, and the image has none of {', '.join(dict.fromkeys(tried))} to relay",
-        reason="PortNotListening")
+        reason="PortNotListening",
+    )
 
 
 class RelayReader:

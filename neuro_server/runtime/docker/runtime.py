@@ -87,8 +87,15 @@ class DockerRuntime(Starter):
 
     name = "docker"
     capabilities = Capabilities(
-        runs_images=True, needs_command=False, mounts="", privileged=True, assigns_gpus=True,
-        loopback_reachable=False, reports_progress=True, host_users=False)
+        runs_images=True,
+        needs_command=False,
+        mounts="",
+        privileged=True,
+        assigns_gpus=True,
+        loopback_reachable=False,
+        reports_progress=True,
+        host_users=False,
+    )
 
     def info(self) -> RuntimeInfo:
         engine = self.engine.info_blocking()
@@ -100,11 +107,15 @@ class DockerRuntime(Starter):
                 f"jobs run in containers of their image; the engine at {self.url} does not answer"
             )
         why = volumes.why_unsupported()
-        placed = (f"secret files only ({why})" if why else
-                  "bound into the job's container (storage volumes and disks pinned: opened "
-                  "with no link followed, bound from a staging mount of the server's)")
-        return RuntimeInfo(name=self.name, limits=cgroups.describe(by, by), note=note,
-                           volumes=placed)
+        placed = (
+            f"secret files only ({why})"
+            if why
+            else "bound into the job's container (storage volumes and disks pinned: opened "
+            "with no link followed, bound from a staging mount of the server's)"
+        )
+        return RuntimeInfo(
+            name=self.name, limits=cgroups.describe(by, by), note=note, volumes=placed
+        )
 
     async def close(self) -> None:
         """Stop following jobs (they go on) and close the engine connections."""
@@ -211,8 +222,9 @@ class DockerRuntime(Starter):
         gives 127 (not found) or 126 (not executable)."""
         at = tty_size(size)
         _d, cid = await self._running(job_id)
-        return await ExecSession.open(self.engine, job_id, cid, argv, tty=tty, stdin=stdin, env=env,
-                                      size=at)
+        return await ExecSession.open(
+            self.engine, job_id, cid, argv, tty=tty, stdin=stdin, env=env, size=at
+        )
 
     async def resize(self, job_id: str, height: int, width: int) -> None:
         """Resize the job's TTY (its processes get SIGWINCH); a no-op for a job without one."""
@@ -248,7 +260,8 @@ class DockerRuntime(Starter):
                 if isinstance(e, OSError) and e.errno == errno.ECONNREFUSED:
                     raise RuntimeError_(
                         f"nothing listens on port {port} in job {job_id} ({e})",
-                        reason="PortNotListening") from None
+                        reason="PortNotListening",
+                    ) from None
         if self.port_connect == "auto":  # no address, or one this host cannot reach
             return await relay.connect(self._exec_relay, job_id, port)
         raise RuntimeError_(

@@ -62,7 +62,8 @@ class Starter(Follower):
             write_json(str(d / SPEC), record)
             await self.engine.info()
             await self.engine.ensure_image(
-                spec.image, lambda reason, text: self._set_phase(job_id, reason, text))
+                spec.image, lambda reason, text: self._set_phase(job_id, reason, text)
+            )
             self._set_phase(job_id, "ContainerCreating", "Creating the job's container")
             await self._remove_old_container(job_id)
             binds = secret_files(d, spec) + pin_volumes(d, spec)
@@ -75,12 +76,14 @@ class Starter(Follower):
                 if named:
                     config["Hostname"] = spec.job_id
                     config["NetworkingConfig"] = self.networks.endpoint_config(
-                        network, spec.job_id, spec.hostname)
+                        network, spec.job_id, spec.hostname
+                    )
             docker = await self.engine.client()
             try:
                 try:
                     container = await docker.containers.create(
-                        config, name=self.container_name(job_id))
+                        config, name=self.container_name(job_id)
+                    )
                 except DockerError as e:
                     # the network we made went away meanwhile (a prune): make it again, once
                     gone = re.search(r"network\b.*\bnot found", str(e.message), re.IGNORECASE)
@@ -88,7 +91,8 @@ class Starter(Follower):
                         raise
                     network, _names = await self.networks.ensure(spec.owner, engine)
                     container = await docker.containers.create(
-                        config, name=self.container_name(job_id))
+                        config, name=self.container_name(job_id)
+                    )
             except DockerError as e:
                 raise create_error(job_id, spec.image, e) from e
             cid = str(container.id)
@@ -135,9 +139,12 @@ class Starter(Follower):
             if stop is not None:  # stopped while starting
                 await self._stop_now(job_id, cid, float(stop.get("grace", 0)))
             hosts = addresses(info)
-            return StartInfo(started_at=datetime.fromtimestamp(started_at, UTC), limits=limits,
-                             address=spec.job_id if named else hosts[0] if hosts else "",
-                             hostname=spec.hostname if named else "")
+            return StartInfo(
+                started_at=datetime.fromtimestamp(started_at, UTC),
+                limits=limits,
+                address=spec.job_id if named else hosts[0] if hosts else "",
+                hostname=spec.hostname if named else "",
+            )
         except RuntimeError_:
             raise
         except (api.EngineError, DockerError) as e:
@@ -157,11 +164,15 @@ class Starter(Follower):
         """Whether a container whose start the engine refused has in fact run its command."""
         info = await self.engine.container_info(cid) or {}
         state = info.get("State") or {}
-        return (api.parse_time(state.get("StartedAt")) is not None and not state.get("Error")
-                and str(state.get("Status", "")).lower() in ("running", "exited", "stopped"))
+        return (
+            api.parse_time(state.get("StartedAt")) is not None
+            and not state.get("Error")
+            and str(state.get("Status", "")).lower() in ("running", "exited", "stopped")
+        )
 
-    async def _start_failed(self, job_id: str, d: Path, cid: str, pump: Pump,
-                            e: DockerError) -> None:
+    async def _start_failed(
+        self, job_id: str, d: Path, cid: str, pump: Pump, e: DockerError
+    ) -> None:
         """A refused start: the command cannot run (it "ran" and failed with 127/126, as on a
         host; what the attach brought meanwhile is the engine's error, not output), else
         RuntimeError_."""
@@ -208,5 +219,11 @@ class Starter(Follower):
             self.engine.label("instance"): self.instance,
             self.engine.label("data-dir"): str(self.root),
         }
-        return container_config(spec, binds, init=self.init, pids_limit=self.pids_limit,
-                                cgroup_parent=self.cgroup_parent, labels=labels)
+        return container_config(
+            spec,
+            binds,
+            init=self.init,
+            pids_limit=self.pids_limit,
+            cgroup_parent=self.cgroup_parent,
+            labels=labels,
+        )

@@ -22,6 +22,7 @@ Mounting needs root (CAP_SYS_ADMIN): ``why_unsupported`` says when the server ca
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import stat
@@ -37,8 +38,13 @@ MNT_DETACH = 2
 _MAX_DETACH = 16  # mounts stacked on one staging point (there is one; a bound on the loop)
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_char_p)
+_libc.mount.argtypes = (
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+)
 _libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 
 
@@ -52,9 +58,11 @@ class PinError(OSError):
 def why_unsupported() -> str | None:
     """Why this server cannot pin volumes for containers (None: it can)."""
     if os.geteuid() != 0:
-        return ("storage volumes and disks on the docker runtime need a server running as "
-                "root: it pins each volume with a bind mount, so that a job cannot swap the "
-                "volume's directory for a link to another host path")
+        return (
+            "storage volumes and disks on the docker runtime need a server running as "
+            "root: it pins each volume with a bind mount, so that a job cannot swap the "
+            "volume's directory for a link to another host path"
+        )
     return None
 
 
@@ -90,13 +98,17 @@ def pin(staging: Path, mounts: Sequence[Mount]) -> list[str]:
                 if stat.S_ISDIR(os.fstat(fd).st_mode):
                     os.mkdir(target, 0o700)
                 else:
-                    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                                     0o600))
+                    os.close(
+                        os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                    )
                 _mount(pathsafe.fd_path(fd), target, MS_BIND)
             finally:
                 os.close(fd)
-            _mount(None, target, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV
-                   | (MS_RDONLY if m.read_only else 0))
+            _mount(
+                None,
+                target,
+                MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | (MS_RDONLY if m.read_only else 0),
+            )
             binds.append(f"{target}:{m.dst}:{'ro' if m.read_only else 'rw'}")
     except BaseException:
         unpin(staging)
@@ -131,10 +143,8 @@ def unpin(staging: Path) -> None:
                 os.unlink(entry.path)
         except OSError:
             pass  # still a mount point (EBUSY): left alone, never emptied
-    try:
+    with contextlib.suppress(OSError):
         os.rmdir(staging)
-    except OSError:
-        pass
 
 
 def unpin_stale(jobs_root: Path, keep: Collection[str] = ()) -> list[str]:
@@ -144,7 +154,7 @@ def unpin_stale(jobs_root: Path, keep: Collection[str] = ()) -> list[str]:
     found = set()
     for target in _mount_points():
         if target.startswith(prefix):
-            rest = target[len(prefix):].split("/")
+            rest = target[len(prefix) :].split("/")
             if len(rest) >= 2 and rest[1] == STAGING and rest[0] not in keep:
                 found.add(rest[0])
     for job_id in sorted(found):
@@ -171,8 +181,8 @@ def _unescape(field: bytes) -> str:
     r"""mountinfo writes space, tab, newline and backslash as \NNN (octal)."""
     out, i = bytearray(), 0
     while i < len(field):
-        if field[i:i + 1] == b"\\" and field[i + 1:i + 4].isdigit():
-            out.append(int(field[i + 1:i + 4], 8))
+        if field[i : i + 1] == b"\\" and field[i + 1 : i + 4].isdigit():
+            out.append(int(field[i + 1 : i + 4], 8))
             i += 4
         else:
             out.append(field[i])

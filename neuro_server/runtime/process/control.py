@@ -37,6 +37,7 @@ STDIN and EOF get no ACK (an ERROR when refused).  Frames carry at most MAX_FRAM
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -80,10 +81,8 @@ def socket_path(job_dir: str) -> str:
 def short_dir() -> str:
     """``/tmp/neuro-<uid>``, created 0700; refused when someone else owns it or it is a link."""
     d = f"/tmp/neuro-{os.getuid()}"
-    try:
+    with contextlib.suppress(FileExistsError):
         os.mkdir(d, 0o700)
-    except FileExistsError:
-        pass
     import stat
 
     st = os.lstat(d)

@@ -17,16 +17,23 @@ if TYPE_CHECKING:
 async def probe(config: ServerConfig, asked: bool, passed_over: Sequence[str]) -> Found:
     if asked:
         return Found("", "set in the server config")
-    return Found("", ", ".join(passed_over) + ", so jobs run as local processes" if passed_over
-                 else "jobs run as local processes")
+    return Found(
+        "",
+        ", ".join(passed_over) + ", so jobs run as local processes"
+        if passed_over
+        else "jobs run as local processes",
+    )
 
 
 def create(config: ServerConfig, found: Found) -> Runtime:
     from .runtime import ProcessRuntime
 
-    return ProcessRuntime(config.jobs_dir, pids_limit=config.pids_limit,
-                          output_limit=config.job_output_limit,
-                          capacity=capacity_from_config(config))
+    return ProcessRuntime(
+        config.jobs_dir,
+        pids_limit=config.pids_limit,
+        output_limit=config.job_output_limit,
+        capacity=capacity_from_config(config),
+    )
 
 
 PLUGIN = RuntimePlugin(

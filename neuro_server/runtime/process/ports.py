@@ -10,7 +10,9 @@ import sys
 from .. import cgroups, telemetry
 
 
-def job_listener(port: int, cgroup: cgroups.JobCgroup | None, supervisor_pid: int | None) -> str | None:
+def job_listener(
+    port: int, cgroup: cgroups.JobCgroup | None, supervisor_pid: int | None
+) -> str | None:
     """The address to reach the job's own listener on TCP ``port`` at (loopback for a
     wildcard); None when no process of the job (its cgroup's, its supervisor's descendants)
     listens there."""
@@ -58,8 +60,11 @@ def _address(hex_address: str) -> str:
     import ipaddress
 
     raw = bytes.fromhex(hex_address)
-    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)) \
-        if sys.byteorder == "little" else raw
+    raw = (
+        b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+        if sys.byteorder == "little"
+        else raw
+    )
     ip = ipaddress.ip_address(raw)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)

@@ -4,6 +4,7 @@ is never taken for the process it was), the boot's id, sessions and children to 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -45,8 +46,6 @@ def supervisor_alive(record: Record) -> bool:
     return stat is not None and stat[0] not in "ZXx" and stat[1] == starttime
 
 
-
-
 def kill_session(sid: int) -> None:
     """SIGKILL a process session: its leader's group, and members that left the group."""
     killpg(sid, signal.SIGKILL)
@@ -60,20 +59,14 @@ def kill_session(sid: int) -> None:
             continue
         fields = stat[stat.rindex(b")") + 2 :].split()
         if int(fields[3]) == sid:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(int(name), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
 
 
 def killpg(pgid: int, signum: int) -> None:
     if pgid > 0:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
 
 
 def children(ppid: int) -> list[int]:
@@ -91,5 +84,3 @@ def children(ppid: int) -> list[int]:
         if int(fields[1]) == ppid and fields[0] not in (b"Z", b"X"):
             found.append(int(name))
     return found
-
-

@@ -139,9 +139,15 @@ class ProcessRuntime:
         from .. import mountns
 
         self.capabilities = Capabilities(
-            runs_images=False, needs_command=True, mounts=mountns.why_unsupported() or "",
-            privileged=False, assigns_gpus=False, loopback_reachable=True,
-            reports_progress=False, host_users=True)
+            runs_images=False,
+            needs_command=True,
+            mounts=mountns.why_unsupported() or "",
+            privileged=False,
+            assigns_gpus=False,
+            loopback_reachable=True,
+            reports_progress=False,
+            host_users=True,
+        )
 
     def job_dir(self, job_id: str) -> Path:
         return job_dir(self.root, job_id)
@@ -178,10 +184,17 @@ class ProcessRuntime:
         d.chmod(0o700)  # spec.json holds the environment, secret variables included
         for name in (SUPERVISOR, STARTED, STOP, EXIT, control.CONTROL):  # an earlier run's
             (d / name).unlink(missing_ok=True)
-        write_json(str(d / SPEC), spec_record(
-            spec, cgroup_parent=self.cgroup_parent, cgroup_root=self.cgroup_root,
-            attach_max_lag=self.attach_max_lag, pids_limit=self.pids_limit,
-            output_limit=self.output_limit))
+        write_json(
+            str(d / SPEC),
+            spec_record(
+                spec,
+                cgroup_parent=self.cgroup_parent,
+                cgroup_root=self.cgroup_root,
+                attach_max_lag=self.attach_max_lag,
+                pids_limit=self.pids_limit,
+                output_limit=self.output_limit,
+            ),
+        )
         try:  # the room of its records, taken now: a full disk later cannot cost its exit code
             for name in (SUPERVISOR, STARTED, EXIT):
                 make_slot(str(d / name))
@@ -257,7 +270,9 @@ class ProcessRuntime:
             if exit_record is None:
                 return JobState(State.NOT_FOUND)
         return JobState(
-            State.EXITED, started_at=record_time(exit_record, "started_at"), exit=exit_from_record(exit_record)
+            State.EXITED,
+            started_at=record_time(exit_record, "started_at"),
+            exit=exit_from_record(exit_record),
         )
 
     async def wait(self, job_id: str) -> ExitInfo:
@@ -367,8 +382,9 @@ class ProcessRuntime:
         still gives a session: its stderr says why and ``wait()`` gives 127 (not found) or 126
         (not executable), as a shell would."""
         d = self._running(job_id)
-        return await sessions.ExecSession.open(str(d), job_id, argv, tty=tty, stdin=stdin, env=env,
-                                            size=tty_size(size))
+        return await sessions.ExecSession.open(
+            str(d), job_id, argv, tty=tty, stdin=stdin, env=env, size=tty_size(size)
+        )
 
     async def resize(self, job_id: str, height: int, width: int) -> None:
         """Resize the job's TTY (its foreground process group gets SIGWINCH); a no-op for a
@@ -393,13 +409,17 @@ class ProcessRuntime:
             sup_pid = None
         host = await asyncio.to_thread(job_listener, port, self._cgroup(d, job_id), sup_pid)
         if host is None:
-            raise RuntimeError_(f"nothing listens on port {port} in job {job_id} (no process "
-                                "of the job listens there)", reason="PortNotListening")
+            raise RuntimeError_(
+                f"nothing listens on port {port} in job {job_id} (no process "
+                "of the job listens there)",
+                reason="PortNotListening",
+            )
         try:
             return await asyncio.open_connection(host, port)
         except OSError as e:  # it stopped listening meanwhile
-            raise RuntimeError_(f"nothing listens on port {port} in job {job_id} ({e})",
-                                reason="PortNotListening") from None
+            raise RuntimeError_(
+                f"nothing listens on port {port} in job {job_id} ({e})", reason="PortNotListening"
+            ) from None
 
     async def stats(self, job_id: str) -> Telemetry | None:
         """CPU cores used since the previous call (the first call measures over
@@ -466,8 +486,11 @@ class ProcessRuntime:
     def _cgroup(self, d: Path, job_id: str) -> cgroups.JobCgroup | None:
         """The job's cgroup, where it has one (under the parent its spec names)."""
         spec = read_json(str(d / SPEC)) or {}
-        return cgroups.JobCgroup.find(spec.get("cgroup_parent") or self.cgroup_parent, job_id,
-                                      spec.get("cgroup_root") or self.cgroup_root)
+        return cgroups.JobCgroup.find(
+            spec.get("cgroup_parent") or self.cgroup_parent,
+            job_id,
+            spec.get("cgroup_root") or self.cgroup_root,
+        )
 
     def _starting(self, d: Path) -> bool:
         """A start is under way: spec.json written, the supervisor not yet recorded."""
@@ -487,5 +510,3 @@ class ProcessRuntime:
         if sup is None:
             return not self._starting(d)
         return not supervisor_alive(sup)
-
-

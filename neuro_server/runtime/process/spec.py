@@ -19,21 +19,44 @@ from ..jobdir import iso_now
 # only (the embedded server has its user's environment; a job of a uid of its own has its own
 # HOME and the standard PATH: the server's may name directories that uid cannot enter)
 HOST_ENV = ("LANG", "LANGUAGE", "TZ")
-OWN_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "VIRTUAL_ENV", "CONDA_PREFIX",
-           "CONDA_DEFAULT_ENV", "LD_LIBRARY_PATH", "CUDA_HOME", "XDG_CACHE_HOME",
-           "HF_HOME", "TORCH_HOME")
+OWN_ENV = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TMPDIR",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+    "CONDA_DEFAULT_ENV",
+    "LD_LIBRARY_PATH",
+    "CUDA_HOME",
+    "XDG_CACHE_HOME",
+    "HF_HOME",
+    "TORCH_HOME",
+)
 
 
 def job_environment(own_user: bool, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The variables a job gets from the server's environment (see HOST_ENV, OWN_ENV)."""
     environ = os.environ if environ is None else environ
     names = HOST_ENV + OWN_ENV if own_user else HOST_ENV
-    return {k: v for k, v in environ.items()
-            if k in names or k.startswith("LC_") or (own_user and k.startswith("NVIDIA_"))}
+    return {
+        k: v
+        for k, v in environ.items()
+        if k in names or k.startswith("LC_") or (own_user and k.startswith("NVIDIA_"))
+    }
 
 
-def spec_record(spec: JobSpec, *, cgroup_parent: str, cgroup_root: str,
-                attach_max_lag: int | None, pids_limit: int, output_limit: int) -> dict[str, Any]:
+def spec_record(
+    spec: JobSpec,
+    *,
+    cgroup_parent: str,
+    cgroup_root: str,
+    attach_max_lag: int | None,
+    pids_limit: int,
+    output_limit: int,
+) -> dict[str, Any]:
     """spec.json of the job ``spec``."""
     return {
         "job_id": spec.job_id,

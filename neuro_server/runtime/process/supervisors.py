@@ -72,9 +72,7 @@ async def launch(d: Path, timeout: float) -> StartInfo:
             sup = read_json(str(d / SUPERVISOR))
             if sup is not None:
                 signal_supervisor(sup, signal.SIGKILL)
-            raise RuntimeError_(
-                f"the job did not start within {timeout:g} s: {tail(d)}"
-            )
+            raise RuntimeError_(f"the job did not start within {timeout:g} s: {tail(d)}")
         started = start_info(d)
         if started is None:  # the pipe closed unwritten: the supervisor died
             rc = await reap(proc)
@@ -227,6 +225,6 @@ async def readable(fd: int, timeout: float) -> bool:
 async def reap(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int | None:
     """Reap the supervisor's first process, which exits as soon as it has forked."""
     deadline = time.monotonic() + timeout
-    while (rc := proc.poll()) is None and time.monotonic() < deadline:
+    while (rc := proc.poll()) is None and time.monotonic() < deadline:  # noqa: ASYNC110 - a child that exits at once
         await asyncio.sleep(0.001)
     return rc

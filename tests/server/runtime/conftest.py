@@ -4,6 +4,7 @@ teardown that kills every supervisor and job the test started and removes their 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -42,10 +43,8 @@ def kill_jobs(jobs_root: Path, cgroup_parent: str) -> None:
                 os.kill(int(sup["pid"]), signal.SIGKILL)
             started = read_json(str(d / STARTED))
             if started is not None and not (d / EXIT).exists():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(int(started["pgid"]), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             cg = cgroups.JobCgroup.find(cgroup_parent, d.name)
             if cg is not None:
                 cg.kill()

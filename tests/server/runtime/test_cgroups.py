@@ -99,10 +99,17 @@ def test_cgroups_oom_from_v1_counters(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kw", "text"),
     [
-        ({"pids": 4096, "pids_by": "cgroup v1"},
-         "memory 1.0 GiB, cpu 0.5 and pids 4096 enforced by cgroup v1"),
-        ({"pids": 4096}, ("memory 1.0 GiB and cpu 0.5 enforced by cgroup v1; "
-                          "pids 4096 not enforced (no writable cgroup)")),
+        (
+            {"pids": 4096, "pids_by": "cgroup v1"},
+            "memory 1.0 GiB, cpu 0.5 and pids 4096 enforced by cgroup v1",
+        ),
+        (
+            {"pids": 4096},
+            (
+                "memory 1.0 GiB and cpu 0.5 enforced by cgroup v1; "
+                "pids 4096 not enforced (no writable cgroup)"
+            ),
+        ),
         ({"pids": None}, "memory 1.0 GiB and cpu 0.5 enforced by cgroup v1"),
     ],
     ids=["enforced", "not-enforced", "not-mentioned"],

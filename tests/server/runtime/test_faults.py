@@ -37,7 +37,8 @@ def _dead(pid: int) -> bool:
 
 def _pids_writable() -> bool:
     return os.access(os.path.join(cgroups.ROOT, "pids"), os.W_OK) and os.path.isfile(
-        os.path.join(cgroups.ROOT, "pids", "cgroup.procs"))
+        os.path.join(cgroups.ROOT, "pids", "cgroup.procs")
+    )
 
 
 @pytest.fixture
@@ -97,7 +98,8 @@ def test_logwriter_output_limit_keeps_the_first_bytes_and_says_so_once(tmp_path:
     w.close()
     assert (tmp_path / LOG_NAME).read_bytes() == (
         b"z" * 100 + b"\n[neuro: the output limit of 100 bytes was reached: "
-        b"the rest of the job's output is not kept]\n")
+        b"the rest of the job's output is not kept]\n"
+    )
 
 
 # -- a full disk ---------------------------------------------------------------------------------
@@ -109,8 +111,10 @@ async def test_process_full_disk_keeps_the_job_its_exit_code_and_exec(
 ) -> None:
     rt = ProcessRuntime(small_jobs_root, cgroup_parent=cgroup_parent)
     go = tmp_path / "go"  # (not on the small disk)
-    script = (f"head -c 4000000 /dev/zero | tr '\\0' x; echo; echo printed > {tmp_path}/printed; "
-              f"until [ -e {go} ]; do sleep 0.05; done; exit 3")
+    script = (
+        f"head -c 4000000 /dev/zero | tr '\\0' x; echo; echo printed > {tmp_path}/printed; "
+        f"until [ -e {go} ]; do sleep 0.05; done; exit 3"
+    )
     await rt.start(spec("full", ["sh", "-c", script]))
     await eventually(lambda: (tmp_path / "printed").exists())
     assert free_bytes(small_jobs_root) < 64 << 10
@@ -148,8 +152,10 @@ async def test_process_output_limit_stops_the_log_not_the_job(
     assert (tmp_path / "went-on").exists()
     log = await read_all(rt, "quota")
     assert log.startswith(b"x" * 1000) and b"more" not in log
-    assert log[1000:] == (b"\n[neuro: the output limit of 1000 bytes was reached: "
-                          b"the rest of the job's output is not kept]\n")
+    assert log[1000:] == (
+        b"\n[neuro: the output limit of 1000 bytes was reached: "
+        b"the rest of the job's output is not kept]\n"
+    )
 
 
 # -- a lost supervisor ---------------------------------------------------------------------------
@@ -208,7 +214,9 @@ async def test_process_pids_limit_stops_a_fork_loop(
     await eventually(lambda: b"EAGAIN" in output(rt, "forks"))
     assert output(rt, "forks") == b"fork 32: EAGAIN\n"  # 31 children and the job itself
     assert int((pids_dir / "pids.current").read_text()) == 32
-    assert (await rt.inspect("forks")).state is State.RUNNING  # the job goes on, only its forks fail
+    assert (
+        await rt.inspect("forks")
+    ).state is State.RUNNING  # the job goes on, only its forks fail
     # the host goes on: another job starts, with the default limit
     other = ProcessRuntime(jobs_root, cgroup_parent=cgroup_parent)
     assert "pids 4096" in (await other.start(spec("next", ["echo", "hi"]))).limits

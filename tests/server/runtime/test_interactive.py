@@ -450,14 +450,18 @@ async def test_connect_port_reaches_only_the_jobs_own_listeners(runtime: Process
         host6.listen()
         await runtime.start(spec("quiet", ["sleep", "60"]))
         for port in (host4.getsockname()[1], host6.getsockname()[1]):
-            with pytest.raises(RuntimeError_, match=f"nothing listens on port {port} in job "
-                                                    "quiet .no process of the job") as e:
+            with pytest.raises(
+                RuntimeError_,
+                match=f"nothing listens on port {port} in job quiet .no process of the job",
+            ) as e:
                 await runtime.connect_port("quiet", port)
             assert e.value.reason == "PortNotListening"
     port = _free_port()
     # (a one-shot server, as `nc -l` is: its listener is gone once it accepted)
-    serve = (f"import socket\ns=socket.socket(socket.AF_INET6)\ns.bind(('::1',{port}))\n"
-             "s.listen()\nprint('up',flush=True)\nc,_=s.accept()\ns.close()\nc.sendall(b'v6')")
+    serve = (
+        f"import socket\ns=socket.socket(socket.AF_INET6)\ns.bind(('::1',{port}))\n"
+        "s.listen()\nprint('up',flush=True)\nc,_=s.accept()\ns.close()\nc.sendall(b'v6')"
+    )
     await runtime.start(spec("six", [PY, "-c", serve]))
     await eventually(lambda: b"up" in output(runtime, "six"))
     reader, writer = await runtime.connect_port("six", port)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -21,18 +21,31 @@ from neuro_server.runtime.process import ProcessRuntime
 from tests.server.runtime.conftest import eventually, output
 
 pytestmark = pytest.mark.skipif(
-    bool(mountns.why_unsupported()), reason=mountns.why_unsupported() or "")
+    bool(mountns.why_unsupported()), reason=mountns.why_unsupported() or ""
+)
 
 ROOT = str(Path(__file__).resolve().parents[3])
 
 
-def job(job_id: str, script: str, *, mounts: list[tuple[str, str, bool]] = [],  # noqa: B006
-        files: list[tuple[str, bytes]] = []) -> JobSpec:  # noqa: B006
+def job(
+    job_id: str,
+    script: str,
+    *,
+    mounts: Sequence[tuple[str, str, bool]] = (),
+    files: Sequence[tuple[str, bytes]] = (),
+) -> JobSpec:
     """A job; ``mounts`` (host directory, path in the job, read-only), each the root of its
     own tree."""
-    return JobSpec(job_id=job_id, argv=["sh", "-c", script], env={}, working_dir=None,
-                   cpu=0, memory=0, mounts=[Mount(src, "", dst, ro) for src, dst, ro in mounts],
-                   files=files)
+    return JobSpec(
+        job_id=job_id,
+        argv=["sh", "-c", script],
+        env={},
+        working_dir=None,
+        cpu=0,
+        memory=0,
+        mounts=[Mount(src, "", dst, ro) for src, dst, ro in mounts],
+        files=files,
+    )
 
 
 @pytest.fixture
@@ -71,20 +84,32 @@ async def test_volumes_and_files_in_the_jobs_view_and_not_on_the_host(
         f"(echo x > {secret_dir}/key) 2>/dev/null && echo WROTE-KEY || echo key-refused;"
         f"echo ready; exec sleep 60"
     )
-    await runtime.start(job("view", script, mounts=[(str(rw), f"{new_path}/rw", False),
-                                                    (str(ro), f"{new_path}/ro", True)],
-                            files=[(f"{secret_dir}/key", b"s3cret")]))
+    await runtime.start(
+        job(
+            "view",
+            script,
+            mounts=[(str(rw), f"{new_path}/rw", False), (str(ro), f"{new_path}/ro", True)],
+            files=[(f"{secret_dir}/key", b"s3cret")],
+        )
+    )
     await eventually(lambda: b"ready" in output(runtime, "view"))
     assert output(runtime, "view").decode().splitlines() == [
-        "read me", "s3cret", "wrote-rw", "ro-refused", "key-refused", "ready"]
+        "read me",
+        "s3cret",
+        "wrote-rw",
+        "ro-refused",
+        "key-refused",
+        "ready",
+    ]
     assert (rw / "out.txt").read_text() == "out\n" and not (ro / "x").exists()
     # the host has none of it: no mount points, nothing under the job's staging directory
     assert not os.path.lexists(new_path) and not os.path.lexists(secret_dir)
     assert list((runtime.root / "view" / "view").iterdir()) == []
     assert new_path not in Path("/proc/self/mounts").read_text()
     # exec beside the job sees its view
-    s = await runtime.exec("view", ["sh", "-c", f"cat {secret_dir}/key; ls {new_path}"],
-                           tty=False, stdin=False)
+    s = await runtime.exec(
+        "view", ["sh", "-c", f"cat {secret_dir}/key; ls {new_path}"], tty=False, stdin=False
+    )
     assert await read_session(s) == b"s3cretro\nrw\n"
     assert await s.wait() == 0
     await s.close()
@@ -110,7 +135,12 @@ async def test_a_missing_path_under_a_host_directory_mirrors_it(
     await runtime.start(job("mirror", script, mounts=[(str(data), f"{host}/data", True)]))
     assert (await runtime.wait("mirror")).exit_code == 0
     assert output(runtime, "mirror").decode().splitlines() == [
-        "data", "data", "log.txt", "results", "scratch.txt"]
+        "data",
+        "data",
+        "log.txt",
+        "results",
+        "scratch.txt",
+    ]
     assert (host / "log.txt").read_text() == "one\ntwo\n"
     assert (host / "results" / "r.txt").read_text() == "r\n"
     assert sorted(p.name for p in host.iterdir()) == ["log.txt", "results"]
@@ -124,10 +154,14 @@ async def test_nested_mounts_in_writable_and_read_only_volumes(
         f"cat {new_path}/rw/k {new_path}/ro/sub/k; echo;"
         f"(echo x > {new_path}/ro/new) 2>/dev/null && echo WROTE || echo ro-refused"
     )
-    await runtime.start(job("nested", script,
-                            mounts=[(str(rw), f"{new_path}/rw", False),
-                                    (str(ro), f"{new_path}/ro", True)],
-                            files=[(f"{new_path}/rw/k", b"A"), (f"{new_path}/ro/sub/k", b"B")]))
+    await runtime.start(
+        job(
+            "nested",
+            script,
+            mounts=[(str(rw), f"{new_path}/rw", False), (str(ro), f"{new_path}/ro", True)],
+            files=[(f"{new_path}/rw/k", b"A"), (f"{new_path}/ro/sub/k", b"B")],
+        )
+    )
     assert (await runtime.wait("nested")).exit_code == 0
     assert output(runtime, "nested") == b"AB\nro-refused\n"
     # in a writable volume the mount point is made there, as Docker does; not in a read-only one
@@ -135,15 +169,22 @@ async def test_nested_mounts_in_writable_and_read_only_volumes(
     assert list(ro.iterdir()) == []
 
 
-@pytest.mark.parametrize(("mounts", "files", "message"), [
-    ([("DIR", "/etc/hostname", False)], [], "/etc/hostname is a file on this host"),
-    ([], [("/etc", b"x")], "/etc is a directory on this host"),
-    ([("DIR", "/etc/hostname/x", False)], [], "/etc/hostname is not a directory on this host"),
-    ([("/nonexistent-neuro-src", "/x", False)], [], "volume source for /x: No such file"),
-], ids=["dir-on-file", "file-on-dir", "under-a-file", "no-source"])
+@pytest.mark.parametrize(
+    ("mounts", "files", "message"),
+    [
+        ([("DIR", "/etc/hostname", False)], [], "/etc/hostname is a file on this host"),
+        ([], [("/etc", b"x")], "/etc is a directory on this host"),
+        ([("DIR", "/etc/hostname/x", False)], [], "/etc/hostname is not a directory on this host"),
+        ([("/nonexistent-neuro-src", "/x", False)], [], "volume source for /x: No such file"),
+    ],
+    ids=["dir-on-file", "file-on-dir", "under-a-file", "no-source"],
+)
 async def test_a_volume_that_cannot_be_placed_fails_the_start(
-    runtime: ProcessRuntime, tmp_path: Path, mounts: list[tuple[str, str, bool]],
-    files: list[tuple[str, bytes]], message: str,
+    runtime: ProcessRuntime,
+    tmp_path: Path,
+    mounts: list[tuple[str, str, bool]],
+    files: list[tuple[str, bytes]],
+    message: str,
 ) -> None:
     mounts = [(str(tmp_path) if src == "DIR" else src, dst, ro) for src, dst, ro in mounts]
     with pytest.raises(RuntimeError_) as e:
@@ -153,10 +194,16 @@ async def test_a_volume_that_cannot_be_placed_fails_the_start(
     assert b"RAN" not in output(runtime, "bad")
 
 
-@pytest.mark.parametrize(("path", "message"), [
-    ("link", "link: is a symbolic link"), ("link/data", "link: is a symbolic link"),
-    ("f/x", "f: not a directory"), ("nope", "nope: no such file or directory"),
-], ids=["link", "through-a-link", "under-a-file", "missing"])
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("link", "link: is a symbolic link"),
+        ("link/data", "link: is a symbolic link"),
+        ("f/x", "f: not a directory"),
+        ("nope", "nope: no such file or directory"),
+    ],
+    ids=["link", "through-a-link", "under-a-file", "missing"],
+)
 async def test_a_volume_path_is_opened_beneath_its_tree_with_no_link_followed(
     runtime: ProcessRuntime, tmp_path: Path, path: str, message: str
 ) -> None:
@@ -167,13 +214,21 @@ async def test_a_volume_path_is_opened_beneath_its_tree_with_no_link_followed(
     (tree / "f").write_text("file")
     (tree / "link").symlink_to(tree)
     with pytest.raises(RuntimeError_) as e:
-        await runtime.start(dataclasses.replace(job("linked", "echo RAN"), mounts=[
-            Mount(str(tree), "data", "/d"), Mount(str(tree), path, "/v")]))
+        await runtime.start(
+            dataclasses.replace(
+                job("linked", "echo RAN"),
+                mounts=[Mount(str(tree), "data", "/d"), Mount(str(tree), path, "/v")],
+            )
+        )
     assert str(e.value).startswith(
-        f"cannot place the job's volumes: volume source for /v: {message}"), str(e.value)
+        f"cannot place the job's volumes: volume source for /v: {message}"
+    ), str(e.value)
     assert b"RAN" not in output(runtime, "linked")
-    await runtime.start(dataclasses.replace(job("fine", "ls /v"), mounts=[
-        Mount(str(tree), "data", "/v/x", read_only=True)]))
+    await runtime.start(
+        dataclasses.replace(
+            job("fine", "ls /v"), mounts=[Mount(str(tree), "data", "/v/x", read_only=True)]
+        )
+    )
     assert (await runtime.wait("fine")).exit_code == 0 and output(runtime, "fine") == b"x\n"
 
 
@@ -221,13 +276,13 @@ print("job:", lines.replace("\n", " "), flush=True)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the check as another user")
-def test_a_user_namespace_when_the_supervisor_is_not_root(
-    shared_dir: Path, new_path: str
-) -> None:
+def test_a_user_namespace_when_the_supervisor_is_not_root(shared_dir: Path, new_path: str) -> None:
     """A supervisor that is not root: a user namespace mapping only its own uid (who needs
     unprivileged user namespaces); the job and exec beside it keep that uid."""
-    if Path("/proc/sys/kernel/unprivileged_userns_clone").exists() and \
-            Path("/proc/sys/kernel/unprivileged_userns_clone").read_text().strip() == "0":
+    if (
+        Path("/proc/sys/kernel/unprivileged_userns_clone").exists()
+        and Path("/proc/sys/kernel/unprivileged_userns_clone").read_text().strip() == "0"
+    ):
         pytest.skip("unprivileged user namespaces are off (kernel.unprivileged_userns_clone)")
     src = shared_dir / "src"
     src.mkdir()
@@ -241,9 +296,14 @@ def test_a_user_namespace_when_the_supervisor_is_not_root(
     shutil.copytree(Path(ROOT) / "neuro_server", pkg / "neuro_server")
     for p in [pkg, *pkg.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
-    r = subprocess.run([sys.executable, "-S", "-c", CHILD, str(pkg), str(src), new_path,
-                        str(staging)], capture_output=True, text=True, timeout=30, cwd="/",
-                       check=False)
+    r = subprocess.run(
+        [sys.executable, "-S", "-c", CHILD, str(pkg), str(src), new_path, str(staging)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd="/",
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == "K65534\njob: 65534 fileK ro \n", r.stdout
     assert not os.path.lexists(new_path) and (src / "f").read_text() == "file"

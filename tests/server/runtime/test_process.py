@@ -127,16 +127,41 @@ async def test_process_job_of_a_uid_of_its_own(runtime: ProcessRuntime) -> None:
         home = base / "h"
         home.mkdir(mode=0o700)
         os.chown(home, uid, gid)
-        await runtime.start(JobSpec("mine", ["sh", "-c", "id -u; id -G; pwd; echo $HOME"],
-                                    env={}, working_dir=None, cpu=0, memory=0, uid=uid, gid=gid,
-                                    home=str(home)))
+        await runtime.start(
+            JobSpec(
+                "mine",
+                ["sh", "-c", "id -u; id -G; pwd; echo $HOME"],
+                env={},
+                working_dir=None,
+                cpu=0,
+                memory=0,
+                uid=uid,
+                gid=gid,
+                home=str(home),
+            )
+        )
         assert (await runtime.wait("mine")).exit_code == 0
         assert (await read_all(runtime, "mine")).decode().split() == [
-            str(uid), str(gid), f"{home}/jobs/mine", str(home)]
+            str(uid),
+            str(gid),
+            f"{home}/jobs/mine",
+            str(home),
+        ]
         assert (home / "jobs" / "mine").stat().st_uid == uid
         # a working dir it may not enter is not entered for it
-        await runtime.start(JobSpec("denied", ["true"], env={}, working_dir=str(runtime.root),
-                                    cpu=0, memory=0, uid=uid, gid=gid, home=str(home)))
+        await runtime.start(
+            JobSpec(
+                "denied",
+                ["true"],
+                env={},
+                working_dir=str(runtime.root),
+                cpu=0,
+                memory=0,
+                uid=uid,
+                gid=gid,
+                home=str(home),
+            )
+        )
         ex = await runtime.wait("denied")
         assert ex.exit_code == 127 and "Permission denied" in ex.error
     finally:

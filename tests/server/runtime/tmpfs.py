@@ -25,8 +25,12 @@ def small_tmpfs(path: Path, size: str, before_unmount: Callable[[], None]) -> It
     still hold files there (supervisors, jobs).  A busy mount is retried for a while, then
     detached lazily: no test leaves a mount behind."""
     path.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
     try:
@@ -36,8 +40,10 @@ def small_tmpfs(path: Path, size: str, before_unmount: Callable[[], None]) -> It
             before_unmount()
         finally:
             deadline = time.monotonic() + 10
-            while subprocess.run(["umount", str(path)], capture_output=True,
-                                 check=False).returncode != 0:
+            while (
+                subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode
+                != 0
+            ):
                 if time.monotonic() > deadline:
                     subprocess.run(["umount", "-l", str(path)], check=False)
                     break

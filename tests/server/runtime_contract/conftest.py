@@ -49,11 +49,28 @@ class Harness:
     _again: Callable[[], Runtime] | None = None
     _more: list[Runtime] = field(default_factory=list)
 
-    def spec(self, job_id: str, argv: list[str], *, env: dict[str, str] | None = None,
-             working_dir: str | None = None, cpu: float = 0.0, memory: int = 0,
-             tty: bool = False) -> JobSpec:
-        return JobSpec(job_id=job_id, argv=argv, env=env or {}, working_dir=working_dir,
-                       cpu=cpu, memory=memory, tty=tty, image=self.image, owner="alice")
+    def spec(
+        self,
+        job_id: str,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        working_dir: str | None = None,
+        cpu: float = 0.0,
+        memory: int = 0,
+        tty: bool = False,
+    ) -> JobSpec:
+        return JobSpec(
+            job_id=job_id,
+            argv=argv,
+            env=env or {},
+            working_dir=working_dir,
+            cpu=cpu,
+            memory=memory,
+            tty=tty,
+            image=self.image,
+            owner="alice",
+        )
 
     def web(self, job_id: str) -> tuple[JobSpec, int]:
         """A job serving hello.txt over HTTP, and its port."""

@@ -30,8 +30,12 @@ def test_fake_runtime_is_a_runtime() -> None:
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[FakeRuntime, Client]]:
     fake = FakeRuntime(capacity=Capacity.one_node("fake", 2.0, 4 << 30))
-    config = load_config(tmp_path / "server", kill_grace_seconds=1.0, job_uids="off",
-                         presets=(Preset("cpu-small", 0.5, 256 << 20),))
+    config = load_config(
+        tmp_path / "server",
+        kill_grace_seconds=1.0,
+        job_uids="off",
+        presets=(Preset("cpu-small", 0.5, 256 << 20),),
+    )
     store = Store(config.db_path)
     app = make_app(config, store, fake)
     server = TestServer(app, host="127.0.0.1")
@@ -95,10 +99,17 @@ async def test_the_capacity_is_the_runtimes(served: tuple[FakeRuntime, Client]) 
 
 
 async def test_what_a_runtime_cannot_do_is_refused_at_creation(tmp_path: Path) -> None:
-    fake = FakeRuntime(capabilities=Capabilities(runs_images=False, needs_command=True,
-                                                 mounts="the fake has no volumes"))
-    config = load_config(tmp_path / "server", job_uids="off", allow_privileged=True,
-                         presets=(Preset("cpu-small", 0.5, 256 << 20),))
+    fake = FakeRuntime(
+        capabilities=Capabilities(
+            runs_images=False, needs_command=True, mounts="the fake has no volumes"
+        )
+    )
+    config = load_config(
+        tmp_path / "server",
+        job_uids="off",
+        allow_privileged=True,
+        presets=(Preset("cpu-small", 0.5, 256 << 20),),
+    )
     app = make_app(config, Store(config.db_path), fake)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -110,11 +121,15 @@ async def test_what_a_runtime_cannot_do_is_refused_at_creation(tmp_path: Path) -
         async with Client(str(server.make_url("/api/v1")), _token(app)) as client:
             with pytest.raises(IllegalArgumentError, match="the fake has no volumes"):
                 await client.jobs.start(
-                    image=UBUNTU, preset_name="cpu-small", command="true",
-                    volumes=[Volume("storage:data", "/data")])
+                    image=UBUNTU,
+                    preset_name="cpu-small",
+                    command="true",
+                    volumes=[Volume("storage:data", "/data")],
+                )
             with pytest.raises(IllegalArgumentError, match="privileged"):
-                await client.jobs.start(image=UBUNTU, preset_name="cpu-small", command="true",
-                                        privileged=True)
+                await client.jobs.start(
+                    image=UBUNTU, preset_name="cpu-small", command="true", privileged=True
+                )
         assert fake.calls == []  # nothing reached the runtime
     finally:
         await server.close()

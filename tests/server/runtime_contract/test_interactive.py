@@ -60,8 +60,9 @@ def joined(chunks: list[tuple[int, bytes]], stream: int) -> bytes:
     return b"".join(data for s, data in chunks if s == stream)
 
 
-async def resize_until_seen(resize: Callable[[int, int], Awaitable[None]], session: StdioSession,
-                            h: int, w: int) -> None:
+async def resize_until_seen(
+    resize: Callable[[int, int], Awaitable[None]], session: StdioSession, h: int, w: int
+) -> None:
     """Resize, and again every 2 s, until the job's WINCH trap prints the new size: under load
     an engine may apply a resize before the container's terminal settles."""
     needle = b"WINCH\r\n%d %d\r\n" % (h, w)
@@ -232,8 +233,10 @@ async def test_contract_exec_stdin_pipe_then_eof(rt: Harness, sessions: list[Std
 async def test_contract_exec_with_a_tty(rt: Harness, sessions: list[StdioSession]) -> None:
     rt.needs(TTY)
     await rt.runtime.start(rt.spec("box", ["sleep", "60"]))
-    script = ("trap 'stty size; exit 0' WINCH; tty; echo \"$TERM\"; stty size; "
-              "while :; do sleep 0.05; done")
+    script = (
+        "trap 'stty size; exit 0' WINCH; tty; echo \"$TERM\"; stty size; "
+        "while :; do sleep 0.05; done"
+    )
     s = await rt.runtime.exec("box", ["sh", "-c", script], tty=True, stdin=True)
     sessions.append(s)
     await read_until(s, re.compile(rb"/dev/pts/\d+\r\nxterm\r\n24 80\r\n"))
@@ -281,10 +284,16 @@ async def test_contract_exec_of_a_command_that_cannot_run(
 async def test_contract_exec_gets_the_jobs_env_and_cwd(
     rt: Harness, sessions: list[StdioSession]
 ) -> None:
-    await rt.runtime.start(rt.spec("envjob", ["sleep", "60"], env={"FOO": "from-job", "BAR": "x"},
-                                   working_dir="/tmp"))
-    s = await rt.runtime.exec("envjob", ["sh", "-c", 'echo "$FOO $BAR"; pwd'], tty=False,
-                              stdin=False, env={"BAR": "from-exec"})
+    await rt.runtime.start(
+        rt.spec("envjob", ["sleep", "60"], env={"FOO": "from-job", "BAR": "x"}, working_dir="/tmp")
+    )
+    s = await rt.runtime.exec(
+        "envjob",
+        ["sh", "-c", 'echo "$FOO $BAR"; pwd'],
+        tty=False,
+        stdin=False,
+        env={"BAR": "from-exec"},
+    )
     sessions.append(s)
     lines = joined(await read_to_end(s), 1).decode().splitlines()
     assert await s.wait() == 0
@@ -295,8 +304,9 @@ async def test_contract_exec_close_kills_it_and_its_children(
     rt: Harness, sessions: list[StdioSession]
 ) -> None:
     await rt.runtime.start(rt.spec("box", ["sleep", "60"]))
-    s = await rt.runtime.exec("box", ["sh", "-c", "sleep 61 & echo $!; sleep 62"], tty=False,
-                              stdin=False)
+    s = await rt.runtime.exec(
+        "box", ["sh", "-c", "sleep 61 & echo $!; sleep 62"], tty=False, stdin=False
+    )
     got = await read_until(s, b"\n")
     await s.close()
     assert await s.read() is None

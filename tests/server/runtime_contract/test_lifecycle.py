@@ -27,9 +27,11 @@ async def test_contract_echo_output_and_exit(rt: Harness) -> None:
     assert st.state is State.EXITED and st.exit == ex
 
 
-@pytest.mark.parametrize(("script", "code"), [("exit 0", 0), ("exit 3", 3),
-                                              ("kill -USR1 $$", 128 + signal.SIGUSR1)],
-                         ids=["zero", "three", "signal"])
+@pytest.mark.parametrize(
+    ("script", "code"),
+    [("exit 0", 0), ("exit 3", 3), ("kill -USR1 $$", 128 + signal.SIGUSR1)],
+    ids=["zero", "three", "signal"],
+)
 async def test_contract_exit_codes(rt: Harness, script: str, code: int) -> None:
     await rt.runtime.start(rt.spec("exit", ["sh", "-c", script]))
     assert (await rt.runtime.wait("exit")).exit_code == code
@@ -44,8 +46,9 @@ async def test_contract_stdout_and_stderr_are_told_apart(rt: Harness) -> None:
 
 
 async def test_contract_env_and_working_dir(rt: Harness) -> None:
-    await rt.runtime.start(rt.spec("env", ["sh", "-c", "pwd; env"], env={"FOO": "bar baz"},
-                                   working_dir="/tmp"))
+    await rt.runtime.start(
+        rt.spec("env", ["sh", "-c", "pwd; env"], env={"FOO": "bar baz"}, working_dir="/tmp")
+    )
     assert (await rt.runtime.wait("env")).exit_code == 0
     lines = (await rt.read_all("env")).decode().splitlines()
     assert lines[0] == "/tmp"

@@ -66,8 +66,10 @@ async def test_auto_passes_over_an_engine_that_does_not_answer(
     monkeypatch.setattr(docker_plugin, "standard_sockets", lambda: (f"{tmp_path}/none.sock",))
     choice = await choose(load_config(tmp_path))
     assert choice.name == "process"  # (the toy is never chosen by "auto")
-    assert choice.reason == ("no Docker or Podman engine answers (DOCKER_HOST does not answer "
-                             "and no standard socket answers), so jobs run as local processes")
+    assert choice.reason == (
+        "no Docker or Podman engine answers (DOCKER_HOST does not answer "
+        "and no standard socket answers), so jobs run as local processes"
+    )
     with pytest.raises(registry.Unavailable, match="the docker runtime was asked for"):
         await choose(load_config(tmp_path, runtime="docker"))
 
@@ -79,7 +81,10 @@ async def test_auto_finds_an_engine_that_answers(tmp_path: Path) -> None:
         pytest.skip(WHY_NO_ENGINE)
     choice = await choose(load_config(tmp_path, docker_host=ENGINE_URL))
     assert (choice.name, choice.where, choice.reason) == (
-        "docker", ENGINE_URL, "set in the server config")
+        "docker",
+        ENGINE_URL,
+        "set in the server config",
+    )
     assert os.environ.get("DOCKER_HOST") is None or choice.where == ENGINE_URL
 
 

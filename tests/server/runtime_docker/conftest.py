@@ -6,6 +6,7 @@ test has its own runtime instance label; teardown force-removes every container 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import os
@@ -86,20 +87,17 @@ def remove_networks(instance: str) -> None:
         return
     for n in found or []:
         if (n.get("Labels") or {}).get("neuro.instance") == instance:
-            try:
-                api.get_json_blocking(ep, api.path("/networks/{}", str(n["Name"])), 30.0,
-                                      method="DELETE")
-            except api.EngineError:
-                pass
+            with contextlib.suppress(api.EngineError):
+                api.get_json_blocking(
+                    ep, api.path("/networks/{}", str(n["Name"])), 30.0, method="DELETE"
+                )
 
 
 def _delete(ep: api.Endpoint, cid: str) -> None:
-    try:
+    with contextlib.suppress(api.EngineError):
         api.get_json_blocking(
             ep, api.path("/containers/{}", cid, force=1, v=1), 30.0, method="DELETE"
         )
-    except api.EngineError:
-        pass
 
 
 def container_count(instance: str) -> int:

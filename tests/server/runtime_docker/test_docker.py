@@ -366,7 +366,8 @@ def test_docker_container_config(tmp_path: Path) -> None:
     assert host["DeviceRequests"] == [{"Driver": "", "Count": 2, "Capabilities": [["gpu"]]}]
     assigned = rt._container_config(raw_spec("g", command="true", gpus=2, gpu_ids=(3, 1)))
     assert assigned["HostConfig"]["DeviceRequests"] == [  # those devices, not any two
-        {"Driver": "", "Count": 0, "DeviceIDs": ["3", "1"], "Capabilities": [["gpu"]]}]
+        {"Driver": "", "Count": 0, "DeviceIDs": ["3", "1"], "Capabilities": [["gpu"]]}
+    ]
     plain = rt._container_config(raw_spec("c"))
     assert "DeviceRequests" not in plain["HostConfig"]
     assert plain["HostConfig"]["ShmSize"] == 64 << 20

@@ -46,11 +46,18 @@ def tree(tmp_path: Path) -> Path:
 async def test_docker_volumes_are_pinned_and_unstaged_once_running(
     runtime: DockerRuntime, tree: Path
 ) -> None:
-    script = ("cat /data/in.txt /in.txt; (echo x > /data/new) 2>/dev/null && echo WROTE ||"
-              " echo ro; echo w > /out/w.txt; echo ready; exec sleep 60")
-    job = dataclasses.replace(spec("pinned", ["sh", "-c", script]), mounts=[
-        Mount(str(tree), "data", "/data", read_only=True), Mount(str(tree), "out", "/out"),
-        Mount(str(tree), "data/in.txt", "/in.txt", read_only=True)])  # a file, too
+    script = (
+        "cat /data/in.txt /in.txt; (echo x > /data/new) 2>/dev/null && echo WROTE ||"
+        " echo ro; echo w > /out/w.txt; echo ready; exec sleep 60"
+    )
+    job = dataclasses.replace(
+        spec("pinned", ["sh", "-c", script]),
+        mounts=[
+            Mount(str(tree), "data", "/data", read_only=True),
+            Mount(str(tree), "out", "/out"),
+            Mount(str(tree), "data/in.txt", "/in.txt", read_only=True),
+        ],
+    )  # a file, too
     await runtime.start(job)
     await eventually(lambda: b"ready" in output(runtime, "pinned"))
     assert output(runtime, "pinned") == b"alpha\nalpha\nro\nready\n"
@@ -72,16 +79,22 @@ async def test_docker_volumes_are_pinned_and_unstaged_once_running(
     await runtime.wait("pinned")
 
 
-@pytest.mark.parametrize(("path", "message"), [
-    ("link", "volume source for /v: link: is a symbolic link"),
-    ("link/storage/alice/data", "volume source for /v: link: is a symbolic link"),
-    ("nope", "volume source for /v: nope: no such file or directory"),
-], ids=["link", "through-a-link", "missing"])
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("link", "volume source for /v: link: is a symbolic link"),
+        ("link/storage/alice/data", "volume source for /v: link: is a symbolic link"),
+        ("nope", "volume source for /v: nope: no such file or directory"),
+    ],
+    ids=["link", "through-a-link", "missing"],
+)
 async def test_docker_a_volume_that_cannot_be_pinned_fails_the_start(
     runtime: DockerRuntime, tree: Path, path: str, message: str
 ) -> None:
-    job = dataclasses.replace(spec("bad", ["echo", "RAN"]),
-                              mounts=[Mount(str(tree), "data", "/d"), Mount(str(tree), path, "/v")])
+    job = dataclasses.replace(
+        spec("bad", ["echo", "RAN"]),
+        mounts=[Mount(str(tree), "data", "/d"), Mount(str(tree), path, "/v")],
+    )
     with pytest.raises(RuntimeError_) as e:
         await runtime.start(job)
     assert str(e.value).startswith(f"cannot place the job's volumes: {message}"), str(e.value)
@@ -96,10 +109,13 @@ async def test_docker_a_server_that_is_not_root_refuses_volumes(
     and `config show` says so.  Secret files (written by the server in the job's own 0700
     directory) still reach the job."""
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    assert runtime.info().volumes.startswith("secret files only (storage volumes and disks "
-                                             "on the docker runtime need a server running as root")
-    job = dataclasses.replace(spec("user", ["echo", "RAN"]),
-                              mounts=[Mount(str(tree), "data", "/data")])
+    assert runtime.info().volumes.startswith(
+        "secret files only (storage volumes and disks "
+        "on the docker runtime need a server running as root"
+    )
+    job = dataclasses.replace(
+        spec("user", ["echo", "RAN"]), mounts=[Mount(str(tree), "data", "/data")]
+    )
     with pytest.raises(RuntimeError_, match="need a server running as root"):
         await runtime.start(job)
     assert mounts_under(runtime.root) == []
@@ -147,7 +163,8 @@ async def test_docker_pids_limit_default(runtime: DockerRuntime) -> None:
     await runtime.start(spec("pids", ["cat", "/sys/fs/cgroup/pids/pids.max"]))
     await runtime.wait("pids")
     cid = runtime._container_id("pids") or ""
-    status, info = api.get_json_blocking(api.Endpoint.parse(ENGINE_URL),
-                                         api.path("/containers/{}/json", cid))
+    status, info = api.get_json_blocking(
+        api.Endpoint.parse(ENGINE_URL), api.path("/containers/{}/json", cid)
+    )
     assert status == 200 and info["HostConfig"]["PidsLimit"] == 4096
     assert output(runtime, "pids") == b"4096\n"

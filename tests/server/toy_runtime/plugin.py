@@ -23,6 +23,11 @@ def create(config: ServerConfig, found: Found) -> Runtime:
     return ToyRuntime(config.jobs_dir, capacity=capacity_from_config(config))
 
 
-PLUGIN = RuntimePlugin(name="toy", summary="jobs run as plain subprocesses of the server (tests)",
-                       config_keys=("cpu", "memory", "nvidia_gpu"), probe=probe, create=create,
-                       auto=False)
+PLUGIN = RuntimePlugin(
+    name="toy",
+    summary="jobs run as plain subprocesses of the server (tests)",
+    config_keys=("cpu", "memory", "nvidia_gpu"),
+    probe=probe,
+    create=create,
+    auto=False,
+)

@@ -69,11 +69,20 @@ class _Job:
 class ToyRuntime:
     name = "toy"
     capabilities = Capabilities(
-        runs_images=False, needs_command=True, mounts="the toy runtime gives jobs no volumes",
-        loopback_reachable=True)
+        runs_images=False,
+        needs_command=True,
+        mounts="the toy runtime gives jobs no volumes",
+        loopback_reachable=True,
+    )
 
-    def __init__(self, root: Path, *, capacity: Capacity | None = None,
-                 poll_interval: float = 0.05, stats_interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        capacity: Capacity | None = None,
+        poll_interval: float = 0.05,
+        stats_interval: float = 0.25,
+    ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._capacity = capacity or Capacity.one_node("toy", 4.0, 8 << 30)
@@ -83,9 +92,12 @@ class ToyRuntime:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def info(self) -> RuntimeInfo:
-        return RuntimeInfo(name=self.name, limits="none (the toy runtime enforces no limits)",
-                           note="a toy: jobs run as plain subprocesses of the server",
-                           start_reason="Starting")
+        return RuntimeInfo(
+            name=self.name,
+            limits="none (the toy runtime enforces no limits)",
+            note="a toy: jobs run as plain subprocesses of the server",
+            start_reason="Starting",
+        )
 
     def capacity(self) -> Capacity:
         return self._capacity
@@ -123,21 +135,30 @@ class ToyRuntime:
         started_at = iso_now()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *spec.argv, env=env, cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True)
+                *spec.argv,
+                env=env,
+                cwd=cwd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
         except OSError as e:
             error = f'cannot run "{spec.argv[0]}": {e.strerror or e}'
             writer.write(f"neuro: {error}\n".encode(), 2)
             writer.close()
-            write_json(str(d / EXIT), exit_record(127, finished_at=iso_now(),
-                                                  started_at=started_at, error=error))
+            write_json(
+                str(d / EXIT),
+                exit_record(127, finished_at=iso_now(), started_at=started_at, error=error),
+            )
             return StartInfo(started_at=datetime.now(UTC), limits="none")
         job = self._jobs[spec.job_id] = _Job(proc, env, cwd)
         write_json(str(d / STARTED), {"started_at": started_at, "pid": proc.pid})
         self._spawn(self._follow(spec.job_id, d, job, writer, started_at))
         if (d / STOP).exists():
-            await self.stop(spec.job_id, grace=float((read_json(str(d / STOP)) or {}).get("grace", 0)))
+            await self.stop(
+                spec.job_id, grace=float((read_json(str(d / STOP)) or {}).get("grace", 0))
+            )
         return StartInfo(started_at=datetime.fromisoformat(started_at), limits="none")
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -145,8 +166,9 @@ class ToyRuntime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _follow(self, job_id: str, d: Path, job: _Job, writer: LogWriter,
-                      started_at: str) -> None:
+    async def _follow(
+        self, job_id: str, d: Path, job: _Job, writer: LogWriter, started_at: str
+    ) -> None:
         async def pump(stream: asyncio.StreamReader | None, number: int) -> None:
             while stream is not None and (data := await stream.read(1 << 16)):
                 writer.write(data, number)
@@ -174,7 +196,8 @@ class ToyRuntime:
         self._killpg(job, signal.SIGTERM)
         if job.killer is None:
             job.killer = asyncio.get_running_loop().call_later(
-                max(0.0, grace), self._killpg, job, signal.SIGKILL)
+                max(0.0, grace), self._killpg, job, signal.SIGKILL
+            )
 
     @staticmethod
     def _killpg(job: _Job, signum: int) -> None:
@@ -227,17 +250,31 @@ class ToyRuntime:
 
     def _finished(self, job_id: str, d: Path) -> bool:
         job = self._jobs.get(job_id)
-        return job.done.done() if job is not None else (d / EXIT).exists() or (
-            not (d / SPEC).exists() and d.is_dir())
+        return (
+            job.done.done()
+            if job is not None
+            else (d / EXIT).exists() or (not (d / SPEC).exists() and d.is_dir())
+        )
 
-    def logs(self, job_id: str, *, since: datetime | None = None, timestamps: bool = False,
-             follow: bool = True) -> AsyncIterator[bytes]:
+    def logs(
+        self,
+        job_id: str,
+        *,
+        since: datetime | None = None,
+        timestamps: bool = False,
+        follow: bool = True,
+    ) -> AsyncIterator[bytes]:
         d = job_dir(self.root, job_id)
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
-        return read_log(str(d), since=None if since is None else since.timestamp(),
-                        timestamps=timestamps, follow=follow,
-                        finished=lambda: self._finished(job_id, d), poll=self.poll_interval)
+        return read_log(
+            str(d),
+            since=None if since is None else since.timestamp(),
+            timestamps=timestamps,
+            follow=follow,
+            finished=lambda: self._finished(job_id, d),
+            poll=self.poll_interval,
+        )
 
     async def log_size(self, job_id: str) -> int:
         try:
@@ -261,23 +298,35 @@ class ToyRuntime:
             raise RuntimeError_(f"job {job_id} is not running", reason="NotRunning")
         return d, job
 
-    async def attach(self, job_id: str, *, stdin: bool, stdout: bool, stderr: bool,
-                     logs: bool = False) -> StdioSession:
+    async def attach(
+        self, job_id: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool = False
+    ) -> StdioSession:
         d, job = self._running(job_id)
         if stdin:
-            raise RuntimeError_(f"job {job_id} was not started with a tty: its stdin cannot be "
-                                f"attached ({NO_TTY})", reason="BadRequest")
-        return LogSession(str(d), job.done, stdout=stdout, stderr=stderr, logs=logs,
-                          poll=self.poll_interval)
+            raise RuntimeError_(
+                f"job {job_id} was not started with a tty: its stdin cannot be attached ({NO_TTY})",
+                reason="BadRequest",
+            )
+        return LogSession(
+            str(d), job.done, stdout=stdout, stderr=stderr, logs=logs, poll=self.poll_interval
+        )
 
-    async def exec(self, job_id: str, argv: Sequence[str], *, tty: bool, stdin: bool,
-                   env: Mapping[str, str] | None = None,
-                   size: tuple[int, int] | None = None) -> StdioSession:
+    async def exec(
+        self,
+        job_id: str,
+        argv: Sequence[str],
+        *,
+        tty: bool,
+        stdin: bool,
+        env: Mapping[str, str] | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> StdioSession:
         _d, job = self._running(job_id)
         if tty:
             raise RuntimeError_(NO_TTY, reason="BadRequest")
-        session = await ExecSession.open(argv, env={**job.env, **(env or {})}, cwd=job.cwd,
-                                         stdin=stdin)
+        session = await ExecSession.open(
+            argv, env={**job.env, **(env or {})}, cwd=job.cwd, stdin=stdin
+        )
         job.execs.append(session)
         return session
 
@@ -291,8 +340,9 @@ class ToyRuntime:
         try:
             return await asyncio.open_connection("127.0.0.1", port)
         except OSError as e:
-            raise RuntimeError_(f"nothing listens on port {port} in job {job_id} ({e})",
-                                reason="PortNotListening") from None
+            raise RuntimeError_(
+                f"nothing listens on port {port} in job {job_id} ({e})", reason="PortNotListening"
+            ) from None
 
     async def stats(self, job_id: str) -> Telemetry | None:
         job = self._jobs.get(job_id)

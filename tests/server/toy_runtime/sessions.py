@@ -15,8 +15,16 @@ from neuro_server.runtime.logfile import IDX_NAME, LOG_NAME, RECORD
 
 
 class LogSession:
-    def __init__(self, job_dir: str, done: asyncio.Future[Any], *, stdout: bool, stderr: bool,
-                 logs: bool, poll: float) -> None:
+    def __init__(
+        self,
+        job_dir: str,
+        done: asyncio.Future[Any],
+        *,
+        stdout: bool,
+        stderr: bool,
+        logs: bool,
+        poll: float,
+    ) -> None:
         self._dir, self._done, self._poll = job_dir, done, poll
         self._streams = {s for s, on in ((1, stdout), (2, stderr)) if on}
         self._rec = 0 if logs else self._records()
@@ -34,7 +42,8 @@ class LogSession:
             upto = self._records()
             if self._rec < upto:
                 offset, _when, stream, length = RECORD.unpack(
-                    _pread(os.path.join(self._dir, IDX_NAME), RECORD.size, self._rec * RECORD.size))
+                    _pread(os.path.join(self._dir, IDX_NAME), RECORD.size, self._rec * RECORD.size)
+                )
                 self._rec += 1
                 if stream in self._streams:
                     return stream, _pread(os.path.join(self._dir, LOG_NAME), length, offset)
@@ -69,29 +78,42 @@ def _pread(path: str, length: int, offset: int) -> bytes:
 
 
 class ExecSession:
-    def __init__(self, proc: asyncio.subprocess.Process | None, early: list[tuple[int, bytes]],
-                 code: int | None) -> None:
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process | None,
+        early: list[tuple[int, bytes]],
+        code: int | None,
+    ) -> None:
         self._proc = proc
         self._queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
         for item in early:
             self._queue.put_nowait(item)
         self._code = code
         self._readers: list[asyncio.Task[None]] = []
+        self._ender = None
         if proc is None:
             self._queue.put_nowait(None)
         else:
-            self._readers = [asyncio.create_task(self._pump(proc.stdout, 1)),
-                             asyncio.create_task(self._pump(proc.stderr, 2))]
-            asyncio.create_task(self._end())
+            self._readers = [
+                asyncio.create_task(self._pump(proc.stdout, 1)),
+                asyncio.create_task(self._pump(proc.stderr, 2)),
+            ]
+            self._ender: asyncio.Task[None] | None = asyncio.create_task(self._end())
 
     @classmethod
-    async def open(cls, argv: Sequence[str], *, env: Mapping[str, str], cwd: str,
-                   stdin: bool) -> ExecSession:
+    async def open(
+        cls, argv: Sequence[str], *, env: Mapping[str, str], cwd: str, stdin: bool
+    ) -> ExecSession:
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, env=dict(env), cwd=cwd, start_new_session=True,
+                *argv,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,
                 stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
         except OSError as e:  # as a shell says it: 127 not found, 126 not executable
             message = f'neuro: cannot run "{argv[0]}": {e.strerror or e}\n'.encode()
             return cls(None, [(2, message)], 127 if isinstance(e, FileNotFoundError) else 126)
@@ -144,3 +166,5 @@ class ExecSession:
             await asyncio.wait(self._readers, timeout=2.0)
         for task in self._readers:
             task.cancel()
+        if self._ender is not None:
+            self._ender.cancel()

@@ -3,6 +3,7 @@ of one job (job.py), started by the process runtime for every job."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -15,10 +16,8 @@ class _Diary:
     does not fit is dropped, where a failed write would end the supervisor."""
 
     def write(self, text: str) -> int:
-        try:
+        with contextlib.suppress(OSError):
             os.write(2, text.encode(errors="replace"))
-        except OSError:
-            pass
         return len(text)
 
     def flush(self) -> None:
@@ -26,7 +25,6 @@ class _Diary:
 
     def fileno(self) -> int:
         return 2
-
 
 
 def main(argv: list[str]) -> None:

@@ -4,6 +4,7 @@ it runs).  What clients ask for is requests.py's; what they are sent, output.py'
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
@@ -56,8 +57,6 @@ class Client:
         self.closed = False
 
 
-
-
 class ControlSocket:
     """The control socket and its clients (the state is the Supervisor's: job.py)."""
 
@@ -79,10 +78,8 @@ class ControlSocket:
         still runs (attach and exec are refused then)."""
         try:
             path = control.socket_path(self.dir)
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)  # a dead supervisor's
-            except FileNotFoundError:
-                pass
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             old = os.umask(0o177)
             try:
@@ -115,10 +112,8 @@ class ControlSocket:
             pass
         record = read_json(self.path(control.CONTROL))
         if record is not None and record.get("pid") == os.getpid():
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(self.path(control.CONTROL))
-            except OSError:
-                pass
 
     def watch(self, fd: int, events: int) -> None:
         if fd not in self.events:
@@ -171,4 +166,3 @@ class ControlSocket:
         c.fds.clear()
         if c.exec_pid in self.execs:
             kill_session(c.exec_pid)
-

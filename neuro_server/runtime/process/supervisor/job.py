@@ -29,6 +29,7 @@ started.json {pid, starttime, pgid, started_at, limits}, stop.json, exit.json, t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -168,10 +169,8 @@ class Supervisor(Requests):
                     traceback.print_exc()
                     if self.status is None:
                         self.kill_all(signal.SIGKILL)
-                        try:
+                        with contextlib.suppress(ChildProcessError):
                             self.status = os.waitpid(self.pid, 0)[1]
-                        except ChildProcessError:
-                            pass
                     self.close_listener()
                     code = self.finish(error=f"the job's supervisor failed: {e!r}")
                 else:
@@ -197,10 +196,8 @@ class Supervisor(Requests):
 
     def ready(self) -> None:
         if self.ready_fd >= 0:
-            try:
+            with contextlib.suppress(OSError):  # the server is gone: it will read the files
                 os.write(self.ready_fd, b"1")
-            except OSError:
-                pass  # the server is gone: it will read the files
             os.close(self.ready_fd)
             self.ready_fd = -1
 
@@ -231,8 +228,9 @@ class Supervisor(Requests):
         parent = spec.get("cgroup_parent") or "neuro"
         mem_by = cpu_by = None
         try:
-            self.cgroup, mem_by, cpu_by = cgroups.setup(parent, spec["job_id"], memory, cpu, root,
-                                                        pids=pids)
+            self.cgroup, mem_by, cpu_by = cgroups.setup(
+                parent, spec["job_id"], memory, cpu, root, pids=pids
+            )
         except OSError as e:
             print(f"supervisor: no cgroup: {e}", file=sys.stderr)
         stdio, child_ends = self.open_stdio()
@@ -243,8 +241,10 @@ class Supervisor(Requests):
             from ...base import Mount
 
             view = (
-                [Mount(str(m["root"]), str(m["path"]), str(m["dst"]), bool(m["read_only"]))
-                 for m in spec.get("mounts") or ()],
+                [
+                    Mount(str(m["root"]), str(m["path"]), str(m["dst"]), bool(m["read_only"]))
+                    for m in spec.get("mounts") or ()
+                ],
                 [(str(dst), base64.b64decode(data)) for dst, data in spec.get("files") or ()],
                 self.path(VIEW),
                 os.geteuid() != 0,
@@ -253,14 +253,28 @@ class Supervisor(Requests):
         while True:
             self.rlimit = memory if memory > 0 and mem_by is None else None
             mem_how = mem_by or ("rlimit (RLIMIT_DATA)" if self.rlimit else None)
-            pids_by = (f"cgroup {self.cgroup.version}"
-                       if self.cgroup is not None and self.cgroup.pids_limit else None)
-            self.limits = cgroups.describe(mem_how, cpu_by, memory, cpu, pids=pids or None,
-                                           pids_by=pids_by)
+            pids_by = (
+                f"cgroup {self.cgroup.version}"
+                if self.cgroup is not None and self.cgroup.pids_limit
+                else None
+            )
+            self.limits = cgroups.describe(
+                mem_how, cpu_by, memory, cpu, pids=pids or None, pids_by=pids_by
+            )
             self.started_at = iso_now()
             try:
-                self.pid = spawn(argv, env, cwd, stdio, self.cgroup, self.rlimit, tty=self.tty,
-                                 view=view, creds=self.creds, make_cwd=make_cwd)
+                self.pid = spawn(
+                    argv,
+                    env,
+                    cwd,
+                    stdio,
+                    self.cgroup,
+                    self.rlimit,
+                    tty=self.tty,
+                    view=view,
+                    creds=self.creds,
+                    make_cwd=make_cwd,
+                )
                 break
             except SpawnError as e:
                 if e.stage == "cgroup" and self.cgroup is not None:
@@ -411,10 +425,8 @@ class Supervisor(Requests):
             if not orphans:
                 break
             for pid in orphans:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             time.sleep(0.001)
             self.reap()
 
@@ -453,15 +465,21 @@ class Supervisor(Requests):
         self.write_exit(code, oom_killed=oom, error=error)
         return code
 
-    def write_exit(self, code: int, *, oom_killed: bool = False, error: str = "",
-                   started: bool = True) -> None:
+    def write_exit(
+        self, code: int, *, oom_killed: bool = False, error: str = "", started: bool = True
+    ) -> None:
         """``started``: False when the job could not be set up at all (its volumes), which
         the server reports as a failure to start rather than as the job's exit."""
-        record = exit_record(code, finished_at=iso_now(), started_at=self.started_at,
-                             oom_killed=oom_killed, error=error[:1000],  # (within its slot)
-                             limits=self.limits, started=started)
+        record = exit_record(
+            code,
+            finished_at=iso_now(),
+            started_at=self.started_at,
+            oom_killed=oom_killed,
+            error=error[:1000],  # (within its slot)
+            limits=self.limits,
+            started=started,
+        )
         write_record(self.path(EXIT), record, durable=True)
-
 
 
 def _creds(spec: Record) -> tuple[int, int] | None:
@@ -473,8 +491,6 @@ def _creds(spec: Record) -> tuple[int, int] | None:
     return uid, gid if type(gid) is int and gid >= 0 else uid
 
 
-
-
 def _set_subreaper() -> None:
     """Orphaned descendants of the job become our children: we can kill and reap them
     (on hosts whose init never reaps, they would otherwise stay zombies in the job's cgroup)."""
@@ -484,5 +500,3 @@ def _set_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     except (OSError, AttributeError):
         pass
-
-

@@ -5,6 +5,7 @@ from clients attached with stdin."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
@@ -186,7 +187,6 @@ class Output(ControlSocket):
         return False
 
 
-
 def pread_all(fd: int, length: int, offset: int) -> bytes:
     data = os.pread(fd, length, offset)
     while len(data) < length:  # a regular file reads short only at its end
@@ -204,8 +204,6 @@ def set_winsize(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-
-
 def drain(fd: int) -> None:
     try:
         while os.read(fd, 4096):
@@ -217,9 +215,5 @@ def drain(fd: int) -> None:
 def set_pipe_size(fd: int) -> None:
     import fcntl
 
-    try:
+    with contextlib.suppress(OSError):  # fewer bytes per read, nothing worse
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:
-        pass  # fewer bytes per read, nothing worse
-
-

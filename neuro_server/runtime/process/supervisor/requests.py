@@ -4,6 +4,7 @@ working dir, cgroup, namespaces and credentials) and its kill."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -117,10 +118,8 @@ class Requests(Output):
                 if kind == control.SIGNAL:
                     killpg(self.pid, signum)
                 else:  # the job's own process (still our unreaped child: its pid is its own)
-                    try:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(self.pid, signum)
-                    except (ProcessLookupError, PermissionError):
-                        pass
                 self.reply(c, frame(control.ACK))
         elif kind == control.EXEC:
             self.on_exec(c, json.loads(payload))
@@ -146,10 +145,9 @@ class Requests(Output):
         c.attached, c.streams, c.stdin = True, tuple(streams), bool(req.get("stdin"))
         c.live_from = self.log.offset
         c.rec, c.pos = (0, 0) if req.get("logs") else (self.log.records, self.log.offset)
-        try:  # output comes in chunks of up to PIPE_SIZE: let a reading client keep up
+        # output comes in chunks of up to PIPE_SIZE: let a reading client keep up
+        with contextlib.suppress(OSError):
             c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CLIENT_SNDBUF)
-        except OSError:
-            pass
         self.reply(c, json_frame(control.ACK, {"tty": self.tty}))
         if self.status is not None and not self.pipes:  # the job is done: only the rest
             c.exit_frame = json_frame(control.EXIT, {"exit_code": self.exit_code()})
@@ -186,14 +184,21 @@ class Requests(Output):
                 self.refuse(c, "the job's mount namespace is gone", end=True)
                 return
             try:
-                pid = spawn(argv, env, self.cwd, stdio, self.cgroup, self.rlimit, tty=tty,
-                            enter=self.ns_fds, creds=self.creds)
+                pid = spawn(
+                    argv,
+                    env,
+                    self.cwd,
+                    stdio,
+                    self.cgroup,
+                    self.rlimit,
+                    tty=tty,
+                    enter=self.ns_fds,
+                    creds=self.creds,
+                )
             except SpawnError as e:
                 code, message = spawn_failure(e, argv[0], self.cwd)
-                try:
+                with contextlib.suppress(OSError):
                     os.write(stdio[2], f"neuro: {message}\n".encode(errors="replace"))
-                except OSError:
-                    pass
                 self.reply(c, json_frame(control.EXIT, {"exit_code": code, "error": message}))
                 c.ending = True
                 return
@@ -206,7 +211,6 @@ class Requests(Output):
             if null >= 0:
                 os.close(null)
 
-
     def exit_code(self) -> int:
         return 128 + signal.SIGKILL if self.status is None else exit_code(self.status)
 
@@ -214,5 +218,3 @@ class Requests(Output):
 def exit_code(status: int) -> int:
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
-
-

@@ -138,7 +138,6 @@ def spawn_failure(e: SpawnError, argv0: str, cwd: str) -> tuple[int, str]:
     return 127, f'cannot run "{argv0}": {e.stage}: {e.text}'
 
 
-
 _LIBC: Any = None
 
 
@@ -150,4 +149,3 @@ def _libc() -> Any:
 
         _LIBC = ctypes.CDLL(None, use_errno=True)
     return _LIBC
-
