@@ -2,30 +2,28 @@
 of the job's ``output.log``/``output.idx`` (the process runtime's format, logfile.py) and the
 only source of what attached clients see, so a client that attaches with ``logs`` gets the log
 so far and then the live output with no gap and no duplicate (it reads the log by record).
-
-Where the bytes come from:
+The bytes come from:
 
 * *attach mode* (a job started by this server process): the pump attaches to the container
   before it starts, so the attach stream carries every byte the job prints, at once.
-* *log mode* (a job found after a server restart): the engine's log (``GET /logs?follow``),
-  skipping the bytes the log already has.  The pump records how many of the container's bytes
-  are in output.log (``follow.json``, saved every half second and at the end); a pump that
+* *log mode* (a job found after a server restart): the engine's log (``GET /logs?follow``)
+  past the bytes the log has.  The pump records how many of the container's bytes are in
+  output.log (``follow.json``, saved every half second and at the end); a pump that
   resumes first cuts output.log back to that point (bytes past it were written but not recorded)
   and then appends from there, so what readers see is the same bytes at the same offsets.
   Non-TTY lines keep the engine's time (to the second on Podman); TTY output (a raw stream in
   which the engine's time stamps cannot be told from the output) gets the time it was read.
   Podman polls its log file every 250 ms, so live output in log mode lags by up to that much
-  (the pump does not attach again: Podman re-initializes a container that exits just as one
-  attaches to it, and forgets its exit code).  Resuming costs reading the engine's log from the
+  (no re-attach: Podman forgets the exit code of a container that exits as one attaches to
+  it).  Resuming costs reading the engine's log from the
   last *sync point*: a pause in the output (or a second boundary in the engine's time stamps)
   where the engine's log entries from a time T on are exactly our bytes past a known count;
   the bytes there are compared with output.log before anything is added, and without a sync
   point that matches the whole log is read again (Podman: ~1 s per MB).
 
 After the container ends the pump checks the engine's log from the last sync point for anything
-the stream missed (skipped when that is more than 4 MiB: Podman's attach stream was found
-complete in every trial, and re-reading is slow), writes ``exit.json`` and ends;
-``Runtime.wait`` returns then.
+the stream missed (not past 4 MiB: Podman's attach stream was complete in every trial, and
+re-reading is slow), writes ``exit.json`` and ends; ``Runtime.wait`` returns then.
 """
 
 from __future__ import annotations
@@ -391,7 +389,12 @@ class Pump:
         )
         if cannot is not None:
             code, error = cannot
-        ex = ExitInfo(exit_code=code, finished_at=_dt(finished), oom_killed=oom, error=error)
+        ex = ExitInfo(
+            exit_code=code,
+            finished_at=datetime.fromtimestamp(finished, UTC),
+            oom_killed=oom,
+            error=error,
+        )
         self.finish(ex, started, message=error)
 
     def finish(self, ex: ExitInfo, started_at: float | None, *, message: str = "") -> None:
@@ -496,7 +499,3 @@ class Pump:
 
 class _Misaligned(Exception):
     """The engine's log from a sync point does not continue output.log."""
-
-
-def _dt(t: float) -> datetime:
-    return datetime.fromtimestamp(t, UTC)

@@ -75,7 +75,7 @@ from ..jobdir import (
     write_json,
 )
 from ..logfile import RESERVE_NAME, read_log
-from . import control, sessions
+from . import control, sessions, usage
 from .ports import job_listener
 from .procfs import supervisor_alive
 from .spec import spec_record
@@ -88,6 +88,7 @@ from .supervisors import (
     remove_stale_socket,
     signal_supervisor,
 )
+from .usage import job_cgroup
 
 NOTE = "the image is not used: the command runs on this host as a local process"
 _CGROUP_PARENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
@@ -433,7 +434,9 @@ class ProcessRuntime:
             return None
         sup = read_json(str(d / SUPERVISOR)) or {}
         run = (sup.get("pid"), sup.get("starttime"))  # a restarted job starts afresh
-        sample = await asyncio.to_thread(self._sample, d, job_id, sup)
+        sample = await asyncio.to_thread(
+            usage.sample, d, job_id, sup, self.cgroup_parent, self.cgroup_root
+        )
         if sample is None:
             return None
         now, cpu_ns, memory, pids = sample
@@ -441,7 +444,9 @@ class ProcessRuntime:
         if previous is None or previous[0] != run:
             await asyncio.sleep(self.stats_interval)
             first = (now, cpu_ns)
-            sample = await asyncio.to_thread(self._sample, d, job_id, sup)
+            sample = await asyncio.to_thread(
+                usage.sample, d, job_id, sup, self.cgroup_parent, self.cgroup_root
+            )
             if sample is None:
                 return None
             now, cpu_ns, memory, pids = sample
@@ -459,38 +464,10 @@ class ProcessRuntime:
             gpu_memory=gpu_memory,
         )
 
-    def _sample(
-        self, d: Path, job_id: str, sup: dict[str, Any]
-    ) -> tuple[float, int, int, set[int]] | None:
-        """(monotonic time, CPU ns, memory bytes, the job's pids) now; None when it is gone."""
-        if not supervisor_alive(sup):
-            return None
-        cg = self._cgroup(d, job_id)
-        cpu_ns = memory = None
-        pids: set[int] = set()
-        if cg is not None:
-            # the cgroup lists the job's processes: no walk over the host's process table
-            pids = cg.pids()
-            if pids:
-                cpu_ns, memory = telemetry.cgroup_usage(cg)
-        if not pids:
-            pids = telemetry.tree_pids(int(sup["pid"]))
-        if cpu_ns is None or memory is None:
-            tree_cpu, tree_memory = telemetry.tree_usage(pids)
-            cpu_ns = tree_cpu if cpu_ns is None else cpu_ns
-            memory = tree_memory if memory is None else memory
-        return time.monotonic(), cpu_ns, memory, pids
-
     # -- helpers -----------------------------------------------------------------------------
 
     def _cgroup(self, d: Path, job_id: str) -> cgroups.JobCgroup | None:
-        """The job's cgroup, where it has one (under the parent its spec names)."""
-        spec = read_json(str(d / SPEC)) or {}
-        return cgroups.JobCgroup.find(
-            spec.get("cgroup_parent") or self.cgroup_parent,
-            job_id,
-            spec.get("cgroup_root") or self.cgroup_root,
-        )
+        return job_cgroup(d, job_id, self.cgroup_parent, self.cgroup_root)
 
     def _starting(self, d: Path) -> bool:
         """A start is under way: spec.json written, the supervisor not yet recorded."""

@@ -55,7 +55,7 @@ from ..control import json_frame
 from ..procfs import boot_id, children, killpg, proc_stat
 from .output import MAX_LAG, drain
 from .requests import Requests, exit_code
-from .spawn import DEFAULT_PATH, SpawnError, spawn, spawn_failure
+from .spawn import DEFAULT_PATH, SpawnError, set_subreaper, spawn, spawn_failure
 
 TYPE_CHECKING = False  # typing itself costs milliseconds at every job start
 if TYPE_CHECKING:
@@ -70,7 +70,6 @@ WORK = "work"
 VIEW = "view"  # an empty directory where a job's own view of the files is built (mountns.py)
 DEFAULT_GRACE = 10.0
 DRAIN_TIMEOUT = 2.0  # after the job's end: how long a pipe may stay silent before we stop reading
-PR_SET_CHILD_SUBREAPER = 36
 FLUSH_TIMEOUT = 2.0  # after the job's end: how long attached clients get to take the rest
 
 
@@ -136,7 +135,7 @@ class Supervisor(Requests):
             signal.SIGUSR1,
         ):
             signal.signal(s, self.on_signal)
-        _set_subreaper()
+        set_subreaper()
         me = os.getpid()
         stat = proc_stat(me)
         write_record(
@@ -489,14 +488,3 @@ def _creds(spec: Record) -> tuple[int, int] | None:
     if type(uid) is not int or uid < 0:
         return None
     return uid, gid if type(gid) is int and gid >= 0 else uid
-
-
-def _set_subreaper() -> None:
-    """Orphaned descendants of the job become our children: we can kill and reap them
-    (on hosts whose init never reaps, they would otherwise stay zombies in the job's cgroup)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass

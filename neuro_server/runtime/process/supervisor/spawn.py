@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 
 
 class SpawnError(Exception):
@@ -149,3 +150,14 @@ def _libc() -> Any:
 
         _LIBC = ctypes.CDLL(None, use_errno=True)
     return _LIBC
+
+
+def set_subreaper() -> None:
+    """Orphaned descendants of the job become our children: we can kill and reap them
+    (on hosts whose init never reaps, they would otherwise stay zombies in the job's cgroup)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
