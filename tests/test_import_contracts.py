@@ -222,3 +222,13 @@ def test_import_contracts_the_sdk_alone() -> None:
     )
     loaded = json.loads(r.stdout)
     assert [m for m in loaded if any(_under(m, f) for f in FORBIDDEN["neuro_sdk"])] == []
+
+
+def test_no_server_module_over_500_lines() -> None:
+    """A server module a newcomer can read whole: split one that grows past 500 lines."""
+    long = {
+        name: n
+        for name, path in modules().items()
+        if name.startswith("neuro_server") and (n := len(path.read_text().splitlines())) > 500
+    }
+    assert long == {}

@@ -15,12 +15,11 @@ The bytes come from:
   which the engine's time stamps cannot be told from the output) gets the time it was read.
   Podman polls its log file every 250 ms, so live output in log mode lags by up to that much
   (no re-attach: Podman forgets the exit code of a container that exits as one attaches to
-  it).  Resuming costs reading the engine's log from the
-  last *sync point*: a pause in the output (or a second boundary in the engine's time stamps)
-  where the engine's log entries from a time T on are exactly our bytes past a known count;
-  the bytes there are compared with output.log before anything is added, and without a sync
-  point that matches the whole log is read again (Podman: ~1 s per MB).
-
+  it).  Resuming costs reading the engine's log from the last *sync point*: a pause in the
+  output (or a second boundary in the engine's time stamps) where the engine's log entries
+  from a time T on are exactly our bytes past a known count; the bytes there are compared with
+  output.log before anything is added, and without a sync point that matches the whole log is
+  read again (Podman: ~1 s per MB).
 After the container ends the pump checks the engine's log from the last sync point for anything
 the stream missed (not past 4 MiB: Podman's attach stream was complete in every trial, and
 re-reading is slow), writes ``exit.json`` and ends; ``Runtime.wait`` returns then.
