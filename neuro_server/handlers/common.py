@@ -69,6 +69,18 @@ def fail(cls: type[web.HTTPException], message: str) -> NoReturn:
     raise error_response(cls, message)
 
 
+def not_running(job: JobRecord) -> str:
+    """Why ``job`` is not running, in words (as the CLI says it): "it has already finished
+    (succeeded)", "it has not started yet (pending)"..."""
+    return {
+        "pending": "it has not started yet (pending)",
+        "suspended": "it is suspended",
+        "succeeded": "it has already finished (succeeded)",
+        "failed": "it has already finished (failed)",
+        "cancelled": "it was already cancelled",
+    }.get(job.status.value, f"its status is {job.status.value}")
+
+
 def caller(request: web.Request) -> str:
     return request[USER]  # type: ignore[no-any-return]
 

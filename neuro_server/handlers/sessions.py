@@ -27,7 +27,7 @@ from neuro_sdk._wire import (
 
 from ..model import JobRecord
 from ..runtime.base import RuntimeError_, StdioSession
-from .common import app_state, error_response, fail, get_job, parse_bool
+from .common import app_state, error_response, fail, get_job, not_running, parse_bool
 
 MAX_SESSIONS = 64  # attach and exec sessions open on one job (its supervisor takes 128 clients)
 
@@ -85,7 +85,7 @@ async def open_session(
 def running_job(request: web.Request) -> JobRecord:
     job = get_job(request, need="write")
     if job.status != "running":
-        fail(web.HTTPNotFound, f"job {job.id} is not running (it is {job.status})")
+        fail(web.HTTPNotFound, f"job {job.id} is not running: {not_running(job)}")
     return job
 
 

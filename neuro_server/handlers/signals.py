@@ -10,7 +10,7 @@ from aiohttp import web
 from neuro_sdk._wire import signal_number
 
 from ..runtime.base import RuntimeError_
-from .common import app_state, fail, get_job
+from .common import app_state, fail, get_job, not_running
 from .sessions import runtime_error
 
 
@@ -28,9 +28,7 @@ async def send_signal(request: web.Request) -> web.Response:
     job = get_job(request, need="write")
     signum = parse_signal(request.query.get("signal"))
     if job.status != "running":
-        fail(
-            web.HTTPBadRequest, f"job {job.id} is not running (it is {job.status}): no signal sent"
-        )
+        fail(web.HTTPBadRequest, f"job {job.id} is not running: {not_running(job)}; no signal sent")
     try:
         await app_state(request).runtime.signal(job.id, signum)
     except RuntimeError_ as e:

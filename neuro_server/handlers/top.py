@@ -10,13 +10,13 @@ from aiohttp import WSMsgType, web
 
 from neuro_sdk._wire import TOP_PROTOCOL, telemetry_frame
 
-from .common import app_state, fail, get_job
+from .common import app_state, fail, get_job, not_running
 
 
 async def top(request: web.Request) -> web.WebSocketResponse:
     job = get_job(request)
     if job.is_finished:
-        fail(web.HTTPNotFound, f"job {job.id} is not running (it is {job.status})")
+        fail(web.HTTPNotFound, f"job {job.id} is not running: {not_running(job)}")
     st = app_state(request)
     ws = web.WebSocketResponse(protocols=(TOP_PROTOCOL,), heartbeat=30)
     await ws.prepare(request)

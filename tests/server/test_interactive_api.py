@@ -424,7 +424,8 @@ async def test_send_signal(client: Client, start: Start) -> None:
     status = await client.jobs.status(job)
     assert status.status == JobStatus.FAILED and status.history.exit_code == 7
 
-    with pytest.raises((IllegalArgumentError, ResourceNotFound), match="not running"):
+    words = rf"job {job} is not running: it has already finished \(failed\); no signal sent$"
+    with pytest.raises(IllegalArgumentError, match=words):
         await client.jobs.send_signal(job, "USR1")
 
 
@@ -486,15 +487,27 @@ async def test_port_forward(
 async def test_bad_input(api: Api, client: Client, start: Start) -> None:
     job = await start("sleep 60")
     done = await finished_job(client)
-    with pytest.raises(ResourceNotFound, match=f"job {done} is not running"):
+    with pytest.raises(
+        ResourceNotFound,
+        match=rf"job {done} is not running: it has already finished \(succeeded\)$",
+    ):
         async with client.jobs.exec(done, ["true"]):
             pass
-    with pytest.raises(ResourceNotFound, match=f"job {done} is not running"):
+    with pytest.raises(
+        ResourceNotFound,
+        match=rf"job {done} is not running: it has already finished \(succeeded\)$",
+    ):
         async with client.jobs.attach(done, stdout=True):
             pass
-    with pytest.raises(ResourceNotFound, match=f"job {done} is not running"):
+    with pytest.raises(
+        ResourceNotFound,
+        match=rf"job {done} is not running: it has already finished \(succeeded\)$",
+    ):
         await client.jobs.exec_create(done, ["true"])
-    with pytest.raises(ResourceNotFound, match=f"job {done} is not running"):
+    with pytest.raises(
+        ResourceNotFound,
+        match=rf"job {done} is not running: it has already finished \(succeeded\)$",
+    ):
         await client.jobs.resize(done, w=80, h=24)
 
     bobs = await start("sleep 60", user="bob")
