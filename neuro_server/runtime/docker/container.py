@@ -228,22 +228,39 @@ def addresses(info: Mapping[str, Any]) -> list[str]:
     return hosts
 
 
-def init_could_not_exec(
-    log_path: str, start: int, consumed: int, code: int, command: str
-) -> tuple[int, str] | None:
+class InitError:
+    """The first output of a container, held back while it may be its init's "could not exec"
+    line (catatonit, tini): that line is replaced by ours at the exit (``init_could_not_exec``),
+    so a user sees one error, as from a shell, not two."""
+
+    _START = re.compile(rb"ERROR \(catatonit:\d+\): |\[FATAL tini \(\d+\)\] ")
+
+    def __init__(self, *, first: bool = True) -> None:
+        """``first``: the container's output starts now (not a pump resuming after some)."""
+        self.held: tuple[bytes, int, float] | None = None
+        self.done = not first  # only the container's first chunk may be held
+
+    def hold(self, data: bytes, stream: int, when: float) -> bool:
+        """Hold ``data`` (True) when it is the container's first output and looks like it."""
+        first, self.done = not self.done, True
+        if first and len(data) <= 1024 and self._START.match(data):
+            self.held = (data, stream, when)
+            return True
+        return False
+
+    def release(self) -> tuple[bytes, int, float] | None:
+        """What was held, to write after all (None: nothing)."""
+        held, self.held = self.held, None
+        return held
+
+
+def init_could_not_exec(text: bytes, code: int, command: str) -> tuple[int, str] | None:
     """With an init process (catatonit, tini), a command that cannot run is not the
-    engine's error but the init's, printed as the container's only output: (127 or 126,
-    the error) then, as a shell (and the process runtime) would say.  ``consumed`` bytes of
-    the container's output are in ``log_path`` from ``start`` on."""
-    if code not in (1, 126, 127) or not 0 < consumed <= 1024:
+    engine's error but the init's, printed as the container's only output (``text``): (127 or
+    126, the error) then, as a shell (and the process runtime) would say."""
+    if code not in (1, 126, 127) or not text:
         return None
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(start)
-            text = f.read(consumed).decode(errors="replace")
-    except OSError:
-        return None
-    m = _INIT_EXEC_FAILED.fullmatch(text.strip())
+    m = _INIT_EXEC_FAILED.fullmatch(text.decode(errors="replace").strip())
     if m is None:
         return None
     reason = m.group("reason") or m.group("reason2") or ""

@@ -41,9 +41,10 @@ from ..base import ExitInfo, RuntimeError_
 from ..jobdir import EXIT, exit_record, iso_now, read_json, write_json
 from ..logfile import LOG_NAME, LogWriter, truncate
 from . import api
-from .container import init_could_not_exec
+from .container import InitError, init_could_not_exec
 from .engine import Engine, phase_of
 from .oom import SIGKILLED, oom_evidence
+from .tty_input import TtyInput
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,7 @@ class Pump:
         self.cid = container_id
         self.tty = tty
         self._attach = attach
-        self._stdin: api.Hijack | None = attach if (attach is not None and tty) else None
-        self._stdin_lock = asyncio.Lock()
-        self._stdin_drain: asyncio.Task[None] | None = None
+        self._input = TtyInput(engine, container_id, attach if tty else None)
         state = read_json(os.path.join(job_dir, FOLLOW))
         resumed = attach is None and state is not None and state.get("container_id") == container_id
         if resumed:
@@ -95,6 +94,7 @@ class Pump:
         else:
             self.consumed = 0
         self.writer = LogWriter(job_dir)
+        self._init_error = InitError(first=not self.consumed)
         self.base = (self.writer.offset, self.writer.records)  # where this pump began
         # where this container's output begins in output.log
         self.start = (
@@ -157,17 +157,31 @@ class Pump:
         """The container printed ``data``: into the log (times only grow: readers search them)."""
         if not data:
             return
+        self._flush_held()  # more output: what was held was not the init's error
+        when = time.time() if when is None else when
+        if self._init_error.hold(data, stream, when):
+            self.consumed += len(data)  # (consumed from the container, if not yet logged)
+            return
+        self._write(data, stream, when)
+        self.consumed += len(data)
+
+    def _flush_held(self) -> None:
+        held = self._init_error.release()
+        if held is not None:  # (its bytes were counted as consumed when held)
+            self.consumed -= len(held[0])
+            self._write(*held)
+            self.consumed += len(held[0])
+
+    def _write(self, data: bytes, stream: int, when: float) -> None:
         now = time.time()
         if self._live and self._last_wall and now - self._last_wall >= SYNC_GAP:
             # a pause in live output: the engine stamped what came before it before the
             # middle of the pause, and what comes now after it
             self._sync = ((self._last_wall + now) / 2, self.consumed, self.writer.offset)
         self._last_wall = now
-        when = now if when is None else min(when, now)
-        when = max(when, self.last_when)
+        when = max(min(when, now), self.last_when)
         self.writer.write(data, stream, when)
         self.last_when = when
-        self.consumed += len(data)
         if time.monotonic() - self._saved_at > SAVE_EVERY:
             self._save()
         self._notify()
@@ -213,7 +227,7 @@ class Pump:
             self._save()
             if self._attach is not None:
                 await self._attach.close()
-            await self._close_stdin_conn()
+            await self._input.close()
             if self._killer is not None:
                 self._killer.cancel()
             if not self.done.done():
@@ -231,8 +245,7 @@ class Pump:
     async def _end_attach(self) -> None:
         stream, self._attach = self._attach, None
         if stream is not None:
-            if self._stdin is stream:
-                self._stdin = None
+            self._input.forget(stream)
             await stream.close()
 
     async def _from_stream(self, stream: api.Hijack) -> None:
@@ -379,15 +392,14 @@ class Pump:
         error = ""
         config = info.get("Config") or {}
         command = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
+        held = self._init_error.held
         cannot = init_could_not_exec(
-            os.path.join(self.dir, LOG_NAME),
-            self.start[0],
-            self.consumed,
-            code,
-            str(command[0]) if command else "",
+            held[0] if held else b"", code, str(command[0]) if command else ""
         )
         if cannot is not None:
             code, error = cannot
+            self._init_error.release()  # ours replaces the init's line
+        self._flush_held()
         ex = ExitInfo(
             exit_code=code,
             finished_at=datetime.fromtimestamp(finished, UTC),
@@ -464,36 +476,8 @@ class Pump:
     # -- stdin of a TTY job ------------------------------------------------------------------
 
     async def write_stdin(self, data: bytes) -> None:
-        if not self.tty or self.finished or not data:
-            return
-        async with self._stdin_lock:
-            for _ in range(2):
-                conn = self._stdin
-                if conn is None:
-                    # after a restart: attach for stdin (only to a running container: Podman
-                    # would prepare an exited one to run again)
-                    info = await self.engine.container_info(self.cid)
-                    if info is None or phase_of(info) != "running":
-                        return
-                    conn = await self.engine.attach_stream(self.cid, tty=True, stdin=True)
-                    self._stdin = conn
-                    # the engine sends this connection the output too: drop it (the pump has it)
-                    self._stdin_drain = asyncio.create_task(self._drain(conn))
-                if await conn.write(data):
-                    return
-                await self._close_stdin_conn()
-
-    async def _drain(self, conn: api.Hijack) -> None:
-        while await conn.read() is not None:
-            pass
-
-    async def _close_stdin_conn(self) -> None:
-        conn, self._stdin = self._stdin, None
-        if conn is not None and conn is not self._attach:
-            await conn.close()
-        if self._stdin_drain is not None:
-            self._stdin_drain.cancel()
-            self._stdin_drain = None
+        if self.tty and not self.finished and data:
+            await self._input.write(data)
 
 
 class _Misaligned(Exception):
