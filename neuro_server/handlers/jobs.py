@@ -16,6 +16,7 @@ from ..serialize import job_json
 from ..validation import (
     MAX_LIFE_SPAN,
     ValidationError,
+    check_job_name,
     check_secret_owners,
     finite,
     parse_run,
@@ -131,6 +132,11 @@ async def list_jobs(request: web.Request) -> web.StreamResponse:
             fail(web.HTTPBadRequest, f"invalid 'limit': {limit!r}")
         if lim < 0:
             fail(web.HTTPBadRequest, "'limit' must not be negative")
+    if q.get("name"):
+        try:
+            check_job_name(q["name"])
+        except ValidationError as e:
+            fail(web.HTTPBadRequest, str(e))
     clusters = [c for c in q.getall("cluster_name", []) if c]
     orgs = {o for o in q.getall("org_name", []) if o and o != "NO_ORG"}
     projects = {p for p in q.getall("project_name", []) if p}

@@ -19,7 +19,7 @@ from .fields import (
     finite,
     split_command,
 )
-from .job import parse_run, parse_start
+from .job import check_job_name, parse_run, parse_start
 
 __all__ = [
     "ENV_NAME_RE",
@@ -27,6 +27,7 @@ __all__ = [
     "NAME_RE",
     "SECRET_KEY_RE",
     "ValidationError",
+    "check_job_name",
     "check_secret_owners",
     "finite",
     "parse_run",

@@ -39,13 +39,20 @@ class _JobFields:
     request: dict[str, Any]  # JobRequest's own fields (keyword arguments)
 
 
-def _job_fields(body: dict[str, Any], config: ServerConfig) -> _JobFields:
-    name = string(body, "name", max_len=40)
-    if name is not None and (len(name) < 3 or not NAME_RE.fullmatch(name)):
+def check_job_name(name: str) -> None:
+    """ValidationError unless ``name`` can be a job's name (a list filter too: the platform
+    answers 400 to one that cannot, and only a valid, unknown name is "not found")."""
+    if not 3 <= len(name) <= 40 or not NAME_RE.fullmatch(name):
         raise ValidationError(
             f"invalid job name {name!r}: use 3-40 characters, lower-case letters, digits and "
             "single dashes, starting with a letter (e.g. train-1)"
         )
+
+
+def _job_fields(body: dict[str, Any], config: ServerConfig) -> _JobFields:
+    name = string(body, "name", max_len=40)
+    if name is not None:
+        check_job_name(name)
     tags = body.get("tags", [])
     if tags is None:
         tags = []

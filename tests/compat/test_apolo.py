@@ -121,6 +121,14 @@ def test_official_client_against_our_server(neuro: Neuro, apolo) -> None:  # typ
     r = apolo("kill", "job-00000000-0000-0000-0000-000000000000")
     assert r.returncode == 1
 
+    # a reference that cannot be a job is an illegal argument (65), as on the platform; only a
+    # valid, unknown name is "not found"
+    r = apolo("exec", "job_id", "true")
+    assert r.returncode == 65, (r.returncode, r.stdout, r.stderr)
+    assert "invalid job name 'job_id'" in r.stderr
+    r = apolo("status", "no-such-job")
+    assert r.returncode != 65 and r.returncode != 0, (r.returncode, r.stderr)
+
     r = apolo("ps", "-a")
     assert job_id in r.stdout
     neuro.ok("kill", ours)

@@ -210,6 +210,18 @@ def test_name_patterns_refuse_a_final_newline() -> None:
     assert ENV_NAME_RE.match("A") and not ENV_NAME_RE.match("A\n")
 
 
+@pytest.mark.parametrize("name", ["job_id", "ab", "Train", "x" * 41, "bad-", "a\n"])
+async def test_a_name_filter_that_cannot_be_a_job_is_400(
+    api: Api, server_errors: list[Any], name: str
+) -> None:
+    from urllib.parse import quote
+
+    status, _, data = await _request(api, "GET", f"/jobs?name={quote(name)}")
+    assert status == 400 and f"invalid job name {name!r}" in data["error"], data
+    status, _, data = await _request(api, "GET", "/jobs?name=no-such-job")  # valid, unknown
+    assert status == 200 and data["jobs"] == []
+
+
 async def test_disk_name_with_a_newline_is_400(api: Api, server_errors: list[Any]) -> None:
     status, _, data = await _request(
         api, "POST", "/disk", body={"storage": 16 << 20, "name": "disk\n"}
