@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,7 @@ def apolo(neuro: Neuro, tmp_path: Path):  # type: ignore[no-untyped-def]
             [*argv0, *args], env=env, capture_output=True, text=True, timeout=timeout
         )
 
+    call.home = str(home)  # type: ignore[attr-defined]
     return call
 
 
@@ -137,7 +139,6 @@ def test_official_client_against_our_server(neuro: Neuro, apolo) -> None:  # typ
 @pytest.mark.timeout(300)
 def test_official_client_interactive_commands(neuro: Neuro, apolo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import socket
-    import time
     import urllib.request
 
     neuro.ok("server", "start")
@@ -234,3 +235,47 @@ def test_official_client_secrets(neuro: Neuro, apolo) -> None:  # type: ignore[n
     r = apolo("secret", "rm", "from-apolo")
     assert r.returncode == 0, r.stderr
     assert "from-apolo" not in neuro.ok("secret", "ls")
+
+
+@pytest.mark.timeout(180)
+def test_official_client_attach_to_a_tty_job_shows_its_screen(neuro: Neuro, apolo) -> None:  # type: ignore[no-untyped-def]
+    """`apolo attach` at 24x80 to a TTY job whose terminal already is 24x80: the shell redraws
+    its prompt at once (the attach's resize signals it even when the size does not change);
+    typing echoes; Ctrl-P Ctrl-Q detaches and the job goes on."""
+    import pexpect
+
+    neuro.ok("server", "start")
+    url = json.loads((neuro.server_dir / "server.json").read_text())["url"]
+    r = apolo("config", "login-with-token", neuro.ok("config", "show-token").strip(), url)
+    assert r.returncode == 0, r.stderr
+    shell = ["bash", "--norc", "--noprofile"] if neuro.runtime == "process" else ["sh"]
+    job = neuro.ok(
+        "run", "-q", "--detach", "-t", "-e", "PS1=tty-prompt$ ", neuro.image, "--", *shell
+    ).strip()
+    # the shell has drawn its first prompt long before anyone attaches
+    logs = pexpect.spawn(
+        sys.executable, ["-m", "neuro_cli", "logs", job], env=neuro.env, cwd=str(neuro.home)
+    )
+    try:
+        logs.expect("tty-prompt", timeout=20)
+    finally:
+        logs.close(force=True)
+
+    child = pexpect.spawn(
+        str(apolo_bin()),
+        ["--disable-pypi-version-check", "--skip-stats", "attach", job],
+        env={"HOME": apolo.home, "PATH": os.environ["PATH"], "LANG": "C.UTF-8", "TERM": "xterm"},
+        dimensions=(24, 80),
+        timeout=20,
+    )
+    try:
+        child.expect("tty-prompt")  # drawn again for this attach, before any key
+        child.send("echo typed-$((6*7))\r")
+        child.expect("typed-42")
+        child.sendcontrol("p")
+        child.sendcontrol("q")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert "running" in neuro.ok("status", job)
+    neuro.ok("kill", job)

@@ -77,6 +77,25 @@ def test_run_tty_typing_resize_detach_and_reattach(neuro: Neuro) -> None:
     assert "Exit code: 7" in st
 
 
+def test_attach_at_the_ttys_own_size_redraws_the_screen(neuro: Neuro) -> None:
+    """Attaching at the size the job's TTY already has (24x80) still makes the shell redraw
+    its prompt, before any key (a line-editing shell: bash here, busybox sh in the image)."""
+    shell = ["bash", "--norc", "--noprofile", "-i"] if neuro.runtime == "process" else ["sh", "-i"]
+    job = neuro.ok(
+        "run", "-q", "--detach", "-t", "-e", f"PS1={PROMPT}", neuro.image, "--", *shell
+    ).strip()
+    logs = spawn(neuro, "logs", job)
+    logs.expect_exact(PROMPT)  # the first prompt, drawn long before the attach
+    logs.close(force=True)
+    child = spawn(neuro, "attach", job, rows=24, cols=80)
+    child.expect("Attached to")
+    child.expect_exact(PROMPT, timeout=10)  # drawn again for this attach
+    child.send("\x10\x11")
+    child.expect(pexpect.EOF)
+    child.close()
+    neuro.ok("kill", job)
+
+
 def test_terminal_is_restored(neuro: Neuro) -> None:
     script = (
         f"{sys.executable} -m neuro_cli run -t -e PS1='{PROMPT}' {neuro.image} -- sh -i; "

@@ -273,6 +273,7 @@ class Follower(DockerJobs):
         (d / STOP).unlink(missing_ok=True)
         volumes.unpin(d / volumes.STAGING)  # (start unpins; a cancelled one may not)
         self._cpu_samples.pop(job_id, None)
+        self._tty_sizes.pop(job_id, None)
 
     # -- control -----------------------------------------------------------------------------
 

@@ -100,6 +100,7 @@ class DockerJobs:
         self._kicked: dict[str, float] = {}
         self._cpu_samples: dict[str, tuple[Any, float, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._tty_sizes: dict[str, tuple[int, int]] = {}  # job -> the size we last gave its TTY
         self._closed = False
 
     # -- names -------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ from neuro_sdk._wire import signal_name
 
 from .. import cgroups, telemetry
 from ..base import (
+    TTY_SIZE,
     Capabilities,
     PortReader,
     PortWriter,
@@ -227,17 +228,24 @@ class DockerRuntime(Starter):
         )
 
     async def resize(self, job_id: str, height: int, width: int) -> None:
-        """Resize the job's TTY (its processes get SIGWINCH); a no-op for a job without one."""
+        """Resize the job's TTY: its processes get SIGWINCH, also when the size is the one it
+        has (the engine would not signal: the size is nudged and set back), so a client that
+        attaches at the TTY's size sees the screen redrawn; a no-op for a job without one."""
         d, cid = await self._running(job_id)
         if not (0 <= height <= 0xFFFF and 0 <= width <= 0xFFFF):
             raise RuntimeError_(f"bad terminal size {height}x{width}", reason="BadRequest")
         if not (read_json(str(d / SPEC)) or {}).get("tty"):
             return
         docker = await self.engine.client()
+        container = docker.containers.container(cid)
         try:
-            await docker.containers.container(cid).resize(h=height, w=width)
+            if self._tty_sizes.get(job_id, TTY_SIZE) == (height, width) and width > 1:
+                await container.resize(h=height, w=width - 1)
+                await asyncio.sleep(0.05)  # (the job reads the nudged size first)
+            await container.resize(h=height, w=width)
         except DockerError as e:
             raise self.engine.runtime_error(job_id, e) from e
+        self._tty_sizes[job_id] = (height, width)
 
     async def connect_port(self, job_id: str, port: int) -> tuple[PortReader, PortWriter]:
         """A TCP connection to ``port`` in the job's container, without publishing it on the

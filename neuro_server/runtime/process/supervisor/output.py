@@ -11,6 +11,7 @@ import os
 import select
 import struct
 import sys
+import time
 
 from ...logfile import RECORD, STDERR, STDOUT, LogWriter
 from .. import control
@@ -197,10 +198,20 @@ def pread_all(fd: int, length: int, offset: int) -> bytes:
     return data
 
 
+NUDGE = 0.05  # seconds
+
+
 def set_winsize(fd: int, rows: int, cols: int) -> None:
+    """Set the TTY's size.  Set to the size it has, it is nudged first (one column less, for
+    NUDGE seconds): the kernel signals only a change, and shells redraw only on one, so a
+    client that attaches at the TTY's size sees the screen redrawn, as after any resize."""
     import fcntl
     import termios
 
+    old = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, bytes(8)))[:2]
+    if old == (rows, cols) and cols > 1:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols - 1, 0, 0))
+        time.sleep(NUDGE)  # (the job reads the nudged size before it changes back)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
