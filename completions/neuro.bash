@@ -8,7 +8,7 @@ _neuro_spec() {
     cmds="" opts="" vopts="" args=""
     case "$1" in
     "")
-        cmds="attach capacity completion config cp disk exec job kill login logout logs ls mkdir port-forward ps rm run secret server share status storage top"
+        cmds="attach capacity completion config cp disk exec job kill login logout logs ls mkdir port-forward ps rm run secret server share status storage top wait"
         opts="--color --help --show-traceback --verbose --version -h -v"
         vopts="--color"
         ;;
@@ -228,6 +228,11 @@ _neuro_spec() {
         vopts="--name --owner --since --sort --tag --timeout --until -n -o -t"
         args="jobs*"
         ;;
+    "wait")
+        opts="--exit-code --for --help --timeout -h"
+        vopts="--for --timeout"
+        args="jobs*"
+        ;;
     esac
 }
 
@@ -243,6 +248,7 @@ _neuro_optkind() {
     "run|-s"|"run|--preset") kind="presets" ;;
     "run|--env-file") kind="file" ;;
     "run|--restart") kind="=never,on-failure,always" ;;
+    "wait|--for") kind="=finished,succeeded,running" ;;
     *) kind="-" ;;
     esac
 }

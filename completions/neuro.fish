@@ -31,7 +31,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             'share'\t'Share a job with another user' \
             'status'\t'Show the status of a job' \
             'storage'\t'Manage files in your storage' \
-            'top'\t'Show live CPU, memory and GPU use of jobs'
+            'top'\t'Show live CPU, memory and GPU use of jobs' \
+            'wait'\t'Wait until jobs finish (or start, or succeed)'
             set -g __neuro_opts '--version'\t'Show the version and exit' \
             '-v'\t'More output; also shows tracebacks' \
             '--verbose'\t'More output; also shows tracebacks' \
@@ -467,6 +468,14 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--help'\t'Show this message and exit'
             set -g __neuro_vopts '-n' '--name' '-t' '--tag' '-o' '--owner' '--since' '--until' '--sort' '--timeout'
             set -g __neuro_args 'jobs*'
+        case 'wait'
+            set -g __neuro_opts '--for'\t'The state to wait for: finished (any end), succeeded, or running (has started)' \
+            '--timeout'\t'Give up after this long (e.g' \
+            '--exit-code'\t'Exit with the jobs\' own exit code (the highest of them) instead of 0' \
+            '-h'\t'Show this message and exit' \
+            '--help'\t'Show this message and exit'
+            set -g __neuro_vopts '--for' '--timeout'
+            set -g __neuro_args 'jobs*'
     end
 end
 
@@ -490,6 +499,8 @@ function __neuro_optkind --description 'neuro: what the value of an option compl
             echo 'file'
         case 'run|--restart'
             echo '=never,on-failure,always'
+        case 'wait|--for'
+            echo '=finished,succeeded,running'
         case '*'
             echo -
     end
