@@ -96,8 +96,8 @@ _neuro_spec() {
         args="jobs"
         ;;
     "job ls")
-        opts="--all --format --help --json --name --owner --quiet --recent-first --recent-last --since --status --tag --until --watch -a -h -n -o -q -s -t"
-        vopts="--format --name --owner --since --status --tag --until -n -o -s -t"
+        opts="--all --description --distinct --format --help --json --last --name --owner --quiet --recent-first --recent-last --since --status --tag --until --watch -a -d -h -n -o -q -s -t"
+        vopts="--description --format --last --name --owner --since --status --tag --until -d -n -o -s -t"
         ;;
     "job port-forward")
         opts="--help -h"
@@ -147,7 +147,7 @@ _neuro_spec() {
         args="-"
         ;;
     "mkdir")
-        opts="--help -h"
+        opts="--help --parents -h -p"
         args="-*"
         ;;
     "port-forward")
@@ -155,8 +155,8 @@ _neuro_spec() {
         args="jobs -*"
         ;;
     "ps")
-        opts="--all --format --help --json --name --owner --quiet --recent-first --recent-last --since --status --tag --until --watch -a -h -n -o -q -s -t"
-        vopts="--format --name --owner --since --status --tag --until -n -o -s -t"
+        opts="--all --description --distinct --format --help --json --last --name --owner --quiet --recent-first --recent-last --since --status --tag --until --watch -a -d -h -n -o -q -s -t"
+        vopts="--description --format --last --name --owner --since --status --tag --until -d -n -o -s -t"
         ;;
     "rm")
         opts="--help --recursive -h -r"
@@ -216,7 +216,7 @@ _neuro_spec() {
         args="-"
         ;;
     "storage mkdir")
-        opts="--help -h"
+        opts="--help --parents -h -p"
         args="-*"
         ;;
     "storage rm")

@@ -176,6 +176,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--all'\t'Show jobs in every status' \
             '-n'\t'Only jobs with this name' \
             '--name'\t'Only jobs with this name' \
+            '-d'\t'Only jobs with this description' \
+            '--description'\t'Only jobs with this description' \
             '-t'\t'Only jobs with all these tags (repeatable)' \
             '--tag'\t'Only jobs with all these tags (repeatable)' \
             '-o'\t'Only jobs of this owner (repeatable; ME is you)' \
@@ -184,6 +186,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--until'\t'Only jobs created at or before this time' \
             '--recent-first'\t'Newest jobs first' \
             '--recent-last'\t'Newest jobs first' \
+            '--last'\t'Only the N most recent jobs' \
+            '--distinct'\t'Only the most recent job of each name (unnamed: all)' \
             '-q'\t'Print only job ids' \
             '--quiet'\t'Print only job ids' \
             '--format'\t'Columns, e.g' \
@@ -191,7 +195,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
-            set -g __neuro_vopts '-s' '--status' '-n' '--name' '-t' '--tag' '-o' '--owner' '--since' '--until' '--format'
+            set -g __neuro_vopts '-s' '--status' '-n' '--name' '-d' '--description' '-t' '--tag' '-o' '--owner' '--since' '--until' '--last' '--format'
         case 'job port-forward'
             set -g __neuro_opts '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
@@ -298,7 +302,9 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--help'\t'Show this message and exit'
             set -g __neuro_args '-'
         case 'mkdir'
-            set -g __neuro_opts '-h'\t'Show this message and exit' \
+            set -g __neuro_opts '-p'\t'Accepted, as mkdir -p has it: parents are always made, and an existing directory is fine' \
+            '--parents'\t'Accepted, as mkdir -p has it: parents are always made, and an existing directory is fine' \
+            '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
             set -g __neuro_args '-*'
         case 'port-forward'
@@ -312,6 +318,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--all'\t'Show jobs in every status' \
             '-n'\t'Only jobs with this name' \
             '--name'\t'Only jobs with this name' \
+            '-d'\t'Only jobs with this description' \
+            '--description'\t'Only jobs with this description' \
             '-t'\t'Only jobs with all these tags (repeatable)' \
             '--tag'\t'Only jobs with all these tags (repeatable)' \
             '-o'\t'Only jobs of this owner (repeatable; ME is you)' \
@@ -320,6 +328,8 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--until'\t'Only jobs created at or before this time' \
             '--recent-first'\t'Newest jobs first' \
             '--recent-last'\t'Newest jobs first' \
+            '--last'\t'Only the N most recent jobs' \
+            '--distinct'\t'Only the most recent job of each name (unnamed: all)' \
             '-q'\t'Print only job ids' \
             '--quiet'\t'Print only job ids' \
             '--format'\t'Columns, e.g' \
@@ -327,7 +337,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--json'\t'Print JSON (fields: docs/cli.md, JSON output)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
-            set -g __neuro_vopts '-s' '--status' '-n' '--name' '-t' '--tag' '-o' '--owner' '--since' '--until' '--format'
+            set -g __neuro_vopts '-s' '--status' '-n' '--name' '-d' '--description' '-t' '--tag' '-o' '--owner' '--since' '--until' '--last' '--format'
         case 'rm'
             set -g __neuro_opts '-r'\t'Remove directories and their contents' \
             '--recursive'\t'Remove directories and their contents' \
@@ -442,7 +452,9 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--help'\t'Show this message and exit'
             set -g __neuro_args '-'
         case 'storage mkdir'
-            set -g __neuro_opts '-h'\t'Show this message and exit' \
+            set -g __neuro_opts '-p'\t'Accepted, as mkdir -p has it: parents are always made, and an existing directory is fine' \
+            '--parents'\t'Accepted, as mkdir -p has it: parents are always made, and an existing directory is fine' \
+            '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
             set -g __neuro_args '-*'
         case 'storage rm'

@@ -15,7 +15,9 @@ from ._jobs_common import run_async
 from ._options import json_option, parsed
 
 if TYPE_CHECKING:
-    from neuro_sdk import Client, JobStatus
+    from collections.abc import AsyncIterator
+
+    from neuro_sdk import Client, JobDescription, JobStatus
 
     from ..formatters.columns import Column
 
@@ -36,6 +38,9 @@ class Options:
     as_json: bool = False
     columns: str | None = None
     watch: bool = False
+    description: str | None = None
+    last: int | None = None  # the N most recent jobs only
+    distinct: bool = False  # the most recent job of each name only
 
 
 def _format(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -79,6 +84,7 @@ def _columns(spec: str | None) -> list[Column]:
 )
 @click.option("-a", "--all", "all_", is_flag=True, help="Show jobs in every status.")
 @click.option("-n", "--name", help="Only jobs with this name.")
+@click.option("-d", "--description", help="Only jobs with this description.")
 @click.option(
     "-t", "--tag", "tags", multiple=True, help="Only jobs with all these tags (repeatable)."
 )
@@ -103,6 +109,12 @@ def _columns(spec: str | None) -> list[Column]:
 )
 @click.option(
     "--recent-first/--recent-last", default=False, help="Newest jobs first [default: oldest first]."
+)
+@click.option(
+    "--last", type=click.IntRange(min=1), metavar="N", help="Only the N most recent jobs."
+)
+@click.option(
+    "--distinct", is_flag=True, help="Only the most recent job of each name (unnamed: all)."
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only job ids.")
 @click.option(
@@ -133,6 +145,9 @@ def command(
     columns: str | None,
     watch: bool,
     as_json: bool,
+    description: str | None = None,
+    last: int | None = None,
+    distinct: bool = False,
 ) -> None:
     """List jobs: the active ones unless -s or -a says otherwise.
 
@@ -144,6 +159,7 @@ def command(
       neuro ps -a --since 1d
       neuro ps -s failed -s cancelled --tag nightly
       neuro ps -q | xargs neuro kill
+      neuro ps -a --last 5 --distinct
       neuro ps --format 'id name status {command;max=30}'
       neuro ps --watch
     """
@@ -153,6 +169,8 @@ def command(
         raise click.UsageError("-q/--quiet and --json cannot be used together")
     if watch and (quiet or as_json):
         raise click.UsageError("--watch cannot be used with -q/--quiet or --json")
+    if watch and (last or distinct):
+        raise click.UsageError("--watch cannot be used with --last or --distinct")
     opts = Options(
         statuses,
         all_,
@@ -166,6 +184,9 @@ def command(
         as_json,
         columns,
         watch,
+        description,
+        last,
+        distinct,
     )
     run_async(ctx, lambda deps: run(opts, deps), loop=watch)  # (one-shot: no event loop)
 
@@ -188,6 +209,7 @@ async def run(opts: Options, deps: Deps) -> int:
         if opts.watch:
             assert columns is not None
             return await _watch(client, opts, statuses, owners, columns, deps)
+        picked = opts.last is not None or opts.distinct  # chosen from the newest: buffered
         stream = client.jobs.list(
             statuses=statuses,
             name=opts.name,
@@ -195,10 +217,12 @@ async def run(opts: Options, deps: Deps) -> int:
             owners=owners,
             since=opts.since,
             until=opts.until,
-            reverse=opts.recent_first,
+            reverse=opts.recent_first or picked,
+            limit=opts.last if picked and not (opts.distinct or opts.description) else None,
         )
         # closed however the loop ends (a reader that went away: `neuro ps | head -1`)
-        async with stream as it:
+        async with stream as listed:
+            it = _picked(listed, opts) if (picked or opts.description is not None) else listed
             if opts.quiet:
                 async for job in it:
                     io.out(job.id)
@@ -224,6 +248,32 @@ async def run(opts: Options, deps: Deps) -> int:
             jobs = [job async for job in it]
     io.page(render_table(jobs, columns, now))
     return 0
+
+
+async def _picked(
+    jobs: AsyncIterator[JobDescription], opts: Options
+) -> AsyncIterator[JobDescription]:
+    """--description, --distinct and --last applied (the last two to jobs listed newest first,
+    given back in the order asked for)."""
+    if opts.last is None and not opts.distinct:
+        async for job in jobs:
+            if job.description == opts.description:
+                yield job
+        return
+    chosen: list[JobDescription] = []
+    names: set[str] = set()
+    async for job in jobs:
+        if opts.description is not None and job.description != opts.description:
+            continue
+        if opts.distinct and job.name:
+            if job.name in names:
+                continue
+            names.add(job.name)
+        chosen.append(job)
+        if opts.last is not None and len(chosen) >= opts.last:
+            break
+    for job in chosen if opts.recent_first else reversed(chosen):
+        yield job
 
 
 WATCH_INTERVAL = 1.0

@@ -126,13 +126,20 @@ async def run_ls(opts: LsOptions, deps: Deps) -> int:
 
 @group.command(short_help="Make storage directories")
 @click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "-p",
+    "--parents",
+    is_flag=True,
+    help="Accepted, as mkdir -p has it: parents are always made, and an existing directory is fine.",
+)
 @click.pass_context
-def mkdir(ctx: click.Context, paths: tuple[str, ...]) -> None:
+def mkdir(ctx: click.Context, paths: tuple[str, ...], parents: bool) -> None:
     """Make directories in your storage, with their parents. `neuro mkdir` is the same.
 
     \b
     Examples:
       neuro storage mkdir storage:datasets/raw
+      neuro mkdir -p storage:datasets/raw
     """
     opts = MkdirOptions(paths)
     run_async(ctx, lambda deps: run_mkdir(opts, deps))

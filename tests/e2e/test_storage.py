@@ -54,6 +54,7 @@ def test_storage_cp_ls_rm_and_volumes(neuro: Neuro, tmp_path: Path) -> None:
     assert neuro.ok("storage", "ls").split() == ["out/"]
     # the Neu.ro CLI's shortcuts: neuro mkdir, cp, ls, rm
     neuro.ok("mkdir", "storage:short/cut")
+    neuro.ok("mkdir", "-p", "storage:short/cut")  # as mkdir -p: an existing one is fine
     neuro.ok("cp", str(tmp_path / "r.txt"), "storage:short/cut/")
     assert neuro.ok("ls", "storage:short/cut").split() == ["r.txt"]
     neuro.ok("rm", "-r", "storage:short")

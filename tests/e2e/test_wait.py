@@ -62,3 +62,22 @@ def test_wait_bad_input(neuro: Neuro, args: list[str], code: int, message: str) 
     r = neuro("wait", *args)
     assert r.returncode == code, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ps_last_distinct_and_description(neuro: Neuro) -> None:
+    """`ps --last N`, `--distinct` (the newest job of each name) and `-d DESCRIPTION`, as the
+    Neu.ro CLI has them."""
+    ids = []
+    for name, desc in [("sweep", "first"), ("sweep", "second"), ("", "nightly"), ("other", "")]:
+        args = [*(("-n", name) if name else ()), *(("-d", desc) if desc else ())]
+        r = neuro("run", *args, neuro.image, "--", "true")
+        assert r.returncode == 0, r.stderr
+        ids.append(neuro.ok("ps", "-a", "-q", "--last", "1").strip())
+    assert len(set(ids)) == 4
+    assert neuro.ok("ps", "-a", "-q", "--last", "2").split() == ids[2:]
+    assert neuro.ok("ps", "-a", "-q", "--last", "2", "--recent-first").split() == ids[:1:-1]
+    assert neuro.ok("ps", "-a", "-q", "--distinct").split() == ids[1:]
+    assert neuro.ok("ps", "-a", "-q", "-d", "nightly").split() == [ids[2]]
+    assert neuro.ok("ps", "-a", "-q", "-d", "first", "--distinct").split() == [ids[0]]
+    r = neuro("ps", "--last", "0")
+    assert r.returncode == 2 and "--last" in r.stderr
