@@ -104,8 +104,8 @@ _neuro_spec() {
         args="jobs -*"
         ;;
     "job run")
-        opts="--description --detach --detach-keys --entrypoint --env --env-file --extshm --help --http-auth --http-port --life-span --life-span-signal --name --no-extshm --no-http-auth --no-tty --no-wait-start --pass-config --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
-        vopts="--description --detach-keys --entrypoint --env --env-file --http-port --life-span --life-span-signal --name --port-forward --preset --restart --schedule-timeout --tag --volume --workdir -d -e -n -s -v -w"
+        opts="--description --detach --detach-keys --entrypoint --env --env-file --extshm --help --http-auth --http-port --life-span --life-span-signal --name --no-extshm --no-http-auth --no-tty --no-wait-start --pass-config --port-forward --preset --privileged --quiet --restart --schedule-timeout --share --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
+        vopts="--description --detach-keys --entrypoint --env --env-file --http-port --life-span --life-span-signal --name --port-forward --preset --restart --schedule-timeout --share --tag --volume --workdir -d -e -n -s -v -w"
         args="- -*"
         ;;
     "job send-signal")
@@ -163,8 +163,8 @@ _neuro_spec() {
         args="-*"
         ;;
     "run")
-        opts="--description --detach --detach-keys --entrypoint --env --env-file --extshm --help --http-auth --http-port --life-span --life-span-signal --name --no-extshm --no-http-auth --no-tty --no-wait-start --pass-config --port-forward --preset --privileged --quiet --restart --schedule-timeout --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
-        vopts="--description --detach-keys --entrypoint --env --env-file --http-port --life-span --life-span-signal --name --port-forward --preset --restart --schedule-timeout --tag --volume --workdir -d -e -n -s -v -w"
+        opts="--description --detach --detach-keys --entrypoint --env --env-file --extshm --help --http-auth --http-port --life-span --life-span-signal --name --no-extshm --no-http-auth --no-tty --no-wait-start --pass-config --port-forward --preset --privileged --quiet --restart --schedule-timeout --share --tag --tty --volume --wait-for-seat --wait-start --workdir -T -d -e -h -n -q -s -t -v -w"
+        vopts="--description --detach-keys --entrypoint --env --env-file --http-port --life-span --life-span-signal --name --port-forward --preset --restart --schedule-timeout --share --tag --volume --workdir -d -e -n -s -v -w"
         args="- -*"
         ;;
     "secret")

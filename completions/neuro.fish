@@ -233,6 +233,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--no-extshm'\t'Give the job a large /dev/shm (containers; e.g' \
             '--pass-config'\t'Let `neuro` and the SDK inside the job act as you (e.g' \
             '--privileged'\t'Run the container privileged (where the server allows it)' \
+            '--share'\t'Share the job with USER (write: also attach, exec and kill it), as `neuro share` does' \
             '-t'\t'Allocate a TTY' \
             '-T'\t'Allocate a TTY' \
             '--tty'\t'Allocate a TTY' \
@@ -241,7 +242,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--port-forward'\t'Forward a local port to the job\'s port while attached (repeatable)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
-            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-v' '--volume' '-w' '--workdir' '--entrypoint' '--life-span' '--life-span-signal' '--restart' '--schedule-timeout' '--http-port' '--detach-keys' '--port-forward'
+            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-v' '--volume' '-w' '--workdir' '--entrypoint' '--life-span' '--life-span-signal' '--restart' '--schedule-timeout' '--http-port' '--share' '--detach-keys' '--port-forward'
             set -g __neuro_args '-' '-*'
         case 'job send-signal'
             set -g __neuro_opts '-h'\t'Show this message and exit' \
@@ -377,6 +378,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--no-extshm'\t'Give the job a large /dev/shm (containers; e.g' \
             '--pass-config'\t'Let `neuro` and the SDK inside the job act as you (e.g' \
             '--privileged'\t'Run the container privileged (where the server allows it)' \
+            '--share'\t'Share the job with USER (write: also attach, exec and kill it), as `neuro share` does' \
             '-t'\t'Allocate a TTY' \
             '-T'\t'Allocate a TTY' \
             '--tty'\t'Allocate a TTY' \
@@ -385,7 +387,7 @@ function __neuro_spec --description 'neuro: subcommands, options and arguments o
             '--port-forward'\t'Forward a local port to the job\'s port while attached (repeatable)' \
             '-h'\t'Show this message and exit' \
             '--help'\t'Show this message and exit'
-            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-v' '--volume' '-w' '--workdir' '--entrypoint' '--life-span' '--life-span-signal' '--restart' '--schedule-timeout' '--http-port' '--detach-keys' '--port-forward'
+            set -g __neuro_vopts '-s' '--preset' '-n' '--name' '--tag' '-d' '--description' '-e' '--env' '--env-file' '-v' '--volume' '-w' '--workdir' '--entrypoint' '--life-span' '--life-span-signal' '--restart' '--schedule-timeout' '--http-port' '--share' '--detach-keys' '--port-forward'
             set -g __neuro_args '-' '-*'
         case 'secret'
             set -g __neuro_cmds 'add'\t'Add a secret or replace its value' \

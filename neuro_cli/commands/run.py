@@ -73,6 +73,7 @@ class Options:
     pass_config: bool = False
     extshm: bool = True
     life_span_signal: tuple[str, float] | None = None
+    share: tuple[str, ...] = ()  # users the job is shared with (write), as it is created
 
 
 @click.command(
@@ -184,6 +185,13 @@ class Options:
 @click.option(
     "--privileged", is_flag=True, help="Run the container privileged (where the server allows it)."
 )
+@click.option(
+    "--share",
+    "share",
+    multiple=True,
+    metavar="USER",
+    help="Share the job with USER (write: also attach, exec and kill it), as `neuro share` does.",
+)
 @tty_option
 @detach_keys_option
 @port_forward_option
@@ -217,6 +225,7 @@ def command(
     detach_keys: bytes,
     port_forwards: tuple[tuple[int, int], ...],
     life_span_signal: tuple[str, float] | None,
+    share: tuple[str, ...] = (),
 ) -> None:
     """Run a job: start IMAGE with CMD on a resource preset.
 
@@ -266,8 +275,23 @@ def command(
         pass_config,
         extshm,
         life_span_signal,
+        share,
     )
     run_async(ctx, lambda deps: run(opts, deps))
+
+
+async def _share(client: Client, job_id: str, user: str) -> None:
+    """--share USER: the job runs; a user that cannot be given it is an error that says so."""
+    from neuro_sdk import ResourceNotFound
+
+    try:
+        await client.jobs.share(job_id, user, "write")
+    except ResourceNotFound as e:
+        raise CLIError(
+            f"job {job_id} was started, but not shared with {user}: {e}",
+            ExitCode.NOT_FOUND,
+            hint=f"share it once the user exists: `neuro share {job_id} {user} write`",
+        ) from None
 
 
 def _secret_uri(client: Client, key: str) -> URL:
@@ -429,6 +453,8 @@ async def run(opts: Options, deps: Deps) -> int:
             else None,
         )
         ref = job_ref(job, client.username)
+        for user in opts.share:
+            await _share(client, job.id, user)
         if opts.quiet:
             if opts.detach:
                 io.out(job.id)

@@ -104,3 +104,19 @@ def test_a_server_that_cannot_keep_users_apart_runs_only_its_users_jobs(
         "server.toml"
     ) in r.stderr, r.stderr
     assert bob.ok("ps", "-a", "-q") == ""
+
+
+def test_run_share_shares_the_job_as_it_starts(neuro: Neuro, tmp_path: Path) -> None:
+    neuro.ok("server", "start")
+    bob = _other_user(neuro, tmp_path, "bob")
+    job = neuro.ok(
+        "run", "-q", "--detach", "--share", "bob", neuro.image, "--", "sleep", "60"
+    ).strip()
+    assert neuro.ok("share", "--list", job).splitlines() == ["USER\tACCESS", "bob\twrite"]
+    assert bob.ok("kill", job).split() == [job]  # write: bob may stop it
+    r = neuro("run", "-q", "--detach", "--share", "nobody", neuro.image, "--", "sleep", "60")
+    assert r.returncode == 72
+    started = neuro.ok("ps", "-q").split()
+    assert len(started) == 1  # it runs: only the share failed, and the error says so
+    assert f"job {started[0]} was started, but not shared with nobody" in r.stderr
+    neuro.ok("kill", started[0])
