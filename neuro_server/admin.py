@@ -104,7 +104,7 @@ async def stop_jobs(config: ServerConfig, store: Store, jobs: Sequence[JobRecord
     try:
         for job in jobs:
             store.set_kill_reason(job.id, REMOVED)
-            if job.status == JobStatus.PENDING:
+            if job.status == JobStatus.PENDING or job.restarting:  # (nothing runs)
                 # a start under way in a running server sees the kill reason and stops it
                 store.set_status(
                     job.id, JobStatus.CANCELLED, REMOVED, "The job's owner was removed"

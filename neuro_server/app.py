@@ -17,6 +17,7 @@ from .handlers import (
     disks,
     jobs,
     monitoring,
+    oauth,
     port_forward,
     secrets,
     shares,
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-PUBLIC = {"/api/v1/ping", "/ping"}
+PUBLIC = {"/api/v1/ping", "/ping", "/oauth/authorize"}  # (the login page checks the token)
 OPTIONAL_AUTH = {"/api/v1/config"}
 
 
@@ -226,6 +227,8 @@ def make_app(
     r.add_get("/ping", ping)
     r.add_get("/api/v1/ping", ping)
     r.add_get("/api/v1/config", get_config)
+    r.add_get("/oauth/authorize", oauth.authorize)
+    r.add_post("/oauth/authorize", oauth.authorize)
     r.add_get("/api/v1/tags", jobs.tags)
     r.add_post("/api/v1/users/{user}/permissions", shares.grant)
     r.add_delete("/api/v1/users/{user}/permissions", shares.revoke)

@@ -21,6 +21,8 @@ from .config import ConfigError, ServerConfig, load_config
 from .runtime import registry
 
 if TYPE_CHECKING:
+    import ssl
+
     from .store import Store
 
 
@@ -173,7 +175,14 @@ async def _serve(config: ServerConfig) -> None:
 
     async def start_ingress(port: int) -> int:
         nonlocal ingress
-        ingress = Ingress(app[STATE], config.host, port, config.http_domain)
+        ingress = Ingress(
+            app[STATE],
+            config.host,
+            port,
+            config.http_domain,
+            auth_url=f"{base}/oauth/authorize",
+            ssl=_tls(config),
+        )
         return await ingress.start()
 
     await _on_last_port(
@@ -230,6 +239,17 @@ async def _serve(config: ServerConfig) -> None:
         await runner.cleanup()
         await runtime.close()
         os.close(lock_fd)
+
+
+def _tls(config: ServerConfig) -> ssl.SSLContext | None:
+    """The ingress's HTTPS context, from ``tls_cert`` and ``tls_key`` (None: plain HTTP)."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls_cert, config.tls_key)  # (an SSLError is an OSError)
+    return context
 
 
 async def _on_last_port(start: Any, configured: int, remember: Path | None) -> int:

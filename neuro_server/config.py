@@ -9,10 +9,13 @@ Read from a TOML file (``<data_dir>/server.toml`` by default); every key is opti
     kill_grace_seconds = 10
     runtime = "auto"     # auto: Docker/Podman when an engine answers, else local processes
     docker_host = "unix:///run/podman/podman.sock"   # optional
+    slurm_conf = "/etc/slurm/slurm.conf"  # slurm runtime (optional: else $SLURM_CONF)
     allow_privileged = false
     max_running_jobs = 0 # per user; 0: no limit (over it: refused, or queued on request)
     http_port = 0        # jobs' HTTP ingress: http://JOB_ID.<http_domain>:<http_port>/
     http_domain = "jobs.localhost"
+    tls_cert = "/etc/neuro/jobs.pem"  # optional, with tls_key: the ingress serves HTTPS
+    tls_key = "/etc/neuro/jobs.key"   # (a certificate for *.<http_domain>)
     storage_quota = "10GiB"  # per user, of their storage tree; 0 (the default): no limit
     pids_limit = 4096    # processes and threads per job (a fork loop stops there); 0: none
     job_output_limit = "10GiB"  # output kept per job (the job goes on); 0 (the default): all
@@ -36,6 +39,7 @@ Read from a TOML file (``<data_dir>/server.toml`` by default); every key is opti
     name = "cpu-small"
     cpu = 0.5
     memory = "1GiB"
+    partition = "debug"  # slurm runtime (optional: else Slurm's default partition)
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ class Preset:
     nvidia_gpu_model: str | None = None
     scheduler_enabled: bool = False
     preemptible_node: bool = False
+    partition: str = ""  # slurm runtime: the partition its jobs go to ("": Slurm's default)
 
 
 DEFAULT_PRESETS = (
@@ -162,12 +167,15 @@ class ServerConfig:
     round_robin_seconds: float = 60.0  # preemptible jobs' turn before another may take it
     http_port: int = 0  # the jobs' HTTP ingress (0: any free port; the embedded server reuses it)
     http_domain: str = "jobs.localhost"  # job hosts: JOB_ID.<domain>, NAME--OWNER.<domain>
+    tls_cert: Path | None = None  # with tls_key: the ingress serves HTTPS (job URLs https://)
+    tls_key: Path | None = None
     max_body_bytes: int = 1 << 20
     storage_quota: int = 0  # bytes per user's storage tree, 0: no limit (over it: 507)
     pids_limit: int = 4096  # per job: cgroup pids.max (process), PidsLimit (docker); 0: none
     job_output_limit: int = 0  # bytes of output kept per job (process runtime), 0: no limit
     runtime: str = "auto"  # auto | process | docker
     docker_host: str | None = None
+    slurm_conf: Path | None = None  # slurm runtime: its SLURM_CONF (None: the environment's)
     port_connect: str = "auto"  # docker runtime: auto | address | exec (a relay in the container)
     network: str = "per-user"  # docker runtime: per-user | shared | default | NAME
     # process runtime on a root server: the uids (and gids) users' jobs run as, (first, last);
@@ -212,6 +220,7 @@ def _preset_from_toml(d: dict[str, Any]) -> Preset:
         nvidia_gpu_model=d.get("nvidia_gpu_model"),
         scheduler_enabled=bool(d.get("scheduler_enabled", False)),
         preemptible_node=bool(d.get("preemptible_node", False)),
+        partition=str(d.get("partition", "")),
     )
 
 
@@ -259,6 +268,13 @@ def load_config(data_dir: Path, config_file: Path | None = None, **overrides: An
         kw["job_uids"] = parse_uid_range(server["job_uids"])
     if "homes_dir" in server:
         kw["homes_dir"] = Path(str(server["homes_dir"]))
+    for key in ("tls_cert", "tls_key"):
+        if key in server:
+            kw[key] = Path(str(server[key])).expanduser()
+    if ("tls_cert" in kw) != ("tls_key" in kw):
+        raise ConfigError("[server] tls_cert and tls_key go together (the ingress's HTTPS)")
+    if "slurm_conf" in server:
+        kw["slurm_conf"] = Path(str(server["slurm_conf"]))
     if "allow_shared_uid" in server:
         kw["allow_shared_uid"] = bool(server["allow_shared_uid"])
     res = raw.get("resources", {})

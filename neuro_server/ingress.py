@@ -5,13 +5,16 @@
 A proxy that speaks HTTP/1.x in both directions (ingress_http.py frames every message), so
 that every request of a keep-alive or pipelined connection is checked and rewritten, not only
 the first: the job is found from each request's Host, the caller checked when the job
-``requires_auth`` (the owner, or a user the job is shared with: a bearer token, or the
-``neuro_session`` cookie that ``neuro job browse`` sets through a one-time code), and our
-credentials removed (the cookie, whatever its value; an ``Authorization`` that carries a token
-or session of this server, valid or not) before the job sees the request.  Other cookies and
-headers pass untouched.  The session cookie is not an API token (ingress_session.py): signed
-for one job, for ``session_ttl`` seconds, and a job's own ``Set-Cookie`` of that name is
-dropped.  The job's port is reached with runtime.connect_port (no port is published).
+``requires_auth`` (the owner, or a user the job is shared with: a bearer token, the
+platform's ``dat`` cookie holding an API token, or the ``neuro_session`` cookie that the login
+flow sets through a one-time code: ``neuro job browse``, or the login page at the cluster
+config's ``auth_url`` that a browser without credentials is redirected to), and our
+credentials removed (both cookies, whatever their value; an ``Authorization`` that carries a
+token or session of this server, valid or not) before the job sees the request.  Other cookies
+and headers pass untouched.  The session cookie is not an API token (ingress_session.py):
+signed for one job, for ``session_ttl`` seconds, and a job's own ``Set-Cookie`` of either name
+is dropped.  The job's port is reached with runtime.connect_port (no port is published).  With
+a certificate (``ssl``) the ingress speaks HTTPS only, and job URLs begin with https://.
 
 Responses are framed too, so that the ingress answers for itself (401, 403, 404, 421, 502: and
 then closes) only after the job's answers to earlier requests, and knows when a websocket
@@ -29,7 +32,7 @@ import logging
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from .auth import AuthError, load_secret
 from .ingress_http import (
@@ -42,14 +45,25 @@ from .ingress_http import (
     pipe,
     serialize,
 )
-from .ingress_session import SESSION_TTL, SessionError, Sessions
+from .ingress_session import (
+    COOKIE,
+    PLATFORM_COOKIE,
+    SESSION_TTL,
+    SessionError,
+    Sessions,
+    cookies,
+    local_path,
+    sets_our_cookie,
+    without_our_cookies,
+)
 
 if TYPE_CHECKING:
+    import ssl as ssl_
+
     from .store import JobRecord, Store
 
 log = logging.getLogger(__name__)
 
-COOKIE = "neuro_session"
 LOGIN_PATH = "/__neuro_login"
 MAX_HEAD = 64 * 1024
 CODE_TTL = 120.0
@@ -66,8 +80,15 @@ class Ingress:
         *,
         session_ttl: float = SESSION_TTL,
         secret: bytes | None = None,
+        auth_url: str | None = None,
+        ssl: ssl_.SSLContext | None = None,
     ) -> None:
+        """``auth_url``: the login page a browser without credentials is sent to (None: a
+        401 for it too); ``ssl``: serve HTTPS with it."""
         self.state = state
+        self.auth_url = auth_url
+        self.ssl = ssl
+        self.scheme = "https" if ssl is not None else "http"
         if secret is None:
             secret = load_secret(state.config.data_dir)
         self.sessions = Sessions(state.store, secret, session_ttl)
@@ -80,7 +101,7 @@ class Ingress:
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(
-            self._handle, self.host, self.port, limit=MAX_HEAD
+            self._handle, self.host, self.port, limit=MAX_HEAD, ssl=self.ssl
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
@@ -96,20 +117,39 @@ class Ingress:
     def url(self, job: JobRecord) -> str | None:
         if job.spec.container.http is None:
             return None
-        return f"http://{job.id}.{self.domain}:{self.port}/"
+        return f"{self.scheme}://{job.id}.{self.domain}:{self.port}/"
 
     def named_url(self, job: JobRecord) -> str | None:
         if job.spec.container.http is None or not job.name:
             return None
-        return f"http://{job.name}--{job.owner}.{self.domain}:{self.port}/"
+        return f"{self.scheme}://{job.name}--{job.owner}.{self.domain}:{self.port}/"
 
-    def login_url(self, job: JobRecord, user: str) -> str:
-        """A one-time link that logs ``user``'s browser in to the job's host."""
+    def login_url(self, job: JobRecord, user: str, then: str = "/") -> str:
+        """A one-time link that logs ``user``'s browser in to the job's host, and then goes
+        on to ``then`` (a path on it)."""
         now = time.monotonic()
         self._codes = {c: v for c, v in self._codes.items() if v[2] > now}
         code = secrets.token_urlsafe(24)
         self._codes[code] = (user, job.id, now + CODE_TTL)
-        return f"{self.url(job)}{LOGIN_PATH[1:]}?code={code}"
+        more = "" if then == "/" else "&" + urlencode({"next": local_path(then)})
+        return f"{self.url(job)}{LOGIN_PATH[1:]}?code={code}{more}"
+
+    def job_at(self, url: str) -> tuple[JobRecord, str] | None:
+        """The job serving HTTP that ``url`` is on (this ingress's scheme and port, a job's
+        host, no user info) and the path it names; None for any other URL (the login page
+        sends browsers only to our own job hosts)."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            return None
+        host = (parts.hostname or "").lower()
+        if parts.scheme != self.scheme or port != self.port or "@" in parts.netloc:
+            return None
+        job = self._job_for(host)
+        if job is None or job.spec.container.http is None:
+            return None
+        return job, local_path(parts.path + (f"?{parts.query}" if parts.query else ""))
 
     # -- a connection ------------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -150,6 +190,10 @@ class Ingress:
             return self._login(job, req.target)
         if http.requires_auth:
             user = self._user(req, job.id)
+            if user is None and self.auth_url and _browser(req):
+                back = f"{self.scheme}://{req.host}:{self.port}{local_path(req.target)}"
+                to = f"{self.auth_url}?{urlencode({'redirect_uri': back})}"
+                return _Local(302, f"Log in at {to}", (("Location", to),))
             if user is None:
                 return _Local(
                     401,
@@ -181,7 +225,7 @@ class Ingress:
                 value = "" if framed else ("chunked" if req.body.chunked else str(req.body.length))
                 framed = True
             elif low == "cookie":
-                value = _without_cookie(value)
+                value = without_our_cookies(value)
             elif (low == "authorization" and self._ours(value)) or (
                 not req.websocket and low in ("upgrade", "http2-settings")
             ):
@@ -222,9 +266,12 @@ class Ingress:
             if name.lower() == "authorization" and value[:7].lower() == "bearer ":
                 with contextlib.suppress(AuthError):
                     return str(self.state.auth.verify(value[7:].strip()))
-        for cookie in _our_cookies(req.fields):
+        for cookie in cookies(req.fields, COOKIE):
             with contextlib.suppress(SessionError):
                 return self.sessions.verify(cookie, job_id)
+        for token in cookies(req.fields, PLATFORM_COOKIE):
+            with contextlib.suppress(AuthError):
+                return str(self.state.auth.verify(token))
         return None
 
     def _may_read(self, job: JobRecord, user: str) -> bool:
@@ -242,8 +289,10 @@ class Ingress:
         cookie = (
             f"{COOKIE}={self.sessions.issue(entry[0], job.id)}; Path=/; "
             f"Max-Age={int(self.sessions.ttl)}; HttpOnly; SameSite=Lax"
+            + ("; Secure" if self.ssl is not None else "")
         )
-        return _Local(302, "", (("Location", "/"), ("Set-Cookie", cookie)))
+        then = (parse_qs(urlsplit(target).query).get("next") or ["/"])[0]
+        return _Local(302, "", (("Location", local_path(then)), ("Set-Cookie", cookie)))
 
 
 @dataclasses.dataclass
@@ -394,7 +443,7 @@ class _Connection:
             self.answering = True
             self.client_w.write(
                 serialize(
-                    resp.status_line, [(k, v) for k, v in resp.fields if not _sets_our_cookie(k, v)]
+                    resp.status_line, [(k, v) for k, v in resp.fields if not sets_our_cookie(k, v)]
                 )
             )
             await self.client_w.drain()
@@ -410,23 +459,15 @@ class _Connection:
         return not (resp.last or entry.last)
 
 
-def _our_cookies(fields: list[tuple[str, str]]) -> list[str]:
-    return [
-        value.strip()
-        for name, header in fields
-        if name.lower() == "cookie"
-        for key, _, value in (p.partition("=") for p in header.split(";"))
-        if key.strip() == COOKIE
-    ]
-
-
-def _without_cookie(header: str) -> str:
-    parts = [p.strip() for p in header.split(";")]
-    return "; ".join(p for p in parts if p and p.partition("=")[0].strip() != COOKIE)
-
-
-def _sets_our_cookie(name: str, value: str) -> bool:
-    return name.lower() == "set-cookie" and value.partition("=")[0].strip() == COOKIE
+def _browser(req: Request) -> bool:
+    """A browser navigating (it asks for a page, with no credentials of its own): what is
+    sent to the login page rather than answered 401."""
+    accept = ",".join(v for k, v in req.fields if k.lower() == "accept")
+    return (
+        req.method in ("GET", "HEAD")
+        and "text/html" in accept.lower()
+        and not any(k.lower() == "authorization" for k, _ in req.fields)
+    )
 
 
 async def _reply(

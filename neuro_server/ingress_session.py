@@ -16,11 +16,14 @@ import hashlib
 import hmac
 import json
 import time
+from urllib.parse import quote
 
 import jwt
 
 from .store import Store
 
+COOKIE = "neuro_session"  # ours: a session (below)
+PLATFORM_COOKIE = "dat"  # the Neu.ro/Apolo platform's: an API token
 SESSION_TTL = 12 * 3600.0  # seconds a browser stays logged in to a job
 _PURPOSE = b"neuro ingress session v1"
 
@@ -28,6 +31,41 @@ _PURPOSE = b"neuro ingress session v1"
 class SessionError(Exception):
     """A session cookie that does not log anyone in: forged, expired, for another job, or of
     a user who is gone.  The message says which."""
+
+
+def local_path(target: str) -> str:
+    """``target`` as a path on the same host, safe in a Location header: percent-encoded
+    where it is not printable ASCII, and "/" unless it begins with a single "/" (``//host``
+    or ``/\\host`` is another host to a browser: no open redirect)."""
+    path = quote(target, safe="/?&=%:@!$'()*+,;~-._#")
+    return path if path.startswith("/") and not path.startswith("//") else "/"
+
+
+def cookies(fields: list[tuple[str, str]], cookie: str) -> list[str]:
+    """The values of cookie ``cookie`` in a request's fields."""
+    return [
+        value.strip()
+        for name, header in fields
+        if name.lower() == "cookie"
+        for key, _, value in (p.partition("=") for p in header.split(";"))
+        if key.strip() == cookie
+    ]
+
+
+def without_our_cookies(header: str) -> str:
+    """A Cookie header without ours (what a job must not see)."""
+    parts = [p.strip() for p in header.split(";")]
+    return "; ".join(
+        p for p in parts if p and p.partition("=")[0].strip() not in (COOKIE, PLATFORM_COOKIE)
+    )
+
+
+def sets_our_cookie(name: str, value: str) -> bool:
+    """A job's Set-Cookie of one of ours: dropped (no session fixation across jobs)."""
+    return name.lower() == "set-cookie" and value.partition("=")[0].strip() in (
+        COOKIE,
+        PLATFORM_COOKIE,
+    )
 
 
 def _b64(data: bytes) -> str:

@@ -44,6 +44,9 @@ class JobStatus(enum.StrEnum):
 
 
 ACTIVE = (JobStatus.PENDING, JobStatus.SUSPENDED, JobStatus.RUNNING)
+# the reason of a running job between two runs (its restart policy): as on the platform, a
+# job restarts in place, its status stays running and it keeps its resources
+RESTARTING = "Restarting"
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
@@ -226,9 +229,7 @@ class JobRecord:
     devices: tuple[int, ...] = ()  # the GPUs assigned to it (NVML indices)
     address: str = ""  # where other jobs reach it while it runs
     hostname: str = ""  # ... and by which name (NAME--OWNER), where the runtime resolves names
-    run_seconds: float = (
-        0.0  # run time of the segments that ended (not suspended, not between restarts)
-    )
+    run_seconds: float = 0.0  # run time of the segments that ended (not pending, suspended)
     running_since: datetime | None = None  # start of the current segment
     warned_life_span: float | None = None  # the life span its warning signal was sent for
 
@@ -244,9 +245,15 @@ class JobRecord:
     def is_finished(self) -> bool:
         return self.status in FINISHED
 
+    @property
+    def restarting(self) -> bool:
+        """It waits out a restart's backoff: running (with its resources), with no run."""
+        return self.status == JobStatus.RUNNING and self.reason == RESTARTING
+
     def run_time(self, at: datetime | None = None) -> float:
-        """Seconds it has run: not while pending, suspended or waiting to restart (the life
-        span counts this, as the platform does)."""
+        """Seconds it has run: not while pending or suspended (the life span counts this, as
+        the platform does).  A restart's backoff counts: the job stays running, holding its
+        resources, as a restarted pod does."""
         if self.running_since is None:
             return self.run_seconds
         end = self.finished_at or at or now()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.slurm_cluster import slurm_cluster, slurm_jobs  # noqa: F401  (fixtures for every test)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

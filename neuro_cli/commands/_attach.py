@@ -19,8 +19,10 @@ from ._jobs_common import (
     final_status,
     follow_output,
     is_connection_error,
+    is_restarting,
     job_exit_code,
     result_line,
+    wait_next_run,
     wait_started,
 )
 
@@ -172,6 +174,11 @@ async def attach_loop(
                 continue
             # the job was not running when we attached: it ended before (its record may lag a
             # moment behind: final_status waits for it), or it waits to restart
+            async with deps.client() as client:
+                current = await client.jobs.status(job_id)
+            if is_restarting(current) and current.history.restarts <= attempts.restarts:
+                await _next_attempt(deps, current, attempts)  # (a restart already announced)
+                continue
             job = await final_status(deps, job_id, restarts=attempts.restarts)
             if job.status.is_finished:
                 return await _rest_and_result(deps, job_id, offset, tty, attempts)
@@ -186,8 +193,8 @@ async def _next_attempt(deps: Deps, job: JobDescription, attempts: Attempts) -> 
     if line:
         deps.io.err(line)  # (raw mode is off between attempts)
     async with deps.client() as client:
-        current = await client.jobs.status(job.id)
-        if current.status.is_pending:
+        current = await wait_next_run(client, await client.jobs.status(job.id))
+        if current.status.is_pending:  # (a server that restarts jobs from pending)
             await wait_started(client, current, deps, quiet=True)
 
 

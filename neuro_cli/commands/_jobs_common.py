@@ -198,6 +198,22 @@ class ProgressLine:
             self.text = ""
 
 
+#: pending reasons of a job that waits in a queue (ours, or Slurm's), not one that is starting
+QUEUED_REASONS = frozenset(
+    {"Scheduling", "DiskUnavailable", "Resources", "Priority", "Dependency", "BeginTime"}
+    | {"ReqNodeNotAvail", "PartitionNodeLimit", "PartitionTimeLimit", "JobHeldUser"}
+    | {"JobHeldAdmin", "Reservation", "Licenses"}
+)
+
+
+def queued(reason: str | None) -> bool:
+    """Whether a pending job with this reason waits in a queue (``run --detach`` returns then):
+    our scheduler's Scheduling, or Slurm's Resources, Priority, QOS and association limits..."""
+    if not reason:
+        return False
+    return reason in QUEUED_REASONS or reason.startswith(("QOS", "Assoc", "MaxJobs"))
+
+
 async def wait_started(
     client: Client,
     job: JobDescription,
@@ -229,7 +245,7 @@ async def _wait_started(
             progress.show(_status_line(job))
         if not job.status.is_pending:
             return job
-        if stop_when_queued and job.history.reason in ("Scheduling", "DiskUnavailable"):
+        if stop_when_queued and queued(job.history.reason):
             return job
         # a server that long-polls answers as soon as the job changes (and at least every
         # second); others are polled with a growing delay
@@ -348,6 +364,25 @@ async def final_status(
                 raise
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)
+
+
+def is_restarting(job: JobDescription) -> bool:
+    """It waits out a restart's backoff: running (as on the platform, a job restarts in
+    place), reason Restarting, with no run to attach to."""
+    return job.status.value == "running" and job.history.reason == "Restarting"
+
+
+async def wait_next_run(client: Client, job: JobDescription) -> JobDescription:
+    """``job`` once it is out of a restart's backoff: running again, or finished."""
+    import asyncio
+
+    while is_restarting(job):
+        changed = await client.jobs.wait_change(job, 10.0)
+        if changed is None:  # (a server that does not long-poll)
+            await asyncio.sleep(0.2)
+            changed = await client.jobs.status(job.id)
+        job = changed
+    return job
 
 
 def _restart_transition(job: JobDescription) -> tuple[str, str]:

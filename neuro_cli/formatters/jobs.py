@@ -139,7 +139,10 @@ def status_rows(job: JobDescription, now: datetime, tty: bool) -> list[tuple[str
         rows.append(("Finished", when(h.finished_at, now, tty)))
     if h.exit_code is not None:
         rows.append(("Exit code", str(h.exit_code)))
-    if h.description and (job.status.value in ("failed", "cancelled") or job.status.is_pending):
+    restarting = job.status.value == "running" and h.reason == "Restarting"  # (its backoff)
+    if h.description and (
+        job.status.value in ("failed", "cancelled") or job.status.is_pending or restarting
+    ):
         rows.append(("Reason", h.description))
     return rows
 

@@ -72,6 +72,8 @@ def fail(cls: type[web.HTTPException], message: str) -> NoReturn:
 def not_running(job: JobRecord) -> str:
     """Why ``job`` is not running, in words (as the CLI says it): "it has already finished
     (succeeded)", "it has not started yet (pending)"..."""
+    if job.restarting:
+        return f"it waits to restart ({job.description})"
     return {
         "pending": "it has not started yet (pending)",
         "suspended": "it is suspended",

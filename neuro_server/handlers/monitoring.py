@@ -49,12 +49,13 @@ async def job_output(
 
 
 async def _runtime_job(st: Any, job_id: str) -> JobRecord | None:
-    """The job's record once it left pending and the runtime knows it; None when there is
-    nothing to read (no such job, or it never ran: cancelled while pending, failed to
-    start)."""
+    """The job's record once it runs (out of pending, or of a restart's backoff) and the
+    runtime knows it; None when there is nothing to read (no such job, or it never ran:
+    cancelled while pending, failed to start)."""
     while True:
         job: JobRecord | None = st.store.get_job(job_id)
-        if job is None or job.status != "pending":
+        # (between two runs the runtime knows the last one: wait for the next)
+        if job is None or not (job.status == "pending" or job.restarting):
             break
         await st.scheduler.wait_change(job_id, 1.0)
     if job is None:

@@ -84,7 +84,7 @@ async def open_session(
 
 def running_job(request: web.Request) -> JobRecord:
     job = get_job(request, need="write")
-    if job.status != "running":
+    if job.status != "running" or job.restarting:
         fail(web.HTTPNotFound, f"job {job.id} is not running: {not_running(job)}")
     return job
 

@@ -27,7 +27,7 @@ def parse_signal(value: str | None) -> int:
 async def send_signal(request: web.Request) -> web.Response:
     job = get_job(request, need="write")
     signum = parse_signal(request.query.get("signal"))
-    if job.status != "running":
+    if job.status != "running" or job.restarting:
         fail(web.HTTPBadRequest, f"job {job.id} is not running: {not_running(job)}; no signal sent")
     try:
         await app_state(request).runtime.signal(job.id, signum)

@@ -78,6 +78,8 @@ class JobSpec:
     uid: int | None = None
     gid: int | None = None
     home: str = ""
+    preset: str = ""  # its preset's name (a cluster's runtime maps it to a partition)
+    life_span: float | None = None  # seconds of run time (a cluster's time limit); None: none
 
 
 def dns_label(text: str) -> str:

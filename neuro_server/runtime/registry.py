@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 PLUGINS: dict[str, str] = {
     "docker": "neuro_server.runtime.docker.plugin",
     "process": "neuro_server.runtime.process.plugin",
+    "slurm": "neuro_server.runtime.slurm.plugin",
 }
 
 

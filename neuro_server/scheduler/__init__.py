@@ -11,9 +11,13 @@ pending --(fits in free resources, oldest first)--> running --> succeeded | fail
 - ``life_span_signal`` (our extension, as Slurm's --signal): the job gets that signal once,
   the given seconds of run time before its life span ends; a bump-life-span re-arms it.
 - ``restart_policy`` on-failure (a non-zero exit or OOM) or always (any exit): instead of
-  ending, the job goes back to pending/Restarting, ``restarts`` counts it, and it starts again
-  after a backoff (1, 2, 4... 30 s; back to 1 s after a run of 10 minutes).  Never after a kill,
-  the end of its life span, or a command that cannot run.  Its output continues in the same log.
+  ending, the job restarts in place, as on the platform: it stays running with reason
+  ``Restarting`` (the description says the exit and the backoff; the transition has the exit
+  code), ``restarts`` counts it, it keeps its resources, GPUs, disks and seat, and it starts
+  again after a backoff (1, 2, 4... 30 s; back to 1 s after a run of 10 minutes).  Never after
+  a kill (between two runs: cancelled at once), the end of its life span (the backoff is run
+  time), or a command that cannot run.  It is not suspended between two runs (nothing to
+  freeze).  Its output continues in the same log.
 - Jobs on presets with ``scheduler_enabled`` are preemptible: when a pending job does not fit,
   running preemptible jobs (the longest-running first) are suspended (status suspended, their
   processes frozen, not killed: they keep their memory and GPUs, give back their CPU) if that

@@ -6,7 +6,6 @@ restart) is watch.py's."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 
@@ -97,7 +96,14 @@ class Scheduler(Watching):
         if job.is_finished:
             return job
         self.store.set_kill_reason(job.id, reason)
-        if job.status == JobStatus.PENDING and job.id not in self._starting:
+        # as it is now (a run may have ended since the caller read it: from here on, its end
+        # is final, see lifecycle.restarts)
+        job = self.store.get_job(job.id) or job
+        if job.is_finished:
+            return job
+        if (job.status == JobStatus.PENDING or job.restarting) and job.id not in self._starting:
+            # nothing runs (between two runs too): cancelled at once, never started again
+            self._restart_at.pop(job.id, None)
             return self._set(job.id, JobStatus.CANCELLED, reason, kill_text(reason))
         if job.status == JobStatus.SUSPENDED:  # frozen processes cannot handle SIGTERM: thaw them
             try:
@@ -144,8 +150,13 @@ class Scheduler(Watching):
             except Exception:
                 log.exception("scheduler step failed")
                 next_check = 1.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=next_check)
+            # (not wait_for: on Python 3.11 it swallows a cancellation that comes as the
+            # event is set, say by a watcher cancelled by close(), and the loop never ends)
+            waiter = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=next_check)
+            finally:
+                waiter.cancel()
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
@@ -210,12 +221,13 @@ class Scheduler(Watching):
 
     async def _start_job(self, job: JobRecord) -> None:
         try:
-            self._set(
-                job.id,
-                JobStatus.PENDING,
-                self.runtime.info().start_reason,
-                "Starting the job's process",
-            )
+            if not job.restarting:  # (a restart stays running: the job keeps its seat)
+                self._set(
+                    job.id,
+                    JobStatus.PENDING,
+                    self.runtime.info().start_reason,
+                    "Starting the job's process",
+                )
             job = self.store.get_job(job.id) or job  # with the devices assigned to it
             try:
                 env, files = launch.secrets(

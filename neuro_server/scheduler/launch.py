@@ -189,4 +189,6 @@ def job_spec(
         uid=who.uid if who else None,
         gid=who.gid if who else None,
         home=who.home if who else "",
+        preset=job.spec.preset_name or "",
+        life_span=job.life_span,
     )

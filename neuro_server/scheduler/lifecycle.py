@@ -1,9 +1,10 @@
 """How a run ends, pure: a restart (with its backoff) or the job's final status.
 
 ``restart_policy`` on-failure (a non-zero exit or OOM) or always (any exit): instead of
-ending, the job goes back to pending/Restarting and starts again after a backoff (1, 2, 4...
-30 s; back to 1 s after a run of 10 minutes).  Never after a kill, the end of its life span,
-a lost supervisor or a command that cannot run.
+ending, the job restarts in place, as on the platform: it stays running (reason Restarting,
+keeping its resources) and starts again after a backoff (1, 2, 4... 30 s; back to 1 s after a
+run of 10 minutes).  Never after a kill, the end of its life span, a lost supervisor or a
+command that cannot run.
 """
 
 from __future__ import annotations

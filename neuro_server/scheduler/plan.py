@@ -3,14 +3,19 @@ time, the decisions of one step.  No store, no runtime, no clock of its own: tes
 (tests/server/test_plan.py); the executor (executor.py) applies what it decides.
 
 One step, in order:
-1. Pending jobs, oldest first: each waits out its restart backoff, its seat (the owner's
+0. Jobs between two runs (restart policy): running, reason Restarting, they keep their
+   resources, GPUs, disks and seat (as a restarted pod does), so each starts again once its
+   backoff is over, with no wait for room; not once it is killed or its life span is over.
+1. Pending jobs, oldest first: each waits out its seat (the owner's
    ``max_running_jobs``) and its disks (one writer at a time), then starts if it fits in what
    is free (with GPUs of its own), fails past its ``schedule_timeout``, or suspends running
    preemptible jobs to make room (longest-running first; between preemptible jobs only those
-   past their round-robin time), or waits, saying for what.
+   past their round-robin time; never one between two runs: it has nothing to freeze), or
+   waits, saying for what.
 2. Suspended jobs, oldest suspension first: resumed when their CPU is free, else they may take
    the place of preemptible jobs past their round-robin time.
-3. Running jobs with a life span: stopped at its end; sent their life-span signal when due.
+3. Running jobs with a life span: stopped at its end (also between two runs: the backoff is
+   run time); sent their life-span signal when due (in a run).
 """
 
 from __future__ import annotations
@@ -126,6 +131,7 @@ class _Planner:
         self.taken = {d for j in (*self.running, *s.starting) for d in j.devices}
 
     def run(self) -> Plan:
+        self._restarts()
         self._pending()
         self._suspended()
         self._life_spans()
@@ -133,6 +139,25 @@ class _Planner:
 
     def _due(self, seconds: float) -> None:
         self.next_check = min(self.next_check, seconds)
+
+    # -- 0. restarts -----------------------------------------------------------------------
+    def _restarts(self) -> None:
+        s = self.s
+        starting_ids = {j.id for j in s.starting}
+        for job in s.jobs:
+            if (
+                not job.restarting
+                or job.id in starting_ids
+                or job.kill_reason
+                or job.id in s.watched  # (its last run is still being wound up)
+                or (job.life_span is not None and job.run_time(s.now) >= job.life_span)
+            ):
+                continue
+            wait = s.restart_at.get(job.id, 0.0) - s.clock
+            if wait > 0:
+                self._due(wait)
+            else:
+                self.out.append(Start(job.id, job.devices))  # (its own GPUs, held meanwhile)
 
     # -- 1. pending jobs -------------------------------------------------------------------
     def _pending(self) -> None:
@@ -146,10 +171,6 @@ class _Planner:
                 seats[owner] = sum(1 for j in (*self.running, *s.starting) if j.owner == owner)
         for job in pending:
             if job.id in starting_ids or job.kill_reason or job.id in s.watched:
-                continue
-            wait = s.restart_at.get(job.id, 0.0) - s.clock
-            if wait > 0:  # a restart's backoff
-                self._due(wait)
                 continue
             if limit and seats.get(job.owner, 0) >= limit:
                 self.out.append(
@@ -220,6 +241,7 @@ class _Planner:
             if (
                 r.id == job.id
                 or not r.spec.scheduler_enabled
+                or r.restarting
                 or r.kill_reason
                 or r.id in self.suspending
                 or r.id in self.resuming
@@ -293,6 +315,8 @@ class _Planner:
                 self.out.append(Stop(job.id, "LifeSpanEnded"))
                 continue
             self._due(left)
+            if job.restarting:
+                continue  # its signal waits for its next run: there is no process to get it
             warn_in = job.life_span_warning_due(self.s.now)
             warn = job.spec.life_span_signal
             if warn is not None and warn_in is not None and warn_in <= 0:

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ..diskfull import describe, disk_full
-from ..model import ACTIVE, JobRecord, JobStatus, now
-from ..runtime.base import ExitInfo, State
+from ..model import ACTIVE, RESTARTING, JobRecord, JobStatus, now
+from ..runtime.base import ExitInfo, JobState, State
 from . import launch, lifecycle
 from .state import SchedulerState
 
@@ -97,11 +97,15 @@ class Watching(SchedulerState):
         # counted from this run's exit
         delay = lifecycle.backoff(count, ran)
         self._restart_at[job.id] = asyncio.get_running_loop().time() + delay
+        # in place, as on the platform: it stays running and keeps its seat; the transition
+        # has the run's exit code
         self._set(
             job.id,
-            JobStatus.PENDING,
-            "Restarting",
+            JobStatus.RUNNING,
+            RESTARTING,
             lifecycle.restart_description(job, ex, count, delay),
+            exit_code=ex.exit_code,
+            at=ex.finished_at,
         )
         return True
 
@@ -139,8 +143,11 @@ class Watching(SchedulerState):
                 )
 
     async def _reconcile(self, job: JobRecord) -> None:
-        held = job.status in (JobStatus.RUNNING, JobStatus.SUSPENDED)
         st = await self.runtime.inspect(job.id)
+        if job.restarting:
+            await self._reconcile_restart(job, st)
+            return
+        held = job.status in (JobStatus.RUNNING, JobStatus.SUSPENDED)
         if st.state == State.NOT_FOUND and held:
             # its supervisor may have been lost: the runtime kills what it left of the job
             # and records that end (the process runtime), or knows nothing of it
@@ -151,8 +158,8 @@ class Watching(SchedulerState):
             self._watch(job.id)  # (first: the loop must not start it again meanwhile)
             if pending:
                 self._set(job.id, JobStatus.RUNNING, at=st.started_at or now())
-        elif st.state == State.EXITED and job.reason == "Restarting" and pending:
-            pass  # the exit of the run before its restart: the loop starts it again
+        elif st.state == State.EXITED and job.reason == RESTARTING and pending:
+            pass  # (a store of a server that restarted jobs from pending) the loop starts it
         elif st.state == State.EXITED:
             assert st.exit is not None
             if pending:
@@ -167,6 +174,21 @@ class Watching(SchedulerState):
                 "The job's supervisor is gone and left no exit code",
             )
         elif job.kill_reason:
+            self._set(
+                job.id, JobStatus.CANCELLED, job.kill_reason, lifecycle.kill_text(job.kill_reason)
+            )
+
+    async def _reconcile_restart(self, job: JobRecord, st: JobState) -> None:
+        """A job that waited out a restart's backoff when the server stopped: its next run
+        started meanwhile (it is watched), else the loop starts it now (its backoff was
+        kept in memory only).  Its previous run's exit is no loss of its supervisor."""
+        if st.state == State.RUNNING:
+            self._watch(job.id)
+            self._set(job.id, JobStatus.RUNNING, at=st.started_at or now())
+            return
+        if st.state == State.EXITED:
+            await self.runtime.cleanup(job.id)  # (if the watcher had not yet)
+        if job.kill_reason:  # (killed as the server stopped, or by remove-user meanwhile)
             self._set(
                 job.id, JobStatus.CANCELLED, job.kill_reason, lifecycle.kill_text(job.kill_reason)
             )

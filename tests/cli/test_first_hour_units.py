@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,14 @@ import click
 import pytest
 
 from neuro_cli._terminal import read_stdin
-from neuro_cli.commands._jobs_common import Attempts
+from neuro_cli.commands._jobs_common import Attempts, is_restarting
+from neuro_cli.formatters.jobs import status_rows
 from neuro_cli.main import cli, usage_error_lines
 from neuro_sdk import JobDescription
 from neuro_sdk._parsing import job_description_from_api
 from tests.sdk.helpers import job_json
+
+NOW = datetime(2024, 1, 2, 3, 5, tzinfo=UTC)
 
 
 async def _drain(fd: int) -> list[bytes | None]:
@@ -69,15 +73,16 @@ def test_read_stdin_reads_to_the_end(tmp_path: Path, kind: str) -> None:
 
 
 def _restarting(restarts: int, description: str, **history: Any) -> JobDescription:
+    """A job between two runs, as the server says it: running (restarted in place)."""
     h = {
-        "status": "pending",
+        "status": "running",
         "reason": "Restarting",
         "description": description,
         "created_at": "2024-01-02T03:04:05Z",
         "restarts": restarts,
         **history,
     }
-    return job_description_from_api(job_json("job-1", status="pending", history=h))
+    return job_description_from_api(job_json("job-1", status="running", history=h))
 
 
 def test_attempts_announce_each_restart_once_and_remember_its_exit() -> None:
@@ -106,6 +111,16 @@ def test_attempts_announce_each_restart_once_and_remember_its_exit() -> None:
     assert Attempts().exit_code(killed) == 125  # no attempt seen: failed without a code
 
 
+def test_status_of_a_job_between_two_runs_says_why() -> None:
+    why = "The job exited with code 1; restart 2 in 2s (restart policy on-failure)"
+    job = _restarting(2, why, started_at="2024-01-02T03:04:06Z")
+    assert is_restarting(job)
+    rows = dict(status_rows(job, NOW, False))
+    assert (rows["Status"], rows["Restarts"], rows["Reason"]) == ("running (Restarting)", "2", why)
+    running = job_description_from_api(job_json("job-1", status="running"))
+    assert not is_restarting(running) and "Reason" not in dict(status_rows(running, NOW, False))
+
+
 @pytest.mark.parametrize(
     "argv, message, hint",
     [
@@ -121,3 +136,28 @@ def test_usage_error_lines(argv: list[str], message: str, hint: str) -> None:
     got_message, got_hint = usage_error_lines(info.value)
     assert got_message.startswith(message) and not got_message.endswith("."), got_message
     assert hint in got_hint, got_hint
+
+
+def test_run_detach_returns_on_a_queue_wait_not_a_start() -> None:
+    from neuro_cli.commands._jobs_common import queued
+
+    # our scheduler's and Slurm's queue waits: `run --detach` returns, the job waits there
+    for reason in (
+        "Scheduling",
+        "Resources",
+        "Priority",
+        "QOSMaxJobsPerUserLimit",
+        "AssocGrpCpuLimit",
+    ):
+        assert queued(reason), reason
+    # a start under way (and Slurm's next pass, "Submitted"): it waits until the job runs
+    for reason in (
+        "Creating",
+        "ContainerCreating",
+        "Starting",
+        "Submitting",
+        "Submitted",
+        "",
+        None,
+    ):
+        assert not queued(reason), reason

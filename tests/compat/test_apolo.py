@@ -248,7 +248,7 @@ def test_official_client_attach_to_a_tty_job_shows_its_screen(neuro: Neuro, apol
     url = json.loads((neuro.server_dir / "server.json").read_text())["url"]
     r = apolo("config", "login-with-token", neuro.ok("config", "show-token").strip(), url)
     assert r.returncode == 0, r.stderr
-    shell = ["bash", "--norc", "--noprofile"] if neuro.runtime == "process" else ["sh"]
+    shell = ["bash", "--norc", "--noprofile"] if neuro.runtime != "docker" else ["sh"]
     job = neuro.ok(
         "run", "-q", "--detach", "-t", "-e", "PS1=tty-prompt$ ", neuro.image, "--", *shell
     ).strip()
@@ -279,3 +279,50 @@ def test_official_client_attach_to_a_tty_job_shows_its_screen(neuro: Neuro, apol
         child.close(force=True)
     assert "running" in neuro.ok("status", job)
     neuro.ok("kill", job)
+
+
+@pytest.mark.timeout(240)
+def test_official_client_restarting_job_stays_running(neuro: Neuro, apolo) -> None:  # type: ignore[no-untyped-def]
+    """A job whose command keeps failing, run with `--restart on-failure`: as on the platform,
+    `apolo status` says running between its runs (the backoff is the reason, Restarting), after
+    its first failure and after its second."""
+    neuro.ok("server", "start")
+    url = json.loads((neuro.server_dir / "server.json").read_text())["url"]
+    r = apolo("config", "login-with-token", neuro.ok("config", "show-token").strip(), url)
+    assert r.returncode == 0, r.stderr
+    r = apolo(
+        "run",
+        "--detach",
+        "--preset",
+        "cpu-small",
+        "--restart",
+        "on-failure",
+        neuro.image,
+        "--",
+        "sh",
+        "-c",
+        "echo attempt; exit 3",
+    )
+    assert r.returncode == 0, r.stderr
+    found = re.search(r"job-[0-9a-f-]{36}", r.stdout)
+    assert found, r.stdout
+    job_id = found.group(0)
+    seen: list[tuple[str, int]] = []  # (status, restarts) of each `apolo status`
+    deadline = time.monotonic() + 60
+    while not seen or seen[-1][1] < 2:  # (its second failure)
+        assert time.monotonic() < deadline, seen
+        r = apolo("status", job_id)
+        assert r.returncode == 0, r.stderr
+        status = re.search(r"Status\s+(\w+(?: \(\w+\))?)", r.stdout)
+        restarts = re.search(r"Restarts\s+(\d+)", r.stdout)
+        assert status, r.stdout
+        seen.append((status.group(1), int(restarts.group(1)) if restarts else 0))
+    after_first = [s for s, n in seen if n >= 1]
+    assert after_first and all(s.startswith("running") for s in after_first), seen
+    r = apolo("status", job_id)  # and again, a moment later
+    assert re.search(r"Status\s+running", r.stdout), r.stdout
+    st = neuro.ok("status", job_id)
+    assert "pending (Restarting)" not in st and "running (Restarting)" in st
+    r = apolo("kill", job_id)
+    assert r.returncode == 0, r.stderr
+    assert "Status: cancelled (UserRequested)" in neuro.ok("status", job_id)

@@ -36,6 +36,13 @@ def server_toml(runtime: str, extra: str = "", server: str = "") -> str:
     ``extra`` TOML (presets...) at the end."""
     if runtime == "process":
         text = SERVER_TOML + extra
+    elif runtime == "slurm":
+        text = (
+            f'[server]\nkill_grace_seconds = 3\nruntime = "slurm"\nslurm_conf = "{slurm_conf()}"\n'
+            '[resources]\ncpu = 32\nmemory = "64GiB"\n' + extra
+        )
+        if "[[presets]]" not in extra:  # the defaults, sized to fit the CI nodes (4000 MiB)
+            text += SLURM_PRESETS
     else:
         text = (
             f'[server]\nkill_grace_seconds = 3\nruntime = "docker"\ndocker_host = "{ENGINE}"\n'
@@ -44,25 +51,86 @@ def server_toml(runtime: str, extra: str = "", server: str = "") -> str:
     return text.replace("[server]\n", "[server]\n" + server, 1)
 
 
-@pytest.fixture(params=["process", "docker"])
+SLURM_PRESETS = "".join(
+    f'[[presets]]\nname = "{name}"\ncpu = {cpu}\nmemory = "{memory}"\n{more}'
+    for name, cpu, memory, more in (
+        ("cpu-small", 0.5, "256MiB", ""),
+        ("cpu-medium", 1, "1GiB", ""),
+        ("cpu-large", 2, "2GiB", ""),
+        ("gpu-small", 1, "1GiB", 'nvidia_gpu = 1\nnvidia_gpu_model = "nvidia-gpu"\n'),
+    )
+)
+
+
+def slurm_conf() -> str:
+    from tests.server.runtime_slurm.harness import cluster_env
+
+    return (cluster_env() or {}).get("SLURM_CONF", "")
+
+
+#: what the slurm runtime does not do yet, by test (issue 12 goes on): each such test skips on
+#: slurm, saying why; the rest of the suite runs there as on the other runtimes
+SLURM_NOT_YET = {
+    "test_signals_and_top": "slurm runtime: Slurm gives whole CPUs (a 0.5-CPU preset gets 1)",
+    "test_run_oom_killed": "slurm runtime: Slurm's out-of-memory kill is not reported as OOMKilled yet",
+    "test_run_tty_restart_on_failure_attaches_every_attempt": (
+        "slurm runtime: an attached TTY does not follow a restart's new Slurm job yet"
+    ),
+    "test_ctrl_c_while_pending_asks_or_says_how_to_kill": (
+        "slurm runtime: the test holds a job pending on the server's own capacity; Slurm's "
+        "queue decides there"
+    ),
+    "test_schedule_timeout": (
+        "slurm runtime: the test fills the server's own capacity; the cluster's nodes still "
+        "have room (schedule_timeout on Slurm's queue wait is not mapped yet)"
+    ),
+    "test_preemptible_job_is_suspended_and_resumed": (
+        "slurm runtime: preemption by scontrol suspend is not timed as the scheduler expects yet"
+    ),
+    "test_round_robin_between_preemptible_jobs": (
+        "slurm runtime: preemption by scontrol suspend is not timed as the scheduler expects yet"
+    ),
+    "test_life_span_counts_run_time_not_suspension": (
+        "slurm runtime: a suspended job's life span is Slurm's TimeLimit, which counts "
+        "suspension (not mapped yet)"
+    ),
+}
+
+
+def on_host(n: Neuro) -> bool:
+    """Jobs run in the host environment (no image): process and slurm."""
+    return n.runtime in ("process", "slurm")
+
+
+@pytest.fixture(params=["process", "docker", "slurm"])
 def neuro(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Neuro]:
     runtime = str(request.param)
     if runtime == "docker" and (why := why_no_engine()):
         pytest.skip(why)
+    if runtime == "slurm":
+        from tests.server.runtime_slurm.harness import cluster_or_skip
+
+        if why := SLURM_NOT_YET.get(request.node.originalname):
+            pytest.skip(why)
+        cluster_or_skip()
     home = tmp_path / "home"
     home.mkdir()
     n = Neuro(home)
     n.runtime = runtime
-    n.image = "ubuntu" if runtime == "process" else IMAGE
+    n.image = IMAGE if runtime == "docker" else "ubuntu"
     n.write_server_config(server_toml(runtime))
     try:
         yield n
     finally:
-        if runtime == "docker":
+        if runtime in ("docker", "slurm"):
             for job in n("ps", "-q", timeout=30).stdout.split():
                 n("kill", job, timeout=30)
         n("server", "stop", timeout=30)
         kill_tree_of(n.server_dir)
+        if runtime == "slurm":
+            from tests.server.runtime_slurm.harness import cancel_jobs, cluster_env
+
+            cancel_jobs(n.server_dir / "jobs", cluster_env() or {})
         if runtime == "docker":
             remove_containers_of(n)
         unmount_under(n.server_dir)
@@ -100,7 +168,7 @@ def wait_job_ended_without_server(n: Neuro, job: str, timeout: float = 15) -> No
 
 
 def _ended(n: Neuro, job: str) -> bool:
-    if n.runtime == "process":
+    if on_host(n):
         return (n.server_dir / "jobs" / job / "exit.json").exists()
     from neuro_server.runtime.docker import api
 
@@ -117,7 +185,7 @@ def http_server_job(
     over HTTP on ``port``.  Returns the job id and the blob's sha256.  Python's http.server on
     a host directory on the process runtime; busybox httpd in the container, on files the job
     writes itself (it prints the blob's checksum)."""
-    if n.runtime == "process":
+    if on_host(n):
         www.mkdir(parents=True, exist_ok=True)
         (www / "index.html").write_text(index)
         blob = os.urandom(blob_mib << 20)
@@ -136,8 +204,9 @@ def http_server_job(
             "http.server",
             str(port),
             "--bind",
-            "127.0.0.1",
+            "0.0.0.0" if n.runtime == "slurm" else "127.0.0.1",  # (a node's own network)
         ).strip()
+        n.ok("wait", "--for", "running", "--timeout", "60s", job)  # (it may wait in a queue)
         return job, hashlib.sha256(blob).hexdigest()
     script = (
         f"mkdir -p /www && printf '%s' '{index}' > /www/index.html && "

@@ -99,6 +99,53 @@ def test_port_forward_through_an_exec_relay(dneuro: Neuro, tmp_path: Path) -> No
     dneuro.ok("kill", job)
 
 
-def test_pass_config_needs_a_reachable_server(dneuro: Neuro) -> None:
-    r = dneuro("run", "--pass-config", IMAGE, "--", "true")
-    assert r.returncode == 65 and "containers can reach" in r.stderr and "Traceback" not in r.stderr
+def test_pass_config_reaches_the_embedded_server_and_starts_a_sub_job(dneuro: Neuro) -> None:
+    """The embedded server is on loopback: the job's passed config names a door on its
+    network's gateway, through which the job (busybox: wget, no CLI in the image) lists its
+    owner's jobs and starts one, with its own token."""
+    import json
+
+    body = json.dumps(
+        {"image": IMAGE, "command": "echo child-ran", "name": "child", "preset_name": "cpu-small"}
+    )
+    script = (
+        'cfg=$(echo "$NEURO_PASSED_CONFIG" | base64 -d); '
+        """url=$(echo "$cfg" | sed 's/.*"url": "\\([^"]*\\)".*/\\1/'); """
+        """tok=$(echo "$cfg" | sed 's/.*"token": "\\([^"]*\\)".*/\\1/'); """
+        'echo "url=$url"; auth="Authorization: Bearer $tok"; '
+        'wget -q -O - --header "$auth" "$url/jobs" && echo && '
+        'wget -q -O - --header "$auth" --header "Content-Type: application/json" '
+        f"--post-data '{body}' \"$url/jobs?from_preset\" && echo && "
+        'wget -q -O - "$url/jobs" || echo refused-without-token'
+    )
+    r = dneuro("run", "--pass-config", "-n", "parent", IMAGE, "--", "sh", "-c", script, timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    server = json.loads((dneuro.server_dir / "server.json").read_text())["url"]
+    url = re.search(r"url=(\S+)", r.stdout)
+    assert url and url.group(1) != server and "127.0.0.1" not in url.group(1), r.stdout
+    assert url.group(1).endswith(":" + server.rsplit(":", 1)[1])  # the server's port
+    assert '"name": "parent"' in r.stdout or '"name":"parent"' in r.stdout, r.stdout
+    assert "refused-without-token" in r.stdout  # the door leads to the API, tokens and all
+    child = dneuro.wait_status("child", {"succeeded"}, timeout=60)
+    assert "succeeded" in child
+    assert dneuro.ok("logs", "child") == "child-ran\n"
+    owner = dneuro.ok("config", "show").splitlines()[0].removeprefix("User: ")
+    assert f"Owner: {owner}" in dneuro.ok("status", "child")
+
+
+def test_a_pass_config_jobs_door_opens_again_after_a_server_restart(dneuro: Neuro) -> None:
+    job = dneuro.ok(
+        "run", "-q", "--detach", "--pass-config", IMAGE, "--", "sh", "-c", "sleep 600"
+    ).strip()
+    fetch = (
+        'cfg=$(echo "$NEURO_PASSED_CONFIG" | base64 -d); '
+        """url=$(echo "$cfg" | sed 's/.*"url": "\\([^"]*\\)".*/\\1/'); """
+        """tok=$(echo "$cfg" | sed 's/.*"token": "\\([^"]*\\)".*/\\1/'); """
+        'wget -q -O - --header "Authorization: Bearer $tok" "$url/jobs/$0"'
+    )
+    assert job in dneuro.ok("exec", "-T", job, "--", "sh", "-c", fetch, job)
+    dneuro.ok("server", "stop")
+    dneuro.ok("server", "start")
+    r = dneuro("exec", "-T", job, "--", "sh", "-c", fetch, job)
+    assert r.returncode == 0 and job in r.stdout, r.stdout + r.stderr
+    dneuro.ok("kill", job)

@@ -201,6 +201,9 @@ def test_a_keep_alive_connection_never_hands_the_job_our_credentials(
 def test_jobs_reach_each_other_at_their_internal_hostname(neuro: Neuro, tmp_path: Path) -> None:
     import sys
 
+    if neuro.runtime == "slurm":
+        pytest.skip("slurm runtime: jobs are at their node's address (no job names in DNS yet)")
+
     port = _free_port()
     server, _ = http_server_job(
         neuro, port, "from the other job\n", tmp_path / "www", extra=("-n", "websrv")

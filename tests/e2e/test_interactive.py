@@ -17,7 +17,7 @@ import pexpect
 import pytest
 
 from tests.conftest import Neuro
-from tests.e2e.conftest import http_server_job
+from tests.e2e.conftest import http_server_job, on_host
 
 PROMPT = "PS1> "
 
@@ -80,7 +80,7 @@ def test_run_tty_typing_resize_detach_and_reattach(neuro: Neuro) -> None:
 def test_attach_at_the_ttys_own_size_redraws_the_screen(neuro: Neuro) -> None:
     """Attaching at the size the job's TTY already has (24x80) still makes the shell redraw
     its prompt, before any key (a line-editing shell: bash here, busybox sh in the image)."""
-    shell = ["bash", "--norc", "--noprofile", "-i"] if neuro.runtime == "process" else ["sh", "-i"]
+    shell = ["bash", "--norc", "--noprofile", "-i"] if on_host(neuro) else ["sh", "-i"]
     job = neuro.ok(
         "run", "-q", "--detach", "-t", "-e", f"PS1={PROMPT}", neuro.image, "--", *shell
     ).strip()

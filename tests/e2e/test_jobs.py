@@ -173,6 +173,13 @@ def test_restart_policies(neuro: Neuro) -> None:
         time.sleep(0.2)
     assert "Restart policy: on-failure" in st
     assert "restart 1 in 1s (restart policy on-failure)" in st  # the transition says why
+    # restarted in place, as on the platform: running between its runs, the backoff its reason
+    assert "pending (Restarting)" not in st
+    while "Status: running (Restarting)" not in st:  # (its backoff: 4 s now)
+        assert time.monotonic() < deadline, st
+        st = neuro.ok("status", job)
+    assert "Reason: The job exited with code 3; restart " in st
+    assert job in neuro.ok("ps", "-q", "--status", "running").split()
     neuro.ok("kill", job)
     out, _err = follower.communicate(timeout=30)
     assert follower.returncode == 0

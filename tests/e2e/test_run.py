@@ -19,7 +19,7 @@ def test_run_prints_output_and_exits_0(neuro: Neuro) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout == "hello\n"
     assert JOB_ID.search(r.stderr)
-    if neuro.runtime == "process":
+    if neuro.runtime in ("process", "slurm"):
         assert "does not use the image ubuntu" in r.stderr
     else:
         assert "does not use the image" not in r.stderr
@@ -136,8 +136,8 @@ def test_run_detach_then_logs_and_status(neuro: Neuro) -> None:
     assert "Status: succeeded (Completed)" in st
     assert "Exit code: 0" in st
     assert "Preset: cpu-small" in st
-    if neuro.runtime == "process":
-        assert "Runtime: process (the image is not used" in st
+    if neuro.runtime in ("process", "slurm"):
+        assert f"Runtime: {neuro.runtime} (the image is not used" in st
     else:
         assert "Runtime: docker" in st
     assert "Limits: " in st
@@ -229,7 +229,7 @@ def test_privileged_only_where_allowed(neuro: Neuro) -> None:
     neuro("server", "stop")
     neuro.write_server_config(server_toml(neuro.runtime, server="allow_privileged = true\n"))
     r = neuro("run", "--privileged", neuro.image, "--", *caps)
-    if neuro.runtime == "process":
+    if neuro.runtime in ("process", "slurm"):
         assert r.returncode == 65 and "privileged jobs need the docker runtime" in r.stderr
         return
     assert r.returncode == 0, r.stderr

@@ -138,19 +138,124 @@ async def test_executor_gives_gpus(make: Any, assigns: bool, env: dict[str, str]
     assert (await s.until(second.id, _status(JobStatus.RUNNING))).devices == (1,)
 
 
-async def test_executor_restarts_on_failure(make: Any) -> None:
+def _starts(s: Setup, job_id: str) -> int:
+    return s.runtime.calls.count(("start", job_id))
+
+
+async def _restarting(s: Setup, job_id: str, code: int = 3) -> JobRecord:
+    """``job_id``'s run ends with ``code``; the job, once it waits to restart."""
+    await s.until(job_id, _status(JobStatus.RUNNING, ""))
+    s.runtime.finish(job_id, code)
+    return await s.until(job_id, lambda j: j.restarting)
+
+
+async def test_executor_restarts_in_place(make: Any) -> None:
     s = await make()
     job = s.create(restart_policy="on-failure")
     await s.runtime.started(job.id)
-    await s.until(job.id, _status(JobStatus.RUNNING))
-    s.runtime.finish(job.id, 3)
-    pending = await s.until(job.id, _status(JobStatus.PENDING, "Restarting"))
-    assert pending.description == (
+    between = await _restarting(s, job.id)
+    # as on the platform: still running, the backoff a reason of it
+    assert (between.status, between.reason, between.restarts) == (
+        JobStatus.RUNNING,
+        "Restarting",
+        1,
+    )
+    assert between.description == (
         "The job exited with code 3; restart 1 in 1s (restart policy on-failure)"
     )
-    assert pending.restarts == 1
-    await s.until(job.id, lambda j: j.status == JobStatus.RUNNING and j.restarts == 1)
-    assert [c for c in s.runtime.calls if c[0] == "start"] == [("start", job.id)] * 2
+    assert between.exit_code is None  # (the job's own is its last one's, once it ends)
+    again = await s.until(job.id, lambda j: j.status == JobStatus.RUNNING and not j.restarting)
+    assert again.restarts == 1 and _starts(s, job.id) == 2
+    steps = [(t.status.value, t.reason, t.exit_code) for t in s.store.transitions(job.id)]
+    assert steps == [
+        ("pending", "Creating", None),
+        ("pending", "Starting", None),
+        ("running", "", None),
+        ("running", "Restarting", 3),  # the last exit, in the history
+        ("running", "", None),
+    ]
+
+
+async def test_executor_kill_between_two_runs_cancels_at_once(make: Any) -> None:
+    s = await make()
+    job = s.create(restart_policy="always")
+    await s.runtime.started(job.id)
+    between = await _restarting(s, job.id, code=0)
+    done = await asyncio.wait_for(s.scheduler.kill(between), 1.0)  # (no wait for a run)
+    assert (done.status, done.reason) == (JobStatus.CANCELLED, "UserRequested")
+    assert not s.scheduler._restart_at
+    s.scheduler._step()  # (its backoff forgotten: a restarting job would start at once)
+    await asyncio.sleep(0)
+    assert _starts(s, job.id) == 1
+    assert s.store.get_job(job.id).status == JobStatus.CANCELLED  # type: ignore[union-attr]
+
+
+async def test_executor_life_span_ends_between_two_runs(make: Any) -> None:
+    s = await make()
+    job = s.create(restart_policy="on-failure", max_run_time_seconds=0.5)
+    await s.runtime.started(job.id)
+    await _restarting(s, job.id)  # (its backoff, 1 s, outlasts its life span: run time)
+    done = await s.until(job.id, lambda j: j.is_finished)
+    assert (done.status, done.reason) == (JobStatus.CANCELLED, "LifeSpanEnded")
+    assert _starts(s, job.id) == 1
+
+
+async def test_executor_restart_keeps_its_seat(make: Any) -> None:
+    s = await make(FakeRuntime(capacity=Capacity.one_node("n", 1.5, 4 << 30)))
+    job = s.create(restart_policy="on-failure")
+    await s.runtime.started(job.id)
+    await _restarting(s, job.id)
+    other = s.create()
+    waiting = await s.until(other.id, _status(JobStatus.PENDING, "Scheduling"))
+    assert waiting.description == "Waiting for resources: needs cpu 1 (free 0.5 of 1.5)"
+    assert s.store.get_job(job.id).restarting  # type: ignore[union-attr]
+    await s.until(job.id, lambda j: j.status == JobStatus.RUNNING and not j.restarting)
+    assert s.store.get_job(other.id).status == JobStatus.PENDING  # type: ignore[union-attr]
+
+
+async def test_executor_no_suspension_between_two_runs(make: Any) -> None:
+    s = await make(FakeRuntime(capacity=Capacity.one_node("n", 2.0, 16 << 30)))
+    victim = s.create(preset_name="preemptible", restart_policy="on-failure")
+    await s.runtime.started(victim.id)
+    await _restarting(s, victim.id)
+    urgent = s.create(name="urgent")
+    await s.until(urgent.id, _status(JobStatus.PENDING, "Scheduling"))
+    assert ("suspend", victim.id) not in s.runtime.calls  # (it has no process to freeze)
+    # once it runs again, it makes room
+    suspended = await s.until(victim.id, _status(JobStatus.SUSPENDED))
+    assert _starts(s, victim.id) == 2 and suspended.restarts == 2
+    await s.until(urgent.id, _status(JobStatus.RUNNING))
+
+
+async def test_executor_restarted_server_restarts_a_job_between_two_runs(make: Any) -> None:
+    runtime = FakeRuntime()
+    s = await make(runtime)
+    job = s.create(restart_policy="on-failure")
+    await runtime.started(job.id)
+    await _restarting(s, job.id)
+    await s.scheduler.close()  # (its backoff was the old server's: in memory)
+    again = await make(runtime)
+    back = await again.until(job.id, lambda j: j.status == JobStatus.RUNNING and not j.restarting)
+    assert back.restarts == 1 and _starts(again, job.id) == 2  # restarted, not lost
+    runtime.finish(job.id, 0)
+    done = await again.until(job.id, lambda j: j.is_finished)
+    assert (done.status, done.reason) == (JobStatus.SUCCEEDED, "Completed")
+
+
+async def test_executor_restarted_server_cancels_a_job_killed_between_two_runs(
+    make: Any,
+) -> None:
+    runtime = FakeRuntime()
+    s = await make(runtime)
+    job = s.create(restart_policy="on-failure")
+    await runtime.started(job.id)
+    await _restarting(s, job.id)
+    await s.scheduler.close()
+    s.store.set_kill_reason(job.id, "UserRemoved")  # (neuro-server remove-user, offline)
+    again = await make(runtime)
+    done = again.store.get_job(job.id)  # (reconciled before the server serves)
+    assert done is not None and (done.status, done.reason) == (JobStatus.CANCELLED, "UserRemoved")
+    assert _starts(again, job.id) == 1
 
 
 async def test_executor_suspends_a_preemptible_job_and_resumes_it(make: Any) -> None:

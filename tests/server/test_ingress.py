@@ -97,6 +97,7 @@ def _echo_app(seen: list[dict[str, Any]]) -> web.Application:
     async def set_cookie(request: web.Request) -> web.Response:
         resp = web.Response(text="ok")
         resp.headers.add("Set-Cookie", "neuro_session=tossed; Domain=jobs.localhost; Path=/")
+        resp.headers.add("Set-Cookie", "dat=planted; Domain=jobs.localhost; Path=/")
         resp.headers.add("Set-Cookie", "app=1; Path=/")
         return resp
 

@@ -77,6 +77,49 @@ async def test_log_follows_a_restart_and_ends_when_the_job_does(api: Api, client
     assert st.status == JobStatus.SUCCEEDED and st.history.restarts == 1
 
 
+async def test_between_two_runs_no_session_and_the_log_waits_for_the_next(
+    api: Api, client: Client
+) -> None:
+    count = "$HOME/runs-between"
+    script = (
+        f"n=$(cat {count} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {count}; "
+        'if [ "$n" -lt 3 ]; then echo run$n; exit 3; fi; echo third; sleep 60'
+    )
+    job = await client.jobs.start(
+        image=UBUNTU,
+        preset_name="cpu-small",
+        command=f"sh -c '{script}'",
+        restart_policy=JobRestartPolicy.ON_FAILURE,
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while (st := await client.jobs.status(job.id)).history.restarts < 2:  # (backoff 2 s)
+            assert time.monotonic() < deadline, st
+            await asyncio.sleep(0.05)
+        assert (st.status, st.history.reason) == (JobStatus.RUNNING, "Restarting")
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            url = f"{api.url}/jobs/{job.id}/attach"
+            async with api.session.ws_connect(url, headers=api.headers(), params={"stdout": "1"}):
+                pass
+        assert info.value.status == 404
+        async with api.session.post(
+            f"{api.url}/jobs/{job.id}/kill", headers=api.headers(), params={"signal": "USR1"}
+        ) as resp:
+            assert resp.status == 400
+            assert "waits to restart (The job exited with code 3" in (await resp.json())["error"]
+        # a log opened now goes on with the next run while it runs
+        url = f"{api.url}/jobs/{job.id}/log_ws"
+        data = b""
+        async with api.session.ws_connect(url, headers=api.headers()) as ws:
+            while b"third" not in data:
+                msg = await asyncio.wait_for(ws.receive(), TIMEOUT)
+                assert msg.type == aiohttp.WSMsgType.BINARY, (msg, data)
+                data += msg.data
+        assert data == b"run1\nrun2\nthird\n"
+    finally:
+        await client.jobs.kill(job.id)
+
+
 async def test_offset_extension(api: Api, client: Client) -> None:
     job = await client.jobs.start(
         image=UBUNTU, preset_name="cpu-small", command="sh -c 'echo 0123456789'"

@@ -60,6 +60,7 @@ def job(
     warn: float | None = None,
     warned: float | None = None,
     name: str | None = None,
+    reason: str = "",
 ) -> JobRecord:
     """A job created ``age`` seconds before T0 (older jobs first: give larger ages), running
     for ``ran`` seconds by T0 when it runs."""
@@ -84,7 +85,7 @@ def job(
         owner=owner,
         name=name,
         status=status,
-        reason="",
+        reason=reason,
         description="",
         exit_code=None,
         created_at=T0 - timedelta(seconds=age),
@@ -100,6 +101,11 @@ def job(
         running_since=T0 - timedelta(seconds=ran) if running else None,
         warned_life_span=warned,
     )
+
+
+def restarting(id: str, **kw: Any) -> JobRecord:
+    """A job between two runs (its restart policy): running, reason Restarting."""
+    return job(id, JobStatus.RUNNING, reason="Restarting", **kw)
 
 
 def snap(*jobs: JobRecord, capacity: Capacity = CAP, **kw: Any) -> Snapshot:
@@ -188,8 +194,59 @@ CASES: list[tuple[str, Snapshot, list[Decision]]] = [
             )
         ],
     ),
-    ("restart backoff", snap(job("p"), restart_at={"p": 1003.0}), []),
-    ("restart backoff over", snap(job("p"), restart_at={"p": 999.0}), [Start("p")]),
+    ("restart backoff", snap(restarting("p"), restart_at={"p": 1003.0}), []),
+    ("restart backoff over", snap(restarting("p"), restart_at={"p": 999.0}), [Start("p")]),
+    (
+        "a restart with its backoff forgotten (a new server): at once",
+        snap(restarting("p")),
+        [Start("p")],
+    ),
+    (
+        "a restart keeps its resources: it starts when nothing else fits",
+        snap(restarting("p", cpu=4, age=1), job("q")),
+        [Start("p"), Wait("q", "Scheduling", "Waiting for resources: needs cpu 1 (free 0 of 4)")],
+    ),
+    (
+        "resources held during the backoff",
+        snap(restarting("p", cpu=4, age=1), job("q"), restart_at={"p": 1003.0}),
+        [Wait("q", "Scheduling", "Waiting for resources: needs cpu 1 (free 0 of 4)")],
+    ),
+    (
+        "a restart keeps its GPUs",
+        snap(restarting("p", gpu=1, devices=(1,)), job("q", gpu=1), capacity=GPUS),
+        [Start("p", (1,)), Start("q", (0,))],
+    ),
+    (
+        "a restart keeps its seat",
+        snap(restarting("p", age=1), job("q"), max_running_jobs=1, restart_at={"p": 1003.0}),
+        [Wait("q", "Scheduling", "Waiting for a seat: 1 of your 1 jobs are running")],
+    ),
+    (
+        "a restart keeps its disk",
+        snap(
+            restarting("p", disks=(("d", False),), name="train"),
+            job("q", disks=(("d", False),)),
+            restart_at={"p": 1003.0},
+        ),
+        [
+            Wait(
+                "q",
+                "DiskUnavailable",
+                "Waiting for job train to release disk d (one writer at a time)",
+            )
+        ],
+    ),
+    (
+        "killed, wound up or starting between two runs: not started (again)",
+        snap(
+            restarting("k", kill_reason="UserRequested"),
+            restarting("w"),
+            restarting("s"),
+            watched=frozenset({"w"}),
+            starting=[restarting("s")],
+        ),
+        [],
+    ),
     (
         "a seat of one's own",
         snap(
@@ -259,11 +316,16 @@ def test_plan_decides(snapshot: Snapshot, decisions: list[Decision]) -> None:
 
 NEXT: list[tuple[str, Snapshot, float]] = [
     ("idle", snap(), 5.0),
-    ("a restart's backoff", snap(job("p"), restart_at={"p": 1003.0}), 3.0),
+    ("a restart's backoff", snap(restarting("p"), restart_at={"p": 1003.0}), 3.0),
+    (
+        "a life span goes on between two runs",
+        snap(restarting("r", life_span=60, ran=58), restart_at={"r": 1010.0}),
+        2.0,
+    ),
     ("a schedule timeout", snap(job("p", cpu=5, age=18, schedule_timeout=20)), 2.0),
     ("a life span", snap(job("r", JobStatus.RUNNING, life_span=60, ran=59)), 1.0),
     ("a life-span signal", snap(job("r", JobStatus.RUNNING, life_span=60, ran=37, warn=20)), 3.0),
-    ("never sooner than 50 ms", snap(job("p"), restart_at={"p": 1000.001}), 0.05),
+    ("never sooner than 50 ms", snap(restarting("p"), restart_at={"p": 1000.001}), 0.05),
 ]
 
 
@@ -326,6 +388,16 @@ PREEMPT: list[tuple[str, Snapshot, list[Decision]]] = [
             running_since={"v": 900.0},
         ),
         [Suspend("v", _why("next", "round robin"))],
+    ),
+    (
+        "not one between two runs (nothing to freeze)",
+        snap(
+            restarting("v", cpu=4, preemptible=True),
+            job("p", cpu=2),
+            restart_at={"v": 1003.0},
+            running_since={"v": 0.0},
+        ),
+        [Wait("p", "Scheduling", "Waiting for resources: needs cpu 2 (free 0 of 4)")],
     ),
     (
         "not one being suspended already",
@@ -404,6 +476,16 @@ LIFE: list[tuple[str, JobRecord, list[Decision]]] = [
         "a bump re-arms it",
         job("r", JobStatus.RUNNING, life_span=120, ran=105, warn=20, warned=60),
         [Signal("r", 10, 120)],
+    ),
+    (
+        "past it between two runs: stopped, not restarted",
+        restarting("r", life_span=60, ran=60),
+        [Stop("r", "LifeSpanEnded")],
+    ),
+    (
+        "between two runs its signal waits for the next run",
+        restarting("r", life_span=60, ran=45, warn=20),
+        [Start("r")],
     ),
     (
         "a suspended job's life span waits",

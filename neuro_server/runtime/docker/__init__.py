@@ -13,6 +13,7 @@
     exec.py       exec sessions (the engine's exec API)
     relay.py      ports reached through a relay exec'd in the container (rootless engines)
     network.py    per-user (or shared) networks
+    doors.py      pass_config to a server on loopback: a relay on the job network's gateway
     volumes.py    volumes pinned race-free for the engine to bind
     oom.py        was an exit 137 the memory limit
     plugin.py     its entry in the registry (registry.py)

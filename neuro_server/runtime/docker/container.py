@@ -233,24 +233,41 @@ class InitError:
     line (catatonit, tini): that line is replaced by ours at the exit (``init_could_not_exec``),
     so a user sees one error, as from a shell, not two."""
 
-    _START = re.compile(rb"ERROR \(catatonit:\d+\): |\[FATAL tini \(\d+\)\] ")
+    # the line's start so far: its prefix, its pid digits, then ")" and the rest of the line
+    _START = re.compile(rb"(?:ERROR \(catatonit:|\[FATAL tini \()\d*(?:\)|\Z)")
+    _PREFIXES = (b"ERROR (catatonit:", b"[FATAL tini (")
 
     def __init__(self, *, first: bool = True) -> None:
         """``first``: the container's output starts now (not a pump resuming after some)."""
-        self.held: tuple[bytes, int, float] | None = None
-        self.done = not first  # only the container's first chunk may be held
+        self.held: list[tuple[bytes, int, float]] = []
+        self.done = not first  # once output is not the init's line, nothing more is held
+
+    @property
+    def text(self) -> bytes:
+        return b"".join(data for data, _, _ in self.held)
 
     def hold(self, data: bytes, stream: int, when: float) -> bool:
-        """Hold ``data`` (True) when it is the container's first output and looks like it."""
-        first, self.done = not self.done, True
-        if first and len(data) <= 1024 and self._START.match(data):
-            self.held = (data, stream, when)
+        """Hold ``data`` (True) while the container's output so far may be the init's line
+        (it may come in pieces); False from the first byte that cannot be (the caller writes
+        what was held first)."""
+        if self.done:
+            return False
+        text = self.text + data
+        newline = text.find(b"\n")
+        if (
+            len(text) <= 1024
+            and newline in (-1, len(text) - 1)
+            and (self._START.match(text) or any(p.startswith(text) for p in self._PREFIXES))
+        ):
+            self.held.append((data, stream, when))
             return True
+        self.done = True
         return False
 
-    def release(self) -> tuple[bytes, int, float] | None:
-        """What was held, to write after all (None: nothing)."""
-        held, self.held = self.held, None
+    def release(self) -> list[tuple[bytes, int, float]]:
+        """What was held, to write after all (or to drop: replaced by our line)."""
+        held, self.held = self.held, []
+        self.done = True
         return held
 
 

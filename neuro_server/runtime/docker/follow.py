@@ -78,6 +78,8 @@ class Follower(DockerJobs):
         phase = phase_of(info)
         if phase == "running":
             self._kick(job_id)
+            if (door := (spec or {}).get("server_door")) is not None:
+                await self.doors.reopen(door)  # (its passed config names it)
             return JobState(
                 State.RUNNING, started_at=started_dt or record_time(started, "started_at")
             )

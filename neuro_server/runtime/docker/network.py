@@ -114,6 +114,17 @@ class Networks:
             return False
         return bool((info or {}).get("dns_enabled"))
 
+    async def gateway(self, network: str | None) -> str | None:
+        """The host's address on ``network`` (None: the engine's default one), where its
+        containers reach the host; None when it has none."""
+        try:
+            info = await api.get_json(self.endpoint, api.path("/networks/{}", network or "bridge"))
+        except api.EngineError:
+            return None
+        configs = ((info or {}).get("IPAM") or {}).get("Config") or []
+        found = [str(c["Gateway"]) for c in configs if isinstance(c, dict) and c.get("Gateway")]
+        return next((g for g in found if ":" not in g), found[0] if found else None)
+
     def endpoint_config(self, network: str | None, *names: str) -> dict[str, Any] | None:
         """NetworkingConfig of a container on ``network`` known there by ``names``."""
         aliases = [n for n in names if n]

@@ -157,20 +157,21 @@ class Pump:
         """The container printed ``data``: into the log (times only grow: readers search them)."""
         if not data:
             return
-        self._flush_held()  # more output: what was held was not the init's error
         when = time.time() if when is None else when
         if self._init_error.hold(data, stream, when):
             self.consumed += len(data)  # (consumed from the container, if not yet logged)
             return
+        self._flush_held()  # more output: what was held was not the init's error
         self._write(data, stream, when)
         self.consumed += len(data)
 
     def _flush_held(self) -> None:
         held = self._init_error.release()
-        if held is not None:  # (its bytes were counted as consumed when held)
-            self.consumed -= len(held[0])
-            self._write(*held)
-            self.consumed += len(held[0])
+        size = sum(len(data) for data, _, _ in held)
+        self.consumed -= size  # (its bytes were counted as consumed when held)
+        for chunk in held:
+            self._write(*chunk)
+        self.consumed += size
 
     def _write(self, data: bytes, stream: int, when: float) -> None:
         now = time.time()
@@ -392,9 +393,8 @@ class Pump:
         error = ""
         config = info.get("Config") or {}
         command = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
-        held = self._init_error.held
         cannot = init_could_not_exec(
-            held[0] if held else b"", code, str(command[0]) if command else ""
+            self._init_error.text, code, str(command[0]) if command else ""
         )
         if cannot is not None:
             code, error = cannot

@@ -93,7 +93,7 @@ class DockerRuntime(Starter):
         mounts="",
         privileged=True,
         assigns_gpus=True,
-        loopback_reachable=False,
+        loopback_reachable=True,  # through a door on the job network's gateway (doors.py)
         reports_progress=True,
         host_users=False,
     )
@@ -129,6 +129,7 @@ class DockerRuntime(Starter):
         self._pumps.clear()
         for pump in pumps:
             await pump.close()
+        await self.doors.close()
         await self.engine.close()
 
     async def job_ids(self) -> list[str]:

@@ -30,6 +30,7 @@ from .container import (
     secret_files,
     spec_record,
 )
+from .doors import PASSED
 from .engine import phase_of
 from .follow import Follower
 from .oom import SIGKILLED
@@ -78,6 +79,11 @@ class Starter(Follower):
                     config["NetworkingConfig"] = self.networks.endpoint_config(
                         network, spec.job_id, spec.hostname
                     )
+            if PASSED in spec.env:
+                gateway = await self.networks.gateway(network)
+                passed, door = await self.doors.passed(spec.env[PASSED], gateway)
+                config["Env"] = [f"{k}={v}" for k, v in {**spec.env, PASSED: passed}.items()]
+                record["server_door"] = door
             docker = await self.engine.client()
             try:
                 try:

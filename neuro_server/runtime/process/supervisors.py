@@ -32,7 +32,7 @@ from .procfs import boot_id, kill_session, proc_stat, supervisor_alive
 from .supervisor.job import SUPERVISOR_LOG
 from .supervisor.spawn import DEFAULT_PATH
 
-_PACKAGE_PARENT = str(Path(__file__).resolve().parents[3])  # where neuro_server is importable
+PACKAGE_PARENT = str(Path(__file__).resolve().parents[3])  # where neuro_server is importable
 LOST = "the job's supervisor was lost; its processes were killed"
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 async def launch(d: Path, timeout: float) -> StartInfo:
     """Start the supervisor of the job in ``d`` (its spec.json written) and return once the
     job runs, or raise RuntimeError_ when it could not start (within ``timeout``)."""
-    env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "PYTHONPATH": _PACKAGE_PARENT}
+    env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "PYTHONPATH": PACKAGE_PARENT}
     ready_r, ready_w = os.pipe()  # the supervisor writes it once the job runs (or cannot)
     argv = [
         sys.executable,

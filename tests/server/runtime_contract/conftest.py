@@ -1,7 +1,8 @@
 """The runtime contract suite: the same tests on every runtime -- process, docker (Podman's
 Docker-compatible service, as .ci/podman-setup.sh starts it) and the tests' toy runtime
 (tests/server/toy_runtime) -- as the e2e suite runs on both real runtimes.  A new runtime gets
-the whole contract by one more entry in RUNTIMES (and a harness below).
+the whole contract by one more entry in RUNTIMES (and a harness below); slurm runs on the
+cluster of .ci/slurm-setup.sh (skipped when it is not up).
 
 A test that needs what a runtime cannot do skips, naming it: a capability of
 base.Capabilities (``rt.needs_capability``), or one of the harness's traits (``rt.needs``):
@@ -31,7 +32,7 @@ from neuro_server.runtime.base import JobSpec, Runtime, StdioSession
 
 registry.register("toy", "tests.server.toy_runtime.plugin")  # the toy runtime: one line
 
-RUNTIMES = ("process", "docker", "toy")
+RUNTIMES = ("process", "docker", "toy", "slurm")
 TTY, OUTLIVES, LIMITS = "terminals", "jobs outlive the server", "limits enforced"
 TIMEOUT = 20.0
 PY = sys.executable
@@ -77,7 +78,9 @@ class Harness:
         if self.kind == "docker":
             return self.spec(job_id, ["httpd", "-f", "-p", "8080", "-h", "/www"]), 8080
         port = free_port()
-        argv = [PY, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+        # (a Slurm node has a network of its own: the job listens on the node's address)
+        bind = "0.0.0.0" if self.kind == "slurm" else "127.0.0.1"
+        argv = [PY, "-m", "http.server", str(port), "--bind", bind]
         return self.spec(job_id, argv, working_dir=str(self.site)), port
 
     def needs(self, *traits: str) -> None:
@@ -161,6 +164,15 @@ def _teardown(kind: str, root: Path) -> Iterator[tuple[Callable[[], Any], frozen
         finally:
             remove_containers(instance)
             remove_networks(instance)
+    elif kind == "slurm":
+        from neuro_server.runtime.slurm.runtime import SlurmRuntime
+        from tests.server.runtime_slurm.harness import cancel_jobs, cluster_or_skip
+
+        env = cluster_or_skip()
+        try:
+            yield (lambda: SlurmRuntime(root, env=env)), frozenset({TTY, OUTLIVES}), ""
+        finally:
+            cancel_jobs(root, env)
     else:
         from tests.server.toy_runtime.runtime import ToyRuntime
 

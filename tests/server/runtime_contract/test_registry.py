@@ -23,7 +23,7 @@ def test_registry_names_every_runtime_and_loads_its_plugin() -> None:
         plugin = registry.plugin(name)
         assert plugin.name == name and plugin.summary and plugin.config_keys
     with pytest.raises(KeyError):
-        registry.plugin("slurm")
+        registry.plugin("kubernetes")  # (not a runtime here)
 
 
 def test_a_registered_runtime_is_a_valid_config_and_cli_choice(tmp_path: Path) -> None:

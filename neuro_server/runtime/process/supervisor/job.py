@@ -208,6 +208,8 @@ class Supervisor(Requests):
         argv = [str(a) for a in spec["argv"]]
         env = {str(k): str(v) for k, v in (spec.get("env") or {}).items()}
         env.setdefault("PATH", DEFAULT_PATH)
+        for prefix in spec.get("host_env_prefixes") or ():  # e.g. Slurm's SLURM_*, for srun
+            env.update({k: v for k, v in os.environ.items() if k.startswith(str(prefix))})
         # a job of a uid of its own: its home (the job dir is not for it to see), where the
         # job makes its own working dir, as that uid
         home = str(spec.get("home") or "") if self.creds is not None else ""
@@ -225,11 +227,13 @@ class Supervisor(Requests):
         pids = int(spec.get("pids_limit") or 0)
         root = spec.get("cgroup_root") or cgroups.ROOT
         parent = spec.get("cgroup_parent") or "neuro"
-        mem_by = cpu_by = None
+        # who enforces the limits when not we (Slurm's cgroups): no cgroup nor rlimit of ours
+        mem_by = cpu_by = str(spec.get("limits_by") or "") or None
         try:
-            self.cgroup, mem_by, cpu_by = cgroups.setup(
-                parent, spec["job_id"], memory, cpu, root, pids=pids
-            )
+            if mem_by is None:
+                self.cgroup, mem_by, cpu_by = cgroups.setup(
+                    parent, spec["job_id"], memory, cpu, root, pids=pids
+                )
         except OSError as e:
             print(f"supervisor: no cgroup: {e}", file=sys.stderr)
         stdio, child_ends = self.open_stdio()
