@@ -37,7 +37,7 @@ import re
 import signal
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,6 @@ from ..base import (
     State,
     StdioSession,
     Telemetry,
-    tty_size,
 )
 from ..jobdir import (
     EXIT,
@@ -74,8 +73,8 @@ from ..jobdir import (
     record_time,
     write_json,
 )
-from ..logfile import RESERVE_NAME, read_log
-from . import control, sessions, usage
+from ..logfile import RESERVE_NAME
+from . import control, sessions, supervised, usage
 from .ports import job_listener
 from .procfs import supervisor_alive
 from .spec import spec_record
@@ -311,11 +310,9 @@ class ProcessRuntime:
         follow: bool = True,
     ) -> AsyncIterator[bytes]:
         d = self.job_dir(job_id)
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
-        return read_log(
-            str(d),
-            since=None if since is None else since.timestamp(),
+        return supervised.job_logs(
+            d,
+            since=since,
             timestamps=timestamps,
             follow=follow,
             finished=lambda: self._finished(d),
@@ -359,14 +356,8 @@ class ProcessRuntime:
     async def attach(
         self, job_id: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool = False
     ) -> StdioSession:
-        d = self._running(job_id)
-        if stdin and not (read_json(str(d / SPEC)) or {}).get("tty"):
-            raise RuntimeError_(
-                f"job {job_id} was not started with a tty: its stdin cannot be attached",
-                reason="BadRequest",
-            )
-        return await sessions.AttachSession.open(
-            str(d), job_id, stdin=stdin, stdout=stdout, stderr=stderr, logs=logs
+        return await supervised.attach(
+            self._running(job_id), job_id, stdin=stdin, stdout=stdout, stderr=stderr, logs=logs
         )
 
     async def exec(
@@ -382,17 +373,14 @@ class ProcessRuntime:
         """Run ``argv`` beside the job (on a TTY of ``size``).  A command that cannot start
         still gives a session: its stderr says why and ``wait()`` gives 127 (not found) or 126
         (not executable), as a shell would."""
-        d = self._running(job_id)
-        return await sessions.ExecSession.open(
-            str(d), job_id, argv, tty=tty, stdin=stdin, env=env, size=tty_size(size)
+        return await supervised.exec_beside(
+            self._running(job_id), job_id, argv, tty=tty, stdin=stdin, env=env, size=size
         )
 
     async def resize(self, job_id: str, height: int, width: int) -> None:
         """Resize the job's TTY (its foreground process group gets SIGWINCH); a no-op for a
         job without one."""
-        d = self._running(job_id)
-        size = sessions._winsize(height, width)
-        await sessions.request(str(d), job_id, control.RESIZE, size)
+        await supervised.resize(self._running(job_id), job_id, height, width)
 
     async def connect_port(self, job_id: str, port: int) -> tuple[PortReader, PortWriter]:
         """A TCP connection to ``port`` where one of the job's own processes listens (jobs

@@ -33,7 +33,7 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from ..base import (
@@ -51,7 +51,6 @@ from ..base import (
     State,
     StdioSession,
     Telemetry,
-    tty_size,
 )
 from ..jobdir import (
     EXIT,
@@ -70,8 +69,7 @@ from ..jobdir import (
     write_json,
     write_record,
 )
-from ..logfile import read_log
-from ..process import control, sessions
+from ..process import control, sessions, supervised
 from ..process.spec import spec_record
 from ..process.supervisors import remove_stale_socket, start_info
 from . import states
@@ -397,11 +395,9 @@ class SlurmRuntime:
         follow: bool = True,
     ) -> AsyncIterator[bytes]:
         d = self.job_dir(job_id)
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
-        return read_log(
-            str(d),
-            since=None if since is None else since.timestamp(),
+        return supervised.job_logs(
+            d,
+            since=since,
             timestamps=timestamps,
             follow=follow,
             finished=lambda: (d / EXIT).exists(),
@@ -438,13 +434,8 @@ class SlurmRuntime:
         self, job_id: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool = False
     ) -> StdioSession:
         d = await self._running(job_id)
-        if stdin and not (read_json(str(d / SPEC)) or {}).get("tty"):
-            raise RuntimeError_(
-                f"job {job_id} was not started with a tty: its stdin cannot be attached",
-                reason="BadRequest",
-            )
-        return await sessions.AttachSession.open(
-            str(d), job_id, stdin=stdin, stdout=stdout, stderr=stderr, logs=logs
+        return await supervised.attach(
+            d, job_id, stdin=stdin, stdout=stdout, stderr=stderr, logs=logs
         )
 
     async def exec(
@@ -460,13 +451,12 @@ class SlurmRuntime:
         """Run ``argv`` beside the job by its supervisor (in its Slurm step, its env and
         working dir), as the process runtime does."""
         d = await self._running(job_id)
-        return await sessions.ExecSession.open(
-            str(d), job_id, argv, tty=tty, stdin=stdin, env=env, size=tty_size(size)
+        return await supervised.exec_beside(
+            d, job_id, argv, tty=tty, stdin=stdin, env=env, size=size
         )
 
     async def resize(self, job_id: str, height: int, width: int) -> None:
-        d = await self._running(job_id)
-        await sessions.request(str(d), job_id, control.RESIZE, sessions._winsize(height, width))
+        await supervised.resize(await self._running(job_id), job_id, height, width)
 
     async def connect_port(self, job_id: str, port: int) -> tuple[PortReader, PortWriter]:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
