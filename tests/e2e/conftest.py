@@ -123,8 +123,7 @@ def neuro(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Neuro]:
         yield n
     finally:
         if runtime in ("docker", "slurm"):
-            for job in n("ps", "-q", timeout=30).stdout.split():
-                n("kill", job, timeout=30)
+            n.kill_all()
         n("server", "stop", timeout=30)
         kill_tree_of(n.server_dir)
         if runtime == "slurm":
